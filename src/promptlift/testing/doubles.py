@@ -1,0 +1,90 @@
+"""Test doubles that ship with promptlift: providers that answer without any network.
+
+``FunctionProvider`` answers with a function of the request; ``ScriptedProvider`` plays a
+script of answers and errors in order and records every request it saw. Both obey the
+``Provider`` contract, so every client wrapper and every optimizer can be tested against them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable
+from typing import Union
+
+from promptlift.errors import PromptliftError
+from promptlift.providers.base import Provider
+from promptlift.types import Completion, CompletionRequest, Usage
+
+Reply = Union[str, Completion, PromptliftError]
+
+
+def _completion(request: CompletionRequest, reply: str | Completion, provider: str) -> Completion:
+    if isinstance(reply, Completion):
+        return reply
+    words = sum(len(m.content.split()) for m in request.messages)
+    return Completion(
+        content=reply,
+        model=request.model,
+        provider=provider,
+        usage=Usage(input_tokens=words, output_tokens=len(reply.split())),
+    )
+
+
+class FunctionProvider(Provider):
+    """Answers every request with ``fn(request)``: a string, a Completion, or an error to raise.
+
+    ``delay`` (seconds) simulates latency without blocking the event loop.
+    """
+
+    name = "function"
+
+    def __init__(self, fn: Callable[[CompletionRequest], Reply], *, delay: float = 0.0):
+        self.fn = fn
+        self.delay = delay
+        self.requests: list[CompletionRequest] = []
+        self._lock = threading.Lock()
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        with self._lock:
+            self.requests.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        reply = self.fn(request)
+        if isinstance(reply, PromptliftError):
+            raise reply
+        return _completion(request, reply, self.name)
+
+
+class ScriptedProvider(Provider):
+    """Plays ``script`` in order, one item per request; errors in it are raised.
+
+    When the script runs out it repeats ``then`` (default: raise, so an unexpected call fails
+    the test loudly).
+    """
+
+    name = "scripted"
+
+    def __init__(self, script: Iterable[Reply], *, then: Reply | None = None):
+        self.script = list(script)
+        self.then = then
+        self.requests: list[CompletionRequest] = []
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        with self._lock:
+            index = len(self.requests)
+            self.requests.append(request)
+            if index < len(self.script):
+                reply = self.script[index]
+            elif self.then is not None:
+                reply = self.then
+            else:
+                raise AssertionError(f"ScriptedProvider: unexpected call #{index + 1}: {request.model}")
+        if isinstance(reply, PromptliftError):
+            raise reply
+        return _completion(request, reply, self.name)

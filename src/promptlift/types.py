@@ -1,0 +1,162 @@
+"""The data that crosses every layer: a request in, a completion out.
+
+Both are frozen: a request is a value (it is hashed for the cache and replayed by retries),
+and a completion is a record of what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+def messages_from(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
+    """Accept a bare string (one user turn), Message objects or OpenAI-style dicts."""
+    if isinstance(value, str):
+        return (Message("user", value),)
+    out: list[Message] = []
+    for item in value:
+        if isinstance(item, Message):
+            out.append(item)
+            continue
+        role, content = item.get("role"), item.get("content")
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise ValueError(
+                f"a message needs role system/user/assistant and string content, got {dict(item)!r}"
+            )
+        out.append(Message(role, content))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One call to one model. ``model`` follows LiteLLM's ``provider/model`` convention."""
+
+    model: str
+    messages: tuple[Message, ...]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    timeout: float = 120.0  # seconds; LiteLLM's own default is 6000 s
+    api_base: str | None = None
+    # Which sample this is when the same sampled request is asked for n times (cache key only).
+    sample: int = 0
+
+    def generation_params(self) -> dict[str, Any]:
+        """The parameters that change what the model generates, without None values."""
+        params: dict[str, Any] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "response_format": dict(self.response_format) if self.response_format else None,
+        }
+        if self.stop:
+            params["stop"] = list(self.stop)
+        if self.tools:
+            params["tools"] = [dict(t) for t in self.tools]
+        return {k: v for k, v in params.items() if v is not None}
+
+    @property
+    def is_sampled(self) -> bool:
+        """A call whose answer may differ each time: temperature above 0 and no seed."""
+        return (self.temperature is None or self.temperature > 0) and self.seed is None
+
+    def replace(self, **changes: Any) -> CompletionRequest:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A normalized answer, whatever served it.
+
+    ``model`` is the model that actually answered (after any fallback); ``cost_usd`` is what the
+    call cost when it was made (a cache hit keeps the original cost and sets ``cached``).
+    """
+
+    content: str
+    model: str
+    provider: str
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    finish_reason: str = "stop"
+    attempts: int = 1
+    fallback_used: bool = False
+    cached: bool = False
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+
+    def replace(self, **changes: Any) -> Completion:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "model": self.model,
+            "provider": self.provider,
+            "usage": self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "finish_reason": self.finish_reason,
+            "attempts": self.attempts,
+            "fallback_used": self.fallback_used,
+            "cached": self.cached,
+            "tool_calls": [dict(t) for t in self.tool_calls],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Completion:
+        usage = data.get("usage") or {}
+        return cls(
+            content=data["content"],
+            model=data["model"],
+            provider=data["provider"],
+            usage=Usage(
+                int(usage.get("input_tokens", 0)),
+                int(usage.get("output_tokens", 0)),
+                int(usage.get("cached_tokens", 0)),
+            ),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            latency_s=float(data.get("latency_s", 0.0)),
+            finish_reason=str(data.get("finish_reason", "stop")),
+            attempts=int(data.get("attempts", 1)),
+            fallback_used=bool(data.get("fallback_used", False)),
+            cached=bool(data.get("cached", False)),
+            tool_calls=tuple(data.get("tool_calls") or ()),
+        )
