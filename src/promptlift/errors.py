@@ -29,6 +29,8 @@ Messages never contain credentials: the provider layer redacts them before raisi
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PromptliftError(Exception):
     """Base class of every promptlift error."""
@@ -90,7 +92,7 @@ class ProviderError(PromptliftError):
         status = f" (HTTP {self.status})" if self.status else ""
         return f"{type(self).__name__}{status}{' from ' + where if where else ''}: {self.message}"
 
-    def __reduce__(self):  # keep keyword fields across pickling (multiprocessing, copy)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep keyword fields across pickling (multiprocessing, copy)
         return (_rebuild, (type(self), self.message, self.__dict__))
 
 
@@ -139,5 +141,3 @@ class ContextWindowExceeded(BadRequest):
 
 class ContentFiltered(BadRequest):
     pass
-
-

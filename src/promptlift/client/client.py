@@ -86,9 +86,7 @@ class Client:
         async with self._semaphore():
             return await self._stack.acomplete(request)
 
-    async def abatch(
-        self, requests: Sequence[CompletionRequest]
-    ) -> list[Completion | PromptliftError]:
+    async def abatch(self, requests: Sequence[CompletionRequest]) -> list[Completion | PromptliftError]:
         """Many calls, results in input order; a failure is returned in place, never raised."""
 
         async def one(req: CompletionRequest) -> Completion | PromptliftError:

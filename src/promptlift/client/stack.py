@@ -1,6 +1,6 @@
 """Where the client's wrappers are put together, in one place, in one order.
 
-    provider (LiteLLM, or the one given) ← innermost
+provider (LiteLLM, or the one given) ← innermost
 """
 
 from __future__ import annotations

@@ -22,4 +22,4 @@ class Provider(abc.ABC):
         """Send one request and return its normalized completion."""
 
     async def aclose(self) -> None:
-        """Release connections; the default holds none."""
+        """Release connections; the default holds none."""  # noqa: B027 - optional hook

@@ -47,7 +47,7 @@ def import_litellm() -> Any:
 def _register_local(litellm: Any) -> None:
     """Make ``local/<name>`` a LiteLLM route served by the embedded engine."""
 
-    class LocalHandler(litellm.CustomLLM):  # type: ignore[misc,name-defined]
+    class LocalHandler(litellm.CustomLLM):  # type: ignore[misc]
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             engine, messages, params = _local_call(kwargs)
             return _local_response(litellm, kwargs, engine.generate(messages, params))
@@ -60,23 +60,23 @@ def _register_local(litellm: Any) -> None:
     litellm.custom_provider_map = [
         entry for entry in litellm.custom_provider_map if entry.get("provider") != "local"
     ] + [{"provider": local_models.PROVIDER, "custom_handler": handler}]
-    from litellm.utils import custom_llm_setup
-
-    custom_llm_setup()
+    litellm.utils.custom_llm_setup()
     for name, spec in local_models.LOCAL_MODELS.items():
-        litellm.register_model({
-            f"{local_models.PROVIDER}/{name}": {
-                "max_tokens": spec.context_window,
-                "max_input_tokens": spec.context_window,
-                "max_output_tokens": spec.context_window,
-                "input_cost_per_token": 0.0,
-                "output_cost_per_token": 0.0,
-                "cache_creation_input_token_cost": 0.0,
-                "cache_read_input_token_cost": 0.0,
-                "litellm_provider": local_models.PROVIDER,
-                "mode": "chat",
+        litellm.register_model(
+            {
+                f"{local_models.PROVIDER}/{name}": {
+                    "max_tokens": spec.context_window,
+                    "max_input_tokens": spec.context_window,
+                    "max_output_tokens": spec.context_window,
+                    "input_cost_per_token": 0.0,
+                    "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0,
+                    "litellm_provider": local_models.PROVIDER,
+                    "mode": "chat",
+                }
             }
-        })
+        )
 
 
 def _local_call(kwargs: Mapping[str, Any]) -> tuple[local_models.LocalEngine, Any, dict[str, Any]]:
@@ -199,6 +199,7 @@ def _cost(litellm: Any, response: Any, request: CompletionRequest) -> float:
 
 # -- error translation ---------------------------------------------------------------------------
 
+
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
@@ -225,11 +226,8 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
 _CONTENT_FILTER_MARKERS = ("content_policy_violation", "content_filter", "responsibleaipolicy")
 
 
-def _translate(
-    exc: Exception, provider: str, model: str, key: Secret | None
-) -> errors.PromptliftError:
-    import litellm
-
+def _translate(exc: Exception, provider: str, model: str, key: Secret | None) -> errors.PromptliftError:
+    litellm = import_litellm()
     status = getattr(exc, "status_code", None)
     message = redact(str(getattr(exc, "message", None) or exc), [key.reveal()] if key else [])
     text = f"{message} {getattr(exc, 'code', '')} {getattr(exc, 'body', '')}".lower()
@@ -260,7 +258,7 @@ def _translate(
             kind = errors.BadRequest
     if kind is errors.BadRequest and any(m in text for m in _CONTENT_FILTER_MARKERS):
         kind = errors.ContentFiltered
-    if kind is errors.BadRequest and "not a valid model" in text or "llm provider not provided" in text:
+    if (kind is errors.BadRequest and "not a valid model" in text) or "llm provider not provided" in text:
         kind = errors.ModelNotFound
     if kind is errors.RateLimited:
         fields["retry_after"] = _retry_after(exc)

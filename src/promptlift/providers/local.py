@@ -154,8 +154,13 @@ class LocalEngine:
         return list(self._model().tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def _generate(
-        self, prompt: str, max_tokens: int, temperature: float, top_p: float,
-        stop: Sequence[str], seed: int | None,
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: Sequence[str],
+        seed: int | None,
     ) -> Generation:
         llama = self._model()
         tokens = self._tokenize(prompt)
@@ -164,12 +169,13 @@ class LocalEngine:
             raise ContextWindowExceeded(
                 f"the prompt has {len(tokens)} tokens and asks for {max_tokens} more, over the "
                 f"context window of {window} tokens; shorten the prompt or lower max_tokens",
-                provider=PROVIDER, model=self.spec.name,
+                provider=PROVIDER,
+                model=self.spec.name,
             )
         # Tokens already in the KV cache from the previous call (llama-cpp keeps the common prefix).
         previous = list(llama.input_ids[: llama.n_tokens])
         cached = 0
-        for a, b in zip(previous, tokens):
+        for a, b in zip(previous, tokens, strict=False):
             if a != b:
                 break
             cached += 1
@@ -177,8 +183,12 @@ class LocalEngine:
             llama.set_seed(seed)
         started = time.perf_counter()
         out = llama.create_completion(
-            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=list(stop) or None, seed=seed,
+            tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop) or None,
+            seed=seed,
         )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -206,11 +216,13 @@ class LocalEngine:
 
     def generate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
         """Blocking; safe from any thread."""
-        return self._submit(messages, params).result()
+        result: Generation = self._submit(messages, params).result()
+        return result
 
     async def agenerate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
         """Never blocks the event loop; safe from any loop."""
-        return await asyncio.wrap_future(self._submit(messages, params))
+        result: Generation = await asyncio.wrap_future(self._submit(messages, params))
+        return result
 
 
 _engines: dict[str, LocalEngine] = {}

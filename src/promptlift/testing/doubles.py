@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable
-from typing import Union
 
 from promptlift.errors import PromptliftError
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Usage
 
-Reply = Union[str, Completion, PromptliftError]
+Reply = str | Completion | PromptliftError
 
 
 def _completion(request: CompletionRequest, reply: str | Completion, provider: str) -> Completion:
