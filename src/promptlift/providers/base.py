@@ -21,5 +21,5 @@ class Provider(abc.ABC):
     async def acomplete(self, request: CompletionRequest) -> Completion:
         """Send one request and return its normalized completion."""
 
-    async def aclose(self) -> None:
-        """Release connections; the default holds none."""  # noqa: B027 - optional hook
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release connections; the default holds none."""
