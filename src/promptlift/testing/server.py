@@ -1,0 +1,590 @@
+"""A real HTTP server on loopback that speaks the model APIs promptlift calls, for tests and benchmarks.
+
+    from promptlift.testing.server import LoopbackServer, ok, rate_limited, server_error
+
+    with LoopbackServer() as srv:
+        srv.script(rate_limited(retry_after=2), ok("hello"))   # the next two requests, in order
+        ...call  model="openai/gpt-4o-mini", api_base=srv.openai_base ...
+        assert len(srv.requests) == 2
+        assert srv.requests[1].time - srv.requests[0].time >= 2
+
+Protocols, chosen by the request path (so one server serves every route at once):
+
+    openai     POST .../chat/completions                       (vLLM, llama.cpp server, Ollama /v1)
+    azure      POST /openai/deployments/<deployment>/chat/completions?api-version=...
+    anthropic  POST .../messages
+    gemini     POST .../models/<model>:generateContent           (AI Studio and Vertex paths)
+    ollama     POST /api/chat                                     (Ollama's native protocol)
+
+Each request takes the next reply from the script of its model (``script(..., model=...)``), else
+from the shared script, else the default reply (``set_default``; out of the box ``ok()``). A reply is
+protocol-neutral: ``rate_limited()`` becomes a 429 in the body shape of whichever protocol asked.
+``require_key(k)`` answers 401 to every request that does not present ``k``.
+
+Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
+method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
+
+Thread-safety: the server answers each connection on its own thread; scripting and reading
+``requests`` are safe from any thread. Slow replies end early when the server closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "LoopbackServer",
+    "RecordedRequest",
+    "Reply",
+    "bad_request",
+    "content_filtered",
+    "context_length_exceeded",
+    "drop_connection",
+    "forbidden",
+    "http_date",
+    "malformed_json",
+    "not_found",
+    "ok",
+    "rate_limited",
+    "server_error",
+    "slow",
+    "unauthorized",
+]
+
+Protocol = Literal["openai", "azure", "anthropic", "gemini", "ollama", "unknown"]
+ErrorKind = Literal[
+    "rate_limit",
+    "server",
+    "auth",
+    "permission",
+    "not_found",
+    "bad_request",
+    "context_length",
+    "content_policy",
+]
+
+
+# -- replies ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server does with one request. Build one with the helpers below (``ok()``, ...).
+
+    ``delay`` is seconds to wait before answering (a slow server). ``error`` names an error kind
+    that each protocol renders in its own body shape; ``action`` "drop" closes the connection
+    without an answer, "malformed" answers 200 with a body that is not JSON.
+    """
+
+    status: int = 200
+    content: str = "Hello from the loopback server."
+    input_tokens: int | None = None  # None: the number of words in the request's messages
+    output_tokens: int | None = None  # None: the number of words in ``content``
+    finish_reason: str = "stop"
+    error: ErrorKind | None = None
+    message: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    action: Literal["answer", "drop", "malformed"] = "answer"
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: {"id", "function": {"name", "arguments"}}
+
+
+def ok(
+    content: str = "Hello from the loopback server.",
+    *,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    finish_reason: str = "stop",
+    tool_calls: tuple[Mapping[str, Any], ...] = (),
+) -> Reply:
+    """A successful answer with ``content``; token counts default to word counts."""
+    return Reply(
+        content=content,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=finish_reason,
+        tool_calls=tool_calls,
+    )
+
+
+def http_date(seconds_from_now: float) -> str:
+    """An HTTP-date (RFC 9110) ``seconds_from_now`` in the future, for ``Retry-After``."""
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+def rate_limited(retry_after: float | str | None = None) -> Reply:
+    """429. ``retry_after`` is sent as the ``Retry-After`` header: seconds, or a string (an HTTP-date)."""
+    headers = {} if retry_after is None else {"Retry-After": _header_value(retry_after)}
+    return Reply(status=429, error="rate_limit", message="Rate limit reached; slow down.", headers=headers)
+
+
+def server_error(status: int = 500, message: str = "The server had an error.") -> Reply:
+    """A 5xx (500, 502, 503, or Anthropic's 529 overloaded)."""
+    return Reply(status=status, error="server", message=message)
+
+
+def unauthorized(message: str = "Invalid authentication credentials.") -> Reply:
+    return Reply(status=401, error="auth", message=message)
+
+
+def forbidden(message: str = "This key may not use this model.") -> Reply:
+    return Reply(status=403, error="permission", message=message)
+
+
+def not_found(message: str = "The model does not exist.") -> Reply:
+    return Reply(status=404, error="not_found", message=message)
+
+
+def bad_request(message: str = "Invalid value for parameter.") -> Reply:
+    return Reply(status=400, error="bad_request", message=message)
+
+
+def context_length_exceeded() -> Reply:
+    """400 with each protocol's own "prompt too long" body and code."""
+    return Reply(status=400, error="context_length")
+
+
+def content_filtered() -> Reply:
+    """400 refused by content policy. Its message is neutral on purpose: only the code says so."""
+    return Reply(status=400, error="content_policy", message="The request was rejected.")
+
+
+def slow(seconds: float, then: Reply | None = None) -> Reply:
+    """Answer ``then`` (default ``ok()``) after ``seconds``: longer than a timeout, a timeout."""
+    base = then or ok()
+    return Reply(**{**base.__dict__, "delay": seconds})
+
+
+def drop_connection() -> Reply:
+    """Read the request, then close the connection without sending a response."""
+    return Reply(action="drop")
+
+
+def malformed_json() -> Reply:
+    """200 with ``Content-Type: application/json`` and a body that does not parse."""
+    return Reply(action="malformed")
+
+
+def _header_value(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# -- recorded requests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as it reached the wire."""
+
+    time: float  # time.monotonic() when its body had been read
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    protocol: Protocol
+    model: str
+    key: str | None  # the credential presented (bearer, api-key, x-api-key, x-goog-api-key or ?key=)
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty or not JSON)."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+
+_GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
+
+
+def _classify(path: str, body: Any) -> tuple[Protocol, str]:
+    fields = body if isinstance(body, dict) else {}
+    model = str(fields.get("model", ""))
+    if m := _AZURE_PATH.search(path):
+        return "azure", m.group(1)
+    if path.endswith("/chat/completions"):
+        return "openai", model
+    if path.endswith("/messages"):
+        return "anthropic", model
+    if m := _GEMINI_PATH.search(path):
+        return "gemini", m.group(1)
+    if path.endswith("/api/chat"):
+        return "ollama", model
+    return "unknown", model
+
+
+def _presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for name in ("api-key", "x-api-key", "x-goog-api-key"):
+        if name in headers:
+            return headers[name]
+    return query.get("key")
+
+
+# -- rendering a reply in each protocol's shape ---------------------------------------------------
+
+_ids = itertools.count(1)
+
+
+def _words(request: RecordedRequest) -> int:
+    body = request.json if isinstance(request.json, dict) else {}
+    texts: list[str] = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    system = body.get("system")
+    if isinstance(system, str):
+        texts.append(system)
+    elif isinstance(system, list):
+        texts.extend(str(part.get("text", "")) for part in system if isinstance(part, dict))
+    for item in [*(body.get("contents") or ()), body.get("system_instruction") or {}]:
+        texts.extend(str(p.get("text", "")) for p in (item.get("parts") or ()) if isinstance(p, dict))
+    return sum(len(t.split()) for t in texts)
+
+
+def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
+    n_in = _words(request) if reply.input_tokens is None else reply.input_tokens
+    n_out = len(reply.content.split()) if reply.output_tokens is None else reply.output_tokens
+    model = request.model or "loopback-model"
+    if request.protocol == "anthropic":
+        stop = {"stop": "end_turn", "length": "max_tokens"}.get(reply.finish_reason, reply.finish_reason)
+        return {
+            "id": f"msg_{next(_ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": reply.content}],
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": n_in, "output_tokens": n_out},
+        }
+    if request.protocol == "gemini":
+        finishes = {"stop": "STOP", "length": "MAX_TOKENS"}
+        finish = finishes.get(reply.finish_reason, reply.finish_reason.upper())
+        return {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": reply.content}]}, "finishReason": finish}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": n_in,
+                "candidatesTokenCount": n_out,
+                "totalTokenCount": n_in + n_out,
+            },
+            "modelVersion": model,
+        }
+    if request.protocol == "ollama":
+        return {
+            "model": model,
+            "created_at": email.utils.formatdate(usegmt=True),
+            "message": {"role": "assistant", "content": reply.content},
+            "done": True,
+            "done_reason": reply.finish_reason,
+            "prompt_eval_count": n_in,
+            "eval_count": n_out,
+        }
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = [{"type": "function", **dict(tc)} for tc in reply.tool_calls]
+    return {
+        "id": f"chatcmpl-{next(_ids)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+    }
+
+
+# Per error kind: (OpenAI type, OpenAI code, Anthropic type, Gemini status, default message).
+_ERRORS: dict[str, tuple[str, str | None, str, str, str]] = {
+    "rate_limit": ("requests", "rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", ""),
+    "server": ("server_error", None, "api_error", "INTERNAL", ""),
+    "auth": ("invalid_request_error", "invalid_api_key", "authentication_error", "UNAUTHENTICATED", ""),
+    "permission": ("invalid_request_error", None, "permission_error", "PERMISSION_DENIED", ""),
+    "not_found": ("invalid_request_error", "model_not_found", "not_found_error", "NOT_FOUND", ""),
+    "bad_request": ("invalid_request_error", None, "invalid_request_error", "INVALID_ARGUMENT", ""),
+    "context_length": (
+        "invalid_request_error",
+        "context_length_exceeded",
+        "invalid_request_error",
+        "INVALID_ARGUMENT",
+        "This model's maximum context length is 8192 tokens. However, your messages resulted in "
+        "9000 tokens. Please reduce the length of the messages.",
+    ),
+    "content_policy": ("invalid_request_error", "content_policy_violation", "invalid_request_error", "", ""),
+}
+
+
+def _error_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
+    kind = reply.error or "server"
+    oa_type, oa_code, an_type, g_status, default = _ERRORS[kind]
+    message = reply.message or default or f"{kind} error"
+    if kind == "context_length" and request.protocol == "anthropic":
+        message = "prompt is too long: 210000 tokens > 200000 maximum"
+    if kind == "context_length" and request.protocol == "gemini":
+        message = "The input token count (40000) exceeds the maximum number of tokens allowed (32768)."
+    if kind == "server" and reply.status == 529:
+        an_type = "overloaded_error"
+    if request.protocol == "anthropic":
+        return {"type": "error", "error": {"type": an_type, "message": message}}
+    if request.protocol == "gemini":
+        status = g_status or ("CONTENT_FILTERED" if kind == "content_policy" else "INVALID_ARGUMENT")
+        return {"error": {"code": reply.status, "message": message, "status": status}}
+    if request.protocol == "ollama":
+        return {"error": message}
+    code = oa_code
+    if kind == "content_policy" and request.protocol == "azure":
+        code = "content_filter"
+    return {"error": {"message": message, "type": oa_type, "param": None, "code": code}}
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real providers do
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read ``requests``
+        pass
+
+    def do_GET(self) -> None:
+        self._send(404, {"error": {"message": "only POST is served", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        protocol, model = _classify(url.path, parsed)
+        request = RecordedRequest(
+            time=time.monotonic(),
+            method="POST",
+            path=url.path,
+            query=query,
+            headers=headers,
+            body=body,
+            protocol=protocol,
+            model=model,
+            key=_presented_key(headers, query),
+        )
+        reply = self.server.owner._record_and_pick(request)
+        self._answer(reply, request)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self, reply: Reply, request: RecordedRequest) -> None:
+        if reply.delay and self.server.owner._closing.wait(reply.delay):
+            reply = drop_connection()  # the server is closing: do not hold it up
+        if reply.action == "drop":
+            self.close_connection = True
+            return
+        if request.protocol == "unknown":
+            self._send(404, {"error": {"message": f"no model API at {request.path}", "type": "not_found"}})
+        elif reply.action == "malformed":
+            self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ', {})
+        elif reply.error is not None:
+            self._send(reply.status, _error_body(reply, request), reply.headers)
+        else:
+            self._send(reply.status, _success_body(reply, request), reply.headers)
+
+    def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), headers or {})
+
+    def _send_raw(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (a timeout): nothing to answer
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # idle keep-alive connections must not hold up close()
+    owner: LoopbackServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._track(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.owner._untrack(request)
+        super().shutdown_request(request)
+
+
+Chooser = Callable[[RecordedRequest], Reply | None]
+
+
+class LoopbackServer:
+    """A model API server on ``127.0.0.1`` at an ephemeral port, run in a background thread.
+
+    Use as a context manager (or call ``start``/``close``). ``url`` is ``http://127.0.0.1:PORT``;
+    ``openai_base`` (``url + "/v1"``) is what OpenAI-compatible clients take as ``api_base``.
+    ``handler``, when set, is asked first for every request and may return a Reply or None.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.handler: Chooser | None = None
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._shared: deque[Reply] = deque()
+        self._by_model: dict[str, deque[Reply]] = {}
+        self._defaults: dict[str | None, Reply] = {None: ok()}
+        self._required_key: str | None = None
+        self._closing = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> LoopbackServer:
+        httpd = _Server((self.host, 0), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, end slow replies and close every open connection."""
+        if self._httpd is None:
+            return
+        self._closing.set()
+        self._httpd.shutdown()
+        with self._lock:
+            open_sockets = list(self._sockets)
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("LoopbackServer is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def openai_base(self) -> str:
+        return self.url + "/v1"
+
+    # -- scripting ---------------------------------------------------------------------------
+    def script(self, *replies: Reply, model: str | None = None) -> None:
+        """Queue replies for the next requests (of ``model`` only, when given), in order."""
+        with self._lock:
+            queue = self._shared if model is None else self._by_model.setdefault(model, deque())
+            queue.extend(replies)
+
+    def set_default(self, reply: Reply, model: str | None = None) -> None:
+        """What to answer (for ``model``, or for all) once the scripts are used up."""
+        with self._lock:
+            self._defaults[model] = reply
+
+    def require_key(self, key: str | None) -> None:
+        """Answer 401 to every request not presenting ``key`` (None: accept any)."""
+        with self._lock:
+            self._required_key = key
+
+    def reset(self) -> None:
+        """Forget requests, scripts, defaults and the required key."""
+        with self._lock:
+            self._requests.clear()
+            self._shared.clear()
+            self._by_model.clear()
+            self._defaults = {None: ok()}
+            self._required_key = None
+        self.handler = None
+
+    # -- what was received -------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def pending(self) -> int:
+        """How many scripted replies have not been used yet."""
+        with self._lock:
+            return len(self._shared) + sum(len(q) for q in self._by_model.values())
+
+    # -- internals (called from handler threads) ---------------------------------------------
+    def _record_and_pick(self, request: RecordedRequest) -> Reply:
+        chosen = self.handler(request) if self.handler is not None else None
+        with self._lock:
+            self._requests.append(request)
+            if self._required_key is not None and request.key != self._required_key:
+                return unauthorized()
+            if chosen is not None:
+                return chosen
+            queue = self._by_model.get(request.model)
+            if queue:
+                return queue.popleft()
+            if self._shared:
+                return self._shared.popleft()
+            return self._defaults.get(request.model) or self._defaults[None]
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _untrack(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
