@@ -60,6 +60,11 @@ def spec_for(name: str) -> LocalModelSpec:
     return spec
 
 
+def is_base_model(model: str) -> bool:
+    """Every embedded model is a base model: it continues text and has no chat template."""
+    return model.startswith(PROVIDER + "/")
+
+
 def weights_path(spec: LocalModelSpec) -> Path:
     """Assemble (first call) and checksum the GGUF file; raise a clear error if that fails."""
     try:

@@ -1,0 +1,76 @@
+"""``promptlift optimize`` / ``eval`` / ``runs``: run a config, score a prompt, list past runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("optimize", help="optimize the prompt of a config file")
+    p.add_argument("config", help="the run's YAML config")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    p.add_argument("--yes", action="store_true", help="skip any confirmation prompt")
+    p.add_argument("--resume", metavar="RUN_ID", help="resume a killed run from its checkpoint")
+    p.set_defaults(run=run_optimize)
+    e = sub.add_parser("eval", help="score the prompt of a config file on validation and test")
+    e.add_argument("config")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(run=run_eval)
+    r = sub.add_parser("runs", help="list the runs in a store")
+    r.add_argument("store", nargs="?", default="runs/", help="the store folder or file (default runs/)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(run=run_runs)
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from promptlift.cli.progress import Progress, print_summary
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.session import run_config
+
+    config = load_config(args.config)
+    progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
+    result = run_config(config, on_event=progress.on_event, resume=args.resume)
+    progress.close()
+    if args.json:
+        print(json.dumps(result.summary()))
+    else:
+        print_summary(result)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.session import evaluate_config
+
+    report = evaluate_config(load_config(args.config))
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
+    else:
+        print(f"model       {report['model']}")
+        print(f"validation  {report['validation_score']:.3f}  ({report['validation_rows']} rows)")
+        print(f"test        {report['test_score']:.3f}  ({report['test_rows']} rows)")
+        print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}  {report['duration_s']:.1f} s")
+    return 0
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    from promptlift.optimize.store import RunStore
+
+    store = RunStore(args.store)
+    rows: list[dict[str, Any]] = []
+    for run in store.runs():
+        full = store.run(run["id"])
+        result = full["result"] or {}
+        rows.append(
+            {**run, "best_score": result.get("best_score"), "test_best_score": result.get("test_best_score")}
+        )
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
+            print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
+    return 0

@@ -1,0 +1,65 @@
+"""The terminal side of a run: a one-line progress bar on stderr and the final summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.run import Budget
+
+
+class Progress:
+    """Redraws one status line on stderr (only on a terminal)."""
+
+    def __init__(self, budget: Budget, *, enabled: bool):
+        self.budget = budget
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.candidates = 0
+
+    def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind != "candidate" or not self.enabled:
+            return
+        self.candidates += 1
+        p = data["progress"]
+        elapsed = time.monotonic() - self.started
+        eta = ""
+        if self.budget.max_calls and p.calls:
+            eta = f" · ETA {max(0.0, elapsed / p.calls * (self.budget.max_calls - p.calls)):.0f}s"
+        line = (
+            f"round {p.rounds} · {self.candidates} candidates · best {p.best_score:.3f} · "
+            f"{p.calls} calls · ${p.cost_usd:.4f} · {elapsed:.0f}s{eta}"
+        )
+        sys.stderr.write("\r\033[K" + line)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.candidates:
+            sys.stderr.write("\n")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def print_summary(result: OptimizationResult) -> None:
+    gain = result.best_test.mean - result.initial_test.mean
+    print(
+        f"run {result.run_id or '-'} · {result.optimizer} on {result.task_model} · "
+        f"stopped: {result.stop_reason}"
+    )
+    print(f"validation  {result.initial.score:.3f} -> {result.best.score:.3f}")
+    print(f"test        {result.initial_test.mean:.3f} -> {result.best_test.mean:.3f}  ({gain:+.3f})")
+    spend = result.spend
+    print(
+        f"calls {spend.calls} (task {result.task_spend.calls}, reasoning {result.reasoning_spend.calls}) · "
+        f"tokens {spend.tokens} · cost ${spend.cost_usd:.4f} · {result.duration_s:.1f} s · "
+        f"{len(result.history)} candidates"
+    )
+    print("initial prompt:")
+    print(_indent(result.initial.prompt.describe()))
+    print("best prompt:")
+    print(_indent(result.best.prompt.describe()))

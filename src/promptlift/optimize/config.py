@@ -1,0 +1,167 @@
+"""The run config (YAML): parsed into typed objects, every mistake named with its key and fix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promptlift.errors import ConfigError
+from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.run import Budget
+
+DEFAULT_MODEL = "local/gemma-3-270m"
+TOP_KEYS = {
+    "model",
+    "reasoning_model",
+    "api_base",
+    "prompt",
+    "dataset",
+    "metric",
+    "optimizer",
+    "budget",
+    "seed",
+    "store",
+    "concurrency",
+    "timeout",
+    "cache",
+}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    path: Path
+    models: tuple[str, ...]
+    reasoning_model: str
+    api_base: str | None
+    prompt: Prompt
+    dataset_path: Path
+    split: Mapping[str, float]
+    metric: Mapping[str, Any]
+    optimizers: tuple[OptimizerSpec, ...]
+    budget: Budget
+    seed: int
+    store: Path | None
+    concurrency: int
+    timeout: float
+    raw: Mapping[str, Any]
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+
+def _need(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in mapping or mapping[key] is None:
+        raise ConfigError(f"{where}: missing `{key}`")
+    value = mapping[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}: `{key}` must be a {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _optimizers(value: Any, where: str) -> tuple[OptimizerSpec, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{where}: `optimizer` is an empty list; name at least one optimizer")
+    specs = []
+    for item in items:
+        if isinstance(item, str):
+            specs.append(OptimizerSpec(item))
+        elif isinstance(item, Mapping):
+            name = _need(item, "name", f"{where}: optimizer", str)
+            params = item.get("params") or {}
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"{where}: optimizer `params` must be a mapping, got {params!r}")
+            specs.append(OptimizerSpec(name, dict(params)))
+        else:
+            raise ConfigError(f"{where}: `optimizer` must be a name, {{name, params}} or a list of them")
+    return tuple(specs)
+
+
+def _budget(value: Any, where: str) -> Budget:
+    value = value or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: `budget` must be a mapping like {{max_calls: 400}}")
+    unknown = set(value) - {"max_calls", "max_cost_usd", "max_minutes"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown budget key `{sorted(unknown)[0]}`; use max_calls, max_cost_usd, max_minutes"
+        )
+    for key, v in value.items():
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
+            raise ConfigError(f"{where}: budget `{key}` must be a positive number or null, got {v!r}")
+    return Budget(value.get("max_calls"), value.get("max_cost_usd"), value.get("max_minutes"))
+
+
+def _prompt(value: Any, where: str) -> Prompt:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: `prompt` must be a mapping with `user:` (and optionally `system:`)")
+    user = _need(value, "user", f"{where}: prompt", str)
+    system = value.get("system") or ""
+    params = value.get("params") or {}
+    if not isinstance(system, str) or not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: prompt `system` must be text and `params` a mapping")
+    return Prompt(user=user, system=system, params=dict(params))
+
+
+def _models(value: Any, where: str) -> tuple[str, ...]:
+    models = value if isinstance(value, list) else [value or DEFAULT_MODEL]
+    if not models or not all(isinstance(m, str) and m for m in models):
+        raise ConfigError(f"{where}: `model` must be a model name or a list of them (a fallback chain)")
+    return tuple(models)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    where = str(path)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of settings at the top level")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key `{sorted(unknown)[0]}`; known keys: {', '.join(sorted(TOP_KEYS))}"
+        )
+    dataset = _need(raw, "dataset", where, Mapping)
+    split = dataset.get("split") or {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}
+    if not isinstance(split, Mapping) or not {"train", "validation", "test"} <= set(split):
+        raise ConfigError(f"{where}: dataset `split` needs train, validation and test fractions")
+    metric = _need(raw, "metric", where, Mapping)
+    _need(metric, "type", f"{where}: metric", str)
+    models = _models(raw.get("model"), where)
+    store = raw.get("store")
+    return RunConfig(
+        path=path,
+        models=models,
+        reasoning_model=str(raw.get("reasoning_model") or models[0]),
+        api_base=raw.get("api_base"),
+        prompt=_prompt(raw.get("prompt"), where),
+        dataset_path=(path.parent / str(_need(dataset, "path", f"{where}: dataset", str))),
+        split=dict(split),
+        metric=dict(metric),
+        optimizers=_optimizers(raw.get("optimizer") or "fewshot", where),
+        budget=_budget(raw.get("budget"), where),
+        seed=int(raw.get("seed") or 0),
+        store=(path.parent / str(store)) if store else None,
+        concurrency=int(raw.get("concurrency") or 8),
+        timeout=float(raw.get("timeout") or 120.0),
+        raw=raw,
+    )

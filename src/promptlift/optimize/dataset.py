@@ -1,0 +1,163 @@
+"""Datasets: rows of named fields, validated on load, split with a seed.
+
+A dataset is immutable. Every row has the same fields; a row is addressed by its index in the
+file (``Row.index``), which is how evaluations, run stores and reports refer to it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptlift.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int
+    fields: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    rows: tuple[Row, ...]
+    fields: tuple[str, ...]
+    source: str = "<memory>"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __getitem__(self, i: int) -> Row:
+        return self.rows[i]
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]], source: str = "<memory>") -> Dataset:
+        """Validate records: at least one, all objects, all with the same fields."""
+        rows: list[Row] = []
+        fields: tuple[str, ...] | None = None
+        for i, record in enumerate(records):
+            where = f"{source}, row {i + 1}"
+            if not isinstance(record, Mapping):
+                raise DatasetError(
+                    f"{where}: expected an object of named fields, got {type(record).__name__}"
+                )
+            keys = tuple(str(k) for k in record)
+            if fields is None:
+                if not keys:
+                    raise DatasetError(f"{where}: the first row has no fields")
+                fields = keys
+            missing = [f for f in fields if f not in record or record[f] is None]
+            extra = [k for k in keys if k not in fields]
+            if missing:
+                raise DatasetError(
+                    f"{where}: missing field {missing[0]!r} (every row needs {', '.join(fields)}); "
+                    f"add it to the row or remove the row"
+                )
+            if extra:
+                raise DatasetError(
+                    f"{where}: unexpected field {extra[0]!r} that the first row does not have; "
+                    f"every row must have the same fields ({', '.join(fields)})"
+                )
+            rows.append(Row(i, dict(record)))
+        if not rows or fields is None:
+            raise DatasetError(f"{source}: the dataset is empty; it needs at least one row")
+        return cls(tuple(rows), fields, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dataset:
+        """Load JSONL, JSON (a list of objects) or CSV (a header row), by the file's suffix."""
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"dataset file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return cls.from_records(_read_jsonl(path), str(path))
+        if suffix == ".json":
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+            if not isinstance(data, list):
+                raise DatasetError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+            return cls.from_records(data, str(path))
+        if suffix == ".csv":
+            return cls.from_records(_read_csv(path), str(path))
+        raise DatasetError(f"{path}: unknown dataset format {suffix!r}; use .jsonl, .json or .csv")
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        return Dataset(tuple(self.rows[i] for i in indices), self.fields, self.source)
+
+
+def _read_jsonl(path: Path) -> Iterator[Any]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            return
+        for n, values in enumerate(reader, 2):
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise DatasetError(
+                    f"{path}, line {n}: {len(values)} values for {len(header)} columns "
+                    f"({', '.join(header)}); quote values that contain commas"
+                )
+            yield dict(zip(header, values, strict=True))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """train: what optimizers learn from; validation: what they select on; test: never seen by them."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+
+
+def split(dataset: Dataset, train: float, validation: float, test: float, seed: int = 0) -> Splits:
+    """A seeded shuffle cut by fractions (normalised to sum to 1); each part gets at least one row."""
+    total = train + validation + test
+    if min(train, validation, test) < 0 or total <= 0:
+        raise DatasetError(
+            f"split fractions must be non-negative and sum above 0, got {train}/{validation}/{test}"
+        )
+    n = len(dataset)
+    if n < 3:
+        raise DatasetError(f"{dataset.source}: {n} rows cannot be split three ways; at least 3 are needed")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(n * test / total))
+    n_val = max(1, round(n * validation / total))
+    n_train = n - n_test - n_val
+    if n_train < 1:
+        raise DatasetError(f"{dataset.source}: {n} rows leave no training rows with these fractions")
+    return Splits(
+        train=dataset.subset(order[:n_train]),
+        validation=dataset.subset(order[n_train : n_train + n_val]),
+        test=dataset.subset(order[n_train + n_val :]),
+    )

@@ -1,0 +1,101 @@
+"""The optimizer interface and the driver every optimizer runs under.
+
+An optimizer implements one method, ``search(ctx, start)``: propose candidates and score them
+through ``ctx``. The driver does the rest, once, for all of them: checks the prompt against the
+data, scores the initial prompt on validation and test, reserves the final test scoring out of the
+budget, runs the search until it returns or a stop rule or budget ends it, scores the best prompt
+on test, and records it all.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from typing import Any, ClassVar
+
+from promptlift.client import Client
+from promptlift.optimize.dataset import Splits
+from promptlift.optimize.evaluation import Evaluator
+from promptlift.optimize.metrics import Metric
+from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.run import Candidate, RunSettings, Search, StopRun
+from promptlift.optimize.store import RunStore
+
+
+class Optimizer(abc.ABC):
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    async def search(self, ctx: Search, start: Candidate) -> None:
+        """Propose and score candidates until done; raise nothing but StopRun (or let it pass)."""
+
+    def params(self) -> dict[str, Any]:
+        """The optimizer's own settings, as recorded with the run."""
+        return {}
+
+    def optimize(
+        self,
+        prompt: Prompt,
+        splits: Splits,
+        metric: Metric,
+        *,
+        client: Client,
+        settings: RunSettings,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> OptimizationResult:
+        """Blocking form of ``aoptimize`` (runs on a private event loop)."""
+        return asyncio.run(
+            self.aoptimize(
+                prompt, splits, metric, client=client, settings=settings, store=store, run_id=run_id
+            )
+        )
+
+    async def aoptimize(
+        self,
+        prompt: Prompt,
+        splits: Splits,
+        metric: Metric,
+        *,
+        client: Client,
+        settings: RunSettings,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ) -> OptimizationResult:
+        prompt.check(splits.train.fields)
+        started = time.monotonic()
+        evaluator = Evaluator(client, metric, settings.task_model)
+        ctx = Search(client, evaluator, splits, settings, store, run_id)
+        ctx.emit("start", optimizer=self.name, splits=splits)
+        initial = await ctx.evaluate(prompt, origin="initial")
+        initial_test = await ctx.evaluate_test(prompt)
+        ctx.reserve(len(splits.test))
+        try:
+            await self.search(ctx, initial)
+            stop_reason = "completed"
+        except StopRun as stop:
+            stop_reason = stop.reason
+        ctx.reserve(-len(splits.test))
+        best = ctx.best
+        best_test = initial_test if best.prompt == prompt else await ctx.evaluate_test(best.prompt)
+        result = OptimizationResult(
+            run_id=run_id,
+            optimizer=self.name,
+            task_model=settings.task_model,
+            reasoning_model=settings.reasoning_model,
+            initial=initial,
+            best=best,
+            initial_test=initial_test,
+            best_test=best_test,
+            history=tuple(ctx.history),
+            task_spend=ctx.ledger.task,
+            reasoning_spend=ctx.ledger.reasoning,
+            stop_reason=stop_reason,
+            duration_s=time.monotonic() - started,
+        )
+        if store and run_id:
+            store.finish_run(run_id, "finished", result.to_dict())
+        ctx.emit("finish", result=result)
+        return result

@@ -1,0 +1,116 @@
+"""Meta-prompt: a reasoning model reads the best prompt's failures and rewrites its instruction.
+
+Round after round: score the current best on a minibatch of training rows, show the reasoning
+model the instruction with the rows it got wrong (input, output, expected, the metric's reason),
+collect a few rewritten instructions, score each on validation, carry the best forward.
+
+A chat model is asked for the instruction directly. A base model (the embedded one) cannot follow
+that request, so it gets a completion scaffold of "Original: ... / Rewritten: ..." pairs that it
+continues with one rewrite (FACTS.md: usable at temperature 0.8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from promptlift.optimize.evaluation import Evaluation
+from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.prompt import Prompt, fill
+from promptlift.optimize.run import Candidate, Search
+
+CHAT_TEMPLATE = """You improve the instructions of a prompt for a language model.
+
+Current instruction:
+{instruction}
+
+Each input is given to the model as:
+{user}
+
+Rows it got wrong:
+{failures}
+
+Write one improved instruction that would fix these mistakes without breaking the rows it gets
+right. Keep the answer format the metric expects. Reply with the instruction only."""
+
+SCAFFOLD = """Instructions for a language model, each rewritten to be clearer and more specific.
+
+Original: Say if this is good or bad.
+Rewritten: Read the text and answer with exactly one word: good if the writer is pleased, bad if not.
+
+Original: Summarize the article.
+Rewritten: Write one sentence that states the main fact of the article, without opinions.
+
+Original: Give the capital.
+Rewritten: Answer with only the name of the capital city of the country, nothing else.
+
+Original: {instruction}
+Rewritten:"""
+
+
+def _failure_lines(prompt: Prompt, ctx: Search, evaluation: Evaluation, limit: int) -> str:
+    rows = {r.index: r for r in ctx.train}
+    lines = []
+    for result in evaluation.failures[:limit]:
+        row = rows.get(result.index)
+        shown = fill(prompt.user, row.fields) if row else "?"
+        lines.append(
+            f"- Input: {shown!r}\n  Output: {result.output!r}\n  Problem: {result.reason or 'wrong'}"
+        )
+    return "\n".join(lines) or "(none on this sample)"
+
+
+def clean_instruction(text: str) -> str:
+    """The first paragraph of a reply, without quotes or a leading label."""
+    text = text.strip().split("\n\n")[0].strip()
+    for label in ("Rewritten:", "Instruction:", "Improved instruction:"):
+        if text.lower().startswith(label.lower()):
+            text = text[len(label) :].strip()
+    return text.strip('"').strip()
+
+
+@dataclass
+class MetaPrompt(Optimizer):
+    rounds: int = 5
+    candidates_per_round: int = 3
+    minibatch: int = 8
+    show_failures: int = 4
+    name: ClassVar[str] = "metaprompt"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "candidates_per_round": self.candidates_per_round,
+            "minibatch": self.minibatch,
+            "show_failures": self.show_failures,
+        }
+
+    async def propose(self, ctx: Search, best: Candidate) -> str:
+        prompt = best.prompt
+        instruction = prompt.system or "(no instruction)"
+        if ctx.client.is_base_model(ctx.settings.reasoning_model):
+            reply = await ctx.reason(
+                SCAFFOLD.format(instruction=" ".join(instruction.split())), max_tokens=80, stop=("\n",)
+            )
+        else:
+            sample = ctx.rng.sample(list(ctx.train), min(self.minibatch, len(ctx.train)))
+            evaluation = await ctx.score(prompt, sample)
+            text = CHAT_TEMPLATE.format(
+                instruction=instruction,
+                user=prompt.user,
+                failures=_failure_lines(prompt, ctx, evaluation, self.show_failures),
+            )
+            reply = await ctx.reason(text, max_tokens=400)
+        return clean_instruction(reply)
+
+    async def search(self, ctx: Search, start: Candidate) -> None:
+        for _ in range(self.rounds):
+            best = ctx.best
+            seen = {c.prompt.system for c in ctx.history}
+            for _ in range(self.candidates_per_round):
+                instruction = await self.propose(ctx, best)
+                if not instruction or instruction in seen:
+                    continue
+                seen.add(instruction)
+                await ctx.evaluate(best.prompt.replace(system=instruction), parent=best.id, origin="rewrite")
+            ctx.next_round()

@@ -1,0 +1,274 @@
+"""The machinery every optimizer shares: a search context, its budget, history and replay log.
+
+An optimizer sees a ``Search``: the train and validation splits (never the test split), a seeded
+random generator, and three ways to spend — ``evaluate`` (score a candidate on validation and
+record it), ``score`` (score rows without recording a candidate, e.g. a minibatch) and ``reason``
+(a call to the reasoning model). Each checks the budget before sending anything and raises
+``StopRun`` instead of crossing it; the driver turns that into the run's stop reason.
+
+Every expensive step is memoized under a key of its inputs, in memory and in the run store: a
+duplicate candidate costs nothing, and a resumed run replays the optimizer from its seed, reading
+each finished step back. The ledger charges a replayed step what it cost the first time, so a
+resumed run makes exactly the decisions an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptlift.client import Client
+from promptlift.optimize.dataset import Dataset, Row, Splits
+from promptlift.optimize.evaluation import Evaluation, Evaluator, Spend
+from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.stop import Never, Progress, StopRule
+from promptlift.optimize.store import RunStore
+from promptlift.types import Completion, Message, messages_from
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Hard limits of one run, covering every call it sends: task, reasoning and test scoring."""
+
+    max_calls: int | None = None
+    max_cost_usd: float | None = None
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    prompt: Prompt
+    evaluation: Evaluation  # on the validation split
+    parent: int | None = None
+    round: int = 0
+    origin: str = ""
+    spend: Spend = field(default_factory=Spend)  # what scoring this candidate cost
+
+    @property
+    def score(self) -> float:
+        return self.evaluation.mean
+
+
+class StopRun(Exception):
+    """Raised inside a search to end it; ``reason`` becomes the run's stop reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+Event = Callable[[str, Mapping[str, Any]], None]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass
+class Ledger:
+    task: Spend = field(default_factory=Spend)
+    reasoning: Spend = field(default_factory=Spend)
+
+    @property
+    def total(self) -> Spend:
+        return self.task + self.reasoning
+
+
+@dataclass
+class RunSettings:
+    """Who does what and within which limits; one object so signatures stay short."""
+
+    task_model: str
+    reasoning_model: str
+    budget: Budget = Budget()
+    stop: StopRule = field(default_factory=Never)
+    seed: int = 0
+    reasoning_temperature: float = 0.8
+    on_event: Event | None = None
+
+
+class Search:
+    """What an optimizer works with. Not thread-safe: one search runs on one event loop."""
+
+    def __init__(
+        self,
+        client: Client,
+        evaluator: Evaluator,
+        splits: Splits,
+        settings: RunSettings,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+    ):
+        self.client = client
+        self.evaluator = evaluator
+        self.train: Dataset = splits.train
+        self.validation: Dataset = splits.validation
+        self._test = splits.test
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        self.store, self.run_id = store, run_id
+        self._replay: dict[str, Any] = store.steps(run_id) if store and run_id else {}
+        self._seen: dict[str, tuple[Evaluation, Spend]] = {}
+        self.ledger = Ledger()
+        self.history: list[Candidate] = []
+        self.round = 0
+        self._improved_round = 0
+        self._reasoning_calls = 0
+        self._reserved_calls = 0
+        self._started = time.monotonic()
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def best(self) -> Candidate:
+        return max(self.history, key=lambda c: (c.score, -c.id))
+
+    def progress(self) -> Progress:
+        spent = self.ledger.total
+        return Progress(
+            calls=spent.calls,
+            cost_usd=spent.cost_usd,
+            elapsed_s=time.monotonic() - self._started,
+            rounds=self.round,
+            best_score=self.best.score if self.history else float("-inf"),
+            rounds_without_improvement=self.round - self._improved_round,
+        )
+
+    def emit(self, kind: str, **data: Any) -> None:
+        if self.settings.on_event:
+            self.settings.on_event(kind, data)
+
+    def next_round(self) -> None:
+        """Call between rounds: counts the round and raises StopRun when a stop rule fires."""
+        self.round += 1
+        self.check_stop()
+
+    def check_stop(self) -> None:
+        progress = self.progress()
+        budget = self.settings.budget
+        if budget.max_minutes is not None and progress.elapsed_s >= budget.max_minutes * 60:
+            raise StopRun(f"max_minutes ({budget.max_minutes:g})")
+        reason = self.settings.stop.reason(progress)
+        if reason:
+            raise StopRun(reason)
+
+    def _ensure_budget(self, calls: int, role: str) -> None:
+        budget, spent = self.settings.budget, self.ledger.total
+        if budget.max_calls is not None and spent.calls + calls + self._reserved_calls > budget.max_calls:
+            raise StopRun(f"budget: max_calls ({budget.max_calls})")
+        if budget.max_cost_usd is not None and spent.calls:
+            per_call = spent.cost_usd / spent.calls  # observed average; the client's budget is the hard cap
+            if spent.cost_usd + per_call * (calls + self._reserved_calls) > budget.max_cost_usd:
+                raise StopRun(f"budget: max_cost_usd ({budget.max_cost_usd:g})")
+
+    def reserve(self, calls: int) -> None:
+        """Hold back ``calls`` from the budget (the driver's final test scoring)."""
+        self._reserved_calls += calls
+
+    # -- spending ------------------------------------------------------------------------------
+    async def _memo_eval(self, prompt: Prompt, rows: Sequence[Row], role: str = "task") -> Evaluation:
+        key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([r.index for r in rows])}"
+        if key in self._seen:  # the same candidate again in this run: nothing is sent
+            return self._seen[key][0]
+        stored = self._replay.get(key)
+        if stored is not None:
+            evaluation = Evaluation.from_dict(stored)
+        else:
+            self._ensure_budget(len(rows), role)
+            evaluation = await self.evaluator.evaluate(prompt, rows)
+            if self.store and self.run_id:
+                self.store.put_step(self.run_id, key, evaluation.to_dict())
+        self._seen[key] = (evaluation, evaluation.spend)
+        self.ledger.task = self.ledger.task + evaluation.spend
+        return evaluation
+
+    async def score(self, prompt: Prompt, rows: Sequence[Row]) -> Evaluation:
+        """Score rows (train or validation) without recording a candidate."""
+        self.check_stop()
+        prompt.check(self.train.fields)
+        return await self._memo_eval(prompt, rows)
+
+    async def evaluate(self, prompt: Prompt, *, parent: int | None = None, origin: str = "") -> Candidate:
+        """Score ``prompt`` on the whole validation split and add it to the history."""
+        self.check_stop()
+        prompt.check(self.train.fields)
+        before = self.ledger.task
+        evaluation = await self._memo_eval(prompt, list(self.validation))
+        best_before = self.best.score if self.history else None
+        candidate = Candidate(
+            id=len(self.history),
+            prompt=prompt,
+            evaluation=evaluation,
+            parent=parent,
+            round=self.round,
+            origin=origin,
+            spend=_diff(self.ledger.task, before),
+        )
+        self.history.append(candidate)
+        if best_before is None or candidate.score > best_before:
+            self._improved_round = self.round
+        if self.store and self.run_id:
+            self.store.add_candidate(
+                self.run_id,
+                {
+                    "id": candidate.id,
+                    "round": candidate.round,
+                    "parent": parent,
+                    "origin": origin,
+                    "prompt": prompt.to_dict(),
+                    "score": candidate.score,
+                    "evaluation": evaluation.to_dict(),
+                },
+            )
+        self.emit("candidate", candidate=candidate, best=self.best, progress=self.progress())
+        return candidate
+
+    async def reason(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        *,
+        temperature: float | None = None,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+    ) -> str:
+        """One reasoning-model call, seeded from the run's seed so it replays and caches."""
+        self.check_stop()
+        self._reasoning_calls += 1
+        msgs = messages_from(messages)
+        temp = self.settings.reasoning_temperature if temperature is None else temperature
+        seed = self.settings.seed * 1_000_003 + self._reasoning_calls
+        inputs = [[m.role, m.content] for m in msgs] + [temp, max_tokens, list(stop)]
+        key = f"reason:{self._reasoning_calls}:{_digest(inputs)}"
+        stored = self._replay.get(key)
+        if stored is not None:
+            spend = Spend.from_dict(stored["spend"])
+            content = str(stored["content"])
+        else:
+            self._ensure_budget(1, "reasoning")
+            request = self.client.request(
+                msgs,
+                model=self.settings.reasoning_model,
+                temperature=temp,
+                max_tokens=max_tokens,
+                stop=tuple(stop),
+                seed=seed,
+            )
+            completion: Completion = await self.client.acomplete(request)
+            spend, content = Spend.of([completion]), completion.content
+            if self.store and self.run_id:
+                self.store.put_step(self.run_id, key, {"content": content, "spend": spend.to_dict()})
+        self.ledger.reasoning = self.ledger.reasoning + spend
+        return content
+
+    async def evaluate_test(self, prompt: Prompt) -> Evaluation:
+        """Only the driver calls this: at the start and at the end of a run."""
+        return await self._memo_eval(prompt, list(self._test))
+
+
+def _diff(after: Spend, before: Spend) -> Spend:
+    return Spend(after.calls - before.calls, after.tokens - before.tokens, after.cost_usd - before.cost_usd)

@@ -1,0 +1,126 @@
+"""From a config to a result: build the client, data, metric and optimizer, run, record.
+
+This is what ``promptlift optimize`` and ``promptlift eval`` call; library users can call
+``run_config`` too, or assemble the pieces themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from promptlift.client import Client, ClientConfig
+from promptlift.optimize.config import RunConfig
+from promptlift.optimize.dataset import Dataset, Splits, split
+from promptlift.optimize.evaluation import Evaluation, Evaluator
+from promptlift.optimize.metrics import Metric, metric_from_config
+from promptlift.optimize.optimizers import build_optimizer
+from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.run import Event, RunSettings
+from promptlift.optimize.stop import NoImprovement, StopRule
+from promptlift.optimize.store import RunStore
+
+
+@dataclass(frozen=True)
+class Prepared:
+    client: Client
+    splits: Splits
+    metric: Metric
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load and check everything before any call is made."""
+    dataset = Dataset.load(config.dataset_path)
+    config.prompt.check(dataset.fields)
+    s = config.split
+    splits = split(
+        dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0))
+    )
+    client = Client(
+        ClientConfig(
+            models=config.models,
+            api_base=config.api_base,
+            timeout=config.timeout,
+            concurrency=config.concurrency,
+        )
+    )
+    field = config.metric.get("field")
+    values = [str(r[field]) for r in dataset] if field in dataset.fields else []
+    metric = metric_from_config(config.metric, field_values=values, client=client)
+    return Prepared(client, splits, metric)
+
+
+def run_config(
+    config: RunConfig,
+    *,
+    on_event: Event | None = None,
+    resume: str | None = None,
+    stop: StopRule | None = None,
+) -> OptimizationResult:
+    """Run the config's optimizer (the first; pipelines arrive with the part-2 optimizers)."""
+    prepared = prepare(config)
+    spec = config.optimizers[0]
+    optimizer = build_optimizer(spec.name, spec.params, answer_field=config.metric.get("field"))
+    store = RunStore(config.store) if config.store else None
+    run_id = resume
+    if store is not None:
+        if resume:
+            store.run(resume)  # raises a clear error when there is no such run
+        else:
+            run_id = store.create_run(spec.name, {**config.raw, "optimizer_params": optimizer.params()})
+    settings = RunSettings(
+        task_model=config.model,
+        reasoning_model=config.reasoning_model,
+        budget=config.budget,
+        stop=stop or NoImprovement(10**9),
+        seed=config.seed,
+        on_event=on_event,
+    )
+    try:
+        return optimizer.optimize(
+            config.prompt,
+            prepared.splits,
+            prepared.metric,
+            client=prepared.client,
+            settings=settings,
+            store=store,
+            run_id=run_id,
+        )
+    finally:
+        prepared.client.close()
+        if store is not None:
+            store.close()
+
+
+def evaluate_config(config: RunConfig) -> dict[str, Any]:
+    """Score the config's prompt on validation and test; no optimizer, no store."""
+    prepared = prepare(config)
+    started = time.monotonic()
+    evaluator = Evaluator(prepared.client, prepared.metric, config.model)
+
+    async def both() -> tuple[Evaluation, Evaluation]:
+        return (
+            await evaluator.evaluate(config.prompt, prepared.splits.validation),
+            await evaluator.evaluate(config.prompt, prepared.splits.test),
+        )
+
+    try:
+        validation, test = asyncio.run(both())
+    finally:
+        prepared.client.close()
+    spend = validation.spend + test.spend
+    return {
+        "model": config.model,
+        "prompt": config.prompt.to_dict(),
+        "validation_score": validation.mean,
+        "test_score": test.mean,
+        "validation_rows": len(validation.rows),
+        "test_rows": len(test.rows),
+        "calls": spend.calls,
+        "cost_usd": spend.cost_usd,
+        "duration_s": round(time.monotonic() - started, 3),
+        "validation": validation.to_dict(),
+        "test": test.to_dict(),
+    }

@@ -1,0 +1,174 @@
+"""The run store: every run, candidate and evaluation, written to SQLite as it happens.
+
+Migrations are append-only and named; the ``migrations`` table records which ran. The file is in
+WAL mode so a report can read it while a run writes. One ``RunStore`` may be shared by the
+threads of one process (a lock serializes writes); several processes may open the same file.
+
+Resuming: each expensive step of a run (an evaluation, a reasoning call) is written to ``steps``
+under a key derived from its inputs. A resumed run replays the optimizer from its seed and reads
+each step back instead of calling a model, so nothing is paid for twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from promptlift.errors import ConfigError
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "001_runs",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+            optimizer TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL, result TEXT
+        );
+        CREATE TABLE candidates (
+            run_id TEXT NOT NULL REFERENCES runs(id), id INTEGER NOT NULL, created REAL NOT NULL,
+            round INTEGER NOT NULL, parent INTEGER, origin TEXT NOT NULL, prompt TEXT NOT NULL,
+            score REAL, evaluation TEXT, PRIMARY KEY (run_id, id)
+        );
+        CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs(id), key TEXT NOT NULL, created REAL NOT NULL,
+            value TEXT NOT NULL, PRIMARY KEY (run_id, key)
+        );
+        """,
+    ),
+]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class RunStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.suffix == "" or self.path.is_dir():
+            self.path = self.path / "runs.sqlite"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = _connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the run store at {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
+            done = {r[0] for r in self._conn.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if name not in {r[0] for r in self._conn.execute("SELECT name FROM migrations")}:
+                        for statement in filter(str.strip, sql.split(";")):
+                            self._conn.execute(statement)
+                        self._conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._conn.execute(sql, params)
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, optimizer: str, config: Mapping[str, Any], run_id: str | None = None) -> str:
+        run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
+        self._write(
+            "INSERT INTO runs (id, created, updated, optimizer, status, config) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, now, now, optimizer, "running", json.dumps(config, default=str)),
+        )
+        return run_id
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, created, updated, optimizer, status, config, result FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} in {self.path}; `promptlift runs` lists the runs there")
+        keys = ("id", "created", "updated", "optimizer", "status", "config", "result")
+        out = dict(zip(keys, row, strict=True))
+        out["config"] = json.loads(out["config"])
+        out["result"] = json.loads(out["result"]) if out["result"] else None
+        return out
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, created, optimizer, status FROM runs ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(zip(("id", "created", "optimizer", "status"), r, strict=True)) for r in rows]
+
+    def finish_run(self, run_id: str, status: str, result: Mapping[str, Any] | None) -> None:
+        self._write(
+            "UPDATE runs SET status = ?, result = ?, updated = ? WHERE id = ?",
+            (status, json.dumps(result, default=str) if result is not None else None, time.time(), run_id),
+        )
+
+    # -- candidates and steps ------------------------------------------------------------------
+    def add_candidate(self, run_id: str, record: Mapping[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO candidates (run_id, id, created, round, parent, origin, prompt, score, "
+            "evaluation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                record["id"],
+                time.time(),
+                record["round"],
+                record["parent"],
+                record["origin"],
+                json.dumps(record["prompt"]),
+                record.get("score"),
+                json.dumps(record.get("evaluation")),
+            ),
+        )
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, round, parent, origin, prompt, score, evaluation FROM candidates "
+                "WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            ).fetchall()
+        keys = ("id", "round", "parent", "origin", "prompt", "score", "evaluation")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["prompt"] = json.loads(d["prompt"])
+            d["evaluation"] = json.loads(d["evaluation"]) if d["evaluation"] else None
+            out.append(d)
+        return out
+
+    def steps(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, value FROM steps WHERE run_id = ?", (run_id,)).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def put_step(self, run_id: str, key: str, value: Any) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO steps (run_id, key, created, value) VALUES (?, ?, ?, ?)",
+            (run_id, key, time.time(), json.dumps(value)),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
