@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from promptlift.client.config import ClientConfig
+from promptlift.client.budget import BudgetedProvider, BudgetLedger, budget_scope, carry_scope
+from promptlift.client.cache import CachingProvider, ResponseCache
+from promptlift.client.concurrency import SharedLimit
+from promptlift.client.config import Budget, ClientConfig
+from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.stack import build_stack
 from promptlift.errors import PromptliftError
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Message, messages_from
 
 T = TypeVar("T")
+OnResult = Callable[[int, "Completion | PromptliftError"], None]
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 
@@ -39,6 +44,15 @@ class _LoopThread:
         return future.result()
 
 
+async def _cancel_leftover_tasks() -> None:
+    """Cancel tasks that libraries left on the loop (LiteLLM's logging worker), as asyncio.run does."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class Client:
     """Calls models. Thread-safe; one concurrency limit shared by every caller of this client.
 
@@ -51,7 +65,9 @@ class Client:
         self._stack, self.parts = build_stack(self.config, provider)
         self._loop_thread: _LoopThread | None = None
         self._loop_lock = threading.Lock()
-        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._closed = False
+        # One limit for every caller: sync and async, every thread and loop, nested batches.
+        self._limit = SharedLimit(self.config.concurrency)
 
     @property
     def model(self) -> str:
@@ -70,32 +86,40 @@ class Client:
         return CompletionRequest(messages=messages_from(messages), **params)
 
     # -- async API ---------------------------------------------------------------------------
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.config.concurrency)
-        return sem
-
     async def acomplete(
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> Completion:
         """One call through the whole stack. Raises a ``promptlift.errors`` error on failure."""
         if not isinstance(request, CompletionRequest):
             request = self.request(request, **params)
-        async with self._semaphore():
+        async with self._limit:
             return await self._stack.acomplete(request)
 
-    async def abatch(self, requests: Sequence[CompletionRequest]) -> list[Completion | PromptliftError]:
-        """Many calls, results in input order; a failure is returned in place, never raised."""
+    async def abatch(
+        self, requests: Sequence[CompletionRequest], *, on_result: OnResult | None = None
+    ) -> list[Completion | PromptliftError]:
+        """Many calls, results in input order; a failure is returned in place, never raised.
 
-        async def one(req: CompletionRequest) -> Completion | PromptliftError:
-            try:
-                return await self.acomplete(req)
-            except PromptliftError as exc:
-                return exc
+        At most ``config.concurrency`` workers per batch, and every call still takes a slot of the
+        client's one limit, so batches inside batches (or beside other callers) never multiply
+        it. ``on_result(index, result)`` is called as each call ends, in completion order.
+        """
+        results: list[Completion | PromptliftError | None] = [None] * len(requests)
+        queue = iter(range(len(requests)))
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        async def worker() -> None:
+            for index in queue:  # a shared iterator: each index is taken by exactly one worker
+                try:
+                    result: Completion | PromptliftError = await self.acomplete(requests[index])
+                except PromptliftError as exc:
+                    result = exc
+                results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
+
+        workers = min(self.config.concurrency, len(requests))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [r for r in results if r is not None]
 
     # -- sync API ----------------------------------------------------------------------------
     def _loop(self) -> _LoopThread:
@@ -108,16 +132,56 @@ class Client:
     def complete(
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> Completion:
-        return self._loop().run(self.acomplete(request, **params))
+        return self._loop().run(carry_scope(self.acomplete(request, **params)))
 
-    def batch(self, requests: Sequence[CompletionRequest]) -> list[Completion | PromptliftError]:
-        return self._loop().run(self.abatch(requests))
+    def batch(
+        self, requests: Sequence[CompletionRequest], *, on_result: OnResult | None = None
+    ) -> list[Completion | PromptliftError]:
+        """``abatch`` from sync code; ``on_result`` runs on the client's loop thread."""
+        return self._loop().run(carry_scope(self.abatch(requests, on_result=on_result)))
+
+    # -- budgets, cache, metrics -------------------------------------------------------------
+    @property
+    def metrics(self) -> Metrics:
+        recorder = self.parts["metrics"]
+        assert isinstance(recorder, RecordingProvider)
+        return recorder.metrics
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        return self.metrics.snapshot()
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        part = self.parts.get("cache")
+        return part.cache if isinstance(part, CachingProvider) else None
+
+    @property
+    def budget(self) -> BudgetLedger | None:
+        """The client's own ledger (``config.budget``), or None when the client has no cap."""
+        part = self.parts.get("budget")
+        return part.ledger if isinstance(part, BudgetedProvider) else None
+
+    @staticmethod
+    def budget_scope(budget: Budget | BudgetLedger, name: str = "run") -> Any:
+        """``with client.budget_scope(Budget(max_cost_usd=2)) as run:`` — every call made in the
+        block (sync or async, this client or another) is also charged to, and capped by, ``run``."""
+        return budget_scope(budget, name)
 
     def close(self) -> None:
-        if self._loop_thread is not None:
-            self._loop_thread.run(self._stack.aclose())
-            self._loop_thread.loop.call_soon_threadsafe(self._loop_thread.loop.stop)
-            self._loop_thread = None
+        """Release connections and files (cache, call log) and stop the sync API's loop thread."""
+        with self._loop_lock:
+            loop_thread, self._loop_thread = self._loop_thread, None
+        if self._closed:
+            return
+        self._closed = True
+        loop_thread = loop_thread or _LoopThread()
+        try:
+            loop_thread.run(self._stack.aclose())
+            loop_thread.run(_cancel_leftover_tasks())
+        finally:
+            loop_thread.loop.call_soon_threadsafe(loop_thread.loop.stop)
+            loop_thread.thread.join()
+            loop_thread.loop.close()
 
     def __enter__(self) -> Client:
         return self

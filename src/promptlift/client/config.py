@@ -10,6 +10,69 @@ from promptlift.secrets import Secret
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    """The response cache: an in-memory LRU in front of an optional SQLite file.
+
+    ``path`` None keeps the cache in memory only. ``ttl_s`` None never expires. ``namespace``
+    separates caches that share a file (per project, per experiment). ``max_entries`` caps the
+    SQLite file (least recently used evicted first); ``memory_entries`` caps the in-memory level.
+    ``sampled``: serve sampled calls (temperature > 0, no seed) from the cache too; each sample
+    index is its own entry, so n samples stay n distinct answers.
+    """
+
+    path: str | None = None
+    namespace: str = "default"
+    ttl_s: float | None = None
+    max_entries: int = 1_000_000
+    memory_entries: int = 10_000
+    sampled: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Requests and tokens per minute for one model (``openai/gpt-4o``), one provider
+    (``openai``) or every call (``*``). Calls over the limit wait their turn; they are never
+    rejected. ``burst_s`` is how many seconds of quota may be spent at once after a quiet spell.
+    """
+
+    scope: str = "*"
+    rpm: float | None = None
+    tpm: float | None = None
+    burst_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens, for models the price map does not know (custom, local)."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Caps on new spend: USD, tokens (input + output) and calls sent; None means no cap.
+
+    A call is sent only if its worst case (counted input tokens + ``max_tokens`` at the model's
+    price) fits under every cap together with the calls already in flight. ``default_max_tokens``
+    stands in for ``max_tokens`` when a request does not set it.
+    """
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    max_calls: int | None = None
+    default_max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class CallLogConfig:
+    """An SQLite flight recorder of every call; message contents only with ``log_content``."""
+
+    path: str
+    log_content: bool = False
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     """``models`` is the fallback chain, first choice first; empty means the embedded model."""
 
@@ -19,6 +82,11 @@ class ClientConfig:
     timeout: float = 120.0  # seconds per attempt
     concurrency: int = 16  # calls in flight through this client, all callers together
     extra: dict[str, Any] = field(default_factory=dict)  # passed to litellm as is
+    cache: CacheConfig | None = None  # None: no cache
+    rate_limits: tuple[RateLimit, ...] = ()
+    budget: Budget | None = None  # per client; per run: ``Client.budget_scope(...)``
+    prices: dict[str, ModelPrice] = field(default_factory=dict)  # model -> price, over the price map
+    call_log: CallLogConfig | None = None
 
     def merged(self, **overrides: Any) -> ClientConfig:
         """A copy with the non-None overrides applied (defaults → config file → flags)."""

@@ -1,11 +1,26 @@
 """Where the client's wrappers are put together, in one place, in one order.
 
-provider (LiteLLM, or the one given) ← innermost
+    metrics (one record per call, end to end)   ← outermost
+    budget  (reserve the worst case, or refuse; cache hits stay free)
+    cache   (answer from memory / SQLite, or store the answer)
+    fallback → retry                            (issue 3)
+    rate limit (per attempt, per model actually called; slows down on 429)
+    attempt meter (counts what goes on the wire)
+    provider (LiteLLM, or the one given)        ← innermost
+
+The rate limiter sits below retry and fallback, not above them: every attempt — a retry, a
+fallback to another model — then waits for the quota of the model it really goes to, and the 429s
+it sees are the provider's, not what is left after retries.
 """
 
 from __future__ import annotations
 
+from promptlift.client.budget import BudgetedProvider, BudgetLedger, TablePricing
+from promptlift.client.cache import CachingProvider, ResponseCache
+from promptlift.client.calllog import CallLog
 from promptlift.client.config import ClientConfig
+from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
+from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
 from promptlift.providers.base import Provider
 
 
@@ -16,4 +31,24 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
 
         provider = LiteLLMProvider(api_key=config.api_key, api_base=config.api_base, extra=config.extra)
     parts: dict[str, Provider] = {"provider": provider}
-    return provider, parts
+    metrics = Metrics()
+    stack: Provider = AttemptMeter(provider, metrics)
+    if config.rate_limits:
+        stack = parts["ratelimit"] = RateLimitedProvider(stack, RateLimiter(config.rate_limits))
+    # issue 3: retry, then fallback, wrap here.
+    cache: CachingProvider | None = None
+    if config.cache is not None:
+        store = ResponseCache(config.cache)
+        cache = CachingProvider(stack, store, api_base=config.api_base, extra=config.extra)
+        stack = parts["cache"] = cache
+    stack = parts["budget"] = BudgetedProvider(
+        stack,
+        TablePricing(config.prices),
+        ledger=BudgetLedger(config.budget, "client") if config.budget is not None else None,
+        lookup=cache.lookup if cache is not None else None,
+    )
+    log = CallLog(config.call_log.path, log_content=config.call_log.log_content) if config.call_log else None
+    stack = parts["metrics"] = RecordingProvider(
+        stack, metrics, sink=log.record if log else None, on_close=log.close if log else None
+    )
+    return stack, parts

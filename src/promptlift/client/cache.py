@@ -1,0 +1,403 @@
+"""The response cache: an in-memory LRU in front of an SQLite file, as a provider wrapper.
+
+Key: the SHA-256 of the canonical request — route (provider), model, endpoint (``api_base``),
+messages, every generation parameter, the namespace, and the sample index for sampled calls.
+Never the credentials, never the timeout (neither changes the answer). Sync and async calls share
+entries because both go through ``CachingProvider.acomplete``.
+
+Values are ``Completion.to_dict()`` as JSON, never pickle: a cache file from an untrusted source
+cannot run code. The SQLite file is in WAL mode with a busy timeout, so several processes may read
+and write it at once; each process holds its own connection and its own memory level.
+
+A hit returns the original content, usage and cost with ``cached=True``, ``attempts=0`` and the
+lookup time as ``latency_s``: nothing was sent, and the budget counts it as zero new spend.
+
+Thread-safety: every public method may be called from any thread or event loop; SQLite work is
+done inline under a lock (a lookup is well under a millisecond, cheaper than a thread hop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promptlift.client.config import CacheConfig
+from promptlift.providers.base import Provider
+from promptlift.types import Completion, CompletionRequest
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
+
+
+def route_of(model: str) -> str:
+    """``openai/gpt-4o`` → ``openai``; a bare name is routed to openai by LiteLLM."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def canonical_request(
+    request: CompletionRequest,
+    *,
+    api_base: str | None = None,
+    namespace: str = "default",
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The request as canonical JSON: what the cache key hashes. Credentials never enter it.
+
+    ``api_base`` is the endpoint used when the request does not name one; ``extra`` holds
+    provider parameters (e.g. ``api_version``) — any whose name looks like a credential is dropped.
+    """
+    safe_extra = {
+        k: v for k, v in sorted((extra or {}).items()) if not any(w in k.lower() for w in _SECRET_WORDS)
+    }
+    body: dict[str, Any] = {
+        "v": 1,
+        "namespace": namespace,
+        "provider": route_of(request.model),
+        "model": request.model,
+        "api_base": (request.api_base or api_base or "").rstrip("/"),
+        "messages": [m.to_dict() for m in request.messages],
+        "params": request.generation_params(),
+        "extra": safe_extra,
+    }
+    if request.is_sampled:
+        body["sample"] = request.sample
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def cache_key(request: CompletionRequest, **kwargs: Any) -> str:
+    return hashlib.sha256(canonical_request(request, **kwargs).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int
+    misses: int
+    memory_hits: int
+    entries: int  # in the SQLite file (all namespaces), or in memory when there is no file
+    bytes: int  # JSON bytes stored
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "memory_hits": self.memory_hits,
+            "hit_rate": self.hit_rate,
+            "entries": self.entries,
+            "bytes": self.bytes,
+        }
+
+
+class MemoryLRU:
+    """A bounded LRU of JSON strings with per-entry expiry. Thread-safe."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, now: float) -> str | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            if item[1] is not None and item[1] <= now:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: str, expires: float | None) -> None:
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._data[key] = (value, expires)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def bytes(self) -> int:
+        with self._lock:
+            return sum(len(v) for v, _ in self._data.values())
+
+
+def open_sqlite(path: str, schema: str = "", *, wait_s: float = 30.0) -> sqlite3.Connection:
+    """A connection in WAL mode, autocommit, usable from any thread (callers serialize it).
+
+    Switching a new file to WAL and creating tables ignore the busy timeout when another process
+    is doing the same at the same moment ("database is locked" at once), so those first steps
+    are retried for up to ``wait_s`` seconds.
+    """
+    conn = sqlite3.connect(path, timeout=wait_s, check_same_thread=False, isolation_level=None)
+    deadline = time.monotonic() + wait_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if schema:
+                conn.executescript(schema)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
+"""
+
+# A hit refreshes ``last_used`` (for LRU eviction) at most this often: a write per hit would cost more
+# than the hit itself.
+_TOUCH_INTERVAL_S = 60.0
+
+
+class SQLiteStore:
+    """The persistent level: one SQLite file in WAL mode, shared safely by several processes.
+
+    Eviction: when an insert finds more than ``max_entries`` rows, the least recently used tenth
+    (at least the overflow) is deleted in the same transaction. Expired rows are never returned
+    and are deleted by ``purge_expired`` and eviction.
+    """
+
+    def __init__(self, path: str, *, max_entries: int = 1_000_000):
+        self.path = path
+        self.max_entries = max_entries
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = open_sqlite(path, _SCHEMA)
+        self._inserts_since_count = 0
+        self._approx_count = self._count()
+
+    def _count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def get(self, namespace: str, key: str, now: float) -> tuple[str, float | None] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value, expires, last_used FROM entries WHERE namespace=? AND key=?", (namespace, key)
+            ).fetchone()
+            if row is None or (row[1] is not None and row[1] <= now):
+                return None
+            if now - row[2] > _TOUCH_INTERVAL_S:
+                self._conn.execute(
+                    "UPDATE entries SET last_used=? WHERE namespace=? AND key=?", (now, namespace, key)
+                )
+            return str(row[0]), row[1]
+
+    def put(self, namespace: str, key: str, value: str, now: float, expires: float | None) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO entries (namespace, key, value, created, expires, last_used)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (namespace, key, value, now, expires, now),
+            )
+            self._approx_count += 1
+            if self._approx_count > self.max_entries:
+                self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        """Called under the lock. Other processes insert too, so count for real first."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now,))
+            count = self._count()
+            overflow = count - self.max_entries
+            if overflow > 0:
+                drop = max(overflow, self.max_entries // 10)
+                self._conn.execute(
+                    "DELETE FROM entries WHERE (namespace, key) IN "
+                    "(SELECT namespace, key FROM entries ORDER BY last_used LIMIT ?)",
+                    (drop,),
+                )
+                count -= drop
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._approx_count = count
+
+    def purge_expired(self, now: float | None = None) -> int:
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now or time.time(),)
+            )
+            self._approx_count = self._count()
+            return cur.rowcount
+
+    def clear(self, namespace: str | None = None) -> int:
+        with self._lock:
+            if namespace is None:
+                cur = self._conn.execute("DELETE FROM entries")
+            else:
+                cur = self._conn.execute("DELETE FROM entries WHERE namespace=?", (namespace,))
+            self._approx_count = self._count()
+            return cur.rowcount
+
+    def summary(self) -> dict[str, Any]:
+        """Entries and JSON bytes per namespace, and the file's size on disk."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT namespace, COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM entries GROUP BY namespace"
+            ).fetchall()
+        namespaces = {str(ns): {"entries": int(n), "bytes": int(b)} for ns, n, b in rows}
+        return {
+            "path": self.path,
+            "entries": sum(v["entries"] for v in namespaces.values()),
+            "bytes": sum(v["bytes"] for v in namespaces.values()),
+            "file_bytes": sum(
+                os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p)
+            ),
+            "namespaces": namespaces,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class ResponseCache:
+    """Two levels: memory LRU, then SQLite (when ``config.path`` is set). Thread-safe."""
+
+    def __init__(self, config: CacheConfig):
+        self.config = config
+        self.memory = MemoryLRU(config.memory_entries)
+        self.store = SQLiteStore(config.path, max_entries=config.max_entries) if config.path else None
+        self._counts = {"hits": 0, "misses": 0, "memory_hits": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def get(self, key: str) -> Completion | None:
+        now = time.time()
+        value = self.memory.get(key, now)
+        if value is not None:
+            self._count("memory_hits")
+        elif self.store is not None:
+            found = self.store.get(self.config.namespace, key, now)
+            if found is not None:
+                value = found[0]
+                self.memory.put(key, value, found[1])
+        if value is None:
+            self._count("misses")
+            return None
+        self._count("hits")
+        return Completion.from_dict(json.loads(value))
+
+    def put(self, key: str, completion: Completion) -> None:
+        now = time.time()
+        expires = now + self.config.ttl_s if self.config.ttl_s is not None else None
+        value = json.dumps(completion.replace(cached=False).to_dict(), separators=(",", ":"))
+        self.memory.put(key, value, expires)
+        if self.store is not None:
+            self.store.put(self.config.namespace, key, value, now, expires)
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            counts = dict(self._counts)
+        if self.store is not None:
+            summary = self.store.summary()
+            entries, size = int(summary["entries"]), int(summary["bytes"])
+        else:
+            entries, size = len(self.memory), self.memory.bytes()
+        return CacheStats(counts["hits"], counts["misses"], counts["memory_hits"], entries, size)
+
+    def clear(self, *, all_namespaces: bool = False) -> int:
+        """Drop this namespace's entries (or every namespace's); returns how many rows went."""
+        self.memory.clear()
+        if self.store is None:
+            return 0
+        return self.store.clear(None if all_namespaces else self.config.namespace)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+class CachingProvider(Provider):
+    """Serves a request from the cache when it can; stores every successful answer.
+
+    Sampled requests bypass the cache unless ``config.sampled`` is set. Errors are never cached.
+    """
+
+    name = "cache"
+
+    def __init__(
+        self,
+        inner: Provider,
+        cache: ResponseCache,
+        *,
+        api_base: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ):
+        self.inner = inner
+        self.cache = cache
+        self.api_base = api_base
+        self.extra = dict(extra or {})
+
+    def key(self, request: CompletionRequest) -> str | None:
+        """The cache key for ``request``, or None when this request must not use the cache."""
+        if request.is_sampled and not self.cache.config.sampled:
+            return None
+        return cache_key(
+            request, api_base=self.api_base, namespace=self.cache.config.namespace, extra=self.extra
+        )
+
+    def lookup(self, request: CompletionRequest) -> Completion | None:
+        """A cached answer for ``request`` marked as a hit, or None. Never calls the provider."""
+        key = self.key(request)
+        if key is None:
+            return None
+        started = time.perf_counter()
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        return hit.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        hit = self.lookup(request)
+        if hit is not None:
+            return hit
+        completion = await self.inner.acomplete(request)
+        key = self.key(request)
+        if key is not None:
+            self.cache.put(key, completion)
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        self.cache.close()
