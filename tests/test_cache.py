@@ -157,12 +157,12 @@ def test_sampled_calls_bypass_the_cache_unless_asked(tmp_path: Path) -> None:
 
 
 def test_errors_are_not_cached(tmp_path: Path) -> None:
-    from promptlift.errors import ProviderUnavailable
+    from promptlift.errors import BadRequest
 
-    provider = ScriptedProvider([ProviderUnavailable("down"), "fine"])
+    provider = ScriptedProvider([BadRequest("no"), "fine"])
     config = ClientConfig(models=("openai/m",), cache=CacheConfig(path=str(tmp_path / "c.sqlite")))
     with Client(config, provider=provider) as client:
-        with pytest.raises(ProviderUnavailable):
+        with pytest.raises(BadRequest):
             client.complete("hi", temperature=0)
         assert client.complete("hi", temperature=0).content == "fine"
         assert client.complete("hi", temperature=0).cached

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from promptlift.client.config import Budget, ModelPrice
-from promptlift.client.ratelimit import estimate_tokens
+from promptlift.client.ratelimit import estimate_input_tokens
 from promptlift.errors import BudgetExceeded
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
@@ -56,10 +56,38 @@ class TablePricing:
         self.prices = dict(prices or {})
 
     def input_tokens(self, request: CompletionRequest) -> int:
-        return estimate_tokens(request, default_max_tokens=0)
+        return estimate_input_tokens(request)
 
     def price(self, model: str) -> ModelPrice | None:
         return self.prices.get(model)
+
+
+class MapPricing(TablePricing):
+    """The table first, then LiteLLM's offline price map and token counter (``providers.pricing``).
+
+    For clients over the LiteLLM provider; importing it loads litellm.
+    """
+
+    def __init__(self, prices: Mapping[str, ModelPrice] | None = None):
+        super().__init__(prices)
+        self._looked_up: dict[str, ModelPrice | None] = {}
+
+    def input_tokens(self, request: CompletionRequest) -> int:
+        from promptlift.providers import pricing
+
+        return pricing.estimate_input_tokens(request)
+
+    def price(self, model: str) -> ModelPrice | None:
+        if model in self.prices:
+            return self.prices[model]
+        if model not in self._looked_up:
+            from promptlift.providers import pricing
+
+            found = pricing.price_of(model)
+            self._looked_up[model] = (
+                ModelPrice(found.input_per_mtok, found.output_per_mtok) if found is not None else None
+            )
+        return self._looked_up[model]
 
 
 def cost_of(price: ModelPrice, input_tokens: int, output_tokens: int) -> float:

@@ -34,12 +34,17 @@ from promptlift.types import Completion, CompletionRequest
 Clock = Callable[[], float]
 
 
-def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
-    """A quick upper-leaning guess of a call's tokens: ~3 characters a token plus per-message
-    overhead, plus ``max_tokens`` (or ``default_max_tokens``) for the answer."""
+def estimate_input_tokens(request: CompletionRequest) -> int:
+    """A quick upper-leaning guess of a request's input tokens: ~3 characters a token plus
+    per-message framing. No tokenizer: it runs before every call."""
     chars = sum(len(m.content) for m in request.messages)
-    prompt = math.ceil(chars / 3) + 4 * len(request.messages) + 3
-    return prompt + (request.max_tokens if request.max_tokens is not None else default_max_tokens)
+    return math.ceil(chars / 3) + 4 * len(request.messages) + 3
+
+
+def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
+    """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer."""
+    out = request.max_tokens if request.max_tokens is not None else default_max_tokens
+    return estimate_input_tokens(request) + out
 
 
 class TokenBucket:

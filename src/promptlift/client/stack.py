@@ -15,7 +15,7 @@ it sees are the provider's, not what is left after retries.
 
 from __future__ import annotations
 
-from promptlift.client.budget import BudgetedProvider, BudgetLedger, TablePricing
+from promptlift.client.budget import BudgetedProvider, BudgetLedger, MapPricing, Pricing, TablePricing
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.calllog import CallLog
 from promptlift.client.config import ClientConfig
@@ -26,10 +26,12 @@ from promptlift.providers.base import Provider
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
     """Return the outermost provider and the named parts (for metrics, stats and tests)."""
+    pricing: Pricing = TablePricing(config.prices)
     if provider is None:
         from promptlift.providers.litellm import LiteLLMProvider
 
         provider = LiteLLMProvider(api_key=config.api_key, api_base=config.api_base, extra=config.extra)
+        pricing = MapPricing(config.prices)
     parts: dict[str, Provider] = {"provider": provider}
     metrics = Metrics()
     stack: Provider = AttemptMeter(provider, metrics)
@@ -43,7 +45,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         stack = parts["cache"] = cache
     stack = parts["budget"] = BudgetedProvider(
         stack,
-        TablePricing(config.prices),
+        pricing,
         ledger=BudgetLedger(config.budget, "client") if config.budget is not None else None,
         lookup=cache.lookup if cache is not None else None,
     )

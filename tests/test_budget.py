@@ -1,0 +1,126 @@
+"""Budgets: reserve the worst case before sending, reconcile after, never cross a cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from promptlift import BudgetExceeded, Client, ClientConfig, Completion, CompletionRequest, Usage
+from promptlift.client.budget import BudgetLedger, Reservation
+from promptlift.client.config import Budget, CacheConfig, ModelPrice
+from promptlift.testing import FunctionProvider, ScriptedProvider
+
+PRICE = {"openai/m": ModelPrice(input_per_mtok=1_000_000.0, output_per_mtok=1_000_000.0)}  # $1 a token
+
+
+def test_ledger_refuses_what_would_cross_and_counts_in_flight() -> None:
+    ledger = BudgetLedger(Budget(max_cost_usd=1.0, max_calls=3))
+    ledger.reserve(Reservation(0.6, 10))
+    with pytest.raises(BudgetExceeded) as info:
+        ledger.reserve(Reservation(0.5, 10))  # 0.6 in flight + 0.5 > 1.0
+    assert info.value.limit == "cost_usd"
+    ledger.release(Reservation(0.6, 10), cost_usd=0.1, tokens=3)  # it really cost 0.1
+    ledger.reserve(Reservation(0.5, 10))
+    snap = ledger.snapshot()
+    assert (round(snap.spent_usd, 6), snap.spent_tokens, snap.calls, snap.in_flight, snap.refused) == (
+        0.1, 3, 1, 1, 1
+    )
+    ledger.reserve(Reservation(0.0, 0))
+    with pytest.raises(BudgetExceeded) as calls:
+        ledger.reserve(Reservation(0.0, 0))
+    assert calls.value.limit == "calls"
+
+
+def test_a_call_that_would_cross_is_not_sent() -> None:
+    provider = ScriptedProvider([], then="ok")
+    config = ClientConfig(models=("openai/m",), budget=Budget(max_tokens=100))
+    with Client(config, provider=provider) as client, pytest.raises(BudgetExceeded):
+        client.complete("hello", max_tokens=500)
+    assert provider.calls == 0
+
+
+def test_64_in_flight_never_cross_the_cap() -> None:
+    """Each call is reserved at $18 (8 input tokens estimated + 10 output at $1) and really costs
+    that; the cap is $1400, so 77 calls fit. The first 64 are held in flight until all 64 are there."""
+    in_flight = 0
+    peak = 0
+    all_in = asyncio.Event()
+
+    class Gate(FunctionProvider):
+        async def acomplete(self, request: CompletionRequest) -> Completion:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if in_flight == 64:
+                all_in.set()
+            try:
+                await asyncio.wait_for(all_in.wait(), timeout=30)
+                return await super().acomplete(request)
+            finally:
+                in_flight -= 1
+
+    provider = Gate(lambda r: Completion("x " * 10, r.model, "f", Usage(8, 10)))  # the worst case
+    budget = Budget(max_cost_usd=1400.0)
+    config = ClientConfig(models=("openai/m",), concurrency=64, budget=budget, prices=PRICE)
+
+    async def run(client: Client) -> list[Completion | Exception]:
+        requests = [client.request("a", max_tokens=10, temperature=0) for _ in range(200)]
+        return list(await client.abatch(requests))
+
+    client = Client(config, provider=provider)
+    reserved = client.parts["budget"].estimate(client.request("a", max_tokens=10))  # type: ignore[attr-defined]
+    results = asyncio.run(run(client))
+    ledger = client.budget
+    client.close()
+    assert ledger is not None
+    ok = [r for r in results if isinstance(r, Completion)]
+    refused = [r for r in results if isinstance(r, BudgetExceeded)]
+    assert peak == 64
+    assert reserved.cost_usd == pytest.approx(18.0)
+    assert len(ok) == len(provider.requests) == 77 and len(refused) == 123
+    assert ledger.spent_usd == pytest.approx(77 * 18.0) and ledger.spent_usd <= 1400.0
+    assert ledger.snapshot().in_flight == 0
+
+
+def test_cached_answers_are_free_even_when_the_budget_is_spent(tmp_path: object) -> None:
+    provider = ScriptedProvider([Completion("x", "openai/m", "f", Usage(1, 1))])
+    config = ClientConfig(
+        models=("openai/m",),
+        budget=Budget(max_calls=1),
+        cache=CacheConfig(path=None),
+    )
+    with Client(config, provider=provider) as client:
+        client.complete("q", temperature=0)
+        again = client.complete("q", temperature=0)  # the one allowed call is spent; a hit is free
+        assert again.cached
+        with pytest.raises(BudgetExceeded):
+            client.complete("other", temperature=0)
+        ledger = client.budget
+    assert ledger is not None and ledger.calls == 1 and provider.calls == 1
+
+
+def test_run_scope_caps_calls_across_sync_and_async() -> None:
+    provider = FunctionProvider(lambda r: "ok")
+    with Client(ClientConfig(models=("openai/m",)), provider=provider) as client:
+        with client.budget_scope(Budget(max_calls=3)) as run:
+            client.complete("a")
+
+            async def two() -> list[object]:
+                return [await client.acomplete("b"), await client.acomplete("c")]
+
+            asyncio.run(two())
+            with pytest.raises(BudgetExceeded):
+                client.complete("d")
+        client.complete("outside the run")  # no cap outside the scope
+    assert run.calls == 3 and len(provider.requests) == 4
+
+
+def test_unknown_cost_is_priced_from_the_table() -> None:
+    provider = ScriptedProvider([Completion("x", "openai/m", "f", Usage(2, 3))])
+    config = ClientConfig(models=("openai/m",), budget=Budget(max_cost_usd=1e9), prices=PRICE)
+    with Client(config, provider=provider) as client:
+        done = client.complete("q", max_tokens=3)
+        ledger = client.budget
+    assert done.cost_usd == pytest.approx(5.0)
+    assert ledger is not None and ledger.spent_usd == pytest.approx(5.0)
