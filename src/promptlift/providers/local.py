@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ContextWindowExceeded, LocalModelError
-from promptlift.providers.render import DEFAULT_STOP, render_plain
+from promptlift.providers.render import BLOCK_SEPARATOR, render_plain
 from promptlift.types import Message
 
 PROVIDER = "local"
@@ -65,18 +67,30 @@ def is_base_model(model: str) -> bool:
     return model.startswith(PROVIDER + "/")
 
 
-def weights_path(spec: LocalModelSpec) -> Path:
-    """Assemble (first call) and checksum the GGUF file; raise a clear error if that fails."""
+def weights_target(spec: LocalModelSpec) -> Path:
+    """Where the assembled GGUF lives: ``$PROMPTLIFT_MODEL_DIR`` or the weights package's default."""
+    override = os.environ.get("PROMPTLIFT_MODEL_DIR")
+    package = _weights_package(spec)
+    name = str(package.MODEL_NAME)
+    return Path(override) / name if override else Path(package.default_output_path())
+
+
+def _weights_package(spec: LocalModelSpec) -> Any:
     try:
-        package = __import__(spec.weights_package)
+        return importlib.import_module(spec.weights_package)
     except ImportError:
         raise LocalModelError(
             f"the weights of local/{spec.name} are not installed "
             f"(package {spec.weights_package.replace('_', '-')}); {INSTALL_HINT}"
         ) from None
-    target = package.default_output_path()
+
+
+def weights_path(spec: LocalModelSpec) -> Path:
+    """Assemble (first call) and checksum the GGUF file; raise a clear error if that fails."""
+    package = _weights_package(spec)
+    target = weights_target(spec)
     try:
-        return Path(package.assemble())
+        return Path(package.assemble(output_path=target))
     except (FileExistsError, ValueError):
         raise LocalModelError(
             f"checksum mismatch for the weights of local/{spec.name} at {target}: the file is "
@@ -98,6 +112,32 @@ def _load_runtime() -> Any:
     return llama_cpp
 
 
+def _first_block(text: str) -> tuple[str, bool]:
+    """The answer up to the first blank line after it has started (leading blank lines are skipped)."""
+    body = text.lstrip()
+    end = body.find(BLOCK_SEPARATOR)
+    return (body, False) if end < 0 else (body[:end], True)
+
+
+class _EndOfBlock:
+    """Stops generation at a blank line, but only once the answer has begun.
+
+    A plain ``stop=["\n\n"]`` would end a completion that starts with a blank line as an empty
+    answer; this lets the model open with whitespace and stops at the block's end.
+    """
+
+    def __init__(self, llama: Any, prompt_tokens: int):
+        self.llama = llama
+        self.start = prompt_tokens
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        generated = input_ids[self.start :]
+        if len(generated) < 2:
+            return False
+        text = self.llama.detokenize(list(generated)).decode("utf-8", errors="ignore")
+        return BLOCK_SEPARATOR in text.lstrip()
+
+
 @dataclass(frozen=True)
 class Generation:
     text: str
@@ -115,6 +155,7 @@ class LocalEngine:
         self.spec = spec
         self.n_threads = n_threads or os.cpu_count() or 1
         self._llama: Any = None
+        self._runtime: Any = None
         self._load_lock = threading.Lock()
         self._ready = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"local-{spec.name}")
@@ -132,7 +173,7 @@ class LocalEngine:
         if self._llama is None:
             with self._load_lock:
                 if self._llama is None:
-                    llama_cpp = _load_runtime()
+                    llama_cpp = self._runtime = _load_runtime()
                     path = weights_path(self.spec)
                     self._llama = llama_cpp.Llama(
                         model_path=str(path),
@@ -194,12 +235,14 @@ class LocalEngine:
             top_p=top_p,
             stop=list(stop) or None,
             seed=seed,
+            stopping_criteria=self._runtime.StoppingCriteriaList([_EndOfBlock(llama, len(tokens))]),
         )
         choice = out["choices"][0]
+        text, cut = _first_block(choice["text"])
         usage = out.get("usage") or {}
         return Generation(
-            text=choice["text"],
-            finish_reason=choice.get("finish_reason") or "stop",
+            text=text,
+            finish_reason="stop" if cut else (choice.get("finish_reason") or "stop"),
             input_tokens=int(usage.get("prompt_tokens", len(tokens))),
             output_tokens=int(usage.get("completion_tokens", 0)),
             cached_tokens=min(cached, len(tokens)),
@@ -207,7 +250,7 @@ class LocalEngine:
         )
 
     def _submit(self, messages: Sequence[Message], params: dict[str, Any]) -> Any:
-        stop = tuple(params.get("stop") or ()) + DEFAULT_STOP
+        stop = tuple(params.get("stop") or ())
         temperature = params.get("temperature")
         return self._executor.submit(
             self._generate,
@@ -240,6 +283,11 @@ def _close_engines() -> None:
         for engine in _engines.values():
             engine.close()
         _engines.clear()
+    utils = sys.modules.get("llama_cpp._utils")  # it opens /dev/null twice at import, never closes
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
 
 
 def engine_for(name: str) -> LocalEngine:

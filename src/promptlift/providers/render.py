@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from promptlift.types import Message
 
 BLOCK_SEPARATOR = "\n\n"
-DEFAULT_STOP = (BLOCK_SEPARATOR,)
 
 
 def _joiner(user_text: str) -> str:

@@ -1,0 +1,68 @@
+"""The evaluator: per-row outputs, scores and reasons; failures kept in place, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from promptlift import Client, ClientConfig
+from promptlift.errors import ProviderUnavailable, UserError
+from promptlift.optimize import Dataset, Evaluator, Prompt
+from promptlift.optimize.metrics import ExactMatch, FunctionMetric
+from promptlift.testing import FunctionProvider
+from promptlift.types import CompletionRequest
+
+DATA = Dataset.from_records([{"q": f"q{i}", "a": "yes" if i % 2 else "no"} for i in range(6)])
+PROMPT = Prompt(user="Q: {q}\nA:", system="Answer yes or no.")
+
+
+def answer(request: CompletionRequest) -> str:
+    i = int(request.messages[-1].content.split()[1][1:])
+    return "yes" if i % 2 else "no"
+
+
+def evaluate(fn, metric=None):  # type: ignore[no-untyped-def]
+    with Client(ClientConfig(models=("scripted/m",)), provider=FunctionProvider(fn)) as client:
+        return asyncio.run(Evaluator(client, metric or ExactMatch("a")).evaluate(PROMPT, DATA))
+
+
+def test_every_row_is_scored_in_order_with_its_output() -> None:
+    evaluation = evaluate(answer)
+    assert [r.index for r in evaluation.rows] == list(range(6))
+    assert evaluation.mean == 1.0 and evaluation.spend.calls == 6
+
+
+def test_a_failed_call_scores_zero_and_keeps_the_error() -> None:
+    def flaky(request: CompletionRequest) -> str | ProviderUnavailable:
+        if "q3" in request.messages[-1].content:
+            return ProviderUnavailable("down", provider="scripted", model="m", status=503)
+        return answer(request)
+
+    evaluation = evaluate(flaky)
+    assert evaluation.mean == pytest.approx(5 / 6)
+    assert evaluation.rows[3].error.startswith("ProviderUnavailable") and evaluation.rows[3].score == 0.0
+
+
+def test_a_metric_that_raises_on_one_row_scores_it_zero_with_the_reason() -> None:
+    def picky(row: dict, output: str) -> float:  # type: ignore[type-arg]
+        if row["q"] == "q2":
+            raise ValueError("cannot parse")
+        return 1.0
+
+    evaluation = evaluate(answer, FunctionMetric(picky))
+    assert evaluation.mean == pytest.approx(5 / 6)
+    assert "ValueError: cannot parse" in evaluation.rows[2].reason
+
+
+def test_a_metric_that_fails_on_every_row_fails_loudly() -> None:
+    def broken(row: dict, output: str) -> float:  # type: ignore[type-arg]
+        raise KeyError("gold")
+
+    with pytest.raises(UserError, match="failed on every row"):
+        evaluate(answer, FunctionMetric(broken))
+
+
+def test_when_every_call_fails_the_error_is_raised() -> None:
+    with pytest.raises(ProviderUnavailable):
+        evaluate(lambda r: ProviderUnavailable("down", status=503))

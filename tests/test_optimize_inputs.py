@@ -1,0 +1,176 @@
+"""Bad input gets a clear error naming the problem and the fix: datasets, templates, configs, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptlift.cli import main
+from promptlift.errors import ConfigError, DatasetError, TemplateError
+from promptlift.optimize import Dataset, Prompt, split
+from promptlift.optimize.config import load_config
+from promptlift.optimize.dataset import Row
+from promptlift.optimize.metrics import (
+    Choice,
+    Contains,
+    ExactMatch,
+    Normalize,
+    Numeric,
+    Regex,
+    Score,
+    TokenF1,
+    metric_from_config,
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+def test_empty_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"empty.jsonl: the dataset is empty"):
+        Dataset.load(write(tmp_path, "empty.jsonl", "\n\n"))
+
+
+def test_row_missing_a_field_names_file_row_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n')
+    with pytest.raises(DatasetError, match=r"d.jsonl, row 2: missing field 'label'"):
+        Dataset.load(path)
+
+
+def test_ragged_rows_with_an_extra_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", '{"text": "a"}\n{"text": "b", "label": "y"}\n')
+    with pytest.raises(DatasetError, match=r"row 2: unexpected field 'label'"):
+        Dataset.load(path)
+
+
+def test_bad_json_line_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"d.jsonl, line 2: not valid JSON"):
+        Dataset.load(write(tmp_path, "d.jsonl", '{"text": "a"}\n{"text": \n'))
+
+
+def test_csv_with_a_short_row(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"d.csv, line 3: 1 values for 2 columns"):
+        Dataset.load(write(tmp_path, "d.csv", "text,label\nhello,x\nbye\n"))
+
+
+def test_csv_json_and_records_load_alike(tmp_path: Path) -> None:
+    csv_data = Dataset.load(write(tmp_path, "d.csv", 'text,label\n"a, b",x\nc,y\n'))
+    json_data = Dataset.load(
+        write(tmp_path, "d.json", '[{"text": "a, b", "label": "x"}, {"text": "c", "label": "y"}]')
+    )
+    assert [r.fields for r in csv_data] == [r.fields for r in json_data]
+    assert csv_data.fields == ("text", "label")
+
+
+def test_split_is_seeded_disjoint_and_complete() -> None:
+    data = Dataset.from_records([{"i": i} for i in range(40)])
+    a, b = split(data, 0.5, 0.25, 0.25, seed=3), split(data, 0.5, 0.25, 0.25, seed=3)
+    c = split(data, 0.5, 0.25, 0.25, seed=4)
+    idx = [[r.index for r in part] for part in (a.train, a.validation, a.test)]
+    assert [len(p) for p in idx] == [20, 10, 10]
+    assert sorted(i for part in idx for i in part) == list(range(40))
+    assert idx == [[r.index for r in part] for part in (b.train, b.validation, b.test)]
+    assert idx[2] != [r.index for r in c.test]
+
+
+# -- templates --------------------------------------------------------------------------------------
+def test_placeholder_not_in_dataset_is_caught_before_any_call() -> None:
+    with pytest.raises(TemplateError, match=r"uses \{review\} but the dataset has no field 'review'.*text"):
+        Prompt(user="Review: {review}").check(["text", "label"])
+
+
+def test_malformed_braces_and_attribute_access() -> None:
+    with pytest.raises(TemplateError, match=r"malformed braces"):
+        Prompt(user="Review: {text").check(["text"])
+    with pytest.raises(TemplateError, match=r"not a plain field name"):
+        Prompt(user="{text.upper}").check(["text"])
+
+
+def test_escaped_braces_are_literal() -> None:
+    prompt = Prompt(user='Answer as JSON like {{"label": ...}} for: {text}')
+    prompt.check(["text"])
+    assert prompt.messages({"text": "hi"})[-1].content == 'Answer as JSON like {"label": ...} for: hi'
+
+
+# -- configs ----------------------------------------------------------------------------------------
+GOOD = """
+model: local/gemma-3-270m
+prompt: {system: "s", user: "Review: {text}"}
+dataset: {path: d.jsonl}
+metric: {type: exact_match, field: label}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: [unclosed\n", r"not valid YAML at line 2"),
+        ("- a list\n", r"expected a mapping of settings"),
+        (GOOD + "optimiser: fewshot\n", r"unknown key `optimiser`"),
+        (GOOD.replace("dataset: {path: d.jsonl}", ""), r"missing `dataset`"),
+        (GOOD.replace('user: "Review: {text}"', "system: x"), r"prompt: missing `user`"),
+        (GOOD + "budget: {max_calls: -5}\n", r"budget `max_calls` must be a positive number"),
+        (GOOD + "budget: {max_cals: 5}\n", r"unknown budget key `max_cals`"),
+        (GOOD.replace("type: exact_match, ", ""), r"metric: missing `type`"),
+    ],
+)
+def test_malformed_configs(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, "c.yaml", text))
+
+
+def test_cli_reports_a_bad_config_in_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, "d.jsonl", '{"text": "a", "label": "x"}\n' * 6)
+    config = write(tmp_path, "c.yaml", GOOD.replace("{text}", "{txt}"))
+    assert main(["optimize", str(config), "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "uses {txt} but the dataset has no field 'txt'" in err
+
+
+def test_unknown_metric_and_optimizer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown metric type .bleu.*exact_match"):
+        metric_from_config({"type": "bleu"})
+    with pytest.raises(ConfigError, match="needs `field:`"):
+        metric_from_config({"type": "exact_match"})
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
+        metric_from_config({"type": "python", "function": "no_such_module:f"})
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+ROW = Row(0, {"label": "Positive", "answer": "1,234.5", "pattern": r"^\d+$"})
+
+
+@pytest.mark.parametrize(
+    ("metric", "output", "value"),
+    [
+        (ExactMatch("label"), "  positive ", 1.0),
+        (ExactMatch("label", Normalize(case=False)), "positive", 0.0),
+        (ExactMatch("label", Normalize(punctuation=True)), "positive.", 1.0),
+        (ExactMatch("label"), "positive.", 0.0),
+        (Contains("label"), "I think POSITIVE overall", 1.0),
+        (Regex(pattern=r"pos\w+"), "it is positive", 1.0),
+        (Regex(field="pattern"), "12a", 0.0),
+        (Numeric("answer"), "the total is 1234.5", 1.0),
+        (Numeric("answer", abs_tol=0.1), "about 1234.45", 1.0),
+        (Numeric("answer"), "no idea", 0.0),
+        (Choice("label", ("positive", "negative")), "negative, no wait, positive", 0.0),
+        (Choice("label", ("positive", "negative")), "Positive!", 1.0),
+    ],
+)
+def test_builtin_metrics(metric: object, output: str, value: float) -> None:
+    score = metric(ROW, output)  # type: ignore[operator]
+    assert isinstance(score, Score) and score.value == value
+    assert (score.reason == "") == (value == 1.0)
+
+
+def test_token_f1_partial_credit() -> None:
+    score = TokenF1("label")(Row(0, {"label": "the quick fox"}), "quick brown fox")
+    assert score.value == pytest.approx(2 / 3)
