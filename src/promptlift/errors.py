@@ -67,9 +67,14 @@ class BudgetExceeded(PromptliftError):
 
 
 class ProviderError(PromptliftError):
-    """A model call failed. ``retryable`` says whether the same call may succeed later."""
+    """A model call failed. ``retryable`` says whether the same call may succeed later.
+
+    ``attempts`` is how many requests were sent for this call on this model (set by the retry
+    wrapper; 1 when nothing retried it).
+    """
 
     retryable: bool = False
+    attempts: int = 1
 
     def __init__(
         self,

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlift.client.fallback import FallbackPolicy
+from promptlift.client.retry import RetryPolicy
+from promptlift.providers.credentials import KeySource
 from promptlift.secrets import Secret
 
 
@@ -87,6 +90,11 @@ class ClientConfig:
     budget: Budget | None = None  # per client; per run: ``Client.budget_scope(...)``
     prices: dict[str, ModelPrice] = field(default_factory=dict)  # model -> price, over the price map
     call_log: CallLogConfig | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # per model, before falling back
+    fallback: FallbackPolicy = field(default_factory=FallbackPolicy)  # breakers, context-window fallback
+    credential_provider: KeySource | None = None  # fresh keys for short-lived tokens (Azure AD...)
+    strict_params: bool = False  # refuse a parameter the model lacks, instead of dropping it with a warning
+    allowed_hosts: tuple[str, ...] | None = None  # the only api_base hosts calls may go to; None: any
 
     def merged(self, **overrides: Any) -> ClientConfig:
         """A copy with the non-None overrides applied (defaults → config file → flags)."""

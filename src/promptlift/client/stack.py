@@ -19,8 +19,10 @@ from promptlift.client.budget import BudgetedProvider, BudgetLedger, MapPricing,
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.calllog import CallLog
 from promptlift.client.config import ClientConfig
+from promptlift.client.fallback import FallbackProvider
 from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
 from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
+from promptlift.client.retry import RetryingProvider
 from promptlift.providers.base import Provider
 
 
@@ -28,16 +30,26 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     """Return the outermost provider and the named parts (for metrics, stats and tests)."""
     pricing: Pricing = TablePricing(config.prices)
     if provider is None:
+        from promptlift.providers.credentials import Credentials
         from promptlift.providers.litellm import LiteLLMProvider
 
-        provider = LiteLLMProvider(api_key=config.api_key, api_base=config.api_base, extra=config.extra)
+        provider = LiteLLMProvider(
+            api_base=config.api_base,
+            extra=config.extra,
+            credentials=Credentials(config.api_key, source=config.credential_provider),
+            prices=config.prices,
+            strict_params=config.strict_params,
+            allowed_hosts=config.allowed_hosts,
+        )
         pricing = MapPricing(config.prices)
     parts: dict[str, Provider] = {"provider": provider}
     metrics = Metrics()
     stack: Provider = AttemptMeter(provider, metrics)
     if config.rate_limits:
         stack = parts["ratelimit"] = RateLimitedProvider(stack, RateLimiter(config.rate_limits))
-    # issue 3: retry, then fallback, wrap here.
+    stack = parts["retry"] = RetryingProvider(stack, config.retry)
+    fallback = FallbackProvider(stack, config.models, config.fallback, endpoint=config.api_base)
+    stack = parts["fallback"] = fallback
     cache: CachingProvider | None = None
     if config.cache is not None:
         store = ResponseCache(config.cache)

@@ -1,9 +1,20 @@
 """Every LiteLLM route, behind the Provider interface. The only module that imports litellm.
 
+Routes (LiteLLM's ``provider/model`` strings): ``openai/``, ``azure/<deployment>``, ``anthropic/``,
+``gemini/`` (AI Studio), ``vertex_ai/`` (Google auth from the environment), any OpenAI-compatible
+server by ``api_base`` (``openai/``, ``hosted_vllm/``, ``ollama_chat/``) and the embedded
+``local/<name>``.
+
 LiteLLM is imported lazily, once (it costs ~3 s and ~200 MB), with its price map read offline.
 It is always called with its own retries off (``num_retries=0``, and ``max_retries=0`` for the
 OpenAI SDK underneath) and its cache off: the client owns both (FACTS.md lists why). Every
-exception it raises is translated here, in ``_translate``, and nowhere else.
+exception it raises is translated here, in ``_translate``, and nowhere else; our error is raised
+outside the ``except`` block, so not even ``__context__`` leads back to a LiteLLM exception.
+
+Before a request is sent: the ``api_base`` host is checked against the allow-list, parameters the
+model does not support are dropped with a warning (or refused, in strict mode), and the key is
+resolved (``providers.credentials``). One exception to "one request per call": after a 401, a
+client with a credential provider fetches a fresh key and sends the request once more.
 """
 
 from __future__ import annotations
@@ -16,10 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from promptlift import errors
+from promptlift.log import get_logger
 from promptlift.providers import local as local_models
+from promptlift.providers import pricing
 from promptlift.providers.base import Provider
+from promptlift.providers.credentials import Credentials, check_host
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, Usage
+
+log = get_logger("providers")
 
 _litellm: Any = None
 _import_lock = threading.Lock()
@@ -109,11 +125,36 @@ def provider_of(model: str) -> str:
     return "openai"
 
 
+# What the embedded route understands; LiteLLM does not know a custom provider's parameters.
+_LOCAL_PARAMS = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed"})
+
+
+def supported_params(model: str) -> frozenset[str] | None:
+    """The unified parameters ``model`` accepts, or None when LiteLLM cannot say."""
+    provider = provider_of(model)
+    if provider == local_models.PROVIDER:
+        return _LOCAL_PARAMS
+    litellm = import_litellm()
+    name = model.split("/", 1)[1] if "/" in model else model
+    try:
+        found = litellm.get_supported_openai_params(model=name, custom_llm_provider=provider)
+    except Exception:  # an unknown provider: let the call itself say what is wrong
+        return None
+    return frozenset(found) if found is not None else None
+
+
+_warned_params: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
 class LiteLLMProvider(Provider):
     """Sends one request through ``litellm.acompletion``.
 
-    ``api_key`` is passed explicitly when given, else LiteLLM reads the provider's usual
-    environment variable. ``extra`` goes to litellm as is (e.g. ``api_version`` for Azure).
+    ``api_key`` is one explicit key for every call; without it ``credentials`` (or, by default,
+    the provider's usual environment variable) supplies the key. ``extra`` goes to litellm as is
+    (e.g. ``api_version`` for Azure). ``prices`` adds per-model prices over LiteLLM's map.
+    ``strict_params``: refuse a parameter the model does not support instead of dropping it.
+    ``allowed_hosts``: the only ``api_base`` hosts requests may go to (None: any).
     """
 
     name = "litellm"
@@ -124,12 +165,40 @@ class LiteLLMProvider(Provider):
         api_key: Secret | str | None = None,
         api_base: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        credentials: Credentials | None = None,
+        prices: pricing.Prices | None = None,
+        strict_params: bool = False,
+        allowed_hosts: tuple[str, ...] | None = None,
     ):
-        self.api_key = Secret(api_key) if isinstance(api_key, str) else api_key
+        self.credentials = credentials or Credentials(api_key)
         self.api_base = api_base
         self.extra = dict(extra or {})
+        self.prices = prices
+        self.strict_params = strict_params
+        self.allowed_hosts = allowed_hosts
+        if api_base:
+            check_host(api_base, allowed_hosts)
 
-    def _kwargs(self, request: CompletionRequest) -> dict[str, Any]:
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        params = request.generation_params()
+        supported = supported_params(request.model)
+        if supported is None:
+            return params
+        for name in [p for p in params if p not in supported]:
+            if self.strict_params:
+                raise errors.ConfigError(
+                    f"{request.model} does not support the parameter {name!r}; remove it, "
+                    f"or turn strict_params off to drop it with a warning"
+                )
+            with _warned_lock:
+                first = (request.model, name) not in _warned_params
+                _warned_params.add((request.model, name))
+            if first:
+                log.warning("%s does not support %r: the parameter is dropped", request.model, name)
+            del params[name]
+        return params
+
+    def _kwargs(self, request: CompletionRequest, key: Secret | None, api_base: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [m.to_dict() for m in request.messages],
@@ -137,64 +206,87 @@ class LiteLLMProvider(Provider):
             "num_retries": 0,
             "max_retries": 0,
             "caching": False,
-            **request.generation_params(),
+            **self._params(request),
             **self.extra,
         }
-        api_base = request.api_base or self.api_base
-        if api_base and not request.model.startswith(local_models.PROVIDER + "/"):
+        if api_base:
             kwargs["api_base"] = api_base
-        if self.api_key:
-            kwargs["api_key"] = self.api_key.reveal()
+        if key:
+            kwargs["api_key"] = key.reveal()
         return kwargs
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         litellm = import_litellm()
         provider = provider_of(request.model)
+        api_base = None if provider == local_models.PROVIDER else (request.api_base or self.api_base)
+        if api_base:
+            check_host(api_base, self.allowed_hosts)
         if provider == local_models.PROVIDER:
             local_models.engine_for(request.model).check_ready()
-        started = time.perf_counter()
+        key = await self.credentials.key_for(provider, api_base=api_base)
+        kwargs = self._kwargs(request, key, api_base)
         try:
-            response = await litellm.acompletion(**self._kwargs(request))
-        except errors.PromptliftError:
-            raise
+            return await self._send(litellm, kwargs, request, provider, key)
+        except errors.AuthenticationFailed:
+            if not self.credentials.can_refresh:
+                raise
+        log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
+        key = await self.credentials.refresh(provider, stale=key)
+        return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, key)
+
+    async def _send(
+        self,
+        litellm: Any,
+        kwargs: dict[str, Any],
+        request: CompletionRequest,
+        provider: str,
+        key: Secret | None,
+    ) -> Completion:
+        started = time.perf_counter()
+        failure: errors.PromptliftError | None = None
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except errors.PromptliftError as exc:  # raised by the embedded route: already ours
+            failure = exc
         except Exception as exc:  # the one boundary where foreign errors become ours
-            raise _translate(exc, provider, request.model, self.api_key) from None
+            failure = _ours_inside(exc) or _translate(exc, provider, request.model, key)
+        if failure is not None:
+            raise failure  # outside the except block: no litellm exception in __context__
         latency = time.perf_counter() - started
-        return _to_completion(litellm, response, request, provider, latency)
+        return self._to_completion(response, request, provider, latency)
 
-
-def _to_completion(
-    litellm: Any, response: Any, request: CompletionRequest, provider: str, latency: float
-) -> Completion:
-    choice = response.choices[0]
-    message = choice.message
-    usage = getattr(response, "usage", None)
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
-    tool_calls = tuple(tc.model_dump() for tc in (getattr(message, "tool_calls", None) or ()))
-    return Completion(
-        content=message.content or "",
-        model=request.model,
-        provider=provider,
-        usage=Usage(
+    def _to_completion(
+        self, response: Any, request: CompletionRequest, provider: str, latency: float
+    ) -> Completion:
+        choice = response.choices[0]
+        message = choice.message
+        usage = getattr(response, "usage", None)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) if details is not None else None
+        tool_calls = tuple(tc.model_dump() for tc in (getattr(message, "tool_calls", None) or ()))
+        finish = str(choice.finish_reason or "stop")
+        content = message.content or ""
+        if finish == "content_filter" and not content and not tool_calls:
+            raise errors.ContentFiltered(
+                "the provider returned no content: blocked by its content filter",
+                provider=provider,
+                model=request.model,
+            )
+        counted = Usage(
             input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             cached_tokens=int(cached or 0),
-        ),
-        cost_usd=_cost(litellm, response, request),
-        latency_s=latency,
-        finish_reason=str(choice.finish_reason or "stop"),
-        tool_calls=tool_calls,
-    )
-
-
-def _cost(litellm: Any, response: Any, request: CompletionRequest) -> float:
-    if request.model.startswith(local_models.PROVIDER + "/"):
-        return 0.0
-    try:
-        return float(litellm.completion_cost(completion_response=response, model=request.model))
-    except Exception:  # unknown model: priced by the client's price table, or 0 with a warning
-        return 0.0
+        )
+        return Completion(
+            content=content,
+            model=request.model,
+            provider=provider,
+            usage=counted,
+            cost_usd=pricing.cost_usd(request.model, counted, self.prices),
+            latency_s=latency,
+            finish_reason=finish,
+            tool_calls=tool_calls,
+        )
 
 
 # -- error translation ---------------------------------------------------------------------------
@@ -210,7 +302,7 @@ def _retry_after(exc: Exception) -> float | None:
 
 
 def parse_retry_after(value: str, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (never negative)."""
     value = value.strip()
     try:
         return max(0.0, float(value))
@@ -223,15 +315,34 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_CONTENT_FILTER_MARKERS = ("content_policy_violation", "content_filter", "responsibleaipolicy")
+# Recognised in the error code or body as well as the message: an OpenAI-style 400 with code
+# ``content_policy_violation`` comes back from LiteLLM as a plain BadRequestError (FACTS.md).
+_CONTENT_FILTER_MARKERS = (
+    "content_policy_violation",
+    "content_filter",
+    "responsibleaipolicy",
+    "content filtering policy",
+    "safety system",
+)
+# A dropped or refused connection comes back as a 500 InternalServerError (FACTS.md).
+_CONNECTION_MARKERS = ("connection error", "server disconnected", "connection refused", "connect call failed")
+# A 200 whose body does not parse: the server's fault, so worth another try, never a 4xx.
+_MALFORMED_MARKERS = ("expecting value", "error converting to valid response", "invalid json")
+
+_BY_STATUS: dict[int, type[errors.ProviderError]] = {
+    400: errors.BadRequest,
+    401: errors.AuthenticationFailed,
+    403: errors.PermissionDenied,
+    404: errors.ModelNotFound,
+    408: errors.Timeout,
+    413: errors.ContextWindowExceeded,
+    422: errors.BadRequest,
+    429: errors.RateLimited,
+}
 
 
-def _translate(exc: Exception, provider: str, model: str, key: Secret | None) -> errors.PromptliftError:
-    litellm = import_litellm()
-    status = getattr(exc, "status_code", None)
-    message = redact(str(getattr(exc, "message", None) or exc), [key.reveal()] if key else [])
-    text = f"{message} {getattr(exc, 'code', '')} {getattr(exc, 'body', '')}".lower()
-    fields: dict[str, Any] = {"provider": provider, "model": model, "status": status}
+def _kind_by_class(litellm: Any, exc: Exception) -> type[errors.ProviderError] | None:
+    """The specific LiteLLM classes; generic ones (APIError, BadRequestError) go by status."""
     table: list[tuple[type[BaseException], type[errors.ProviderError]]] = [
         (litellm.ContextWindowExceededError, errors.ContextWindowExceeded),
         (litellm.ContentPolicyViolationError, errors.ContentFiltered),
@@ -240,26 +351,51 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
         (litellm.AuthenticationError, errors.AuthenticationFailed),
         (litellm.PermissionDeniedError, errors.PermissionDenied),
         (litellm.NotFoundError, errors.ModelNotFound),
-        (litellm.BadRequestError, errors.BadRequest),
         (litellm.APIConnectionError, errors.ConnectionFailed),
         (litellm.ServiceUnavailableError, errors.ProviderUnavailable),
         (litellm.InternalServerError, errors.ProviderUnavailable),
         (litellm.BadGatewayError, errors.ProviderUnavailable),
     ]
-    kind: type[errors.ProviderError] = errors.ProviderUnavailable
     for foreign, ours in table:
         if isinstance(exc, foreign):
-            kind = ours
-            break
-    else:
-        if status == 429:
-            kind = errors.RateLimited
-        elif status is not None and 400 <= status < 500:
-            kind = errors.BadRequest
+            return ours
+    return None
+
+
+def _kind_by_status(status: int | None) -> type[errors.ProviderError]:
+    if status is None or status >= 500:
+        return errors.ProviderUnavailable
+    return _BY_STATUS.get(status, errors.BadRequest if 400 <= status < 500 else errors.ProviderUnavailable)
+
+
+def _ours_inside(exc: BaseException) -> errors.PromptliftError | None:
+    """Our own error raised under LiteLLM (by the embedded route) and wrapped by it on the way out."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, errors.PromptliftError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "original_exception", None) or current.__cause__ or current.__context__
+    return None
+
+
+def _translate(exc: Exception, provider: str, model: str, key: Secret | None) -> errors.ProviderError:
+    litellm = import_litellm()
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    message = redact(str(getattr(exc, "message", None) or exc), [key.reveal()] if key else [])
+    text = f"{message} {getattr(exc, 'code', '')} {redact(str(getattr(exc, 'body', '')))}".lower()
+    kind = _kind_by_class(litellm, exc) or _kind_by_status(status)
     if kind is errors.BadRequest and any(m in text for m in _CONTENT_FILTER_MARKERS):
         kind = errors.ContentFiltered
-    if (kind is errors.BadRequest and "not a valid model" in text) or "llm provider not provided" in text:
+    elif (kind is errors.BadRequest and "not a valid model" in text) or "llm provider not provided" in text:
         kind = errors.ModelNotFound
-    if kind is errors.RateLimited:
-        fields["retry_after"] = _retry_after(exc)
-    return kind(message, **fields)
+    elif kind in (errors.ProviderUnavailable, errors.BadRequest) and any(
+        m in text for m in _MALFORMED_MARKERS
+    ):
+        kind, message = errors.ProviderUnavailable, f"malformed response from the provider: {message}"
+    elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
+        kind = errors.ConnectionFailed
+    retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
+    return kind(message, provider=provider, model=model, status=status, retry_after=retry_after)

@@ -1,0 +1,139 @@
+"""Where a call's credential comes from: an explicit key, the provider's usual environment
+variable, or a credential-provider callback for short-lived tokens (Azure AD and the like).
+
+Keys are held as ``Secret`` values (they print as ``***`` and are scrubbed by ``redact``). They are
+read when a call is made, not when a client is built, so a key exported later is picked up.
+
+The callback is asked for a key on the first call and again — once — after an authentication
+failure; the call is then retried once with the fresh key, and a second failure is final. The
+refresh is shared: concurrent calls that fail together cause one refresh, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
+
+from promptlift.errors import ConfigError
+from promptlift.secrets import Secret
+
+# The environment variables LiteLLM's routes read, first one found wins.
+ENV_KEYS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "text-completion-openai": ("OPENAI_API_KEY",),
+    "azure": ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
+    "azure_ai": ("AZURE_AI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "hosted_vllm": ("HOSTED_VLLM_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+}
+# Routes that need no key: local engines, servers on your own network, Google's own auth.
+KEYLESS = frozenset(
+    {"local", "ollama", "ollama_chat", "hosted_vllm", "vertex_ai", "vertex_ai_beta", "lm_studio"}
+)
+
+KeySource = Callable[[str], "str | Secret | Awaitable[str | Secret]"]
+"""A credential provider: called with the provider name (``azure``), returns a fresh key or token."""
+
+
+class Credentials:
+    """Resolves the key for one call. Thread- and task-safe.
+
+    ``api_key``: one explicit key for every call. ``source``: a callback for short-lived tokens,
+    sync or async. ``env``: where to look for environment variables (``os.environ`` by default).
+    """
+
+    def __init__(
+        self,
+        api_key: Secret | str | None = None,
+        *,
+        source: KeySource | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.api_key = Secret(api_key) if isinstance(api_key, str) else api_key
+        self.source = source
+        self._env = env
+        self._fresh: dict[str, Secret] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}  # per event loop: a lock binds to one
+
+    @property
+    def can_refresh(self) -> bool:
+        return self.source is not None
+
+    async def key_for(self, provider: str, *, api_base: str | None = None) -> Secret | None:
+        """The key to send, or None to send none (a keyless route or a custom endpoint).
+
+        Raises ConfigError, naming the variable to set, when a hosted provider has no key at all.
+        """
+        if self.api_key:
+            return self.api_key
+        if self.source is not None:
+            return self._fresh.get(provider) or await self.refresh(provider, stale=None)
+        env = os.environ if self._env is None else self._env
+        for name in ENV_KEYS.get(provider, ()):
+            if env.get(name):
+                return Secret(env[name])
+        if provider in KEYLESS or provider not in ENV_KEYS:
+            return None
+        if api_base and _is_private(api_base):
+            return None  # an OpenAI-compatible server of your own, which likely takes no key
+        names = " or ".join(ENV_KEYS[provider])
+        raise ConfigError(f"no API key for {provider}: set {names}, or pass api_key explicitly")
+
+    async def refresh(self, provider: str, *, stale: Secret | None) -> Secret:
+        """Ask the callback for a new key; calls that saw the same stale key share one refresh."""
+        if self.source is None:
+            raise ConfigError("no credential provider to refresh the key with")
+        lock = self._locks.setdefault((provider, id(asyncio.get_running_loop())), asyncio.Lock())
+        async with lock:
+            current = self._fresh.get(provider)
+            if current is not None and current != stale:
+                return current  # another call refreshed it while this one waited
+            value = self.source(provider)
+            if inspect.isawaitable(value):
+                value = await value
+            key = value if isinstance(value, Secret) else Secret(str(value))
+            if not key:
+                raise ConfigError(f"the credential provider returned an empty key for {provider}")
+            self._fresh[provider] = key
+            return key
+
+
+def _is_private(api_base: str) -> bool:
+    host = (urlsplit(api_base).hostname or "").lower()
+    return (
+        host in ("localhost", "::1")
+        or host.startswith(("127.", "10.", "192.168."))
+        or host.endswith(".local")
+    )
+
+
+def check_host(api_base: str, allowed: tuple[str, ...] | None) -> None:
+    """Raise ConfigError unless ``api_base``'s host is allowed.
+
+    ``allowed`` None allows any host. Entries are host names (``api.openai.com``), a leading-dot
+    suffix (``.openai.azure.com`` matches every subdomain) or ``host:port``.
+    """
+    if allowed is None:
+        return
+    parts = urlsplit(api_base)
+    host = (parts.hostname or "").lower()
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    for entry in (a.lower() for a in allowed):
+        if entry.startswith("."):
+            if host.endswith(entry) or host == entry[1:]:
+                return
+        elif entry in (host, with_port):
+            return
+    raise ConfigError(
+        f"api_base host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
+        f"add it to allowed_hosts if prompts and keys may go there"
+    )
