@@ -401,3 +401,12 @@ class CachingProvider(Provider):
     async def aclose(self) -> None:
         await self.inner.aclose()
         self.cache.close()
+
+
+def default_cache_path() -> str:
+    """``$PROMPTLIFT_CACHE``, else ``$XDG_CACHE_HOME/promptlift/cache.sqlite`` (``~/.cache/...``)."""
+    explicit = os.environ.get("PROMPTLIFT_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "promptlift", "cache.sqlite")

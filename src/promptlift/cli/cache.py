@@ -1,0 +1,38 @@
+"""``promptlift cache stats|clear``: look at or empty the response cache file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cache", help="show or clear the response cache")
+    p.add_argument("action", choices=("stats", "clear"))
+    p.add_argument("--cache", metavar="PATH", help="cache file (default: $PROMPTLIFT_CACHE or ~/.cache/...)")
+    p.add_argument("--namespace", help="clear only this namespace (default: every namespace)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from promptlift.client.cache import SQLiteStore, default_cache_path
+    from promptlift.errors import ConfigError
+
+    path = args.cache or default_cache_path()
+    if not os.path.exists(path):
+        if args.action == "clear":
+            print(f"no cache at {path}: nothing to clear")
+            return 0
+        raise ConfigError(f"no cache file at {path}")
+    store = SQLiteStore(path)
+    try:
+        if args.action == "stats":
+            print(json.dumps(store.summary(), indent=2, sort_keys=True))
+        else:
+            removed = store.clear(args.namespace)
+            where = f"namespace {args.namespace!r}" if args.namespace else "every namespace"
+            print(f"removed {removed} entries from {where} in {path}")
+    finally:
+        store.close()
+    return 0
