@@ -73,6 +73,12 @@ class Client:
     def model(self) -> str:
         return self.config.models[0] if self.config.models else DEFAULT_MODEL
 
+    def is_base_model(self, model: str | None = None) -> bool:
+        """True for a base (completion-only) model, such as the embedded one."""
+        from promptlift.providers.local import is_base_model
+
+        return is_base_model(model or self.model)
+
     def request(
         self, messages: Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> CompletionRequest:
