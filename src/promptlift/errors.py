@@ -93,7 +93,8 @@ class ProviderError(PromptliftError):
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        where = "/".join(p for p in (self.provider, self.model) if p)
+        where = self.model if self.model.startswith(self.provider + "/") else f"{self.provider}/{self.model}"
+        where = where.strip("/")
         status = f" (HTTP {self.status})" if self.status else ""
         return f"{type(self).__name__}{status}{' from ' + where if where else ''}: {self.message}"
 

@@ -19,10 +19,12 @@ client with a credential provider fetches a fresh key and sends the request once
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,12 +54,29 @@ def import_litellm() -> Any:
                 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
                 import litellm
 
+                _preimport_noisy_modules()
                 litellm.telemetry = False
                 litellm.suppress_debug_info = True
                 litellm.drop_params = False
                 _register_local(litellm)
                 _litellm = litellm
     return _litellm
+
+
+# Submodules LiteLLM imports lazily on a first call, whose import emits a warning (pydantic's
+# ReadOnly TypedDict notice). Under ``-W error`` that warning fails the call itself, so they are
+# imported here, once, with their warnings silenced.
+_NOISY_MODULES = ("litellm.llms.vertex_ai.context_caching.vertex_ai_context_caching",)
+
+
+def _preimport_noisy_modules() -> None:
+    import importlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in _NOISY_MODULES:
+            with contextlib.suppress(ImportError):  # moved in another release: nothing to silence
+                importlib.import_module(name)
 
 
 def _register_local(litellm: Any) -> None:
@@ -329,6 +348,8 @@ _CONNECTION_MARKERS = ("connection error", "server disconnected", "connection re
 # A 200 whose body does not parse: the server's fault, so worth another try, never a 4xx.
 _MALFORMED_MARKERS = ("expecting value", "error converting to valid response", "invalid json")
 
+_MAYBE_MALFORMED = (errors.ProviderUnavailable, errors.BadRequest, errors.ConnectionFailed)
+
 _BY_STATUS: dict[int, type[errors.ProviderError]] = {
     400: errors.BadRequest,
     401: errors.AuthenticationFailed,
@@ -391,9 +412,7 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
         kind = errors.ContentFiltered
     elif (kind is errors.BadRequest and "not a valid model" in text) or "llm provider not provided" in text:
         kind = errors.ModelNotFound
-    elif kind in (errors.ProviderUnavailable, errors.BadRequest) and any(
-        m in text for m in _MALFORMED_MARKERS
-    ):
+    elif kind in _MAYBE_MALFORMED and any(m in text for m in _MALFORMED_MARKERS):
         kind, message = errors.ProviderUnavailable, f"malformed response from the provider: {message}"
     elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
         kind = errors.ConnectionFailed

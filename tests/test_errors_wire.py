@@ -1,0 +1,302 @@
+"""Failures end to end: Client → real LiteLLM → real HTTP → the loopback server.
+
+Counts are of requests that reached the server, so they prove that LiteLLM's and the OpenAI SDK's
+own retries are off and that our policy alone decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from promptlift import Client, ClientConfig, Secret, errors
+from promptlift.client.fallback import FallbackPolicy
+from promptlift.client.retry import RetryPolicy
+from promptlift.testing.server import (
+    LoopbackServer,
+    Reply,
+    bad_request,
+    content_filtered,
+    context_length_exceeded,
+    drop_connection,
+    forbidden,
+    http_date,
+    malformed_json,
+    not_found,
+    ok,
+    rate_limited,
+    server_error,
+    slow,
+    unauthorized,
+)
+
+KEY = "sk-wire-test-0123456789"
+NO_RETRY = RetryPolicy(max_attempts=1)
+FAST = RetryPolicy(max_attempts=3, initial_wait=0.01)
+
+ROUTES = {
+    "openai": ("openai/gpt-4o-mini", "v1", {}),
+    "azure": ("azure/dep", "", {"api_version": "2024-06-01"}),
+    "anthropic": ("anthropic/claude-3-5-haiku-20241022", "", {}),
+    "gemini": ("gemini/gemini-1.5-flash", "", {}),
+}
+
+
+NO_BREAKER = FallbackPolicy(failure_threshold=0)
+
+
+def make_client(
+    srv: LoopbackServer, route: str = "openai", *, retry: RetryPolicy = NO_RETRY, **kw: object
+) -> Client:
+    """A one-model client; breakers off, so a run of failures does not pause the model."""
+    model, suffix, extra = ROUTES[route]
+    base = srv.url + ("/" + suffix if suffix else "")
+    config = ClientConfig(models=(model,), api_base=base, api_key=Secret(KEY), retry=retry, extra=dict(extra))
+    return Client(config.merged(fallback=NO_BREAKER, **kw))
+
+
+CASES: list[tuple[Reply, type[errors.ProviderError], int | None]] = [
+    (rate_limited(), errors.RateLimited, 429),
+    (server_error(500), errors.ProviderUnavailable, 500),
+    (server_error(503), errors.ProviderUnavailable, 503),
+    (unauthorized(), errors.AuthenticationFailed, 401),
+    (forbidden(), errors.PermissionDenied, 403),
+    (not_found(), errors.ModelNotFound, 404),
+    (bad_request(), errors.BadRequest, 400),
+    (context_length_exceeded(), errors.ContextWindowExceeded, 400),
+    (drop_connection(), errors.ConnectionFailed, None),
+    (malformed_json(), errors.ProviderUnavailable, None),
+]
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_each_error_maps_to_our_type_with_one_request(loopback: LoopbackServer, route: str) -> None:
+    with make_client(loopback, route) as client:
+        for reply, expected, status in CASES:
+            loopback.reset()
+            loopback.script(reply)
+            with pytest.raises(errors.ProviderError) as info:
+                client.complete("hi")
+            err = info.value
+            label = f"{route}: {reply.error or reply.action}"
+            assert type(err) is expected, f"{label}: got {type(err).__name__}: {err}"
+            if status is not None:
+                assert err.status == status, label
+            assert err.provider == route and err.model == ROUTES[route][0]
+            assert len(loopback.requests) == 1, label
+            assert err.__context__ is None and err.__cause__ is None  # no LiteLLM exception behind it
+
+
+@pytest.mark.parametrize("route", ["openai", "azure"])
+def test_content_filter_is_recognised_by_its_code(loopback: LoopbackServer, route: str) -> None:
+    loopback.script(content_filtered())  # its message is neutral: only the error code says so
+    with make_client(loopback, route, retry=FAST) as client, pytest.raises(errors.ContentFiltered):
+        client.complete("hi")
+    assert len(loopback.requests) == 1
+
+
+def test_final_errors_are_sent_once_even_with_retries_on(loopback: LoopbackServer) -> None:
+    with make_client(loopback, retry=RetryPolicy(max_attempts=5, initial_wait=0.01)) as client:
+        for reply in (unauthorized(), bad_request(), context_length_exceeded(), forbidden(), not_found()):
+            loopback.reset()
+            loopback.set_default(reply)
+            with pytest.raises(errors.ProviderError):
+                client.complete("hi")
+            assert len(loopback.requests) == 1, reply
+
+
+@pytest.mark.slow
+def test_retry_after_seconds_is_honoured_on_the_wire(loopback: LoopbackServer) -> None:
+    loopback.script(rate_limited(retry_after=2), ok("finally"))
+    with make_client(loopback, retry=RetryPolicy(max_attempts=3, initial_wait=0.01)) as client:
+        result = client.complete("hi")
+    first, second = loopback.requests
+    assert result.content == "finally" and result.attempts == 2
+    assert second.time - first.time >= 2.0
+
+
+def test_retry_after_http_date_reaches_the_error(loopback: LoopbackServer) -> None:
+    loopback.script(rate_limited(retry_after=http_date(30)))
+    with make_client(loopback) as client, pytest.raises(errors.RateLimited) as info:
+        client.complete("hi")
+    assert info.value.retry_after is not None and 28 <= info.value.retry_after <= 30
+
+
+def test_retry_after_is_capped_by_max_wait(loopback: LoopbackServer) -> None:
+    loopback.script(rate_limited(retry_after=3600), ok())
+    with make_client(loopback, retry=RetryPolicy(max_attempts=2, max_wait=0.2)) as client:
+        client.complete("hi")
+    first, second = loopback.requests
+    assert 0.2 <= second.time - first.time < 2
+
+
+def test_a_500_storm_makes_exactly_max_attempts_then_the_fallback(loopback: LoopbackServer) -> None:
+    loopback.set_default(server_error(500), model="primary")
+    loopback.set_default(ok("backup here"), model="backup")
+    config = ClientConfig(
+        models=("openai/primary", "openai/backup"),
+        api_base=loopback.openai_base,
+        api_key=Secret(KEY),
+        retry=RetryPolicy(max_attempts=4, initial_wait=0.01),
+    )
+    with Client(config) as client:
+        result = asyncio.run(client.acomplete("hi"))
+    assert [r.model for r in loopback.requests] == ["primary"] * 4 + ["backup"]
+    assert (result.model, result.fallback_used, result.attempts) == ("openai/backup", True, 5)
+
+
+def test_timeouts_dropped_connections_and_malformed_bodies_are_retried(loopback: LoopbackServer) -> None:
+    loopback.script(slow(3), drop_connection(), malformed_json(), ok("made it"))
+    with make_client(loopback, retry=RetryPolicy(max_attempts=4, initial_wait=0.01), timeout=0.3) as client:
+        result = client.complete("hi")
+    assert result.content == "made it" and result.attempts == 4 and len(loopback.requests) == 4
+
+
+def test_context_window_falls_back_to_a_larger_model(loopback: LoopbackServer) -> None:
+    loopback.set_default(context_length_exceeded(), model="small")
+    config = ClientConfig(
+        models=("openai/small", "openai/large"), api_base=loopback.openai_base, api_key=Secret(KEY)
+    )
+    with Client(config) as client:
+        result = client.complete("a long prompt")
+    assert result.model == "openai/large" and result.fallback_used
+    assert [r.model for r in loopback.requests] == ["small", "large"]
+
+
+def test_breaker_skips_a_dead_endpoint_then_probes_it(loopback: LoopbackServer) -> None:
+    loopback.set_default(server_error(503), model="dead")
+    config = ClientConfig(
+        models=("openai/dead", "openai/alive"),
+        api_base=loopback.openai_base,
+        api_key=Secret(KEY),
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.01),
+        fallback=FallbackPolicy(failure_threshold=1, cooldown=0.5),
+    )
+    with Client(config) as client:
+        client.complete("one")
+        client.complete("two")
+        import time
+
+        time.sleep(0.6)
+        client.complete("three")
+    # call 1: dead twice (its retries), then alive; call 2: dead skipped; call 3: the half-open
+    # probe of dead (one call, with its retries) fails, and alive answers.
+    expected = ["dead", "dead", "alive", "alive", "dead", "dead", "alive"]
+    assert [r.model for r in loopback.requests] == expected
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+def test_a_401_refreshes_the_credential_once_and_retries_once(loopback: LoopbackServer) -> None:
+    keys = iter(["token-stale-000001", "token-fresh-000002"])
+    asked: list[str] = []
+
+    def source(provider: str) -> str:
+        asked.append(provider)
+        return next(keys)
+
+    loopback.require_key("token-fresh-000002")
+    config = ClientConfig(models=("azure/dep",), api_base=loopback.url, extra={"api_version": "2024-06-01"})
+    with Client(config.merged(credential_provider=source, retry=FAST)) as client:
+        result = client.complete("hi")
+        client.complete("again")  # the fresh key is kept
+    assert result.content and asked == ["azure", "azure"]
+    assert [r.key for r in loopback.requests] == [
+        "token-stale-000001",
+        "token-fresh-000002",
+        "token-fresh-000002",
+    ]
+
+
+def test_a_second_401_is_final(loopback: LoopbackServer) -> None:
+    loopback.require_key("never-given-000000")
+    config = ClientConfig(models=("openai/gpt-4o-mini",), api_base=loopback.openai_base, retry=FAST)
+    client = Client(config.merged(credential_provider=lambda p: "always-stale-0001"))
+    with client, pytest.raises(errors.AuthenticationFailed):
+        client.complete("hi")
+    assert len(loopback.requests) == 2
+
+
+def test_keys_come_from_the_environment(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0001")
+    config = ClientConfig(models=("anthropic/claude-3-5-haiku-20241022",), api_base=loopback.url)
+    with Client(config) as client:
+        client.complete("hi")
+    assert loopback.requests[0].headers["x-api-key"] == "sk-ant-from-env-0001"
+
+
+def test_a_missing_key_is_a_config_error_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    client = Client(ClientConfig(models=("anthropic/claude-3-5-haiku-20241022",)))
+    with client, pytest.raises(errors.ConfigError, match="ANTHROPIC_API_KEY"):
+        client.complete("hi")
+
+
+# -- parameters and hosts --------------------------------------------------------------------------
+
+
+def test_unsupported_parameter_is_dropped_with_a_warning(
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make_client(loopback, "anthropic") as client, caplog.at_level(logging.WARNING, "promptlift"):
+        client.complete("hi", seed=7, temperature=0.2)
+    body = loopback.requests[0].json
+    assert "seed" not in body and body["temperature"] == 0.2
+    assert any("does not support 'seed'" in r.getMessage() for r in caplog.records)
+
+
+def test_strict_mode_refuses_an_unsupported_parameter(loopback: LoopbackServer) -> None:
+    client = make_client(loopback, "anthropic", strict_params=True)
+    with client, pytest.raises(errors.ConfigError, match="seed"):
+        client.complete("hi", seed=7)
+    assert loopback.requests == []
+
+
+def test_api_base_outside_the_allow_list_is_refused(loopback: LoopbackServer) -> None:
+    with pytest.raises(errors.ConfigError, match="not in the allowed hosts"):
+        make_client(loopback, allowed_hosts=("api.openai.com", ".openai.azure.com"))  # refused when built
+    client = make_client(loopback, allowed_hosts=("127.0.0.1",))
+    with client, pytest.raises(errors.ConfigError, match="not in the allowed hosts"):
+        client.complete("hi", api_base="http://localhost:9/v1")  # a per-request api_base is checked too
+    assert loopback.requests == []
+    with make_client(loopback, allowed_hosts=("127.0.0.1",)) as client:
+        client.complete("hi")
+    assert len(loopback.requests) == 1
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+
+def test_a_canary_key_never_leaks(
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    canary = "sk-canary-7f3a9c2e5b1d4f60"
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)  # every logger, LiteLLM's included
+    replies = [
+        unauthorized(f"Incorrect API key provided: {canary}"),  # a provider that echoes the key
+        bad_request(f"bad request for key {canary}"),
+        server_error(500, f"boom {canary}"),
+        rate_limited(1),
+        ok("fine"),
+    ]
+    for route in ROUTES:
+        model, suffix, extra = ROUTES[route]
+        base = loopback.url + ("/" + suffix if suffix else "")
+        config = ClientConfig(models=(model,), api_base=base, api_key=Secret(canary), extra=dict(extra))
+        with Client(config.merged(retry=NO_RETRY)) as client:
+            for reply in replies:
+                loopback.script(reply)
+                try:
+                    seen.append(repr(client.complete("hi").to_dict()))
+                except errors.PromptliftError as exc:
+                    seen += [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+            seen.append(repr(client.config))
+    out, err = capfd.readouterr()
+    seen += [out, err, caplog.text]
+    assert all(canary not in text for text in seen)
+    assert len(loopback.requests) == 4 * len(replies)  # and the key did go out, where it belongs
+    assert all(r.key == canary for r in loopback.requests)
