@@ -1,9 +1,30 @@
-"""``promptlift complete``: one call, printed as text or as a normalized JSON completion."""
+"""``promptlift complete``: one call, printed as text or as a normalized JSON completion.
+
+Repeated ``--model`` is a fallback chain, tried in order; ``--api-base`` applies to every model.
+``--max-retries N`` allows N retries, so N+1 attempts on each model before the next is tried.
+Exit codes: 0 answered, 1 the call failed, 2 a usage or configuration error; a failure prints one
+line naming the error type.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,20 +35,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--system", help="a system message")
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt")
+    p.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per attempt")
+    p.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=2,
+        help="retries per model before falling back (default 2: 3 attempts)",
+    )
     p.add_argument("--json", action="store_true", help="print the normalized completion as JSON")
     p.set_defaults(run=run)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
 def run(args: argparse.Namespace) -> int:
     from promptlift.client import Client, ClientConfig
+    from promptlift.client.retry import RetryPolicy
+    from promptlift.errors import PromptliftError, UserError
 
-    config = ClientConfig(models=tuple(args.model), api_base=args.api_base, timeout=args.timeout)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": args.prompt}
-    ]
-    with Client(config) as client:
-        completion = client.complete(messages, temperature=args.temperature, max_tokens=args.max_tokens)
+    try:
+        config = ClientConfig(
+            models=tuple(args.model),
+            api_base=args.api_base,
+            timeout=args.timeout,
+            retry=RetryPolicy.with_max_retries(args.max_retries),
+        )
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}
+        ]
+        with Client(config) as client:
+            completion = client.complete(messages, temperature=args.temperature, max_tokens=args.max_tokens)
+    except PromptliftError as exc:
+        print(f"promptlift: error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UserError) else 1
     if args.json:
         print(json.dumps(completion.to_dict()))
     else:
