@@ -148,3 +148,12 @@ def test_cost_from_the_offline_price_map_and_from_registered_prices(loopback: Lo
         custom = client.complete("hi", model="openai/my-finetune")
     assert known.cost_usd == pytest.approx(1000 * 0.15e-6 + 500 * 0.6e-6)  # gpt-4o-mini's listed price
     assert custom.cost_usd == pytest.approx(1000 * 2e-6 + 500 * 8e-6)
+
+
+def test_a_keyless_server_of_your_own_needs_no_key(
+    loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with Client(ClientConfig(models=("openai/served-model",), api_base=loopback.openai_base)) as client:
+        assert client.complete("hi").content
+    assert loopback.requests[0].key == "no-key"  # a placeholder: the OpenAI SDK will not send none

@@ -162,6 +162,9 @@ def supported_params(model: str) -> frozenset[str] | None:
     return frozenset(found) if found is not None else None
 
 
+# Routes through the OpenAI SDK, which refuses to send a request without some key.
+_SDK_WANTS_A_KEY = frozenset({"openai", "text-completion-openai", "hosted_vllm"})
+
 _warned_params: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
@@ -232,6 +235,8 @@ class LiteLLMProvider(Provider):
             kwargs["api_base"] = api_base
         if key:
             kwargs["api_key"] = key.reveal()
+        elif api_base and provider_of(request.model) in _SDK_WANTS_A_KEY:
+            kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
@@ -414,6 +419,8 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
         kind = errors.ModelNotFound
     elif kind in _MAYBE_MALFORMED and any(m in text for m in _MALFORMED_MARKERS):
         kind, message = errors.ProviderUnavailable, f"malformed response from the provider: {message}"
+    elif "missing credentials" in text:
+        kind = errors.AuthenticationFailed
     elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
         kind = errors.ConnectionFailed
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
