@@ -24,7 +24,11 @@ def test_ledger_refuses_what_would_cross_and_counts_in_flight() -> None:
     ledger.reserve(Reservation(0.5, 10))
     snap = ledger.snapshot()
     assert (round(snap.spent_usd, 6), snap.spent_tokens, snap.calls, snap.in_flight, snap.refused) == (
-        0.1, 3, 1, 1, 1
+        0.1,
+        3,
+        1,
+        1,
+        1,
     )
     ledger.reserve(Reservation(0.0, 0))
     with pytest.raises(BudgetExceeded) as calls:

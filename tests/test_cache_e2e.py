@@ -39,7 +39,9 @@ WRITER = textwrap.dedent(
 def test_two_processes_share_one_cache_file(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.sqlite")
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, path, who], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, path, who], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for who in ("a", "b")
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -67,7 +69,9 @@ def srv() -> Iterator[LoopbackServer]:
         yield server
 
 
-def test_over_http_api_base_separates_entries_and_key_is_not_stored(srv: LoopbackServer, tmp_path: Path) -> None:
+def test_over_http_api_base_separates_entries_and_key_is_not_stored(
+    srv: LoopbackServer, tmp_path: Path
+) -> None:
     srv.reset()
     path = str(tmp_path / "c.sqlite")
     other = LoopbackServer().start()
@@ -75,7 +79,9 @@ def test_over_http_api_base_separates_entries_and_key_is_not_stored(srv: Loopbac
         srv.set_default(ok("from one"))
         other.set_default(ok("from two"))
         cache = CacheConfig(path=path)
-        one = ClientConfig(models=("openai/x",), api_base=srv.openai_base, api_key=Secret(CANARY), cache=cache)
+        one = ClientConfig(
+            models=("openai/x",), api_base=srv.openai_base, api_key=Secret(CANARY), cache=cache
+        )
         two = one.merged(api_base=other.openai_base)
         with Client(one) as c1, Client(two) as c2:
             first = c1.complete("hello", temperature=0)

@@ -48,7 +48,8 @@ def test_429_halves_the_rate_pauses_and_recovers_additively() -> None:
 
 
 def test_scopes_match_model_provider_and_everything() -> None:
-    limiter = RateLimiter([RateLimit("openai/a", rpm=60), RateLimit("openai", rpm=60), RateLimit("*", tpm=60)])
+    limits = [RateLimit("openai/a", rpm=60), RateLimit("openai", rpm=60), RateLimit("*", tpm=60)]
+    limiter = RateLimiter(limits)
     assert len(limiter.for_model("openai/a")) == 3
     assert len(limiter.for_model("openai/b")) == 2
     assert len(limiter.for_model("anthropic/c")) == 1

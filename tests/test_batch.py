@@ -1,0 +1,148 @@
+"""Batches: order, one shared concurrency limit, and the 2,000-call reliability run over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from promptlift import Client, ClientConfig, Completion, CompletionRequest, Secret
+from promptlift.client.retry import RetryPolicy
+from promptlift.errors import BadRequest
+from promptlift.testing import FunctionProvider
+from promptlift.testing.server import (
+    LoopbackServer,
+    RecordedRequest,
+    Reply,
+    bad_request,
+    drop_connection,
+    ok,
+    rate_limited,
+    server_error,
+    slow,
+)
+
+
+class Peak(FunctionProvider):
+    """Records the most calls it ever had in flight at once (across threads and loops)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda r: r.messages[0].content, delay=0.005)
+        self.now = self.peak = 0
+        self.guard = threading.Lock()
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        with self.guard:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            return await super().acomplete(request)
+        finally:
+            with self.guard:
+                self.now -= 1
+
+
+def test_results_in_input_order_and_failures_in_place() -> None:
+    provider = FunctionProvider(
+        lambda r: BadRequest("no") if r.messages[0].content == "3" else r.messages[0].content
+    )
+    with Client(ClientConfig(models=("openai/m",), concurrency=4), provider=provider) as client:
+        results = client.batch([client.request(str(i)) for i in range(10)])
+    assert [r.content if isinstance(r, Completion) else "err" for r in results] == [
+        "0", "1", "2", "err", "4", "5", "6", "7", "8", "9"
+    ]  # fmt: skip
+
+
+def test_one_limit_for_sync_async_threads_and_nested_batches() -> None:
+    provider = Peak()
+    client = Client(ClientConfig(models=("openai/m",), concurrency=4), provider=provider)
+
+    async def nested() -> None:  # an evaluator running batches inside a batch of its own
+        async def inner(k: int) -> None:
+            await client.abatch([client.request(f"{k}-{i}") for i in range(10)])
+
+        await asyncio.gather(*(inner(k) for k in range(5)))
+
+    threads = [threading.Thread(target=lambda: client.batch([client.request(f"t{i}") for i in range(40)]))]
+    threads.append(threading.Thread(target=lambda: asyncio.run(nested())))
+    for t in threads:
+        t.start()
+    asyncio.run(nested())
+    for t in threads:
+        t.join()
+    client.close()
+    assert len(provider.requests) == 40 + 50 + 50
+    assert provider.peak == 4
+
+
+def _faults() -> tuple[Reply, ...]:
+    return (
+        rate_limited(retry_after=0.01),
+        server_error(500),
+        server_error(503),
+        drop_connection(),
+        slow(3.0),
+    )
+
+
+@pytest.mark.slow
+def test_2000_calls_with_30_percent_retryable_faults(tmp_path: Path) -> None:
+    """Lines i % 10 in {0,1,2} fail their first attempt, lines i % 20 == 0 their second too, with
+    429 (Retry-After), 500, 503, dropped connections and timeouts in turn. 20 more lines get a 400."""
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+    faults = _faults()
+
+    def handler(request: RecordedRequest) -> Reply | None:
+        text = request.json["messages"][-1]["content"]
+        with lock:
+            attempt = seen[text]
+            seen[text] += 1
+        if text.startswith("bad"):
+            return bad_request("never retried")
+        i = int(text)
+        if (attempt == 0 and i % 10 < 3) or (attempt == 1 and i % 20 == 0):
+            return faults[(i // 10 + attempt) % len(faults)]
+        return ok(f"answer {i}")
+
+    with LoopbackServer() as srv:
+        srv.handler = handler
+        config = ClientConfig(
+            models=("openai/x",),
+            api_base=srv.openai_base,
+            api_key=Secret("sk-test-reliability-0000"),
+            timeout=1.0,
+            concurrency=64,
+            retry=RetryPolicy(max_attempts=4, initial_wait=0.001, max_wait=0.02),
+        )
+        with Client(config) as client:
+            results = client.batch(
+                [client.request(str(i), temperature=0) for i in range(2000)]
+                + [client.request(f"bad {i}", temperature=0) for i in range(20)]
+            )
+            snap = client.metrics_snapshot()
+        sent = len(srv.requests)
+    assert len(results) == 2020
+    good, bad = results[:2000], results[2000:]
+    failed = [(i, r) for i, r in enumerate(good) if not isinstance(r, Completion)]
+    assert not failed, failed[:3]
+    wrong = [
+        (i, r.content) for i, r in enumerate(good) if isinstance(r, Completion) and r.content != f"answer {i}"
+    ]
+    assert not wrong, wrong[:5]
+    assert all(isinstance(r, BadRequest) for r in bad)
+    expected_attempts = 2000 + 600 + 100
+    attempts = sum(r.attempts for r in good if isinstance(r, Completion))
+    # At least the injected faults were retried; a few more when a loaded 2-core machine answered an
+    # ok request after the 1 s timeout (a real timeout, rightly retried).
+    assert expected_attempts <= attempts <= expected_attempts + 100
+    assert all(r.attempts <= 4 for r in good if isinstance(r, Completion))
+    assert all(seen[f"bad {i}"] == 1 for i in range(20))  # a 400 is never retried
+    assert max(seen.values()) <= 4  # within the retry bound
+    assert attempts + 20 == snap.total.attempts
+    # The server logs a request once its body is read; an attempt that failed to connect (the
+    # loopback server's listen backlog overflowing under 64 connections) never reaches its log.
+    assert expected_attempts + 20 <= sent <= attempts + 20, (sent, attempts)
