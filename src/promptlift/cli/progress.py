@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
+from promptlift.optimize.stats import score_interval
 
 
 class Progress:
@@ -45,14 +46,34 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _ci(scores: Sequence[float]) -> str:
+    iv = score_interval(scores)
+    return "" if iv.method == "none" else f" [{iv.low:.3f}, {iv.high:.3f}]"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def print_summary(result: OptimizationResult) -> None:
-    gain = result.best_test.mean - result.initial_test.mean
     print(
         f"run {result.run_id or '-'} · {result.optimizer} on {result.task_model} · "
         f"stopped: {result.stop_reason}"
     )
-    print(f"validation  {result.initial.score:.3f} -> {result.best.score:.3f}")
-    print(f"test        {result.initial_test.mean:.3f} -> {result.best_test.mean:.3f}  ({gain:+.3f})")
+    initial, best = result.initial.evaluation, result.best.evaluation
+    print(
+        f"validation  {initial.mean:.3f}{_ci(initial.scores)} -> {best.mean:.3f}{_ci(best.scores)}"
+        f"  ({len(best.rows)} rows)"
+    )
+    before, after = result.initial_test, result.best_test
+    print(
+        f"test        {before.mean:.3f}{_ci(before.scores)} -> {after.mean:.3f}{_ci(after.scores)}"
+        f"  ({len(after.rows)} rows)"
+    )
+    gain = result.test_gain()
+    ci = "" if gain.ci.method == "none" else f" [{gain.ci.low:+.3f}, {gain.ci.high:+.3f}]"
+    print(f"test gain   {gain.gain:+.3f}{ci} · {_p(gain.p_value)} ({gain.method}) · {gain.verdict}")
+    print("            (95% intervals; the gain is paired: both prompts on the same test rows)")
     spend = result.spend
     print(
         f"calls {spend.calls} (task {result.task_spend.calls}, reasoning {result.reasoning_spend.calls}) · "

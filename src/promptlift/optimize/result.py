@@ -1,12 +1,18 @@
-"""What a run returns: the initial and best prompts, their scores, and everything that was tried."""
+"""What a run returns: the initial and best prompts, their scores, and everything that was tried.
+
+Every score comes with its interval (``promptlift.optimize.stats``), computed from the per-row
+scores the result keeps, so a stored result can be re-summarized at another level.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from promptlift.optimize import stats
 from promptlift.optimize.evaluation import Evaluation, Spend
 from promptlift.optimize.run import Candidate
+from promptlift.optimize.stats import Comparison, Uncertainty, compare, score_interval
 
 
 @dataclass(frozen=True)
@@ -29,17 +35,31 @@ class OptimizationResult:
     def spend(self) -> Spend:
         return self.task_spend + self.reasoning_spend
 
-    def summary(self) -> dict[str, Any]:
-        """The flat JSON the CLI prints with ``--json``."""
+    def test_gain(self, u: Uncertainty = stats.DEFAULT) -> Comparison:
+        """Best minus initial on the test split, paired row by row."""
+        return compare(self.initial_test.scores, self.best_test.scores, u)
+
+    def summary(self, u: Uncertainty = stats.DEFAULT) -> dict[str, Any]:
+        """The flat JSON the CLI prints with ``--json``; each ``*_ci`` is ``[low, high]`` at ``u.level``."""
+
+        def ci(evaluation: Evaluation) -> list[float] | None:
+            return score_interval(evaluation.scores, u).to_list()
+
         return {
             "run_id": self.run_id,
             "optimizer": self.optimizer,
             "model": self.task_model,
             "reasoning_model": self.reasoning_model,
             "initial_score": self.initial.score,
+            "initial_score_ci": ci(self.initial.evaluation),
             "best_score": self.best.score,
+            "best_score_ci": ci(self.best.evaluation),
             "test_initial_score": self.initial_test.mean,
+            "test_initial_score_ci": ci(self.initial_test),
             "test_best_score": self.best_test.mean,
+            "test_best_score_ci": ci(self.best_test),
+            "test_gain": self.test_gain(u).to_dict(),
+            "ci_level": u.level,
             "initial_prompt": self.initial.prompt.to_dict(),
             "best_prompt": self.best.prompt.to_dict(),
             "candidates": len(self.history),
@@ -52,9 +72,9 @@ class OptimizationResult:
             "duration_s": round(self.duration_s, 3),
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, u: Uncertainty = stats.DEFAULT) -> dict[str, Any]:
         """Everything, for the run store and reports."""
-        out = self.summary()
+        out = self.summary(u)
         out["initial_test"] = self.initial_test.to_dict()
         out["best_test"] = self.best_test.to_dict()
         out["history"] = [
@@ -64,6 +84,7 @@ class OptimizationResult:
                 "round": c.round,
                 "origin": c.origin,
                 "score": c.score,
+                "score_ci": score_interval(c.evaluation.scores, u).to_list(),
                 "prompt": c.prompt.to_dict(),
                 "spend": c.spend.to_dict(),
             }

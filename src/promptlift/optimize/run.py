@@ -20,12 +20,13 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from promptlift.client import Client
 from promptlift.optimize.dataset import Dataset, Row, Splits
 from promptlift.optimize.evaluation import Evaluation, Evaluator, Spend
 from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
 from promptlift.optimize.store import RunStore
 from promptlift.types import Completion, Message, messages_from
@@ -38,6 +39,29 @@ class Budget:
     max_calls: int | None = None
     max_cost_usd: float | None = None
     max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """When a new candidate replaces the incumbent best.
+
+    ``"best"``: whenever its validation score is higher (ties keep the earlier candidate).
+    ``"significant"``: only when its paired gain over the incumbent on the same validation rows is
+    significant at ``alpha`` (exact McNemar for 0/1 scores, paired bootstrap otherwise), so a
+    candidate that wins by a row or two does not move the search. Each comparison is tested at
+    ``alpha`` on its own; over many candidates a lucky one can still get through, which is why the
+    final word is the paired test on the untouched test split.
+    """
+
+    rule: Literal["best", "significant"] = "best"
+    alpha: float = 0.05
+    resamples: int = 2000  # for the paired bootstrap of scores that are not 0/1
+
+    def improves(self, incumbent: Candidate, candidate: Candidate, seed: int = 0) -> bool:
+        if self.rule == "best":
+            return candidate.score > incumbent.score
+        u = Uncertainty(level=1.0 - self.alpha, resamples=self.resamples, seed=seed)
+        return compare(incumbent.evaluation.scores, candidate.evaluation.scores, u).verdict == "significant"
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,7 @@ class RunSettings:
     seed: int = 0
     reasoning_temperature: float = 0.8
     on_event: Event | None = None
+    acceptance: Acceptance = Acceptance()
 
 
 class Search:
@@ -119,6 +144,7 @@ class Search:
         self.history: list[Candidate] = []
         self.round = 0
         self._improved_round = 0
+        self._incumbent: Candidate | None = None  # set only under the "significant" rule
         self._reasoning_calls = 0
         self._reserved_calls = 0
         self._started = time.monotonic()
@@ -126,6 +152,8 @@ class Search:
     # -- state ---------------------------------------------------------------------------------
     @property
     def best(self) -> Candidate:
+        if self._incumbent is not None:
+            return self._incumbent
         return max(self.history, key=lambda c: (c.score, -c.id))
 
     def progress(self) -> Progress:
@@ -199,7 +227,7 @@ class Search:
         prompt.check(self.train.fields)
         before = self.ledger.task
         evaluation = await self._memo_eval(prompt, list(self.validation))
-        best_before = self.best.score if self.history else None
+        best_before = self.best if self.history else None
         candidate = Candidate(
             id=len(self.history),
             prompt=prompt,
@@ -210,8 +238,11 @@ class Search:
             spend=_diff(self.ledger.task, before),
         )
         self.history.append(candidate)
-        if best_before is None or candidate.score > best_before:
+        acceptance = self.settings.acceptance
+        if best_before is None or acceptance.improves(best_before, candidate, self.settings.seed):
             self._improved_round = self.round
+            if acceptance.rule == "significant":
+                self._incumbent = candidate
         if self.store and self.run_id:
             self.store.add_candidate(
                 self.run_id,
