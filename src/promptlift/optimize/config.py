@@ -51,6 +51,7 @@ class RunConfig:
     budget: Budget
     seed: int
     store: Path | None
+    cache: Path | None  # the response cache file: a resumed run re-pays no answered call
     concurrency: int
     timeout: float
     raw: Mapping[str, Any]
@@ -122,6 +123,17 @@ def _models(value: Any, where: str) -> tuple[str, ...]:
     return tuple(models)
 
 
+def _cache(value: Any, path: Path, store: Any) -> Path | None:
+    """``cache: false`` turns it off; ``cache: FILE`` names it; by default it lives in the store."""
+    if value is False or value is None:
+        return None
+    if isinstance(value, str):
+        return path.parent / value
+    if value is True:
+        return (path.parent / str(store) / "cache.sqlite") if store else None
+    raise ConfigError(f"{path}: `cache` must be a file path, true or false, got {value!r}")
+
+
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
@@ -161,6 +173,7 @@ def load_config(path: str | Path) -> RunConfig:
         budget=_budget(raw.get("budget"), where),
         seed=int(raw.get("seed") or 0),
         store=(path.parent / str(store)) if store else None,
+        cache=_cache(raw.get("cache", True), path, store),
         concurrency=int(raw.get("concurrency") or 8),
         timeout=float(raw.get("timeout") or 120.0),
         raw=raw,

@@ -9,7 +9,7 @@ demos) and run back to back on its single worker, so the KV cache is reused.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
 from promptlift.optimize.prompt import Prompt
 from promptlift.types import Completion
+
+CALL_FAILED = "the call failed"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
     return result, ""
 
 
+RowDone = Callable[[int, RowResult, Spend], None]
+
+
 class Evaluator:
     """Scores prompts with one metric and one task model through one client."""
 
@@ -118,31 +123,53 @@ class Evaluator:
         self.metric = metric
         self.model = model or client.model
 
-    async def evaluate(self, prompt: Prompt, data: Dataset | Sequence[Row]) -> Evaluation:
+    def _row_result(self, row: Row, result: Completion | PromptliftError) -> RowResult:
+        if isinstance(result, PromptliftError):
+            return RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}")
+        score, error = _score(self.metric, row, result.content)
+        return RowResult(row.index, result.content, score.value, score.reason or error, error)
+
+    async def evaluate(
+        self,
+        prompt: Prompt,
+        data: Dataset | Sequence[Row],
+        *,
+        done: Mapping[int, tuple[RowResult, Spend]] | None = None,
+        on_row: RowDone | None = None,
+    ) -> Evaluation:
+        """Score every row. ``done`` holds rows already scored (by position; a resumed run's
+        checkpoint): they are not sent again. ``on_row(position, result, spend)`` sees each new row
+        as its call ends, so a caller can checkpoint row by row."""
         rows = list(data)
+        finished: dict[int, tuple[RowResult, Spend]] = dict(done or {})
+        todo = [pos for pos in range(len(rows)) if pos not in finished]
         params = {"temperature": 0.0, **dict(prompt.params)}
         requests = [
-            self.client.request(prompt.messages(row.fields), model=self.model, **params) for row in rows
+            self.client.request(prompt.messages(rows[pos].fields), model=self.model, **params) for pos in todo
         ]
-        results = await self.client.abatch(requests)
-        out: list[RowResult] = []
-        metric_errors = 0
-        call_errors: list[PromptliftError] = []
-        for row, result in zip(rows, results, strict=True):
+        over_budget: list[BudgetExceeded] = []
+
+        def handle(k: int, result: Completion | PromptliftError) -> None:
             if isinstance(result, BudgetExceeded):
-                raise result
-            if isinstance(result, PromptliftError):
-                call_errors.append(result)
-                out.append(
-                    RowResult(row.index, "", 0.0, "the call failed", f"{type(result).__name__}: {result}")
-                )
-                continue
-            score, error = _score(self.metric, row, result.content)
-            metric_errors += bool(error)
-            out.append(RowResult(row.index, result.content, score.value, score.reason or error, error))
-        if rows and len(call_errors) == len(rows):
-            raise call_errors[0]
-        if rows and metric_errors == len(rows):
+                over_budget.append(result)
+                return
+            pos = todo[k]
+            spend = Spend.of([result]) if isinstance(result, Completion) else Spend()
+            finished[pos] = (self._row_result(rows[pos], result), spend)
+            if on_row is not None:
+                on_row(pos, *finished[pos])
+
+        results = await self.client.abatch(requests, on_result=handle)
+        if over_budget:
+            raise over_budget[0]
+        out = [finished[pos][0] for pos in range(len(rows))]
+        failed_calls = [r for r in out if r.reason == CALL_FAILED]
+        if rows and len(failed_calls) == len(rows):
+            first = next((r for r in results if isinstance(r, PromptliftError)), None)
+            if first is not None:
+                raise first
+            raise UserError(f"every call of this evaluation failed: {failed_calls[0].error}")
+        if rows and sum(1 for r in out if r.error and r.reason != CALL_FAILED) == len(rows):
             raise UserError(f"the metric {self.metric.name!r} failed on every row: {out[0].error}")
-        spend = Spend.of([r for r in results if isinstance(r, Completion)])
+        spend = sum((finished[pos][1] for pos in range(len(rows))), Spend())
         return Evaluation(tuple(out), spend)

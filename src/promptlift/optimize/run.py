@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from promptlift.client import Client
 from promptlift.optimize.dataset import Dataset, Row, Splits
-from promptlift.optimize.evaluation import Evaluation, Evaluator, Spend
+from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
@@ -139,6 +139,7 @@ class Search:
         self.rng = random.Random(settings.seed)
         self.store, self.run_id = store, run_id
         self._replay: dict[str, Any] = store.steps(run_id) if store and run_id else {}
+        self._replay_rows = _rows_by_evaluation(self._replay)
         self._seen: dict[str, tuple[Evaluation, Spend]] = {}
         self.ledger = Ledger()
         self.history: list[Candidate] = []
@@ -198,6 +199,11 @@ class Search:
         """Hold back ``calls`` from the budget (the driver's final test scoring)."""
         self._reserved_calls += calls
 
+    def calls_left(self) -> int | None:
+        """Calls the search may still send under ``max_calls`` (None: no call cap)."""
+        cap = self.settings.budget.max_calls
+        return None if cap is None else int(cap) - self.ledger.total.calls - self._reserved_calls
+
     # -- spending ------------------------------------------------------------------------------
     async def _memo_eval(self, prompt: Prompt, rows: Sequence[Row], role: str = "task") -> Evaluation:
         key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([r.index for r in rows])}"
@@ -207,13 +213,30 @@ class Search:
         if stored is not None:
             evaluation = Evaluation.from_dict(stored)
         else:
+            # all rows, even if some are checkpointed: replays decide alike
             self._ensure_budget(len(rows), role)
-            evaluation = await self.evaluator.evaluate(prompt, rows)
+            evaluation = await self.evaluator.evaluate(
+                prompt, rows, done=self._replay_rows.get(key), on_row=self._checkpoint_row(key)
+            )
             if self.store and self.run_id:
                 self.store.put_step(self.run_id, key, evaluation.to_dict())
         self._seen[key] = (evaluation, evaluation.spend)
         self.ledger.task = self.ledger.task + evaluation.spend
         return evaluation
+
+    def _checkpoint_row(self, key: str) -> Callable[[int, RowResult, Spend], None] | None:
+        """Write each scored row to the store as it arrives: a run killed mid-evaluation resumes
+        from the rows it had, and charges them what they cost the first time."""
+        store, run_id = self.store, self.run_id
+        if store is None or run_id is None:
+            return None
+
+        def write(position: int, row: RowResult, spend: Spend) -> None:
+            store.put_step(
+                run_id, f"{key}{ROW_STEP}{position}", {"row": row.to_dict(), "spend": spend.to_dict()}
+            )
+
+        return write
 
     async def score(self, prompt: Prompt, rows: Sequence[Row]) -> Evaluation:
         """Score rows (train or validation) without recording a candidate."""
@@ -299,6 +322,20 @@ class Search:
     async def evaluate_test(self, prompt: Prompt) -> Evaluation:
         """Only the driver calls this: at the start and at the end of a run."""
         return await self._memo_eval(prompt, list(self._test))
+
+
+ROW_STEP = ":row:"
+
+
+def _rows_by_evaluation(steps: Mapping[str, Any]) -> dict[str, dict[int, tuple[RowResult, Spend]]]:
+    """Row checkpoints of unfinished evaluations, grouped by the evaluation's key."""
+    out: dict[str, dict[int, tuple[RowResult, Spend]]] = {}
+    for key, value in steps.items():
+        evaluation, sep, position = key.rpartition(ROW_STEP)
+        if sep and evaluation not in steps:
+            row = (RowResult.from_dict(value["row"]), Spend.from_dict(value["spend"]))
+            out.setdefault(evaluation, {})[int(position)] = row
+    return out
 
 
 def _diff(after: Spend, before: Spend) -> Spend:

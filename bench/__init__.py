@@ -1,0 +1,1 @@
+"""Benchmarks: run outside the test suite (`make bench`); results go to BENCHMARKS.md and bench/results/."""

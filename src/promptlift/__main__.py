@@ -1,0 +1,3 @@
+from promptlift.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,118 @@
+"""A run killed with SIGKILL and resumed ends exactly like an uninterrupted run, paying nothing twice.
+
+Real parts: the `promptlift` CLI in subprocesses, real LiteLLM over HTTP to a loopback server that
+plays a deterministic task model, a real SQLite run store and response cache on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptlift.testing.server import LoopbackServer, RecordedRequest, Reply, ok
+
+pytestmark = pytest.mark.slow
+
+KILL_AT = 25  # the request during which the first process is killed
+
+
+def fake_model(request: RecordedRequest) -> Reply:
+    """Right answers only with at least two demos in the prompt (so few-shot search matters)."""
+    messages = request.json["messages"]
+    word = messages[-1]["content"].split()[1]
+    demos = sum(1 for m in messages if m["role"] == "assistant")
+    return ok(("long" if len(word) > 5 else "short") if demos >= 2 else "unsure")
+
+
+def write_config(folder: Path, api_base: str) -> Path:
+    folder.mkdir()
+    rows = [
+        {"text": f"w{'x' * (i % 7)}{i}", "label": "long" if len(f"w{'x' * (i % 7)}{i}") > 5 else "short"}
+        for i in range(40)
+    ]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = folder / "config.yaml"
+    config.write_text(
+        f"model: openai/fake-task\napi_base: {api_base}\nconcurrency: 1\n"
+        "prompt: {system: 'Label the word.', user: 'Word: {text}\\nLength:', params: {max_tokens: 2}}\n"
+        "dataset: {path: data.jsonl, split: {train: 0.5, validation: 0.25, test: 0.25, seed: 1}}\n"
+        "metric: {type: exact_match, field: label}\n"
+        "optimizer: {name: fewshot, params: {max_demos: 3, trials: 6}}\n"
+        "budget: {max_calls: 400}\nseed: 7\nstore: runs/\n"
+    )
+    return config
+
+
+def cli(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "promptlift", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+def test_killed_run_resumes_to_the_same_result_without_paying_twice(tmp_path: Path) -> None:
+    with LoopbackServer() as whole, LoopbackServer() as split_run:
+        whole.handler = fake_model
+        expected = finish(cli("optimize", str(write_config(tmp_path / "a", whole.openai_base)), "--json"))
+
+        reached, release = threading.Event(), threading.Event()
+
+        def blocking_model(request: RecordedRequest) -> Reply:
+            if len(split_run.requests) == KILL_AT:  # this request arrives while KILL_AT are recorded
+                reached.set()
+                release.wait(30)
+            return fake_model(request)
+
+        split_run.handler = blocking_model
+        config = write_config(tmp_path / "b", split_run.openai_base)
+        first = cli("optimize", str(config), "--json")
+        assert reached.wait(120), "the first process never got to the kill point"
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)  # reap it and close its pipes
+        release.set()
+        answered_before_kill = {r.body for r in split_run.requests[:KILL_AT]}
+
+        from promptlift.optimize.store import RunStore
+
+        store = RunStore(tmp_path / "b" / "runs")
+        (run,) = store.runs()
+        assert run["status"] == "running"
+        store.close()
+        split_run.handler = fake_model
+        resumed = finish(cli("optimize", str(config), "--resume", run["id"], "--json"))
+
+    after = split_run.requests[KILL_AT + 1 :]
+    assert not answered_before_kill & {r.body for r in after}, (
+        "a request answered before the kill was sent again"
+    )
+    for key in (
+        "best_prompt",
+        "best_score",
+        "initial_score",
+        "test_initial_score",
+        "test_best_score",
+        "calls",
+    ):
+        assert resumed[key] == expected[key], key
+    assert resumed["run_id"] == run["id"]
+    assert expected["test_best_score"] > expected["test_initial_score"]
+    # Every request of the uninterrupted run was made exactly once across the two processes.
+    assert len(whole.requests) == KILL_AT + len(after)
