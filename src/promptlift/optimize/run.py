@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptlift.client import Client
+from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
 from promptlift.optimize.prompt import Prompt
@@ -191,8 +192,10 @@ class Search:
         if budget.max_calls is not None and spent.calls + calls + self._reserved_calls > budget.max_calls:
             raise StopRun(f"budget: max_calls ({budget.max_calls})")
         if budget.max_cost_usd is not None and spent.calls:
-            per_call = spent.cost_usd / spent.calls  # observed average; the client's budget is the hard cap
-            if spent.cost_usd + per_call * (calls + self._reserved_calls) > budget.max_cost_usd:
+            # Observed average per call; the client's budget scope is the hard cap. The reserved final
+            # test scoring gets a 2x margin: the best prompt may be longer than the average one.
+            per_call = spent.cost_usd / spent.calls
+            if spent.cost_usd + per_call * (calls + 2 * self._reserved_calls) > budget.max_cost_usd:
                 raise StopRun(f"budget: max_cost_usd ({budget.max_cost_usd:g})")
 
     def reserve(self, calls: int) -> None:
@@ -215,9 +218,12 @@ class Search:
         else:
             # all rows, even if some are checkpointed: replays decide alike
             self._ensure_budget(len(rows), role)
-            evaluation = await self.evaluator.evaluate(
-                prompt, rows, done=self._replay_rows.get(key), on_row=self._checkpoint_row(key)
-            )
+            try:
+                evaluation = await self.evaluator.evaluate(
+                    prompt, rows, done=self._replay_rows.get(key), on_row=self._checkpoint_row(key)
+                )
+            except BudgetExceeded as exc:  # the client's hard cap refused a call: end the search
+                raise StopRun(f"budget: {exc.limit or 'client budget'} ({exc})") from None
             if self.store and self.run_id:
                 self.store.put_step(self.run_id, key, evaluation.to_dict())
         self._seen[key] = (evaluation, evaluation.spend)
@@ -312,7 +318,10 @@ class Search:
                 stop=tuple(stop),
                 seed=seed,
             )
-            completion: Completion = await self.client.acomplete(request)
+            try:
+                completion: Completion = await self.client.acomplete(request)
+            except BudgetExceeded as exc:
+                raise StopRun(f"budget: {exc.limit or 'client budget'} ({exc})") from None
             spend, content = Spend.of([completion]), completion.content
             if self.store and self.run_id:
                 self.store.put_step(self.run_id, key, {"content": content, "spend": spend.to_dict()})

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
 from typing import Any, ClassVar
 
 from promptlift.client import Client
+from promptlift.client.config import Budget as ClientBudget
+from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Splits
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import Metric
@@ -65,12 +68,38 @@ class Optimizer(abc.ABC):
         run_id: str | None = None,
     ) -> OptimizationResult:
         prompt.check(splits.train.fields)
+        cap = settings.budget.max_cost_usd
+        # A hard dollar cap over every call of the run: the client refuses a call before sending it.
+        scope = (
+            client.budget_scope(ClientBudget(max_cost_usd=cap), "run") if cap else contextlib.nullcontext()
+        )
+        with scope:
+            return await self._run(prompt, splits, metric, client, settings, store, run_id)
+
+    async def _run(
+        self,
+        prompt: Prompt,
+        splits: Splits,
+        metric: Metric,
+        client: Client,
+        settings: RunSettings,
+        store: RunStore | None,
+        run_id: str | None,
+    ) -> OptimizationResult:
         started = time.monotonic()
         evaluator = Evaluator(client, metric, settings.task_model)
         ctx = Search(client, evaluator, splits, settings, store, run_id)
         ctx.emit("start", optimizer=self.name, splits=splits)
-        initial = await ctx.evaluate(prompt, origin="initial")
-        initial_test = await ctx.evaluate_test(prompt)
+        try:
+            initial = await ctx.evaluate(prompt, origin="initial")
+            initial_test = await ctx.evaluate_test(prompt)
+        except StopRun as stop:
+            raise BudgetExceeded(
+                f"the budget does not cover scoring the starting prompt on the validation and test "
+                f"splits ({len(splits.validation) + len(splits.test)} calls): {stop.reason}; raise "
+                f"budget.max_calls / max_cost_usd or use smaller splits",
+                limit="run",
+            ) from None
         ctx.reserve(len(splits.test))
         try:
             await self.search(ctx, initial)
@@ -79,7 +108,15 @@ class Optimizer(abc.ABC):
             stop_reason = stop.reason
         ctx.reserve(-len(splits.test))
         best = ctx.best
-        best_test = initial_test if best.prompt == prompt else await ctx.evaluate_test(best.prompt)
+        best_test = initial_test
+        if best.prompt != prompt:
+            try:
+                best_test = await ctx.evaluate_test(best.prompt)
+            except StopRun as stop:  # never overspend: report the starting prompt, and say why
+                best = ctx.history[0]
+                stop_reason += (
+                    f"; the best candidate could not be test-scored within the budget ({stop.reason})"
+                )
         result = OptimizationResult(
             run_id=run_id,
             optimizer=self.name,
