@@ -1,13 +1,43 @@
-"""``promptlift models``: the embedded models and what they need."""
+"""``promptlift models``: the embedded models, and ``models compare``: one prompt across models.
+
+    promptlift models compare CONFIG --model local/gemma-3-270m --model openai/small \\
+        --api-base openai/small=http://127.0.0.1:8000/v1 --price openai/small=0.15,0.6 --target 0.8
+
+``--price MODEL=IN,OUT`` is USD per million input and output tokens, for models the price map
+lacks; ``--run RUN_ID`` compares the best prompt of a finished run instead of the config's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("models", help="list the embedded local models")
+    p = sub.add_parser(
+        "models", help="list the embedded models; `models compare` scores a prompt across models"
+    )
     p.set_defaults(run=run)
+    msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    c = msub.add_parser("compare", help="score a config's prompt with each model: score, $/1k rows, latency")
+    c.add_argument("config", help="the run's YAML config (prompt, dataset, metric)")
+    c.add_argument(
+        "--model", action="append", default=[], help="a candidate model (repeat); default: the config's"
+    )
+    c.add_argument(
+        "--api-base", action="append", default=[], metavar="MODEL=URL", help="endpoint of one model"
+    )
+    c.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT", help="USD per 1M tokens")
+    c.add_argument("--target", type=float, help="report the cheapest model scoring at least this")
+    c.add_argument("--rows", default="test", choices=("test", "validation", "all"), help="rows to score")
+    c.add_argument(
+        "--run",
+        dest="run_id",
+        metavar="RUN_ID",
+        help="compare the best prompt of this run (in the config's store)",
+    )
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=run_compare)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,4 +45,53 @@ def run(args: argparse.Namespace) -> int:
 
     for name, spec in LOCAL_MODELS.items():
         print(f"local/{name}\tcontext {spec.context_window} tokens\tcost 0\t{spec.description}")
+    return 0
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    from promptlift.errors import ConfigError
+
+    out = {}
+    for item in items:
+        model, sep, value = item.rpartition("=")
+        if not sep or not model or not value:
+            raise ConfigError(f"{what} takes MODEL=VALUE, got {item!r}")
+        out[model] = value
+    return out
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from promptlift.client.config import ModelPrice
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.models import ModelCandidate, compare_models
+    from promptlift.optimize.prompt import Prompt
+
+    config = load_config(args.config)
+    bases = _pairs(args.api_base, "--api-base")
+    prices: dict[str, ModelPrice] = {}
+    for model, value in _pairs(args.price, "--price").items():
+        try:
+            given = [float(v) for v in value.split(",")]
+            prices[model] = ModelPrice(given[0], given[1] if len(given) > 1 else given[0])
+        except (ValueError, IndexError):
+            raise ConfigError(f"--price {model}=IN,OUT takes two numbers, got {value!r}") from None
+    models = args.model or list(config.models)
+    candidates = [ModelCandidate(m, bases.get(m), prices.get(m)) for m in models]
+    prompt = None
+    if args.run_id:
+        from promptlift.optimize.store import RunStore
+
+        if config.store is None:
+            raise ConfigError("--run needs a config with a `store:`")
+        store = RunStore(config.store)
+        try:
+            result = store.run(args.run_id)["result"] or {}
+        finally:
+            store.close()
+        if "best_prompt" not in result:
+            raise ConfigError(f"run {args.run_id!r} has no result yet")
+        prompt = Prompt.from_dict(result["best_prompt"])
+    report = compare_models(config, candidates, target=args.target, prompt=prompt, rows=args.rows)
+    print(json.dumps(report.to_dict()) if args.json else report.render())
     return 0

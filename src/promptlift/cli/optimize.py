@@ -14,6 +14,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
     p.add_argument("--yes", action="store_true", help="skip any confirmation prompt")
     p.add_argument("--resume", metavar="RUN_ID", help="resume a killed run from its checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (calls, cost, presets) and stop")
+    p.add_argument(
+        "--confirm-above",
+        type=float,
+        default=1.0,
+        metavar="USD",
+        help="with paid models, ask before a run whose estimate may exceed this (default 1)",
+    )
     p.set_defaults(run=run_optimize)
     e = sub.add_parser("eval", help="score the prompt of a config file on validation and test")
     e.add_argument("config")
@@ -28,16 +36,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.cli.progress import Progress, print_summary
     from promptlift.optimize.config import load_config
+    from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
     from promptlift.optimize.session import run_config
 
     config = load_config(args.config)
+    plan = make_plan(config)
+    if args.dry_run:
+        print(json.dumps(plan.to_dict()) if args.json else plan.render())
+        return 0
+    print(plan.render(), file=sys.stderr if args.json else sys.stdout)
+    interactive = sys.stdin.isatty()
+    if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=input):
+        print("promptlift: not run", file=sys.stderr)
+        return 1
     progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
     result = run_config(config, on_event=progress.on_event, resume=args.resume)
     progress.close()
     if args.json:
-        print(json.dumps(result.summary()))
+        print(json.dumps({**result.summary(), "plan": plan.to_dict()}))
     else:
         print_summary(result)
+        print(plan_vs_actual(plan, result))
     return 0
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
+from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
+from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.stop import NoImprovement, StopRule
@@ -59,39 +61,66 @@ def run_config(
     resume: str | None = None,
     stop: StopRule | None = None,
 ) -> OptimizationResult:
-    """Run the config's optimizer (the first; pipelines arrive with the part-2 optimizers)."""
+    """Run the config's optimizer, or its pipeline (``optimizer:`` as a list) in order: each stage
+    starts from the previous stage's best prompt, with what is left of the run's budget, and the
+    result keeps every stage (``pipeline.PipelineResult``)."""
     prepared = prepare(config)
-    spec = config.optimizers[0]
-    optimizer = build_optimizer(spec.name, spec.params, answer_field=config.metric.get("field"))
+    field = config.metric.get("field")
+    optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
     store = RunStore(config.store) if config.store else None
-    run_id = resume
+    first = resume
     if store is not None:
         if resume:
             store.run(resume)  # raises a clear error when there is no such run
         else:
-            run_id = store.create_run(spec.name, {**config.raw, "optimizer_params": optimizer.params()})
-    settings = RunSettings(
-        task_model=config.model,
-        reasoning_model=config.reasoning_model,
-        budget=config.budget,
-        stop=stop or NoImprovement(10**9),
-        seed=config.seed,
-        on_event=on_event,
-    )
+            params = [o.params() for o in optimizers]
+            first = store.create_run(
+                optimizers[0].name, {**config.raw, "optimizer_params": params[0], "pipeline": params}
+            )
+    splits = prepared.splits
+    results: list[OptimizationResult] = []
+    prompt = config.prompt
     try:
-        return optimizer.optimize(
-            config.prompt,
-            prepared.splits,
-            prepared.metric,
-            client=prepared.client,
-            settings=settings,
-            store=store,
-            run_id=run_id,
-        )
+        for stage, optimizer in enumerate(optimizers):
+            needed = len(splits.validation) + 2 * len(splits.test)
+            budget = remaining_budget(config.budget, results, needed) if stage else config.budget
+            if budget is None:
+                break  # not even the next stage's own scoring fits: the pipeline ends here
+            run_id = stage_run_id(first, stage) if first else None
+            if store is not None and run_id and stage and not _has_run(store, run_id):
+                store.create_run(optimizer.name, {**config.raw, "pipeline_of": first, "stage": stage}, run_id)
+            settings = RunSettings(
+                task_model=config.model,
+                reasoning_model=config.reasoning_model,
+                budget=budget,
+                stop=stop or NoImprovement(10**9),
+                seed=config.seed,
+                on_event=on_event,
+            )
+            result = optimizer.optimize(
+                prompt,
+                splits,
+                prepared.metric,
+                client=prepared.client,
+                settings=settings,
+                store=store,
+                run_id=run_id,
+            )
+            results.append(result)
+            prompt = result.best.prompt
+        return results[0] if len(results) == 1 else combine(results)
     finally:
         prepared.client.close()
         if store is not None:
             store.close()
+
+
+def _has_run(store: RunStore, run_id: str) -> bool:
+    try:
+        store.run(run_id)
+    except ConfigError:
+        return False
+    return True
 
 
 def evaluate_config(config: RunConfig) -> dict[str, Any]:

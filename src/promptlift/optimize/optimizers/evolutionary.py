@@ -1,0 +1,196 @@
+"""Evolutionary search: a population of instructions bred by the reasoning model.
+
+Generation 0 is the initial prompt plus mutations of it. Each generation keeps the ``elites``
+best unchanged and breeds the rest: a mutation (the reasoning model rewrites one parent's
+instruction in a direction drawn at random — shorter, more explicit about the format, ...) or,
+with probability ``crossover_rate``, a crossover (it combines two parents' instructions).
+Parents are picked by tournaments of two.
+
+Diversity keeps the population from collapsing onto one phrasing: a child whose words are too
+close to a member's (Jaccard distance of word sets below ``min_distance``) is discarded before it
+is scored, and survivors are ranked with a bonus for being unlike the others
+(``diversity_weight`` × mean distance to the rest).
+
+Multi-objective mode: with ``objectives: [score, length]`` (or ``[score, cost]``) survivors are
+ranked first by Pareto rank on score against prompt length in tokens (or cost per call), so short
+or cheap prompts that score nearly as well survive; the run's best is still the highest score, and
+the final front is reported as a ``front`` event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from promptlift.errors import ConfigError
+from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.optimizers.reflection import combine, mutate, system_ok
+from promptlift.optimize.prompt import Prompt, fill
+from promptlift.optimize.run import Candidate, Search
+
+OBJECTIVES = ("score", "length", "cost")
+
+
+# -- pure functions --------------------------------------------------------------------------------
+def words(text: str) -> frozenset[str]:
+    return frozenset(w.strip(".,;:!?\"'()").lower() for w in text.split()) - {""}
+
+
+def distance(a: str, b: str) -> float:
+    """Jaccard distance of the word sets: 0 for the same words, 1 for none in common."""
+    wa, wb = words(a), words(b)
+    union = wa | wb
+    return 0.0 if not union else 1.0 - len(wa & wb) / len(union)
+
+
+def diversity(texts: Sequence[str]) -> float:
+    """Mean pairwise distance of a population (0 when it has collapsed to one phrasing)."""
+    pairs = [(a, b) for i, a in enumerate(texts) for b in texts[i + 1 :]]
+    return sum(distance(a, b) for a, b in pairs) / len(pairs) if pairs else 0.0
+
+
+def pareto_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """Non-dominated sorting (every coordinate maximized): 0 for the front, 1 for the next, ..."""
+    ranks = [-1] * len(points)
+    rank, left = 0, set(range(len(points)))
+
+    def dominates(p: Sequence[float], q: Sequence[float]) -> bool:
+        return all(x >= y for x, y in zip(p, q, strict=True)) and any(
+            x > y for x, y in zip(p, q, strict=True)
+        )
+
+    while left:
+        front = {i for i in left if not any(dominates(points[j], points[i]) for j in left if j != i)}
+        for i in front:
+            ranks[i] = rank
+        left -= front
+        rank += 1
+    return ranks
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    objectives: tuple[float, ...]  # maximized; objectives[0] is the score
+    text: str
+
+
+def select_survivors(members: Sequence[Member], size: int, elites: int, weight: float) -> list[int]:
+    """Ids of the ``size`` members to keep: the ``elites`` best scores first, then by Pareto rank,
+    then by score plus ``weight`` × novelty (mean distance to the others), then oldest first."""
+    if len(members) <= size:
+        return [m.id for m in members]
+    by_score = sorted(members, key=lambda m: (-m.objectives[0], m.id))
+    kept = [m.id for m in by_score[:elites]]
+    ranks = dict(zip((m.id for m in members), pareto_ranks([m.objectives for m in members]), strict=True))
+
+    def novelty(m: Member) -> float:
+        others = [o.text for o in members if o.id != m.id]
+        return sum(distance(m.text, t) for t in others) / len(others)
+
+    rest = [m for m in members if m.id not in kept]
+    rest.sort(key=lambda m: (ranks[m.id], -(m.objectives[0] + weight * novelty(m)), m.id))
+    return kept + [m.id for m in rest[: size - len(kept)]]
+
+
+def prompt_tokens(prompt: Prompt) -> int:
+    """About how many tokens the fixed part of a prompt (instruction and demos) takes."""
+    demos = " ".join(fill(prompt.user, d.fields) + " " + d.answer for d in prompt.demos)
+    return math.ceil(len(prompt.system + " " + demos) / 4)
+
+
+# -- the optimizer ---------------------------------------------------------------------------------
+@dataclass
+class Evolutionary(Optimizer):
+    population: int = 6
+    generations: int = 4
+    elites: int = 2
+    crossover_rate: float = 0.3
+    min_distance: float = 0.15
+    diversity_weight: float = 0.1
+    objectives: list[str] = field(default_factory=lambda: ["score"])
+    name: ClassVar[str] = "evolutionary"
+
+    def __post_init__(self) -> None:
+        if self.population < 2 or not 0 <= self.elites < self.population:
+            raise ConfigError("evolutionary: needs population >= 2 and 0 <= elites < population")
+        if not self.objectives or self.objectives[0] != "score" or set(self.objectives) - set(OBJECTIVES):
+            raise ConfigError(
+                f"evolutionary: `objectives` must start with 'score' and may add 'length' or 'cost', "
+                f"got {self.objectives!r}"
+            )
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "population": self.population,
+            "generations": self.generations,
+            "elites": self.elites,
+            "crossover_rate": self.crossover_rate,
+            "min_distance": self.min_distance,
+            "diversity_weight": self.diversity_weight,
+            "objectives": list(self.objectives),
+        }
+
+    def member(self, c: Candidate) -> Member:
+        values = [c.score]
+        for name in self.objectives[1:]:
+            if name == "length":
+                values.append(-float(prompt_tokens(c.prompt)))
+            else:  # cost per call; tokens per call when calls are free
+                spend = c.evaluation.spend
+                per_call = spend.cost_usd or spend.tokens
+                values.append(-per_call / max(1, spend.calls))
+        return Member(c.id, tuple(values), c.prompt.system)
+
+    async def search(self, ctx: Search, start: Candidate) -> None:
+        population = [start]
+        population += await self.breed(ctx, population, self.population - 1, crossover=False)
+        ctx.next_round()
+        for generation in range(1, self.generations + 1):
+            children = await self.breed(ctx, population, self.population - self.elites, crossover=True)
+            pool = {c.id: c for c in [*population, *children]}
+            keep = select_survivors(
+                [self.member(c) for c in pool.values()],
+                self.population,
+                self.elites,
+                self.diversity_weight,
+            )
+            population = [pool[i] for i in keep]
+            texts = [c.prompt.system for c in population]
+            ctx.emit("population", generation=generation, diversity=diversity(texts), ids=keep)
+            if len(self.objectives) > 1:
+                members = [self.member(c) for c in ctx.history]
+                ranks = pareto_ranks([m.objectives for m in members])
+                ctx.emit("front", ids=[m.id for m, r in zip(members, ranks, strict=True) if r == 0])
+            ctx.next_round()
+
+    def tournament(self, ctx: Search, population: Sequence[Candidate]) -> Candidate:
+        a, b = ctx.rng.choice(population), ctx.rng.choice(population)
+        return a if (a.score, -a.id) >= (b.score, -b.id) else b
+
+    async def breed(
+        self, ctx: Search, population: list[Candidate], n: int, *, crossover: bool
+    ) -> list[Candidate]:
+        """Up to ``n`` new scored children; gives up after ``2n`` attempts (duplicates, collapse)."""
+        children: list[Candidate] = []
+        seen = [c.prompt.system for c in ctx.history]
+        for _ in range(2 * n):
+            if len(children) >= n:
+                break
+            parent = self.tournament(ctx, population)
+            if crossover and len(population) >= 2 and ctx.rng.random() < self.crossover_rate:
+                other = self.tournament(ctx, [c for c in population if c.id != parent.id])
+                text = await combine(ctx, parent.prompt.system, other.prompt.system)
+                origin = f"crossover {parent.id}x{other.id}"
+            else:
+                text, origin = await mutate(ctx, parent.prompt.system), "mutation"
+            if not system_ok(parent.prompt, ctx.train.fields, text):
+                continue
+            if any(distance(text, s) < self.min_distance for s in seen):
+                continue  # too close to a prompt already tried: keep the population diverse
+            seen.append(text)
+            child = await ctx.evaluate(parent.prompt.replace(system=text), parent=parent.id, origin=origin)
+            children.append(child)
+        return children

@@ -1,0 +1,186 @@
+"""Asking the reasoning model for a new instruction: reflect, mutate, combine, fix.
+
+Shared by the evolutionary, pareto and failure-mode optimizers. Each request has two shapes:
+
+- a chat model gets a plain request, with the rows and the metric's feedback when there are some;
+- a base model (the embedded one) cannot follow a request, so it gets a completion scaffold — a
+  few worked "Original: ... / Rewritten: ..." pairs that it continues with one line (FACTS.md:
+  usable at temperature 0.8). It never sees rows or feedback: a 270M model does not read them.
+
+Every function returns cleaned text, possibly empty; the caller decides what an empty or
+duplicate proposal means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from promptlift.errors import TemplateError
+from promptlift.optimize.evaluation import Evaluation
+from promptlift.optimize.optimizers.metaprompt import SCAFFOLD, clean_instruction
+from promptlift.optimize.prompt import Prompt, fill, placeholders
+from promptlift.optimize.run import Search
+
+REFLECT = """You improve one part of a prompt for a language model.
+
+The {part} currently reads:
+{text}
+
+Each input is given to the model as:
+{user}
+
+Here is how the prompt did on a few inputs (score 1 is right, 0 is wrong):
+{examples}
+
+Think about what the wrong answers have in common and what the right ones did well, then write
+an improved {part} that keeps what works and fixes what does not. Keep the answer format the
+metric expects.{extra} Reply with the new {part} only."""
+
+MUTATE = """Rewrite this instruction for a language model so that it asks for exactly the same
+answer in the same format, but {direction}.
+
+Instruction:
+{text}
+
+Reply with the rewritten instruction only."""
+
+DIRECTIONS = (
+    "shorter and more direct",
+    "more explicit about the exact answer format",
+    "with one concrete rule for hard cases",
+    "worded completely differently",
+    "addressed to a careful expert",
+)
+
+COMBINE = """Two instructions for the same task:
+
+A: {a}
+
+B: {b}
+
+Write one instruction that combines the strengths of both. Reply with the instruction only."""
+
+COMBINE_SCAFFOLD = """Two instructions for the same task, combined into one.
+
+A: Say if the review is good or bad.
+B: Answer with one word only.
+Combined: Say if the review is good or bad, answering with one word only.
+
+A: Translate the sentence into French.
+B: Keep names unchanged and use a formal tone.
+Combined: Translate the sentence into French in a formal tone, keeping names unchanged.
+
+A: {a}
+B: {b}
+Combined:"""
+
+FIX = """An instruction for a language model fails in one recurring way.
+
+Instruction:
+{text}
+
+Failure mode:
+{mode}
+
+Write the instruction again with one targeted change that fixes this failure mode and keeps
+everything else. Reply with the instruction only."""
+
+FIX_SCAFFOLD = """Instructions for a language model, each rewritten to fix one problem.
+
+Original: Say if this is good or bad.
+Problem: answers with a full sentence
+Rewritten: Say if this is good or bad. Answer with exactly one word: good or bad.
+
+Original: Give the capital.
+Problem: adds an explanation after the name
+Rewritten: Answer with only the name of the capital city, nothing else.
+
+Original: {text}
+Problem: {mode}
+Rewritten:"""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def is_base(ctx: Search) -> bool:
+    return ctx.client.is_base_model(ctx.settings.reasoning_model)
+
+
+def example_lines(ctx: Search, prompt: Prompt, evaluation: Evaluation, limit: int = 6) -> str:
+    """Inputs (rendered with the prompt's template), outputs, scores and the metric's feedback."""
+    by_index = {r.index: r for r in [*ctx.train, *ctx.validation]}
+    lines = []
+    for result in evaluation.rows[:limit]:
+        row = by_index.get(result.index)
+        shown = fill(prompt.user, row.fields) if row else "?"
+        feedback = f"\n  Feedback: {result.reason}" if result.reason else ""
+        lines.append(f"- Input: {shown!r}\n  Output: {result.output!r}  Score: {result.score:g}{feedback}")
+    return "\n".join(lines) or "(no rows)"
+
+
+async def _scaffolded(ctx: Search, scaffold: str, **values: str) -> str:
+    text = scaffold.format(**{k: _one_line(v) for k, v in values.items()})
+    return clean_instruction(await ctx.reason(text, max_tokens=80, stop=("\n",)))
+
+
+async def reflect(ctx: Search, prompt: Prompt, part: str, evaluation: Evaluation) -> str:
+    """A new ``part`` ("system" or "user") written after reading ``evaluation``'s rows."""
+    current = prompt.system if part == "system" else prompt.user
+    if is_base(ctx):
+        return await _scaffolded(ctx, SCAFFOLD, instruction=current or "(no instruction)")
+    name = "instruction" if part == "system" else "input template"
+    extra = ""
+    if part == "user":
+        slots = ", ".join("{" + p + "}" for p in placeholders(prompt.user))
+        extra = f" Keep the placeholders {slots} exactly as written: they are filled with each input."
+    text = REFLECT.format(
+        part=name,
+        text=current or "(empty)",
+        user=prompt.user,
+        examples=example_lines(ctx, prompt, evaluation),
+        extra=extra,
+    )
+    reply = await ctx.reason(text, max_tokens=400)
+    return reply.strip() if part == "user" else clean_instruction(reply)
+
+
+async def mutate(ctx: Search, text: str) -> str:
+    """A rewrite of ``text`` in a direction drawn from the run's random generator."""
+    direction = ctx.rng.choice(DIRECTIONS)
+    if is_base(ctx):
+        return await _scaffolded(ctx, SCAFFOLD, instruction=text or "(no instruction)")
+    return clean_instruction(await ctx.reason(MUTATE.format(direction=direction, text=text), max_tokens=300))
+
+
+async def combine(ctx: Search, a: str, b: str) -> str:
+    """One instruction that combines two (crossover)."""
+    if is_base(ctx):
+        return await _scaffolded(ctx, COMBINE_SCAFFOLD, a=a, b=b)
+    return clean_instruction(await ctx.reason(COMBINE.format(a=a, b=b), max_tokens=300))
+
+
+async def fix(ctx: Search, text: str, mode: str) -> str:
+    """The instruction with one change aimed at one failure mode."""
+    if is_base(ctx):
+        return await _scaffolded(ctx, FIX_SCAFFOLD, text=text or "(no instruction)", mode=mode)
+    return clean_instruction(await ctx.reason(FIX.format(text=text, mode=mode), max_tokens=300))
+
+
+def keeps_slots(before: str, after: str) -> bool:
+    """True when ``after`` uses exactly the placeholders of ``before`` (and parses)."""
+    try:
+        return sorted(set(placeholders(after))) == sorted(set(placeholders(before)))
+    except TemplateError:  # malformed braces in a model's reply
+        return False
+
+
+def system_ok(prompt: Prompt, fields: Sequence[str], text: str) -> bool:
+    """A proposed instruction is usable: non-empty, new, and naming only dataset fields."""
+    if not text or text == prompt.system:
+        return False
+    try:
+        return set(placeholders(text)) <= set(fields)
+    except TemplateError:  # malformed braces in a model's reply
+        return False

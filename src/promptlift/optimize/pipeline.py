@@ -1,0 +1,104 @@
+"""Pipelines: ``optimizer: [metaprompt, fewshot]`` runs the optimizers in order, each stage starting
+from the previous stage's best prompt, all stages sharing the run's one budget.
+
+``session.run_config`` drives the stages; this module holds what is specific to them: the budget
+left for the next stage, the stage's run id in the store, and the combined result, which keeps
+every stage's own result in ``stages`` and one history renumbered across them.
+
+Each stage scores its starting prompt on validation and test again (its own driver), which costs
+one validation and one test pass per extra stage; the plan counts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from promptlift.optimize.evaluation import Spend
+from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.run import Budget, Candidate
+
+
+def remaining_budget(budget: Budget, done: Sequence[OptimizationResult], needed_calls: int) -> Budget | None:
+    """What is left of ``budget`` after the ``done`` stages, or None when the next stage could not
+    even do its own scoring (``needed_calls``)."""
+    calls = sum(r.spend.calls for r in done)
+    cost = sum(r.spend.cost_usd for r in done)
+    minutes = sum(r.duration_s for r in done) / 60
+    left = Budget(
+        None if budget.max_calls is None else budget.max_calls - calls,
+        None if budget.max_cost_usd is None else budget.max_cost_usd - cost,
+        None if budget.max_minutes is None else budget.max_minutes - minutes,
+    )
+    if left.max_calls is not None and left.max_calls < needed_calls:
+        return None
+    if (left.max_cost_usd is not None and left.max_cost_usd <= 0) or (
+        left.max_minutes is not None and left.max_minutes <= 0
+    ):
+        return None
+    return left
+
+
+def stage_run_id(first: str, stage: int) -> str:
+    """Stage 0 is the run itself; later stages are ``<run>.<stage>`` (so a resume finds them)."""
+    return first if stage == 0 else f"{first}.{stage}"
+
+
+@dataclass(frozen=True)
+class PipelineResult(OptimizationResult):
+    """The combined result; ``stages`` holds each stage's own result, in order."""
+
+    stages: tuple[OptimizationResult, ...] = ()
+
+    def summary(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = super().summary(*args, **kwargs)
+        out["stages"] = [
+            {
+                "run_id": s.run_id,
+                "optimizer": s.optimizer,
+                "initial_score": s.initial.score,
+                "best_score": s.best.score,
+                "test_best_score": s.best_test.mean,
+                "calls": s.spend.calls,
+                "stop_reason": s.stop_reason,
+            }
+            for s in self.stages
+        ]
+        return out
+
+
+def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
+    """One result for the whole pipeline: candidates renumbered in order, each later stage's initial
+    candidate parented on the previous stage's best, origins prefixed with the stage's optimizer."""
+    history: list[Candidate] = []
+    best_of: list[int] = []
+    for k, stage in enumerate(stages):
+        offset = len(history)
+        for c in stage.history:
+            parent = None if c.parent is None else c.parent + offset
+            if k and c.parent is None:
+                parent = best_of[-1]
+            origin = c.origin if not history else f"{stage.optimizer}: {c.origin}"
+            history.append(dataclasses.replace(c, id=c.id + offset, parent=parent, origin=origin))
+        best_of.append(stage.best.id + offset)
+    best = max(history, key=lambda c: (c.score, -c.id))
+    owner = next(k for k, b in enumerate(best_of) if b == best.id) if best.id in best_of else len(stages) - 1
+    first, last = stages[0], stages[-1]
+    return PipelineResult(
+        run_id=first.run_id,
+        optimizer=" → ".join(s.optimizer for s in stages),
+        task_model=first.task_model,
+        reasoning_model=first.reasoning_model,
+        initial=history[0],
+        best=best,
+        initial_test=first.initial_test,
+        best_test=stages[owner].best_test,
+        history=tuple(history),
+        task_spend=sum((s.task_spend for s in stages), Spend()),
+        reasoning_spend=sum((s.reasoning_spend for s in stages), Spend()),
+        stop_reason=last.stop_reason,
+        duration_s=sum(s.duration_s for s in stages),
+        stages=tuple(stages),
+    )

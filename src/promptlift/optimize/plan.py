@@ -1,0 +1,322 @@
+"""The plan of a run, before it starts: rows, calls and cost, from the optimizers' own params.
+
+    plan = make_plan(load_config("config.yaml"))
+    print(plan.render())                 # what the CLI prints before a run
+    print(plan_vs_actual(plan, result))  # and after it
+
+Call counts come from each optimizer's parameters and the split sizes (one estimator per
+optimizer, all in this module so the arithmetic can be read side by side), plus the driver's own
+scoring: the initial prompt on validation and test, the best prompt on test. They assume every
+proposal is new and the search runs to its end: duplicates, perfect minibatches and stop rules
+make a real run cheaper, never dearer, and the run's ``max_calls`` caps the estimate.
+
+The cost range prices those calls with ``promptlift.providers.pricing``: the low end counts input
+tokens only, the high end adds ``max_tokens`` of output to every call and 20% more calls. Tokens
+are estimated at about four characters each, so planning never imports LiteLLM or a tokenizer.
+Embedded ``local/`` models cost zero; a model with no known price makes the cost unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptlift.errors import UserError
+from promptlift.optimize.config import RunConfig
+from promptlift.optimize.dataset import Dataset, split
+from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
+from promptlift.optimize.optimizers.pareto import planned_proposals
+from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.run import Budget
+
+PARETO_ACCEPTANCE = 0.25  # the share of reflective proposals assumed to pass the minibatch test
+REASONING_INPUT_TOKENS = {"chat": 700, "base": 150}  # a reflection request / a completion scaffold
+REASONING_OUTPUT_TOKENS = {"chat": 400, "base": 80}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    train: int
+    validation: int
+    test: int
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    task: int = 0
+    reasoning: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.task + self.reasoning
+
+    def __add__(self, other: CallEstimate) -> CallEstimate:
+        return CallEstimate(self.task + other.task, self.reasoning + other.reasoning)
+
+
+# -- one estimator per optimizer: the search's own calls, the driver's scoring excluded --------------
+def _fewshot(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    return CallEstimate(task=o.trials * s.validation)
+
+
+def _metaprompt(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    n = o.rounds * o.candidates_per_round
+    minibatch = 0 if base else min(o.minibatch, s.train)  # only a chat reasoner reads failures
+    return CallEstimate(task=n * (minibatch + s.validation), reasoning=n)
+
+
+def _evolutionary(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    n = (o.population - 1) + o.generations * (o.population - o.elites)
+    return CallEstimate(task=n * s.validation, reasoning=n)
+
+
+def _pareto(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    per_proposal = 2 * min(o.minibatch, s.train) + PARETO_ACCEPTANCE * s.validation
+    proposals = min(o.max_metric_calls // max(1, o.minibatch), round(o.max_metric_calls / per_proposal))
+    return CallEstimate(task=o.max_metric_calls, reasoning=proposals)
+
+
+def _failure_modes(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    sample = min(o.sample, s.train)
+    analyses = 0 if base else math.ceil(sample / 2 / o.batch) + 1  # half the rows failing, then grouping
+    return CallEstimate(
+        task=o.rounds * (sample + o.max_modes * s.validation),
+        reasoning=o.rounds * (analyses + o.max_modes),
+    )
+
+
+def _parameters(o: Any, s: Sizes, base: bool) -> CallEstimate:
+    return CallEstimate(task=o.trials * s.validation)
+
+
+ESTIMATORS: dict[str, Callable[[Any, Sizes, bool], CallEstimate]] = {
+    "fewshot": _fewshot,
+    "metaprompt": _metaprompt,
+    "evolutionary": _evolutionary,
+    "pareto": _pareto,
+    "failure_modes": _failure_modes,
+    "parameters": _parameters,
+}
+
+
+def driver_calls(sizes: Sizes) -> CallEstimate:
+    """The scoring every run does around its search: initial on validation and test, best on test."""
+    return CallEstimate(task=sizes.validation + 2 * sizes.test)
+
+
+def estimate_calls(optimizer: Optimizer, sizes: Sizes, *, base_reasoning: bool) -> CallEstimate:
+    """Driver and search calls of one run of ``optimizer`` (unknown optimizers: driver only)."""
+    estimator = ESTIMATORS.get(optimizer.name)
+    search = estimator(optimizer, sizes, base_reasoning) if estimator else CallEstimate()
+    return driver_calls(sizes) + search
+
+
+def cap(calls: CallEstimate, budget: Budget) -> CallEstimate:
+    """``calls`` scaled down to the run's ``max_calls``, keeping the task/reasoning mix."""
+    if budget.max_calls is None or calls.total <= budget.max_calls:
+        return calls
+    task = round(calls.task * budget.max_calls / calls.total)
+    return CallEstimate(task, int(budget.max_calls) - task)
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StagePlan:
+    optimizer: str
+    params: Mapping[str, Any]
+    calls: CallEstimate  # driver and search, before the budget cap
+    presets: Mapping[str, CallEstimate] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    task_model: str
+    reasoning_model: str
+    sizes: Sizes
+    stages: tuple[StagePlan, ...]
+    budget: Budget
+    calls: CallEstimate  # all stages, capped by the budget
+    cost_usd: tuple[float, float] | None  # low, high; None when a model's price is unknown
+    paid: bool  # some configured model costs money
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(w for s in self.stages for w in s.warnings)
+
+    def render(self) -> str:
+        s = self.sizes
+        names = " → ".join(st.optimizer for st in self.stages)
+        lines = [
+            f"plan: {names} on {self.task_model} (reasoning: {self.reasoning_model})",
+            f"  rows: train {s.train} · validation {s.validation} · test {s.test}",
+        ]
+        for i, st in enumerate(self.stages, 1):
+            lines.append(
+                f"  stage {i} {st.optimizer}: ~{st.calls.task} task + {st.calls.reasoning} reasoning calls"
+            )
+            if st.presets:
+                shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
+                lines.append(f"    presets (calls): {shown}")
+        capped = f" (capped by max_calls {self.budget.max_calls})" if self._capped() else ""
+        lines.append(f"  total: ~{self.calls.total} calls{capped} · cost {self.cost_text()}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def _capped(self) -> bool:
+        raw = sum((st.calls for st in self.stages), CallEstimate())
+        return raw.total > self.calls.total
+
+    def cost_text(self) -> str:
+        if self.cost_usd is None:
+            return "unknown (no price known for a configured model)"
+        low, high = self.cost_usd
+        return "$0 (local models)" if high == 0 else f"${low:.4f}–${high:.4f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_model": self.task_model,
+            "reasoning_model": self.reasoning_model,
+            "sizes": vars(self.sizes),
+            "stages": [
+                {
+                    "optimizer": st.optimizer,
+                    "params": dict(st.params),
+                    "task_calls": st.calls.task,
+                    "reasoning_calls": st.calls.reasoning,
+                    "presets": {p: c.total for p, c in st.presets.items()},
+                    "warnings": list(st.warnings),
+                }
+                for st in self.stages
+            ],
+            "task_calls": self.calls.task,
+            "reasoning_calls": self.calls.reasoning,
+            "cost_usd": list(self.cost_usd) if self.cost_usd else None,
+            "paid": self.paid,
+        }
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
+    """About how many input tokens one task call takes (``demos`` extra worked examples)."""
+    messages = prompt.messages(row)
+    user = _tokens(messages[-1].content) + 4
+    return sum(_tokens(m.content) + 4 for m in messages) + demos * 2 * user
+
+
+def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget) -> str | None:
+    if not isinstance(optimizer.params().get("max_metric_calls"), int):
+        return None
+    room = optimizer.params()["max_metric_calls"]
+    if budget.max_calls is not None:
+        room = min(room, int(budget.max_calls) - driver_calls(sizes).total)
+    n = planned_proposals(room, optimizer.params()["minibatch"], sizes.validation)
+    if n >= 3:
+        return None
+    return (
+        f"{optimizer.name}: the budget allows only {n} full proposal(s); raise max_metric_calls or max_calls"
+    )
+
+
+def _stage(
+    config: RunConfig, spec_name: str, params: Mapping[str, Any], sizes: Sizes, base: bool
+) -> StagePlan:
+    field_name = config.metric.get("field")
+    optimizer = build_optimizer(spec_name, params, answer_field=field_name)
+    presets = {
+        p: estimate_calls(
+            build_optimizer(spec_name, {"preset": p}, answer_field=field_name), sizes, base_reasoning=base
+        )
+        for p in PRESETS.get(spec_name, {})
+    }
+    warning = _pareto_warning(optimizer, sizes, config.budget)
+    return StagePlan(
+        optimizer=spec_name,
+        params=optimizer.params(),
+        calls=estimate_calls(optimizer, sizes, base_reasoning=base),
+        presets=presets,
+        warnings=(warning,) if warning else (),
+    )
+
+
+def make_plan(
+    config: RunConfig,
+    *,
+    prices: Mapping[str, Any] | None = None,
+    is_base: Callable[[str], bool] | None = None,
+) -> Plan:
+    """The plan of ``config``; reads the dataset (to size the splits) and sends nothing."""
+    from promptlift.providers import pricing
+    from promptlift.providers.local import is_base_model
+
+    base_of = is_base or is_base_model
+    dataset = Dataset.load(config.dataset_path)
+    s = config.split
+    parts = split(dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0)))
+    sizes = Sizes(len(parts.train), len(parts.validation), len(parts.test))
+    base = base_of(config.reasoning_model)
+    stages = tuple(_stage(config, spec.name, spec.params, sizes, base) for spec in config.optimizers)
+    calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
+    demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)
+    row = parts.train[0].fields
+    task_in = task_tokens(config.prompt, row, demos // 2)
+    task_out = int(config.prompt.params.get("max_tokens") or 256)
+    kind = "base" if base else "chat"
+    t_price = pricing.price_of(config.model, prices)
+    r_price = pricing.price_of(config.reasoning_model, prices)
+    cost: tuple[float, float] | None = None
+    paid = any(p is not None and (p.input_per_token or p.output_per_token) for p in (t_price, r_price))
+    if t_price is not None and r_price is not None:
+        r_in, r_out = REASONING_INPUT_TOKENS[kind], REASONING_OUTPUT_TOKENS[kind]
+        task_low = task_in * t_price.input_per_token
+        task_high = task_low + task_out * t_price.output_per_token
+        reason_low = r_in * r_price.input_per_token
+        reason_high = reason_low + r_out * r_price.output_per_token
+        cost = (
+            0.8 * (calls.task * task_low + calls.reasoning * reason_low),
+            1.2 * (calls.task * task_high + calls.reasoning * reason_high),
+        )
+    return Plan(config.model, config.reasoning_model, sizes, stages, config.budget, calls, cost, paid)
+
+
+def needs_confirmation(plan: Plan, threshold_usd: float) -> bool:
+    """Paid models and a high estimate (or an unknown one, with paid models) above the threshold."""
+    if not plan.paid:
+        return False
+    return plan.cost_usd is None or plan.cost_usd[1] > threshold_usd
+
+
+def confirm(
+    plan: Plan, *, threshold_usd: float, yes: bool, interactive: bool, ask: Callable[[str], str]
+) -> bool:
+    """True to go ahead. Asks only when needed; with no terminal to ask on, refuses (``UserError``,
+    exit 2) and says how to go ahead."""
+    if yes or not needs_confirmation(plan, threshold_usd):
+        return True
+    if not interactive:
+        raise UserError(
+            f"this run may cost {plan.cost_text()} (over ${threshold_usd:g}) and there is no terminal "
+            f"to confirm on; pass --yes to run it, or lower the budget"
+        )
+    answer = ask(f"This run may cost {plan.cost_text()}. Run it? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def plan_vs_actual(plan: Plan, result: OptimizationResult) -> str:
+    """One line per measure: what the plan said, what the run spent."""
+    task, reasoning = result.task_spend.calls, result.reasoning_spend.calls
+    lines = [
+        "plan vs actual:",
+        f"  calls      ~{plan.calls.total} → {task + reasoning}",
+        f"  task       ~{plan.calls.task} → {task}",
+        f"  reasoning  ~{plan.calls.reasoning} → {reasoning}",
+        f"  cost       {plan.cost_text()} → ${result.spend.cost_usd:.4f}",
+        f"  time       {result.duration_s / 60:.1f} min",
+    ]
+    return "\n".join(lines)
