@@ -41,3 +41,32 @@ bench: setup
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+
+## Benchmarks against the peers (issue 7; BENCHMARKS.md). The peers live in their own
+## environments under bench/, installed from hashed requirement files, never in uv.lock.
+PEERS_PY := bench/.venv-peers/bin/python
+OPIK_PY := bench/.venv-opik/bin/python
+# The whole grid by default; BENCHMARKS.md gives the reduced arguments its tables were made with.
+BENCH_PEERS_ARGS ?=
+
+.PHONY: bench-peers bench-peers-smoke
+
+bench/.venv-peers/.installed: bench/peers/requirements.txt | $(UV)
+	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-peers
+	$(UV) pip install -q -p $(PEERS_PY) --require-hashes -r bench/peers/requirements.txt
+	$(UV) pip install -q -p $(PEERS_PY) --no-deps -e .
+	touch $@
+
+bench/.venv-opik/.installed: bench/opik/requirements.txt | $(UV)
+	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-opik
+	$(UV) pip install -q -p $(OPIK_PY) --require-hashes -r bench/opik/requirements.txt
+	touch $@
+
+bench-peers: setup bench/.venv-peers/.installed bench/.venv-opik/.installed
+	PYTHONPATH=. $(PEERS_PY) -m bench.optimizers $(BENCH_PEERS_ARGS)
+	PYTHONPATH=. $(PEERS_PY) -m bench.clients
+	PYTHONPATH=. $(OPIK_PY) -m bench.opik.probe
+
+## The benchmarks' smoke versions (part of `make test` too): no peer installed, a few seconds.
+bench-peers-smoke: setup
+	$(RUN) pytest -q tests/test_bench_smoke.py

@@ -1,0 +1,165 @@
+"""The optimizer table: promptlift's optimizers against DSPy's and GEPA's, same model, data and budget.
+
+    make bench-peers            # everything (peers in bench/.venv-peers)
+    python -m bench.optimizers --systems promptlift.fewshot,dspy.mipro --datasets imdb --seeds 0
+
+Each finished cell is appended to ``bench/results/optimizers.jsonl`` at once (a long run that is
+stopped keeps what it finished; a cell already there is skipped on the next run, so the command
+resumes). ``--render`` folds the cells into ``bench/results/optimizers.json`` and prints the
+Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.cell import Cell, Setup, pin_model_threads
+from bench.common import RESULTS, save
+from bench.data import TASKS, Sizes, cut
+
+PROMPTLIFT = ("promptlift.fewshot", "promptlift.metaprompt")
+PEERS = (
+    "dspy.labeled",
+    "dspy.bootstrap_rs",
+    "dspy.mipro",
+    "dspy.gepa",
+    "gepa.adapter",
+)
+CELLS = RESULTS / "optimizers.jsonl"
+
+
+def runner(system: str) -> Callable[[Setup], Cell]:
+    family, _, name = system.partition(".")
+    if family == "promptlift":
+        from bench.peers import promptlift_side
+
+        return lambda setup: promptlift_side.run(name, setup)
+    if family == "dspy":
+        from bench.peers import dspy_side
+
+        return lambda setup: dspy_side.run(name, setup)
+    if family == "gepa":
+        from bench.peers import gepa_side
+
+        return gepa_side.run
+    raise SystemExit(f"unknown system {system!r}")
+
+
+def done(path: Path) -> set[tuple[str, str, int, int]]:
+    if not path.is_file():
+        return set()
+    out = set()
+    for line in path.read_text().splitlines():
+        c = json.loads(line)
+        out.add((c["system"], c["dataset"], c["seed"], c["budget"]))
+    return out
+
+
+def run_cell(system: str, dataset: str, seed: int, budget: int, sizes: Sizes) -> Cell:
+    task = TASKS[dataset]()
+    setup = Setup(task, cut(task, sizes, seed), budget, seed)
+    started = time.perf_counter()
+    try:
+        cell = runner(system)(setup)
+    except Exception as exc:  # one broken cell must not lose the grid; the error is the finding
+        cell = Cell(system, dataset, seed, budget, error=f"{type(exc).__name__}: {exc}")
+        cell.notes["traceback"] = traceback.format_exc()[-3000:]
+        cell.wall_s = time.perf_counter() - started
+    cell.notes["sizes"] = vars(sizes)
+    return cell
+
+
+def _mean_sd(values: list[float]) -> str:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.3f}"
+    return f"{statistics.fmean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+    """One row per dataset × system × budget: mean ± sd over the seeds that ran."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["budget"], c["system"]), []).append(c)
+    lines = [
+        "| dataset | budget | system | seeds | test start | test optimized | task calls | "
+        "reasoning calls | wall s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, budget, system), group in sorted(groups.items()):
+        ok = [c for c in group if not c["error"]]
+        note = "; ".join(sorted({c["error"][:120] for c in group if c["error"]}))
+        if not ok:
+            lines.append(f"| {dataset} | {budget} | {system} | 0/{len(group)} | – | – | – | – | – | {note} |")
+            continue
+        calls = statistics.fmean(c["task_calls"] for c in ok)
+        reasoning = statistics.fmean(c["reasoning_calls"] for c in ok)
+        wall = statistics.fmean(c["wall_s"] for c in ok)
+        lines.append(
+            f"| {dataset} | {budget} | {system} | {len(ok)}/{len(group)} | "
+            f"{_mean_sd([c['test_start'] for c in ok])} | {_mean_sd([c['test_best'] for c in ok])} | "
+            f"{calls:.0f} | {reasoning:.0f} | {wall:.0f} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def render(path: Path = CELLS) -> str:
+    cells = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    text = table(cells)
+    save("optimizers", {"cells": cells, "table_markdown": text})
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--systems", default=",".join(PROMPTLIFT + PEERS))
+    p.add_argument("--datasets", default="imdb,boolq,gsm8k")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--budgets", default="300")
+    p.add_argument("--sizes", default="30,20,50", help="train,validation,test rows")
+    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
+    p.add_argument("--out", default=str(CELLS))
+    p.add_argument("--render", action="store_true", help="only fold the cells into the JSON and table")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        print(render(out))
+        return 0
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pin_model_threads(args.threads)
+    sizes = Sizes(*(int(x) for x in args.sizes.split(",")))
+    finished = done(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for budget in (int(b) for b in args.budgets.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for dataset in args.datasets.split(","):
+                for system in args.systems.split(","):
+                    if (system, dataset, seed, budget) in finished:
+                        continue
+                    cell = run_cell(system, dataset, seed, budget, sizes)
+                    with out.open("a") as f:
+                        f.write(json.dumps(cell.to_dict()) + "\n")
+                    print(
+                        f"{time.strftime('%H:%M:%S')} {system:22} {dataset:6} seed {seed} B {budget}: "
+                        f"test {cell.test_start:.3f} -> {cell.test_best:.3f}, task {cell.task_calls}, "
+                        f"reasoning {cell.reasoning_calls}, {cell.wall_s:.0f} s {cell.error[:100]}",
+                        flush=True,
+                    )
+    print(render(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

