@@ -37,9 +37,11 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.cli.progress import Progress, print_summary
     from promptlift.optimize.config import load_config
     from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
-    from promptlift.optimize.session import run_config
+    from promptlift.optimize.session import run_config, split_warnings
 
     config = load_config(args.config)
+    for warning in split_warnings(config):
+        print(f"promptlift: warning: {warning}", file=sys.stderr)
     plan = make_plan(config)
     if args.dry_run:
         print(json.dumps(plan.to_dict()) if args.json else plan.render())

@@ -11,7 +11,7 @@ import yaml
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.prompt import Prompt
-from promptlift.optimize.run import Budget
+from promptlift.optimize.run import Acceptance, Budget
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 TOP_KEYS = {
@@ -28,6 +28,7 @@ TOP_KEYS = {
     "concurrency",
     "timeout",
     "cache",
+    "acceptance",
 }
 
 
@@ -55,6 +56,7 @@ class RunConfig:
     concurrency: int
     timeout: float
     raw: Mapping[str, Any]
+    acceptance: Acceptance = field(default_factory=Acceptance)
 
     @property
     def model(self) -> str:
@@ -134,6 +136,20 @@ def _cache(value: Any, path: Path, store: Any) -> Path | None:
     raise ConfigError(f"{path}: `cache` must be a file path, true or false, got {value!r}")
 
 
+def _acceptance(value: Any, where: str) -> Acceptance:
+    """``acceptance: {rule: significant, alpha: 0.05}``: see ``promptlift.optimize.run.Acceptance``."""
+    if value is None:
+        return Acceptance()
+    if not isinstance(value, Mapping) or set(value) - {"rule", "alpha"}:
+        raise ConfigError(f"{where}: `acceptance` must be a mapping like {{rule: significant, alpha: 0.05}}")
+    rule, alpha = value.get("rule", "best"), value.get("alpha", 0.05)
+    if rule not in ("best", "significant"):
+        raise ConfigError(f"{where}: acceptance `rule` must be best or significant, got {rule!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 0.5:
+        raise ConfigError(f"{where}: acceptance `alpha` must be a number between 0 and 0.5, got {alpha!r}")
+    return Acceptance(rule, float(alpha))
+
+
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
@@ -177,4 +193,5 @@ def load_config(path: str | Path) -> RunConfig:
         concurrency=int(raw.get("concurrency") or 8),
         timeout=float(raw.get("timeout") or 120.0),
         raw=raw,
+        acceptance=_acceptance(raw.get("acceptance"), where),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
+from promptlift.client.config import CacheConfig
 from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, split
@@ -21,6 +22,7 @@ from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
+from promptlift.optimize.stats import score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
 
@@ -32,20 +34,27 @@ class Prepared:
     metric: Metric
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Load and check everything before any call is made."""
+def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
+    """Load the dataset, check the prompt's placeholders against it, split it: no call is made."""
     dataset = Dataset.load(config.dataset_path)
     config.prompt.check(dataset.fields)
     s = config.split
     splits = split(
         dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0))
     )
+    return dataset, splits
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load and check everything before any call is made."""
+    dataset, splits = load_splits(config)
     client = Client(
         ClientConfig(
             models=config.models,
             api_base=config.api_base,
             timeout=config.timeout,
             concurrency=config.concurrency,
+            cache=CacheConfig(path=str(config.cache)) if config.cache else None,
         )
     )
     field = config.metric.get("field")
@@ -96,6 +105,7 @@ def run_config(
                 stop=stop or NoImprovement(10**9),
                 seed=config.seed,
                 on_event=on_event,
+                acceptance=config.acceptance,
             )
             result = optimizer.optimize(
                 prompt,
@@ -123,6 +133,12 @@ def _has_run(store: RunStore, run_id: str) -> bool:
     return True
 
 
+def split_warnings(config: RunConfig, gain: float = 0.10) -> list[str]:
+    """Before a run: the splits too small for a paired test to detect ``gain`` (0.10 = 10 points)."""
+    _, splits = load_splits(config)
+    return split_advice({"validation": len(splits.validation), "test": len(splits.test)}, gain)
+
+
 def evaluate_config(config: RunConfig) -> dict[str, Any]:
     """Score the config's prompt on validation and test; no optimizer, no store."""
     prepared = prepare(config)
@@ -144,7 +160,9 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
         "model": config.model,
         "prompt": config.prompt.to_dict(),
         "validation_score": validation.mean,
+        "validation_score_ci": score_interval(validation.scores).to_list(),
         "test_score": test.mean,
+        "test_score_ci": score_interval(test.scores).to_list(),
         "validation_rows": len(validation.rows),
         "test_rows": len(test.rows),
         "calls": spend.calls,
