@@ -1,13 +1,12 @@
 # One task runner; CI calls these targets verbatim (.ci/run).
 # Every target sets itself up: uv (pinned) is installed if missing, then .venv from uv.lock.
-UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --locked --all-extras
 
 .PHONY: setup demo test check lint typecheck fmt bench clean
 
-$(UV):
-	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+$(UV):  # uv pinned by version and hash (tools/uv-bootstrap.txt)
+	python3 -m pip install --quiet --user --require-hashes -r tools/uv-bootstrap.txt
 
 .venv/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked --all-extras
