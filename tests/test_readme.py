@@ -27,7 +27,8 @@ def test_python_example_runs_and_improves_the_prompt(
 
 
 def test_every_command_the_readme_lists_exists() -> None:
-    listed = set(re.findall(r"^promptlift (\w+)", README, flags=re.M))
+    shell = "\n".join(re.findall(r"```sh\n(.*?)```", README, flags=re.S))
+    listed = set(re.findall(r"^promptlift (\w+)", shell, flags=re.M))
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert listed and listed <= commands, listed - commands
 
