@@ -30,17 +30,29 @@ def run_one(name: str, seed: int, max_calls: int, max_minutes: float) -> dict[st
     base = load_config(EXAMPLE)
     split = {**base.split, "seed": seed}
     config = dataclasses.replace(
-        base, optimizers=(OptimizerSpec(name, {"preset": "light"}),), seed=seed, split=split,
-        budget=Budget(max_calls=max_calls, max_minutes=max_minutes), store=None, cache=None,
+        base,
+        optimizers=(OptimizerSpec(name, {"preset": "light"}),),
+        seed=seed,
+        split=split,
+        budget=Budget(max_calls=max_calls, max_minutes=max_minutes),
+        store=None,
+        cache=None,
     )
     started = time.monotonic()
     summary = run_config(config).summary()
     gain = summary["test_gain"]
     return {
-        "optimizer": name, "seed": seed, "test_initial": summary["test_initial_score"],
-        "test_best": summary["test_best_score"], "gain": gain["value"], "gain_ci": gain["ci"],
-        "p_value": gain["p_value"], "verdict": gain["verdict"], "calls": summary["calls"],
-        "minutes": (time.monotonic() - started) / 60, "stop_reason": summary["stop_reason"],
+        "optimizer": name,
+        "seed": seed,
+        "test_initial": summary["test_initial_score"],
+        "test_best": summary["test_best_score"],
+        "gain": gain["value"],
+        "gain_ci": gain["ci"],
+        "p_value": gain["p_value"],
+        "verdict": gain["verdict"],
+        "calls": summary["calls"],
+        "minutes": (time.monotonic() - started) / 60,
+        "stop_reason": summary["stop_reason"],
     }
 
 
@@ -62,9 +74,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         lo, hi = r["gain_ci"]
-        print(f"| {r['optimizer']} | {r['seed']} | {r['test_initial']:.3f} → {r['test_best']:.3f} | "
-              f"{r['gain']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {r['p_value']:.2g} | {r['verdict']} | "
-              f"{r['calls']} | {r['minutes']:.1f} |")
+        print(
+            f"| {r['optimizer']} | {r['seed']} | {r['test_initial']:.3f} → {r['test_best']:.3f} | "
+            f"{r['gain']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {r['p_value']:.2g} | {r['verdict']} | "
+            f"{r['calls']} | {r['minutes']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
