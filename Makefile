@@ -50,15 +50,17 @@ BENCH_PEERS_ARGS ?=
 
 .PHONY: bench-peers bench-peers-smoke
 
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE=1 (set on these machines) nothing caches .pyc
+# files, and every process then compiled litellm from source (`import litellm` took 17 s here).
 bench/.venv-peers/.installed: bench/peers/requirements.txt | $(UV)
 	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-peers
-	$(UV) pip install -q -p $(PEERS_PY) --require-hashes -r bench/peers/requirements.txt
+	$(UV) pip install -q --compile-bytecode -p $(PEERS_PY) --require-hashes -r bench/peers/requirements.txt
 	$(UV) pip install -q -p $(PEERS_PY) --no-deps -e .
 	touch $@
 
 bench/.venv-opik/.installed: bench/opik/requirements.txt | $(UV)
 	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-opik
-	$(UV) pip install -q -p $(OPIK_PY) --require-hashes -r bench/opik/requirements.txt
+	$(UV) pip install -q --compile-bytecode -p $(OPIK_PY) --require-hashes -r bench/opik/requirements.txt
 	touch $@
 
 bench-peers: setup bench/.venv-peers/.installed bench/.venv-opik/.installed

@@ -88,6 +88,10 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(vals):.3f} ± {statistics.stdev(vals):.3f}"
 
 
+def _first_line(error: str) -> str:
+    return error.strip().splitlines()[0][:120].replace("|", "/") if error.strip() else ""
+
+
 def table(cells: list[dict[str, Any]]) -> str:
     """One row per dataset × system × budget: mean ± sd over the seeds that ran."""
     groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
@@ -100,7 +104,7 @@ def table(cells: list[dict[str, Any]]) -> str:
     ]
     for (dataset, budget, system), group in sorted(groups.items()):
         ok = [c for c in group if not c["error"]]
-        note = "; ".join(sorted({c["error"][:120] for c in group if c["error"]}))
+        note = "; ".join(sorted({_first_line(c["error"]) for c in group if c["error"]}))
         if not ok:
             lines.append(f"| {dataset} | {budget} | {system} | 0/{len(group)} | – | – | – | – | – | {note} |")
             continue

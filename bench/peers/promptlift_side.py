@@ -78,6 +78,7 @@ def run(name: str, setup: Setup, client: Client | None = None) -> Cell:
         "validation_best": result.best.score,
         "candidates": len(result.history),
         "stop_reason": result.stop_reason,
-        "best_prompt": result.best.prompt.describe()[:1500],
+        # The prompt without its demos' text: dataset rows are never written to results.
+        "best_prompt": {**result.best.prompt.to_dict(), "demos": len(result.best.prompt.demos)},
     }
     return cell
