@@ -8,8 +8,9 @@ RUN := $(UV) run --locked --all-extras
 $(UV):  # uv pinned by version and hash (tools/uv-bootstrap.txt)
 	python3 -m pip install --quiet --user --require-hashes -r tools/uv-bootstrap.txt
 
+# --compile-bytecode: once at install, not in every process (litellm is ~200 MB of source).
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked --all-extras
+	$(UV) sync --locked --all-extras --compile-bytecode
 	touch $@
 
 setup: .venv/.synced
@@ -35,8 +36,12 @@ fmt: setup
 	$(RUN) ruff format src tests bench
 	$(RUN) ruff check --fix src tests bench
 
+## The benchmarks behind BENCHMARKS.md (each writes bench/results/NAME.json); peers: make bench-peers.
 bench: setup
-	$(RUN) python -m bench.run
+	$(RUN) python -m bench.local_model
+	$(RUN) python -m bench.client_overhead
+	$(RUN) python -m bench.client_throughput
+	$(RUN) python -m bench.seeds
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -181,3 +181,12 @@ def test_corrupt_weights_name_the_file(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(LocalModelError, match="checksum mismatch") as info:
         local.weights_path(spec)
     assert str(bad) in str(info.value)
+
+
+def test_thread_count_can_be_set_for_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = local.spec_for("gemma-3-270m")
+    monkeypatch.setenv("PROMPTLIFT_LOCAL_THREADS", "1")
+    assert local.LocalEngine(spec).n_threads == 1
+    monkeypatch.setenv("PROMPTLIFT_LOCAL_THREADS", "two")
+    with pytest.raises(LocalModelError, match="PROMPTLIFT_LOCAL_THREADS must be a whole number"):
+        local.LocalEngine(spec)
