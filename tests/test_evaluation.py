@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from promptlift import Client, ClientConfig
-from promptlift.errors import ProviderUnavailable, UserError
+from promptlift.client.retry import RetryPolicy
+from promptlift.errors import ContentFiltered, ProviderUnavailable, UserError
 from promptlift.optimize import Dataset, Evaluator, Prompt
 from promptlift.optimize.metrics import ExactMatch, FunctionMetric
 from promptlift.testing import FunctionProvider
@@ -33,15 +34,37 @@ def test_every_row_is_scored_in_order_with_its_output() -> None:
     assert evaluation.mean == 1.0 and evaluation.spend.calls == 6
 
 
-def test_a_failed_call_scores_zero_and_keeps_the_error() -> None:
+def test_a_row_the_provider_refuses_scores_zero_and_keeps_the_error() -> None:
+    def filtered(request: CompletionRequest) -> str | ContentFiltered:
+        if "q3" in request.messages[-1].content:
+            return ContentFiltered("refused by policy", provider="scripted", model="m", status=400)
+        return answer(request)
+
+    evaluation = evaluate(filtered)
+    assert evaluation.mean == pytest.approx(5 / 6)
+    assert evaluation.rows[3].error.startswith("ContentFiltered") and evaluation.rows[3].score == 0.0
+
+
+def test_a_provider_failure_stops_the_evaluation_instead_of_scoring_zero() -> None:
+    # A provider down after every retry says nothing about the prompt: scoring the row 0 would
+    # corrupt the candidate's score, so the evaluation stops (answered rows stay checkpointed).
+    seen: list[int] = []
+
     def flaky(request: CompletionRequest) -> str | ProviderUnavailable:
         if "q3" in request.messages[-1].content:
             return ProviderUnavailable("down", provider="scripted", model="m", status=503)
         return answer(request)
 
-    evaluation = evaluate(flaky)
-    assert evaluation.mean == pytest.approx(5 / 6)
-    assert evaluation.rows[3].error.startswith("ProviderUnavailable") and evaluation.rows[3].score == 0.0
+    async def run() -> None:
+        config = ClientConfig(models=("scripted/m",), retry=RetryPolicy(max_attempts=1))
+        with Client(config, provider=FunctionProvider(flaky)) as client:
+            await Evaluator(client, ExactMatch("a")).evaluate(
+                PROMPT, DATA, on_row=lambda pos, r, s: seen.append(pos)
+            )
+
+    with pytest.raises(ProviderUnavailable):
+        asyncio.run(run())
+    assert sorted(seen) == [0, 1, 2, 4, 5]  # every other row was answered and handed to the checkpoint
 
 
 def test_a_metric_that_raises_on_one_row_scores_it_zero_with_the_reason() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptlift.client import Client
-from promptlift.errors import BudgetExceeded, PromptliftError, UserError
+from promptlift.errors import BadRequest, PromptliftError, UserError
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
 from promptlift.optimize.prompt import Prompt
@@ -115,6 +115,14 @@ def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
 RowDone = Callable[[int, RowResult, Spend], None]
 
 
+def _row_fault(error: PromptliftError) -> bool:
+    """True for a failure caused by this row's request (refused as a bad request, filtered, too
+    long): the row scores 0 with the reason. Anything else — a budget refusal, a provider
+    down after every retry, a rejected key — says nothing about the prompt: scoring it 0 would corrupt
+    the candidate's score, so the evaluation stops instead (the run is resumable)."""
+    return isinstance(error, BadRequest)
+
+
 class Evaluator:
     """Scores prompts with one metric and one task model through one client."""
 
@@ -147,11 +155,11 @@ class Evaluator:
         requests = [
             self.client.request(prompt.messages(rows[pos].fields), model=self.model, **params) for pos in todo
         ]
-        over_budget: list[BudgetExceeded] = []
+        fatal: list[PromptliftError] = []
 
         def handle(k: int, result: Completion | PromptliftError) -> None:
-            if isinstance(result, BudgetExceeded):
-                over_budget.append(result)
+            if isinstance(result, PromptliftError) and not _row_fault(result):
+                fatal.append(result)  # nothing about this row: stop, keep what was answered
                 return
             pos = todo[k]
             spend = Spend.of([result]) if isinstance(result, Completion) else Spend()
@@ -160,8 +168,8 @@ class Evaluator:
                 on_row(pos, *finished[pos])
 
         results = await self.client.abatch(requests, on_result=handle)
-        if over_budget:
-            raise over_budget[0]
+        if fatal:
+            raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]
         failed_calls = [r for r in out if r.reason == CALL_FAILED]
         if rows and len(failed_calls) == len(rows):
