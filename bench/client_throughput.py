@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine, save
+from bench.loopback import ServerProcess
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-bench-0000000000000000"
@@ -50,62 +51,6 @@ LEVELS = (1, 8, 32, 128)
 TARGET_RATIO_AT_32 = 0.9
 TARGET_MEMORY_MS = 0.1
 TARGET_SQLITE_MS = 2.0
-
-
-# -- the loopback server, in a child process ------------------------------------------------------
-
-
-def serve(delay_s: float) -> None:
-    """Child process: print ``PORT n``, then answer ``count`` on stdin with ``COUNT n`` until EOF."""
-    from promptlift.testing.server import LoopbackServer, ok, slow
-
-    with LoopbackServer() as srv:
-        srv.set_default(slow(delay_s, ok(ANSWER)) if delay_s > 0 else ok(ANSWER))
-        print(f"PORT {srv.port}", flush=True)
-        for line in sys.stdin:
-            if line.strip() == "count":
-                print(f"COUNT {len(srv.requests)}", flush=True)
-
-
-class ServerProcess:
-    """``LoopbackServer`` in a child process; ``request_count()`` asks it how many requests it saw."""
-
-    def __init__(self, delay_s: float = 0.0):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.client_throughput", "--serve", "--delay-ms", str(delay_s * 1e3)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        words = self._line()
-        if len(words) != 2 or words[0] != "PORT":
-            self.close()
-            raise RuntimeError(f"the loopback server did not start: {words!r}")
-        self.openai_base = f"http://127.0.0.1:{words[1]}/v1"
-
-    def _line(self) -> list[str]:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().split()
-
-    def request_count(self) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("count\n")
-        self.proc.stdin.flush()
-        return int(self._line()[1])
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -528,12 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hit-entries", type=int, default=1000, help="distinct cached requests to hit")
     parser.add_argument("--passes", type=int, default=5, help="hits per cached request")
     parser.add_argument("--entries", type=int, default=10_000, help="entries for the memory measurement")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-probe", type=int, metavar="CHARS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.delay_ms / 1e3)
-        return 0
     if args.memory_probe is not None:
         print(json.dumps(measure_memory(args.entries, args.memory_probe)))
         return 0
@@ -545,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(amain(args))
     results["verdicts"] = verdicts(results)
     results["settings"] = {
-        **{k: v for k, v in vars(args).items() if k not in ("serve", "memory_probe")},
+        **{k: v for k, v in vars(args).items() if k != "memory_probe"},
         "litellm": version("litellm"),
         "load_average": os.getloadavg(),
     }

@@ -2,8 +2,9 @@
 
     python -m bench.loopback --delay 0.05 [--rate-limited 0.2 --retry-after 1] [--seed 0]
 
-Prints ``PORT <n>`` once it listens, then serves until its standard input closes. A separate
-process keeps the server's threads off the benchmarked client's interpreter lock.
+Prints ``PORT <n>`` once it listens, answers each ``count`` line on its standard input with
+``COUNT <requests seen>``, and serves until its standard input closes. A separate process keeps
+the server's threads off the benchmarked client's interpreter lock.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     with LoopbackServer() as srv:
         srv.handler = chooser(args.delay, args.rate_limited, args.retry_after, args.seed)
         print(f"PORT {srv.port}", flush=True)
-        sys.stdin.read()  # until the parent closes the pipe
+        for line in sys.stdin:  # until the parent closes the pipe
+            if line.strip() == "count":
+                print(f"COUNT {len(srv.requests)}", flush=True)
     return 0
 
 
 class ServerProcess:
-    """Start ``bench.loopback`` in a child process; ``base`` is its OpenAI-compatible api_base."""
+    """Start ``bench.loopback`` in a child process; ``base`` (alias ``openai_base``) is its
+    OpenAI-compatible api_base; ``request_count()`` asks it how many requests it has seen."""
 
     def __init__(self, delay: float = 0.05):
         self.proc = subprocess.Popen(
@@ -61,12 +65,21 @@ class ServerProcess:
             text=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
+        line = self._line()
         if len(line) != 2 or line[0] != "PORT":
             self.close()
             raise RuntimeError(f"the loopback server did not start: {line!r}")
-        self.base = f"http://127.0.0.1:{line[1]}/v1"
+        self.base = self.openai_base = f"http://127.0.0.1:{line[1]}/v1"
+
+    def _line(self) -> list[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().split()
+
+    def request_count(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self._line()[1])
 
     def close(self) -> None:
         if self.proc.stdin:

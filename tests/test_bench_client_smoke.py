@@ -16,7 +16,7 @@ from bench import client_throughput as bench
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[bench.ServerProcess]:
-    with bench.ServerProcess() as srv:
+    with bench.ServerProcess(0.0) as srv:
         yield srv
 
 
