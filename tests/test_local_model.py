@@ -113,8 +113,6 @@ def test_stop_sequences_end_the_answer(client: Client) -> None:
 def test_shared_prefix_is_reused_from_the_kv_cache(client: Client) -> None:
     client.complete(ask("Brilliant, funny and moving."), max_tokens=3, temperature=0)
     second = client.complete(ask("Rude staff and cold food, never again."), max_tokens=3, temperature=0)
-    prefix = len(client.complete(SENTIMENT[:-1], max_tokens=1, temperature=0).content) >= 0
-    assert prefix
     assert second.usage.cached_tokens >= 30  # the instruction and both demos were not recomputed
 
 

@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"promptlift.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"promptlift.cli.{name}":
-                raise
-            continue  # a command group not built yet
-        module.register(sub)
+        importlib.import_module(f"promptlift.cli.{name}").register(sub)
     return parser
 
 
