@@ -116,7 +116,9 @@ def test_2000_calls_with_30_percent_retryable_faults(tmp_path: Path) -> None:
             api_key=Secret("sk-test-reliability-0000"),
             timeout=1.0,
             concurrency=64,
-            retry=RetryPolicy(max_attempts=4, initial_wait=0.001, max_wait=0.02),
+            # The script needs at most 3 attempts per line; the 4th and 5th are headroom for a real
+            # timeout when a loaded 2-core machine answers an ok request after 1 s.
+            retry=RetryPolicy(max_attempts=5, initial_wait=0.001, max_wait=0.02),
         )
         with Client(config) as client:
             results = client.batch(
@@ -139,9 +141,9 @@ def test_2000_calls_with_30_percent_retryable_faults(tmp_path: Path) -> None:
     # At least the injected faults were retried; a few more when a loaded 2-core machine answered an
     # ok request after the 1 s timeout (a real timeout, rightly retried).
     assert expected_attempts <= attempts <= expected_attempts + 100
-    assert all(r.attempts <= 4 for r in good if isinstance(r, Completion))
+    assert all(r.attempts <= 5 for r in good if isinstance(r, Completion))
     assert all(seen[f"bad {i}"] == 1 for i in range(20))  # a 400 is never retried
-    assert max(seen.values()) <= 4  # within the retry bound
+    assert max(seen.values()) <= 5  # within the retry bound
     assert attempts + 20 == snap.total.attempts
     # The server logs a request once its body is read; an attempt that failed to connect (the
     # loopback server's listen backlog overflowing under 64 connections) never reaches its log.

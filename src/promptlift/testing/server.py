@@ -13,13 +13,20 @@ Protocols, chosen by the request path (so one server serves every route at once)
     openai     POST .../chat/completions                       (vLLM, llama.cpp server, Ollama /v1)
     azure      POST /openai/deployments/<deployment>/chat/completions?api-version=...
     anthropic  POST .../messages
-    gemini     POST .../models/<model>:generateContent           (AI Studio and Vertex paths)
+    gemini     POST .../models/<model>:generateContent           (AI Studio)
+    vertex     POST .../projects/<p>/locations/<l>/publishers/google/models/<model>:generateContent
     ollama     POST /api/chat                                     (Ollama's native protocol)
+    oauth      POST .../token                                     (Google's token exchange, ``token_uri``)
 
 Each request takes the next reply from the script of its model (``script(..., model=...)``), else
 from the shared script, else the default reply (``set_default``; out of the box ``ok()``). A reply is
 protocol-neutral: ``rate_limited()`` becomes a 429 in the body shape of whichever protocol asked.
 ``require_key(k)`` answers 401 to every request that does not present ``k``.
+
+A token request (the JWT-bearer grant a Google service account makes; ``testing.google`` makes such
+accounts) is answered with a new access token (``issued_tokens``), never from the scripts: a script
+meant for the model is not used up by the exchange before it. ``handler`` may still answer it with
+an error reply, which is rendered as an OAuth error (``invalid_grant``).
 
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
@@ -64,7 +71,7 @@ __all__ = [
     "unauthorized",
 ]
 
-Protocol = Literal["openai", "azure", "anthropic", "gemini", "ollama", "unknown"]
+Protocol = Literal["openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "unknown"]
 ErrorKind = Literal[
     "rate_limit",
     "server",
@@ -210,6 +217,7 @@ class RecordedRequest:
             return None
 
 
+_VERTEX_PATH = re.compile(r"/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):\w+$")
 _GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
 
@@ -223,8 +231,12 @@ def _classify(path: str, body: Any) -> tuple[Protocol, str]:
         return "openai", model
     if path.endswith("/messages"):
         return "anthropic", model
+    if m := _VERTEX_PATH.search(path):
+        return "vertex", m.group(1)
     if m := _GEMINI_PATH.search(path):
         return "gemini", m.group(1)
+    if path.endswith("/token"):
+        return "oauth", ""
     if path.endswith("/api/chat"):
         return "ollama", model
     return "unknown", model
@@ -280,7 +292,7 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "stop_sequence": None,
             "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }
-    if request.protocol == "gemini":
+    if request.protocol in ("gemini", "vertex"):
         finishes = {"stop": "STOP", "length": "MAX_TOKENS"}
         finish = finishes.get(reply.finish_reason, reply.finish_reason.upper())
         return {
@@ -343,13 +355,15 @@ def _error_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     message = reply.message or default or f"{kind} error"
     if kind == "context_length" and request.protocol == "anthropic":
         message = "prompt is too long: 210000 tokens > 200000 maximum"
-    if kind == "context_length" and request.protocol == "gemini":
+    if kind == "context_length" and request.protocol in ("gemini", "vertex"):
         message = "The input token count (40000) exceeds the maximum number of tokens allowed (32768)."
     if kind == "server" and reply.status == 529:
         an_type = "overloaded_error"
     if request.protocol == "anthropic":
         return {"type": "error", "error": {"type": an_type, "message": message}}
-    if request.protocol == "gemini":
+    if request.protocol == "oauth":
+        return {"error": "invalid_grant", "error_description": message}
+    if request.protocol in ("gemini", "vertex"):
         status = g_status or ("CONTENT_FILTERED" if kind == "content_policy" else "INVALID_ARGUMENT")
         return {"error": {"code": reply.status, "message": message, "status": status}}
     if request.protocol == "ollama":
@@ -427,6 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ', {})
         elif reply.error is not None:
             self._send(reply.status, _error_body(reply, request), reply.headers)
+        elif request.protocol == "oauth":
+            self._send(*self.server.owner._grant(request))
         else:
             self._send(reply.status, _success_body(reply, request), reply.headers)
 
@@ -449,6 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not hold up close()
+    # socketserver's default listen backlog is 5: with 64 clients connecting at once the kernel
+    # refuses the overflow, and a test sees connection failures no fault script asked for.
+    request_queue_size = 1024
     owner: LoopbackServer
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -480,6 +499,7 @@ class LoopbackServer:
         self._by_model: dict[str, deque[Reply]] = {}
         self._defaults: dict[str | None, Reply] = {None: ok()}
         self._required_key: str | None = None
+        self._issued: list[str] = []
         self._closing = threading.Event()
         self._sockets: set[socket.socket] = set()
         self._httpd: _Server | None = None
@@ -532,6 +552,11 @@ class LoopbackServer:
     def openai_base(self) -> str:
         return self.url + "/v1"
 
+    @property
+    def token_uri(self) -> str:
+        """Where a Google service account (``testing.google.service_account``) gets its tokens."""
+        return self.url + "/token"
+
     # -- scripting ---------------------------------------------------------------------------
     def script(self, *replies: Reply, model: str | None = None) -> None:
         """Queue replies for the next requests (of ``model`` only, when given), in order."""
@@ -557,6 +582,7 @@ class LoopbackServer:
             self._by_model.clear()
             self._defaults = {None: ok()}
             self._required_key = None
+            self._issued.clear()
         self.handler = None
 
     # -- what was received -------------------------------------------------------------------
@@ -565,6 +591,12 @@ class LoopbackServer:
         """A snapshot of every request received so far, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """The access tokens handed out by the token endpoint, in order."""
+        with self._lock:
+            return list(self._issued)
 
     def pending(self) -> int:
         """How many scripted replies have not been used yet."""
@@ -576,6 +608,8 @@ class LoopbackServer:
         chosen = self.handler(request) if self.handler is not None else None
         with self._lock:
             self._requests.append(request)
+            if request.protocol == "oauth":  # no key to present, and the scripts are for model calls
+                return chosen or ok()
             if self._required_key is not None and request.key != self._required_key:
                 return unauthorized()
             if chosen is not None:
@@ -586,6 +620,20 @@ class LoopbackServer:
             if self._shared:
                 return self._shared.popleft()
             return self._defaults.get(request.model) or self._defaults[None]
+
+    def _grant(self, request: RecordedRequest) -> tuple[int, dict[str, Any]]:
+        from promptlift.testing.google import JWT_BEARER_GRANT, access_token, token_form
+
+        form = token_form(request.body)
+        if form.get("grant_type") != JWT_BEARER_GRANT or not form.get("assertion"):
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "expected a JWT-bearer grant",
+            }
+        token = access_token()
+        with self._lock:
+            self._issued.append(token)
+        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
