@@ -57,15 +57,17 @@ BENCH_PEERS_ARGS ?=
 
 # --compile-bytecode: with PYTHONDONTWRITEBYTECODE=1 (set on these machines) nothing caches .pyc
 # files, and every process then compiled litellm from source (`import litellm` took 17 s here).
+# --no-config: uv would otherwise add pyproject.toml's unpinned constraint (litellm!=1.82.7,...) to
+# these installs, which --require-hashes refuses; the hashed files pin litellm exactly already.
 bench/.venv-peers/.installed: bench/peers/requirements.txt | $(UV)
 	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-peers
-	$(UV) pip install -q --compile-bytecode -p $(PEERS_PY) --require-hashes -r bench/peers/requirements.txt
+	$(UV) pip install -q --no-config --compile-bytecode -p $(PEERS_PY) --require-hashes -r bench/peers/requirements.txt
 	$(UV) pip install -q -p $(PEERS_PY) --no-deps -e .
 	touch $@
 
 bench/.venv-opik/.installed: bench/opik/requirements.txt | $(UV)
 	$(UV) venv -q --allow-existing -p 3.11 bench/.venv-opik
-	$(UV) pip install -q --compile-bytecode -p $(OPIK_PY) --require-hashes -r bench/opik/requirements.txt
+	$(UV) pip install -q --no-config --compile-bytecode -p $(OPIK_PY) --require-hashes -r bench/opik/requirements.txt
 	touch $@
 
 bench-peers: setup bench/.venv-peers/.installed bench/.venv-opik/.installed

@@ -27,7 +27,13 @@ from bench.cell import Cell, Setup, pin_model_threads
 from bench.common import RESULTS, save
 from bench.data import TASKS, Sizes, cut
 
-PROMPTLIFT = ("promptlift.fewshot", "promptlift.metaprompt")
+PROMPTLIFT = (
+    "promptlift.fewshot",
+    "promptlift.pareto",
+    "promptlift.metaprompt",
+    "promptlift.evolutionary",
+    "promptlift.failure_modes",
+)
 PEERS = (
     "dspy.labeled",
     "dspy.bootstrap_rs",
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="imdb,boolq,gsm8k")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--budgets", default="300")
-    p.add_argument("--sizes", default="30,20,50", help="train,validation,test rows")
+    p.add_argument("--sizes", default="30,20,40", help="train,validation,test rows")
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
     p.add_argument("--out", default=str(CELLS))
     p.add_argument("--render", action="store_true", help="only fold the cells into the JSON and table")
