@@ -8,8 +8,18 @@ from typing import Any
 
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
-from promptlift.providers.credentials import KeySource
+from promptlift.providers.credentials import KeySource, VertexConfig
 from promptlift.secrets import Secret
+
+__all__ = [
+    "Budget",
+    "CacheConfig",
+    "CallLogConfig",
+    "ClientConfig",
+    "ModelPrice",
+    "RateLimit",
+    "VertexConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class ClientConfig:
     credential_provider: KeySource | None = None  # fresh keys for short-lived tokens (Azure AD...)
     strict_params: bool = False  # refuse a parameter the model lacks, instead of dropping it with a warning
     allowed_hosts: tuple[str, ...] | None = None  # the only api_base hosts calls may go to; None: any
+    vertex: VertexConfig | None = None  # project, region, service account of the vertex_ai/ routes
 
     def merged(self, **overrides: Any) -> ClientConfig:
         """A copy with the non-None overrides applied (defaults → config file → flags)."""

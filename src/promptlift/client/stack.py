@@ -40,6 +40,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
             prices=config.prices,
             strict_params=config.strict_params,
             allowed_hosts=config.allowed_hosts,
+            vertex=config.vertex,
         )
         pricing = MapPricing(config.prices)
     parts: dict[str, Provider] = {"provider": provider}
@@ -53,7 +54,10 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     cache: CachingProvider | None = None
     if config.cache is not None:
         store = ResponseCache(config.cache)
-        cache = CachingProvider(stack, store, api_base=config.api_base, extra=config.extra)
+        extra = dict(config.extra)
+        if config.vertex is not None:  # its project and region are part of the endpoint, never its key
+            extra.update(vertex_project=config.vertex.project, vertex_location=config.vertex.location)
+        cache = CachingProvider(stack, store, api_base=config.api_base, extra=extra)
         stack = parts["cache"] = cache
     stack = parts["budget"] = BudgetedProvider(
         stack,

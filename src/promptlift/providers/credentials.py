@@ -7,14 +7,21 @@ read when a call is made, not when a client is built, so a key exported later is
 The callback is asked for a key on the first call and again — once — after an authentication
 failure; the call is then retried once with the fresh key, and a second failure is final. The
 refresh is shared: concurrent calls that fail together cause one refresh, not one each.
+
+Google Vertex AI (``vertex_ai/``) takes no API key: it signs in with a Google credential
+(``VertexConfig``), and google-auth, under LiteLLM, exchanges it for an access token and renews it.
+Neither ``api_key`` nor the callback applies there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from promptlift.errors import ConfigError
@@ -40,6 +47,9 @@ KEYLESS = frozenset(
     {"local", "ollama", "ollama_chat", "hosted_vllm", "vertex_ai", "vertex_ai_beta", "lm_studio"}
 )
 
+# Routes that sign in with a Google credential: LiteLLM ignores an API key on them.
+GOOGLE_AUTH = frozenset({"vertex_ai", "vertex_ai_beta"})
+
 KeySource = Callable[[str], "str | Secret | Awaitable[str | Secret]"]
 """A credential provider: called with the provider name (``azure``), returns a fresh key or token."""
 
@@ -64,15 +74,16 @@ class Credentials:
         self._fresh: dict[str, Secret] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}  # per event loop: a lock binds to one
 
-    @property
-    def can_refresh(self) -> bool:
-        return self.source is not None
+    def can_refresh(self, provider: str) -> bool:
+        return self.source is not None and provider not in GOOGLE_AUTH
 
     async def key_for(self, provider: str, *, api_base: str | None = None) -> Secret | None:
-        """The key to send, or None to send none (a keyless route or a custom endpoint).
+        """The key to send, or None to send none (a keyless route, Google's auth, a custom endpoint).
 
         Raises ConfigError, naming the variable to set, when a hosted provider has no key at all.
         """
+        if provider in GOOGLE_AUTH:
+            return None
         if self.api_key:
             return self.api_key
         if self.source is not None:
@@ -105,6 +116,59 @@ class Credentials:
                 raise ConfigError(f"the credential provider returned an empty key for {provider}")
             self._fresh[provider] = key
             return key
+
+
+@dataclass(frozen=True)
+class VertexConfig:
+    """Google Vertex AI, for the ``vertex_ai/`` routes: the project, the region and who signs in.
+
+    ``credentials``: a service-account key file's JSON text, as a Secret; its private key is
+    registered for redaction on its own too. None: Google's application default credentials
+    (``GOOGLE_APPLICATION_CREDENTIALS`` naming a key file, ``gcloud auth application-default
+    login``, or the metadata server). ``project`` None: the credential's ``project_id``, else
+    ``VERTEXAI_PROJECT``. ``location`` None: ``VERTEXAI_LOCATION``, else ``us-central1``.
+
+    The access token is LiteLLM's to obtain and renew: it keeps one per credential for the life of
+    the process, so a token revoked server-side is not replaced by trying again (a 401 is final).
+    """
+
+    project: str | None = None
+    location: str | None = None
+    credentials: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.credentials is None:
+            return
+        try:
+            info = json.loads(self.credentials.reveal())
+        except ValueError:
+            info = None
+        if not isinstance(info, dict):  # the message must not quote the text: it holds the key
+            raise ConfigError(
+                "Vertex credentials must be a service-account key file's JSON text; for a file, "
+                "set GOOGLE_APPLICATION_CREDENTIALS to its path and leave credentials unset"
+            )
+        private_key = info.get("private_key")
+        if isinstance(private_key, str) and private_key:
+            Secret(private_key)  # registered, so ``redact`` scrubs the key on its own
+            Secret(json.dumps(private_key)[1:-1])  # and as it appears inside JSON text
+
+    def litellm_params(self) -> dict[str, str]:
+        """What LiteLLM takes: ``vertex_project``, ``vertex_location``, ``vertex_credentials``."""
+        params = {"vertex_project": self.project, "vertex_location": self.location}
+        if self.credentials:
+            params["vertex_credentials"] = self.credentials.reveal()
+        return {k: v for k, v in params.items() if v}
+
+
+def require_google_auth() -> None:
+    """Raise ConfigError unless google-auth (which LiteLLM signs in to Vertex with) is installed."""
+    try:
+        importlib.import_module("google.auth.transport.requests")
+    except ImportError:
+        raise ConfigError(
+            "the vertex_ai/ routes need google-auth: pip install 'promptlift[vertex]'"
+        ) from None
 
 
 def _is_private(api_base: str) -> bool:

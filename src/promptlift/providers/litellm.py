@@ -1,7 +1,8 @@
 """Every LiteLLM route, behind the Provider interface. The only module that imports litellm.
 
 Routes (LiteLLM's ``provider/model`` strings): ``openai/``, ``azure/<deployment>``, ``anthropic/``,
-``gemini/`` (AI Studio), ``vertex_ai/`` (Google auth from the environment), any OpenAI-compatible
+``gemini/`` (AI Studio), ``vertex_ai/`` (a Google credential: ``VertexConfig`` or the environment's
+application default credentials; needs the ``vertex`` extra), any OpenAI-compatible
 server by ``api_base`` (``openai/``, ``hosted_vllm/``, ``ollama_chat/``) and the embedded
 ``local/<name>``.
 
@@ -33,7 +34,13 @@ from promptlift.log import get_logger
 from promptlift.providers import local as local_models
 from promptlift.providers import pricing
 from promptlift.providers.base import Provider
-from promptlift.providers.credentials import Credentials, check_host
+from promptlift.providers.credentials import (
+    GOOGLE_AUTH,
+    Credentials,
+    VertexConfig,
+    check_host,
+    require_google_auth,
+)
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, Usage
 
@@ -177,6 +184,7 @@ class LiteLLMProvider(Provider):
     (e.g. ``api_version`` for Azure). ``prices`` adds per-model prices over LiteLLM's map.
     ``strict_params``: refuse a parameter the model does not support instead of dropping it.
     ``allowed_hosts``: the only ``api_base`` hosts requests may go to (None: any).
+    ``vertex``: project, region and service account for the ``vertex_ai/`` routes.
     """
 
     name = "litellm"
@@ -191,8 +199,10 @@ class LiteLLMProvider(Provider):
         prices: pricing.Prices | None = None,
         strict_params: bool = False,
         allowed_hosts: tuple[str, ...] | None = None,
+        vertex: VertexConfig | None = None,
     ):
         self.credentials = credentials or Credentials(api_key)
+        self.vertex = vertex
         self.api_base = api_base
         self.extra = dict(extra or {})
         self.prices = prices
@@ -233,6 +243,8 @@ class LiteLLMProvider(Provider):
         }
         if api_base:
             kwargs["api_base"] = api_base
+        if self.vertex is not None and provider_of(request.model) in GOOGLE_AUTH:
+            kwargs.update(self.vertex.litellm_params())
         if key:
             kwargs["api_key"] = key.reveal()
         elif api_base and provider_of(request.model) in _SDK_WANTS_A_KEY:
@@ -247,12 +259,14 @@ class LiteLLMProvider(Provider):
             check_host(api_base, self.allowed_hosts)
         if provider == local_models.PROVIDER:
             local_models.engine_for(request.model).check_ready()
+        if provider in GOOGLE_AUTH:
+            require_google_auth()  # else LiteLLM's ImportError recommends the far larger SDK
         key = await self.credentials.key_for(provider, api_base=api_base)
         kwargs = self._kwargs(request, key, api_base)
         try:
             return await self._send(litellm, kwargs, request, provider, key)
         except errors.AuthenticationFailed:
-            if not self.credentials.can_refresh:
+            if not self.credentials.can_refresh(provider):
                 raise
         log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
         key = await self.credentials.refresh(provider, stale=key)
@@ -350,6 +364,9 @@ _CONTENT_FILTER_MARKERS = (
 )
 # A dropped or refused connection comes back as a 500 InternalServerError (FACTS.md).
 _CONNECTION_MARKERS = ("connection error", "server disconnected", "connection refused", "connect call failed")
+# A Google credential refused at its token endpoint (google-auth's RefreshError with an OAuth error
+# code, RFC 6749 §5.2): LiteLLM raises it as an APIConnectionError (500), which would be retried.
+_TOKEN_REFUSED_MARKERS = ("invalid_grant", "invalid_client", "unauthorized_client")
 # A 200 whose body does not parse: the server's fault, so worth another try, never a 4xx.
 _MALFORMED_MARKERS = ("expecting value", "error converting to valid response", "invalid json")
 
@@ -421,6 +438,13 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
         kind, message = errors.ProviderUnavailable, f"malformed response from the provider: {message}"
     elif "missing credentials" in text:
         kind = errors.AuthenticationFailed
+    elif (
+        provider in GOOGLE_AUTH
+        and kind in _MAYBE_MALFORMED
+        and any(m in text for m in _TOKEN_REFUSED_MARKERS)
+    ):
+        kind, status = errors.AuthenticationFailed, None  # the model endpoint was never reached
+        message = "the Google credential was refused at its token endpoint: " + message.split("\n", 1)[0]
     elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
         kind = errors.ConnectionFailed
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
