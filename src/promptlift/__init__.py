@@ -15,7 +15,7 @@ from promptlift.errors import (
     UserError,
 )
 from promptlift.secrets import Secret
-from promptlift.types import Completion, CompletionRequest, Message, Usage
+from promptlift.types import Completion, CompletionRequest, Message, ToolCall, Usage
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "ProviderError",
     "Secret",
     "TemplateError",
+    "ToolCall",
     "Usage",
     "UserError",
     "__version__",

@@ -7,6 +7,7 @@ and a completion is a record of what happened.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -103,11 +104,44 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model asked for, the same whichever provider answered.
+
+    ``arguments`` is the JSON text of the call's arguments, as the model wrote it: it may not parse
+    (models make mistakes), so it is kept as text and ``parsed_arguments()`` decodes it on demand.
+    ``id`` is the provider's (LiteLLM makes one up for Gemini, whose calls carry none).
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded; raises ``json.JSONDecodeError`` when the model wrote bad JSON."""
+        return json.loads(self.arguments)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """Our own ``to_dict`` shape, or OpenAI's (``{"id", "function": {"name", "arguments"}}``)."""
+        function = data.get("function")
+        inner: Mapping[str, Any] = function if isinstance(function, Mapping) else data
+        arguments = inner.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        return cls(name=str(inner.get("name") or ""), arguments=arguments, id=str(data.get("id") or ""))
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A normalized answer, whatever served it.
 
     ``model`` is the model that actually answered (after any fallback); ``cost_usd`` is what the
     call cost when it was made (a cache hit keeps the original cost and sets ``cached``).
+    ``tool_calls``: the functions the model asked to call (request ``tools``), in its order; the
+    content is then often empty and ``finish_reason`` "tool_calls".
     """
 
     content: str
@@ -120,7 +154,7 @@ class Completion:
     attempts: int = 1
     fallback_used: bool = False
     cached: bool = False
-    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def replace(self, **changes: Any) -> Completion:
         return dataclasses.replace(self, **changes)
@@ -137,7 +171,7 @@ class Completion:
             "attempts": self.attempts,
             "fallback_used": self.fallback_used,
             "cached": self.cached,
-            "tool_calls": [dict(t) for t in self.tool_calls],
+            "tool_calls": [t.to_dict() for t in self.tool_calls],
         }
 
     @classmethod
@@ -158,5 +192,5 @@ class Completion:
             attempts=int(data.get("attempts", 1)),
             fallback_used=bool(data.get("fallback_used", False)),
             cached=bool(data.get("cached", False)),
-            tool_calls=tuple(data.get("tool_calls") or ()),
+            tool_calls=tuple(ToolCall.from_dict(t) for t in data.get("tool_calls") or ()),
         )

@@ -89,6 +89,8 @@ class Client:
         if isinstance(params.get("stop"), (list, str)):
             stop = params["stop"]
             params["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+        if isinstance(params.get("tools"), list):
+            params["tools"] = tuple(params["tools"])
         return CompletionRequest(messages=messages_from(messages), **params)
 
     # -- async API ---------------------------------------------------------------------------

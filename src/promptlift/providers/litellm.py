@@ -42,7 +42,7 @@ from promptlift.providers.credentials import (
     require_google_auth,
 )
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, Usage
+from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
 log = get_logger("providers")
 
@@ -301,7 +301,9 @@ class LiteLLMProvider(Provider):
         usage = getattr(response, "usage", None)
         details = getattr(usage, "prompt_tokens_details", None)
         cached = getattr(details, "cached_tokens", None) if details is not None else None
-        tool_calls = tuple(tc.model_dump() for tc in (getattr(message, "tool_calls", None) or ()))
+        tool_calls = tuple(
+            ToolCall.from_dict(tc.model_dump()) for tc in (getattr(message, "tool_calls", None) or ())
+        )
         finish = str(choice.finish_reason or "stop")
         content = message.content or ""
         if finish == "content_filter" and not content and not tool_calls:

@@ -20,7 +20,9 @@ Protocols, chosen by the request path (so one server serves every route at once)
 
 Each request takes the next reply from the script of its model (``script(..., model=...)``), else
 from the shared script, else the default reply (``set_default``; out of the box ``ok()``). A reply is
-protocol-neutral: ``rate_limited()`` becomes a 429 in the body shape of whichever protocol asked.
+protocol-neutral: ``rate_limited()`` becomes a 429 in the body shape of whichever protocol asked,
+and ``ok(tool_calls=(tool_call("get_weather", {"city": "Oslo"}),))`` an OpenAI ``tool_calls``
+message, an Anthropic ``tool_use`` content block or a Gemini ``functionCall`` part.
 ``require_key(k)`` answers 401 to every request that does not present ``k``.
 
 A token request (the JWT-bearer grant a Google service account makes; ``testing.google`` makes such
@@ -68,6 +70,7 @@ __all__ = [
     "rate_limited",
     "server_error",
     "slow",
+    "tool_call",
     "unauthorized",
 ]
 
@@ -106,7 +109,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     action: Literal["answer", "drop", "malformed"] = "answer"
-    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: {"id", "function": {"name", "arguments"}}
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: build with ``tool_call()``
 
 
 def ok(
@@ -114,17 +117,34 @@ def ok(
     *,
     input_tokens: int | None = None,
     output_tokens: int | None = None,
-    finish_reason: str = "stop",
+    finish_reason: str | None = None,
     tool_calls: tuple[Mapping[str, Any], ...] = (),
 ) -> Reply:
-    """A successful answer with ``content``; token counts default to word counts."""
+    """A successful answer with ``content``; token counts default to word counts.
+
+    With ``tool_calls`` (see ``tool_call``) the finish reason defaults to "tool_calls", and an empty
+    ``content`` sends no text beside the calls, as a provider does when it only calls a tool.
+    """
     return Reply(
         content=content,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        finish_reason=finish_reason,
+        finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
         tool_calls=tool_calls,
     )
+
+
+def tool_call(name: str, arguments: Mapping[str, Any], *, id: str | None = None) -> dict[str, Any]:
+    """One function call for ``ok(tool_calls=...)``, in OpenAI's shape (arguments as a JSON string).
+
+    Each protocol renders it its own way; Gemini's ``functionCall`` carries no id, so ``id`` is
+    only sent to OpenAI, Azure and Anthropic (default: a new ``call_<n>``).
+    """
+    return {
+        "id": id or f"call_{next(_ids)}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(dict(arguments))},
+    }
 
 
 def http_date(seconds_from_now: float) -> str:
@@ -276,28 +296,56 @@ def _words(request: RecordedRequest) -> int:
     return sum(len(t.split()) for t in texts)
 
 
+def _calls(reply: Reply) -> list[tuple[str, str, dict[str, Any]]]:
+    """``reply.tool_calls`` as (id, name, parsed arguments)."""
+    out = []
+    for call in reply.tool_calls:
+        function = call["function"]
+        arguments = function.get("arguments") or "{}"
+        parsed = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+        out.append((str(call.get("id") or f"call_{next(_ids)}"), str(function["name"]), parsed))
+    return out
+
+
+def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.content or not reply.tool_calls:
+        blocks.append({"type": "text", "text": reply.content})
+    blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in _calls(reply)]
+    return blocks
+
+
+def _gemini_parts(reply: Reply) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    if reply.content or not reply.tool_calls:
+        parts.append({"text": reply.content})
+    parts += [{"functionCall": {"name": n, "args": a}} for _, n, a in _calls(reply)]
+    return parts
+
+
 def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     n_in = _words(request) if reply.input_tokens is None else reply.input_tokens
     n_out = len(reply.content.split()) if reply.output_tokens is None else reply.output_tokens
     model = request.model or "loopback-model"
     if request.protocol == "anthropic":
-        stop = {"stop": "end_turn", "length": "max_tokens"}.get(reply.finish_reason, reply.finish_reason)
+        stops = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+        stop = stops.get(reply.finish_reason, reply.finish_reason)
         return {
             "id": f"msg_{next(_ids)}",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": reply.content}],
+            "content": _anthropic_content(reply),
             "stop_reason": stop,
             "stop_sequence": None,
             "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }
     if request.protocol in ("gemini", "vertex"):
-        finishes = {"stop": "STOP", "length": "MAX_TOKENS"}
+        finishes = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}  # a call ends in STOP
         finish = finishes.get(reply.finish_reason, reply.finish_reason.upper())
         return {
             "candidates": [
-                {"content": {"role": "model", "parts": [{"text": reply.content}]}, "finishReason": finish}
+                {"content": {"role": "model", "parts": _gemini_parts(reply)}, "finishReason": finish}
             ],
             "usageMetadata": {
                 "promptTokenCount": n_in,
@@ -316,9 +364,13 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "prompt_eval_count": n_in,
             "eval_count": n_out,
         }
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    text = reply.content if reply.content or not reply.tool_calls else None
+    message: dict[str, Any] = {"role": "assistant", "content": text}
     if reply.tool_calls:
-        message["tool_calls"] = [{"type": "function", **dict(tc)} for tc in reply.tool_calls]
+        message["tool_calls"] = [
+            {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+            for i, n, a in _calls(reply)
+        ]
     return {
         "id": f"chatcmpl-{next(_ids)}",
         "object": "chat.completion",
