@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from promptlift import Client, ClientConfig, Completion, Secret, ToolCall
+from promptlift import Client, ClientConfig, Completion, ConfigError, Secret, ToolCall
 from promptlift.client.config import VertexConfig
+from promptlift.providers import litellm as litellm_provider
 from promptlift.testing.google import service_account
 from promptlift.testing.server import LoopbackServer, RecordedRequest, ok, tool_call
 
@@ -149,15 +151,22 @@ def test_anthropic_native_structured_output_is_output_format_with_its_beta_heade
 
 
 def test_gemini_without_schema_support_in_the_price_map_gets_the_schema_as_a_prompt_turn(
-    loopback: LoopbackServer,
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pins a LiteLLM 1.110.2 behaviour: for a model whose price-map entry does not say
     ``supports_response_schema`` (gemini-1.5-flash is gone from the map) the schema is not sent as
     a schema: JSON mode is asked for and the schema is appended to the last user turn as text.
-    promptlift's parameter check does not see this (``response_format`` itself is supported)."""
-    build = _keyed("gemini/gemini-1.5-flash", lambda s: s.url)
-    with Client(build(loopback)) as client:
+    promptlift says so: a warning, or a refusal before any request in strict mode."""
+    monkeypatch.setattr(litellm_provider, "_warned_params", set())  # warned once per process
+    model = "gemini/gemini-1.5-flash"
+    strict = Client(_keyed(model, lambda s: s.url)(loopback))
+    with strict as client, pytest.raises(ConfigError, match="JSON schema as text"):
         client.complete("Label: I loved it.", response_format=RESPONSE_FORMAT)
+    assert loopback.requests == []
+    config = ClientConfig(models=(model,), api_base=loopback.url, api_key=Secret(KEY))
+    with caplog.at_level(logging.WARNING, logger="promptlift"), Client(config) as client:
+        client.complete("Label: I loved it.", response_format=RESPONSE_FORMAT)
+    assert any(f"{model}: LiteLLM sends the JSON schema as text" in r.getMessage() for r in caplog.records)
     body = loopback.requests[0].json
     assert body["generationConfig"] == {"response_mime_type": "application/json"}
     (turn,) = body["contents"]

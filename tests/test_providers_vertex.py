@@ -20,6 +20,7 @@ import pytest
 from promptlift import Client, ClientConfig, Completion, ConfigError, Secret, errors
 from promptlift.client.config import CacheConfig, CallLogConfig, VertexConfig
 from promptlift.client.retry import RetryPolicy
+from promptlift.providers import litellm as litellm_provider
 from promptlift.secrets import redact
 from promptlift.testing.google import (
     JWT_BEARER_GRANT,
@@ -115,15 +116,24 @@ def test_vertex_end_to_end_sync_and_async(loopback: LoopbackServer, account: dic
     [("vertex_ai/gemini-2.5-flash", True), ("vertex_ai/gemini-2.0-flash", False)],
 )
 def test_project_and_region_default_and_the_system_prompt_follows_the_price_map(
-    loopback: LoopbackServer, account: dict[str, str], model: str, system_apart: bool
+    loopback: LoopbackServer,
+    account: dict[str, str],
+    model: str,
+    system_apart: bool,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Pins a LiteLLM 1.110.2 quirk: a Gemini model whose price-map entry lacks
-    ``supports_system_messages`` (gemini-2.0-flash) gets the system prompt folded into the user turn."""
+    ``supports_system_messages`` (gemini-2.0-flash) gets the system prompt folded into the user turn;
+    promptlift warns that it does."""
+    monkeypatch.setattr(litellm_provider, "_warned_params", set())  # warned once per process
     config = ClientConfig(
         models=(model,), api_base=loopback.url, vertex=VertexConfig(credentials=Secret(json.dumps(account)))
     )
-    with Client(config) as client:
+    with caplog.at_level(logging.WARNING, logger="promptlift"), Client(config) as client:
         assert client.complete(MESSAGES, max_tokens=5).content
+    warned = any("folds the system prompt" in r.getMessage() for r in caplog.records)
+    assert warned is not system_apart
     (req,) = of(loopback, "vertex")
     name = model.split("/")[1]
     # No project or location given: the key's project_id, and LiteLLM's default region.

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from promptlift import errors
 from promptlift.log import get_logger
@@ -169,6 +169,34 @@ def supported_params(model: str) -> frozenset[str] | None:
     return frozenset(found) if found is not None else None
 
 
+def google_rewrites(request: CompletionRequest) -> list[str]:
+    """What LiteLLM will change in a Gemini request without saying so, from the price map's flags:
+    a system prompt folded into the first user turn, a JSON schema sent as prompt text.
+
+    For a prompt optimizer these matter: the text the model sees is not the text that was scored.
+    """
+    provider = provider_of(request.model)
+    if provider not in ("gemini", *GOOGLE_AUTH):
+        return []
+    from litellm.llms.vertex_ai.common_utils import get_supports_response_schema, get_supports_system_message
+
+    name = request.model.split("/", 1)[1]
+    google: Literal["gemini", "vertex_ai"] = "gemini" if provider == "gemini" else "vertex_ai"
+    found = []
+    if any(m.role == "system" for m in request.messages) and not get_supports_system_message(name, google):
+        found.append(
+            "folds the system prompt into the first user turn (the price map does not list "
+            "system-message support for this model)"
+        )
+    schema = (request.response_format or {}).get("type") == "json_schema"
+    if schema and not get_supports_response_schema(name, google):
+        found.append(
+            "sends the JSON schema as text appended to the prompt, asking only for JSON "
+            "(the price map does not list response-schema support for this model)"
+        )
+    return found
+
+
 # Routes through the OpenAI SDK, which refuses to send a request without some key.
 _SDK_WANTS_A_KEY = frozenset({"openai", "text-completion-openai", "hosted_vllm"})
 
@@ -213,22 +241,28 @@ class LiteLLMProvider(Provider):
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
+        for what in google_rewrites(request):
+            self._refuse_or_warn(request.model, what, f"{request.model}: LiteLLM {what}")
         supported = supported_params(request.model)
         if supported is None:
             return params
         for name in [p for p in params if p not in supported]:
-            if self.strict_params:
-                raise errors.ConfigError(
-                    f"{request.model} does not support the parameter {name!r}; remove it, "
-                    f"or turn strict_params off to drop it with a warning"
-                )
-            with _warned_lock:
-                first = (request.model, name) not in _warned_params
-                _warned_params.add((request.model, name))
-            if first:
-                log.warning("%s does not support %r: the parameter is dropped", request.model, name)
+            self._refuse_or_warn(
+                request.model, name, f"{request.model} does not support {name!r}: the parameter is dropped"
+            )
             del params[name]
         return params
+
+    def _refuse_or_warn(self, model: str, what: str, message: str) -> None:
+        """Strict mode refuses a request that would not reach the model as written; otherwise one
+        warning per model and kind of change."""
+        if self.strict_params:
+            raise errors.ConfigError(f"{message}; change the request, or turn strict_params off to allow it")
+        with _warned_lock:
+            first = (model, what) not in _warned_params
+            _warned_params.add((model, what))
+        if first:
+            log.warning("%s", message)
 
     def _kwargs(self, request: CompletionRequest, key: Secret | None, api_base: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
