@@ -5,8 +5,9 @@
 
 Each finished cell is appended to ``bench/results/optimizers.jsonl`` at once (a long run that is
 stopped keeps what it finished; a cell already there is skipped on the next run, so the command
-resumes). ``--render`` folds the cells into ``bench/results/optimizers.json`` and prints the
-Markdown table.
+resumes). ``--render`` folds every ``bench/results/optimizers*.jsonl`` (slices of the grid run side
+by side write their own with ``--out``) into ``bench/results/optimizers.json`` and prints the
+Markdown tables: every system, then promptlift's best against the peers' best.
 """
 
 from __future__ import annotations
@@ -125,9 +126,42 @@ def table(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render(path: Path = CELLS) -> str:
-    cells = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    text = table(cells)
+def leaders(cells: list[dict[str, Any]]) -> str:
+    """Per dataset and budget: promptlift's best system against the best peer, by mean test score
+    over the seeds each ran (ties go to the peer: promptlift has to be ahead, not level)."""
+    means: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for c in cells:
+        if not c["error"]:
+            means.setdefault((c["dataset"], c["budget"]), {}).setdefault(c["system"], []).append(
+                c["test_best"]
+            )
+    lines = [
+        "| dataset | budget | promptlift's best | peers' best | ahead by | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (dataset, budget), systems in sorted(means.items()):
+        ours = {s: v for s, v in systems.items() if s.startswith("promptlift.")}
+        peers = {s: v for s, v in systems.items() if not s.startswith("promptlift.")}
+        if not ours or not peers:
+            continue
+        best_ours = max(ours, key=lambda s: statistics.fmean(ours[s]))
+        best_peer = max(peers, key=lambda s: statistics.fmean(peers[s]))
+        lead = statistics.fmean(ours[best_ours]) - statistics.fmean(peers[best_peer])
+        verdict = "ahead" if lead > 0 else ("level" if lead == 0 else "behind")
+        ours_text = f"{best_ours} {_mean_sd(ours[best_ours])} (n={len(ours[best_ours])})"
+        peer_text = f"{best_peer} {_mean_sd(peers[best_peer])} (n={len(peers[best_peer])})"
+        lines.append(f"| {dataset} | {budget} | {ours_text} | {peer_text} | {lead:+.3f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def cell_files(results: Path = RESULTS) -> list[Path]:
+    """Every cells file: slices of the grid run in parallel write their own (``--out``)."""
+    return sorted(results.glob("optimizers*.jsonl"))
+
+
+def render(paths: list[Path] | None = None) -> str:
+    cells = [json.loads(line) for path in (paths or cell_files()) for line in path.read_text().splitlines()]
+    text = table(cells) + "\n\n" + leaders(cells)
     save("optimizers", {"cells": cells, "table_markdown": text})
     return text
 
@@ -145,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.render:
-        print(render(out))
+        print(render())
         return 0
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     pin_model_threads(args.threads)
@@ -167,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"reasoning {cell.reasoning_calls}, {cell.wall_s:.0f} s {cell.error[:100]}",
                         flush=True,
                     )
-    print(render(out))
+    print(render())
     return 0
 
 

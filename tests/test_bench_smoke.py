@@ -163,3 +163,29 @@ def test_client_layer_bench_small() -> None:
     assert limited["promptlift"]["requests"] > limited["promptlift"]["calls"]  # the 429s were retried
     assert limited["httpx"]["requests"] == limited["httpx"]["calls"]  # the floor never retries
     assert "| promptlift |" in clients.table(results)
+
+
+def test_leaders_compare_promptlifts_best_with_the_peers_best_by_mean_over_seeds() -> None:
+    def cell(system: str, seed: int, score: float, dataset: str = "imdb") -> dict[str, object]:
+        return {
+            "system": system,
+            "dataset": dataset,
+            "seed": seed,
+            "budget": 300,
+            "test_best": score,
+            "error": "",
+        }
+
+    cells = [
+        cell("promptlift.fewshot", 0, 0.75), cell("promptlift.fewshot", 1, 0.25),  # mean 0.5
+        cell("promptlift.pareto", 0, 1.0), cell("promptlift.pareto", 1, 0.5),  # mean 0.75: the best
+        cell("dspy.labeled", 0, 0.5), cell("gepa.adapter", 0, 0.25),
+        cell("promptlift.fewshot", 0, 0.5, "boolq"), cell("dspy.labeled", 0, 0.5, "boolq"),
+        {**cell("dspy.mipro", 0, 1.0, "boolq"), "error": "AdapterParseError"},  # failed: not a score
+        cell("promptlift.fewshot", 0, 0.0, "gsm8k"), cell("gepa.adapter", 0, 0.125, "gsm8k"),
+    ]  # fmt: skip
+    assert optimizers.leaders(cells).splitlines()[2:] == [
+        "| boolq | 300 | promptlift.fewshot 0.500 (n=1) | dspy.labeled 0.500 (n=1) | +0.000 | level |",
+        "| gsm8k | 300 | promptlift.fewshot 0.000 (n=1) | gepa.adapter 0.125 (n=1) | -0.125 | behind |",
+        "| imdb | 300 | promptlift.pareto 0.750 ± 0.354 (n=2) | dspy.labeled 0.500 (n=1) | +0.250 | ahead |",
+    ]
