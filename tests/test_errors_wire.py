@@ -97,6 +97,27 @@ def test_content_filter_is_recognised_by_its_code(loopback: LoopbackServer, rout
     assert len(loopback.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("route", "finish"),
+    [
+        ("openai", "content_filter"),
+        ("azure", "content_filter"),
+        ("anthropic", "refusal"),
+        ("gemini", "SAFETY"),
+    ],
+)
+def test_a_refusal_in_a_200_answer_is_content_filtered_and_final(
+    loopback: LoopbackServer, route: str, finish: str
+) -> None:
+    """Providers also refuse inside a successful answer: no text, and the finish reason in each
+    protocol's own words (OpenAI/Azure ``content_filter``, Anthropic ``refusal``, Gemini ``SAFETY``)."""
+    loopback.script(ok("", finish_reason=finish))
+    with make_client(loopback, route, retry=FAST) as client, pytest.raises(errors.ContentFiltered) as caught:
+        client.complete("hi")
+    assert len(loopback.requests) == 1  # never retried
+    assert caught.value.provider == route and caught.value.model == ROUTES[route][0]
+
+
 def test_final_errors_are_sent_once_even_with_retries_on(loopback: LoopbackServer) -> None:
     with make_client(loopback, retry=RetryPolicy(max_attempts=5, initial_wait=0.01)) as client:
         for reply in (unauthorized(), bad_request(), context_length_exceeded(), forbidden(), not_found()):
