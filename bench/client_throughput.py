@@ -222,7 +222,7 @@ def _age(path: str, seconds: float) -> None:
     """Make every entry look last used ``seconds`` ago (so the next hit writes ``last_used``)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("UPDATE entries SET last_used = ?", (time.time() - seconds,))
+        conn.execute("UPDATE responses SET last_used = ?", (time.time() - seconds,))
     finally:
         conn.close()
 

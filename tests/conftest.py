@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -22,3 +23,38 @@ def loopback(_loopback_session: LoopbackServer) -> Iterator[LoopbackServer]:
     _loopback_session.reset()
     yield _loopback_session
     _loopback_session.reset()
+
+
+# -- issue 4 follow-up: response cache files in the format written before 2026-11-30 --------------
+OLD_CACHE_DDL = """
+CREATE TABLE entries (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX entries_last_used ON entries (last_used);
+"""
+
+# namespace, key, value, created, expires, last_used
+OldRow = tuple[str, str, str, float, float | None, float]
+
+
+@pytest.fixture
+def write_old_cache() -> Callable[[str, Sequence[OldRow]], None]:
+    """Writes a cache file with the old WITHOUT ROWID ``entries`` table (in WAL mode, as it was)."""
+
+    def write(path: str, rows: Sequence[OldRow]) -> None:
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(OLD_CACHE_DDL)
+            conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.commit()
+        finally:
+            conn.close()
+
+    return write

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from promptlift import Client, ClientConfig, Completion, CompletionRequest, Message, Usage
+from promptlift.client import cache as cache_module
 from promptlift.client.cache import MemoryLRU, ResponseCache, SQLiteStore, cache_key, canonical_request
 from promptlift.client.config import CacheConfig
 from promptlift.testing import FunctionProvider, ScriptedProvider
@@ -89,7 +95,7 @@ def test_sqlite_store_is_wal_json_and_caps_entries(tmp_path: Path) -> None:
     store.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    for (value,) in conn.execute("SELECT value FROM entries"):
+    for (value,) in conn.execute("SELECT value FROM responses"):
         json.loads(value)  # JSON, not pickle
     conn.close()
 
@@ -114,6 +120,131 @@ def test_ttl_namespaces_clear_and_stats(tmp_path: Path) -> None:
     assert expired.get("k") is None
     for cache in (a, b, expired):
         cache.close()
+
+
+# -- the file format -----------------------------------------------------------------------------
+
+WriteOld = Callable[[str, Sequence[tuple[str, str, str, float, float | None, float]]], None]
+
+
+def _tables(path: str) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {str(name) for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+
+
+def test_an_old_format_file_is_migrated_on_open_and_keeps_every_row(
+    tmp_path: Path, write_old_cache: WriteOld
+) -> None:
+    path = str(tmp_path / "old.sqlite")
+    now = time.time()
+    old = [
+        ("default", "k1", json.dumps(answer("paid for", cost=0.5).to_dict()), now - 7200, None, now - 3600),
+        ("default", "k2", json.dumps(answer("with a ttl").to_dict()), now - 60, now + 3600, now - 60),
+        ("default", "gone", json.dumps(answer("expired").to_dict()), now - 7200, now - 1, now - 7200),
+        ("other", "k1", json.dumps(answer("other namespace").to_dict()), now, None, now),
+    ]
+    write_old_cache(path, old)
+    store = SQLiteStore(path)
+    assert store.migrated == 4
+    store.close()
+    assert "entries" not in _tables(path) and "entries_last_used" not in _tables(path)
+    conn = sqlite3.connect(path)
+    assert set(
+        conn.execute("SELECT namespace, key, value, created, expires, last_used FROM responses")
+    ) == set(old)
+    conn.close()
+
+    cache = ResponseCache(CacheConfig(path=path, memory_entries=0))
+    assert cache.store is not None and cache.store.migrated == 0  # done once
+    hit = cache.get("k1")
+    assert hit is not None and (hit.content, hit.cost_usd, hit.usage) == ("paid for", 0.5, Usage(10, 5))
+    ttl = cache.get("k2")
+    assert ttl is not None and ttl.content == "with a ttl"
+    assert cache.get("gone") is None  # copied, but still expired
+    assert cache.stats().entries == 4
+    other = ResponseCache(CacheConfig(path=path, namespace="other"))
+    got = other.get("k1")
+    assert got is not None and got.content == "other namespace"
+    assert other.store is not None and other.store.purge_expired() == 1
+    for c in (cache, other):
+        c.close()
+
+
+def test_a_store_that_loses_the_migration_race_finds_it_done(
+    tmp_path: Path, write_old_cache: WriteOld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stores both see the old table before either holds the write lock: the second re-checks."""
+    path = str(tmp_path / "old.sqlite")
+    old = [("default", f"k{i}", json.dumps({"i": i}), float(i), None, float(i)) for i in range(50)]
+    write_old_cache(path, old)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.executescript(cache_module._SCHEMA)  # both tables: what a concurrent opener leaves behind
+    holder.execute("BEGIN IMMEDIATE")  # holds both stores at their BEGIN IMMEDIATE
+    looks: list[bool] = []
+    looked = threading.Semaphore(0)
+    original = SQLiteStore._has_old_table
+
+    def spy(self: SQLiteStore) -> bool:
+        found = original(self)
+        looks.append(found)
+        looked.release()
+        return found
+
+    monkeypatch.setattr(SQLiteStore, "_has_old_table", spy)
+    stores: list[SQLiteStore] = []
+    threads = [threading.Thread(target=lambda: stores.append(SQLiteStore(path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(2):
+        assert looked.acquire(timeout=30)
+    assert looks == [True, True]  # both found the old table outside the transaction
+    holder.execute("ROLLBACK")
+    holder.close()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(s.migrated for s in stores) == [0, 50]
+    assert looks[2:] == [True, False]  # under the lock: the first copies, the second finds it done
+    for store in stores:
+        store.close()
+    conn = sqlite3.connect(path)
+    rows = conn.execute(
+        "SELECT namespace, key, value, created, expires, last_used FROM responses ORDER BY created"
+    )
+    assert rows.fetchall() == old
+    conn.close()
+
+
+def test_the_file_is_far_smaller_than_in_the_old_without_rowid_format(
+    tmp_path: Path, write_old_cache: WriteOld
+) -> None:
+    """2,000 values of 1,000 characters: the old format spilled each row into an overflow page."""
+    rows = [
+        (
+            "default",
+            hashlib.sha256(str(i).encode()).hexdigest(),
+            f"{i:06d}" + "x" * 994,
+            float(i),
+            None,
+            float(i),
+        )
+        for i in range(2000)
+    ]
+    new_path, old_path = str(tmp_path / "new.sqlite"), str(tmp_path / "old.sqlite")
+    store = SQLiteStore(new_path)
+    for namespace, key, value, created, expires, _ in rows:
+        store.put(namespace, key, value, now=created, expires=expires)
+    store.close()  # checkpoints the WAL into the file
+    write_old_cache(old_path, rows)
+
+    def size(path: str) -> int:
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+    payload = sum(len(r[1]) + len(r[2]) for r in rows)
+    assert size(new_path) < 0.6 * size(old_path)
+    assert size(new_path) < 2 * payload  # ~1.4x here (the rows plus two indexes); the old one ~4.5x
 
 
 # -- the wrapper, through a client ---------------------------------------------------------------

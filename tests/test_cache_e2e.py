@@ -6,7 +6,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_two_processes_share_one_cache_file(tmp_path: Path) -> None:
         assert proc.returncode == 0, err.decode()
         assert 150 <= int(out) <= 300  # own keys always sent; shared keys maybe served by the other
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 450
+    assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 450
     conn.close()
     # A third process (this one) sees every answer both wrote, and calls nothing.
     from promptlift.testing import ScriptedProvider
@@ -61,6 +62,50 @@ def test_two_processes_share_one_cache_file(tmp_path: Path) -> None:
         shared = client.complete("shared-3", temperature=0)
     assert (a.content, b.content) == ("a:a-7", "b:b-149")
     assert shared.content in ("a:shared-3", "b:shared-3") and shared.cached
+
+
+MIGRATOR = textwrap.dedent(
+    """
+    import sys, time
+    from promptlift.client.cache import SQLiteStore
+
+    path, start, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    time.sleep(max(0.0, start - time.time()))  # both processes open the old file at the same moment
+    store = SQLiteStore(path)
+    hits = sum(store.get("default", f"k{i}", now=time.time()) is not None for i in range(n))
+    store.close()
+    print(store.migrated, hits)
+    """
+)
+
+
+def test_two_processes_opening_one_old_file_at_once_migrate_it_once(
+    tmp_path: Path, write_old_cache: Callable[[str, Sequence[tuple[str, str, str, float, None, float]]], None]
+) -> None:
+    path = str(tmp_path / "old.sqlite")
+    n = 2000
+    old = [("default", f"k{i}", f'{{"content":"answer {i}"}}', float(i), None, float(i)) for i in range(n)]
+    write_old_cache(path, old)
+    start = str(time.time() + 1.0)  # after both interpreters have started
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATOR, path, start, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()
+    reports = sorted(tuple(int(x) for x in out.split()) for out, _ in outputs)
+    assert reports == [(0, n), (n, n)]  # exactly one copied every row; both were served every row
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'entries'").fetchall() == []
+    rows = conn.execute("SELECT namespace, key, value, created, expires FROM responses").fetchall()
+    conn.close()
+    # Every row exactly once, unchanged (``last_used`` aside: the hits above refreshed it).
+    assert sorted(rows, key=lambda r: r[3]) == [r[:5] for r in old]
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptlift.client.config import CacheConfig
+from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
+
+log = get_logger("cache")
 
 _SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
 
@@ -165,18 +168,26 @@ def open_sqlite(path: str, schema: str = "", *, wait_s: float = 30.0) -> sqlite3
             delay = min(delay * 2, 0.2)
 
 
+# An ordinary rowid table. A WITHOUT ROWID table keeps whole rows in its primary-key B-tree, where a
+# row over ~1,000 bytes (a quarter of a 4 KiB page) keeps ~490 bytes and spills the rest into an
+# overflow page of its own: 10,000 answers of 1,000 characters took 45.7 MiB there, 20.6 MiB here
+# (BENCHMARKS.md, issue 4).
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE IF NOT EXISTS responses (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     created REAL NOT NULL,
     expires REAL,
     last_used REAL NOT NULL,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used);
+    UNIQUE (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS responses_last_used ON responses (last_used);
 """
+
+# The table of files written before 2026-11-30 (same columns, WITHOUT ROWID); migrated on open.
+_OLD_TABLE = "entries"
+_COLUMNS = "namespace, key, value, created, expires, last_used"
 
 # A hit refreshes ``last_used`` (for LRU eviction) at most this often: a write per hit would cost more
 # than the hit itself.
@@ -189,6 +200,10 @@ class SQLiteStore:
     Eviction: when an insert finds more than ``max_entries`` rows, the least recently used tenth
     (at least the overflow) is deleted in the same transaction. Expired rows are never returned
     and are deleted by ``purge_expired`` and eviction.
+
+    A file in the old format (table ``entries``) is migrated on open, every row kept;
+    ``migrated`` is how many rows this store copied (0 when there was nothing to do, or when
+    another process opening the same file at the same moment did it).
     """
 
     def __init__(self, path: str, *, max_entries: int = 1_000_000):
@@ -198,29 +213,68 @@ class SQLiteStore:
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = open_sqlite(path, _SCHEMA)
+        try:
+            self.migrated = self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
         self._inserts_since_count = 0
         self._approx_count = self._count()
 
+    def _has_old_table(self) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (_OLD_TABLE,)
+        ).fetchone()
+        return row is not None
+
+    def _migrate(self) -> int:
+        """Copies the old table's rows into ``responses`` and drops it, in one transaction.
+
+        Another process may be opening the same old file right now, so the check is repeated under
+        the write lock: exactly one of them copies, the other finds the old table gone. A row
+        already in ``responses`` (written by a newer process first) wins over its old copy. The old
+        table's pages go to SQLite's free list and are reused by later inserts; no VACUUM, which
+        would rewrite the whole file while holding every other process off it.
+        """
+        if not self._has_old_table():
+            return 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            copied = 0
+            if self._has_old_table():
+                copied = self._conn.execute(
+                    f"INSERT OR IGNORE INTO responses ({_COLUMNS}) SELECT {_COLUMNS} FROM {_OLD_TABLE}"
+                ).rowcount
+                self._conn.execute(f"DROP TABLE {_OLD_TABLE}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if copied:
+            log.info("cache %s: moved %d entries to the new table format", self.path, copied)
+        return copied
+
     def _count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def get(self, namespace: str, key: str, now: float) -> tuple[str, float | None] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT value, expires, last_used FROM entries WHERE namespace=? AND key=?", (namespace, key)
+                "SELECT value, expires, last_used FROM responses WHERE namespace=? AND key=?",
+                (namespace, key),
             ).fetchone()
             if row is None or (row[1] is not None and row[1] <= now):
                 return None
             if now - row[2] > _TOUCH_INTERVAL_S:
                 self._conn.execute(
-                    "UPDATE entries SET last_used=? WHERE namespace=? AND key=?", (now, namespace, key)
+                    "UPDATE responses SET last_used=? WHERE namespace=? AND key=?", (now, namespace, key)
                 )
             return str(row[0]), row[1]
 
     def put(self, namespace: str, key: str, value: str, now: float, expires: float | None) -> None:
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO entries (namespace, key, value, created, expires, last_used)"
+                "INSERT OR REPLACE INTO responses (namespace, key, value, created, expires, last_used)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (namespace, key, value, now, expires, now),
             )
@@ -232,14 +286,14 @@ class SQLiteStore:
         """Called under the lock. Other processes insert too, so count for real first."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.execute("DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now,))
+            self._conn.execute("DELETE FROM responses WHERE expires IS NOT NULL AND expires <= ?", (now,))
             count = self._count()
             overflow = count - self.max_entries
             if overflow > 0:
                 drop = max(overflow, self.max_entries // 10)
                 self._conn.execute(
-                    "DELETE FROM entries WHERE (namespace, key) IN "
-                    "(SELECT namespace, key FROM entries ORDER BY last_used LIMIT ?)",
+                    "DELETE FROM responses WHERE rowid IN "
+                    "(SELECT rowid FROM responses ORDER BY last_used LIMIT ?)",
                     (drop,),
                 )
                 count -= drop
@@ -252,7 +306,7 @@ class SQLiteStore:
     def purge_expired(self, now: float | None = None) -> int:
         with self._lock:
             cur = self._conn.execute(
-                "DELETE FROM entries WHERE expires IS NOT NULL AND expires <= ?", (now or time.time(),)
+                "DELETE FROM responses WHERE expires IS NOT NULL AND expires <= ?", (now or time.time(),)
             )
             self._approx_count = self._count()
             return cur.rowcount
@@ -260,9 +314,9 @@ class SQLiteStore:
     def clear(self, namespace: str | None = None) -> int:
         with self._lock:
             if namespace is None:
-                cur = self._conn.execute("DELETE FROM entries")
+                cur = self._conn.execute("DELETE FROM responses")
             else:
-                cur = self._conn.execute("DELETE FROM entries WHERE namespace=?", (namespace,))
+                cur = self._conn.execute("DELETE FROM responses WHERE namespace=?", (namespace,))
             self._approx_count = self._count()
             return cur.rowcount
 
@@ -270,7 +324,8 @@ class SQLiteStore:
         """Entries and JSON bytes per namespace, and the file's size on disk."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT namespace, COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM entries GROUP BY namespace"
+                "SELECT namespace, COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM responses"
+                " GROUP BY namespace"
             ).fetchall()
         namespaces = {str(ns): {"entries": int(n), "bytes": int(b)} for ns, n, b in rows}
         return {
