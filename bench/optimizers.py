@@ -99,6 +99,16 @@ def _first_line(error: str) -> str:
     return error.strip().splitlines()[0][:120].replace("|", "/") if error.strip() else ""
 
 
+def _guarded(cell: dict[str, Any]) -> dict[str, Any]:
+    """Cells from before the guard counted refused calls apart (2026-11-30) counted them as task
+    calls; the guard is deterministic, so the calls sent were the guard's worth and the rest refused."""
+    guard = 2 * cell["budget"]
+    if cell["system"].startswith("dspy.") and cell["task_calls"] > guard:
+        notes = {**cell.get("notes", {}), "refused_by_guard": {"task": cell["task_calls"] - guard}}
+        return {**cell, "task_calls": guard, "notes": notes}
+    return {**cell, "notes": cell.get("notes", {})}
+
+
 def table(cells: list[dict[str, Any]]) -> str:
     """One row per dataset × system × budget: mean ± sd over the seeds that ran."""
     groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
@@ -110,8 +120,12 @@ def table(cells: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, budget, system), group in sorted(groups.items()):
-        ok = [c for c in group if not c["error"]]
-        note = "; ".join(sorted({_first_line(c["error"]) for c in group if c["error"]}))
+        ok = [_guarded(c) for c in group if not c["error"]]
+        notes = {_first_line(c["error"]) for c in group if c["error"]}
+        stopped = [c for c in ok if c["notes"].get("refused_by_guard")]
+        if stopped:
+            notes.add(f"{len(stopped)} of {len(ok)} stopped at the 2x call guard")
+        note = "; ".join(sorted(notes))
         if not ok:
             lines.append(f"| {dataset} | {budget} | {system} | 0/{len(group)} | – | – | – | – | – | {note} |")
             continue
@@ -126,20 +140,33 @@ def table(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(ours: list[float], peer: list[float], rows: int) -> str:
+    """Ahead or behind only when the lead is clear of noise: a two-proportion z-test at 5% over every
+    scored test row (``rows`` per seed; seeds cut different rows, so the rows are independent draws).
+    The optimizers' choices are not independent of the rows, so this is a guide, not a proof."""
+    p1, p2 = statistics.fmean(ours), statistics.fmean(peer)
+    variance = p1 * (1 - p1) / (len(ours) * rows) + p2 * (1 - p2) / (len(peer) * rows)
+    if variance == 0:
+        return "level" if p1 == p2 else ("ahead" if p1 > p2 else "behind")
+    z = (p1 - p2) / math.sqrt(variance)
+    return "ahead" if z > 1.96 else ("behind" if z < -1.96 else "within noise")
+
+
 def leaders(cells: list[dict[str, Any]]) -> str:
     """Per dataset and budget: promptlift's best system against the best peer, by mean test score
-    over the seeds each ran (ties go to the peer: promptlift has to be ahead, not level)."""
+    over the seeds each ran; the lead in test rows per seed, and whether it is clear of noise."""
     means: dict[tuple[str, int], dict[str, list[float]]] = {}
+    rows: dict[tuple[str, int], int] = {}
     for c in cells:
         if not c["error"]:
-            means.setdefault((c["dataset"], c["budget"]), {}).setdefault(c["system"], []).append(
-                c["test_best"]
-            )
+            key = (c["dataset"], c["budget"])
+            means.setdefault(key, {}).setdefault(c["system"], []).append(c["test_best"])
+            rows[key] = int(c.get("notes", {}).get("sizes", {}).get("test", 40))
     lines = [
         "| dataset | budget | promptlift's best | peers' best | ahead by | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    for (dataset, budget), systems in sorted(means.items()):
+    for key, systems in sorted(means.items()):
         ours = {s: v for s, v in systems.items() if s.startswith("promptlift.")}
         peers = {s: v for s, v in systems.items() if not s.startswith("promptlift.")}
         if not ours or not peers:
@@ -147,10 +174,11 @@ def leaders(cells: list[dict[str, Any]]) -> str:
         best_ours = max(ours, key=lambda s: statistics.fmean(ours[s]))
         best_peer = max(peers, key=lambda s: statistics.fmean(peers[s]))
         lead = statistics.fmean(ours[best_ours]) - statistics.fmean(peers[best_peer])
-        verdict = "ahead" if lead > 0 else ("level" if lead == 0 else "behind")
+        verdict = _verdict(ours[best_ours], peers[best_peer], rows[key])
         ours_text = f"{best_ours} {_mean_sd(ours[best_ours])} (n={len(ours[best_ours])})"
         peer_text = f"{best_peer} {_mean_sd(peers[best_peer])} (n={len(peers[best_peer])})"
-        lines.append(f"| {dataset} | {budget} | {ours_text} | {peer_text} | {lead:+.3f} | {verdict} |")
+        lead_text = f"{lead:+.3f} ({lead * rows[key]:+.1f} of {rows[key]} rows)"
+        lines.append(f"| {key[0]} | {key[1]} | {ours_text} | {peer_text} | {lead_text} | {verdict} |")
     return "\n".join(lines)
 
 

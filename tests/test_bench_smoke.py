@@ -167,6 +167,7 @@ def test_client_layer_bench_small() -> None:
 
 def test_leaders_compare_promptlifts_best_with_the_peers_best_by_mean_over_seeds() -> None:
     def cell(system: str, seed: int, score: float, dataset: str = "imdb") -> dict[str, object]:
+        notes = {"sizes": {"train": 30, "validation": 20, "test": 40}}
         return {
             "system": system,
             "dataset": dataset,
@@ -174,18 +175,29 @@ def test_leaders_compare_promptlifts_best_with_the_peers_best_by_mean_over_seeds
             "budget": 300,
             "test_best": score,
             "error": "",
+            "notes": notes,
         }
 
     cells = [
         cell("promptlift.fewshot", 0, 0.75), cell("promptlift.fewshot", 1, 0.25),  # mean 0.5
         cell("promptlift.pareto", 0, 1.0), cell("promptlift.pareto", 1, 0.5),  # mean 0.75: the best
         cell("dspy.labeled", 0, 0.5), cell("gepa.adapter", 0, 0.25),
-        cell("promptlift.fewshot", 0, 0.5, "boolq"), cell("dspy.labeled", 0, 0.5, "boolq"),
+        cell("promptlift.fewshot", 0, 0.5, "boolq"), cell("dspy.labeled", 0, 0.475, "boolq"),
         {**cell("dspy.mipro", 0, 1.0, "boolq"), "error": "AdapterParseError"},  # failed: not a score
-        cell("promptlift.fewshot", 0, 0.0, "gsm8k"), cell("gepa.adapter", 0, 0.125, "gsm8k"),
+        cell("promptlift.fewshot", 0, 0.0, "gsm8k"), cell("gepa.adapter", 0, 0.0, "gsm8k"),
     ]  # fmt: skip
     assert optimizers.leaders(cells).splitlines()[2:] == [
-        "| boolq | 300 | promptlift.fewshot 0.500 (n=1) | dspy.labeled 0.500 (n=1) | +0.000 | level |",
-        "| gsm8k | 300 | promptlift.fewshot 0.000 (n=1) | gepa.adapter 0.125 (n=1) | -0.125 | behind |",
-        "| imdb | 300 | promptlift.pareto 0.750 ± 0.354 (n=2) | dspy.labeled 0.500 (n=1) | +0.250 | ahead |",
+        "| boolq | 300 | promptlift.fewshot 0.500 (n=1) | dspy.labeled 0.475 (n=1) "
+        "| +0.025 (+1.0 of 40 rows) | within noise |",
+        "| gsm8k | 300 | promptlift.fewshot 0.000 (n=1) | gepa.adapter 0.000 (n=1) "
+        "| +0.000 (+0.0 of 40 rows) | level |",
+        "| imdb | 300 | promptlift.pareto 0.750 ± 0.354 (n=2) | dspy.labeled 0.500 (n=1) "
+        "| +0.250 (+10.0 of 40 rows) | ahead |",
     ]
+
+
+def test_a_dspy_cell_past_the_guard_reports_the_calls_sent_and_the_refused_apart() -> None:
+    old = {"system": "dspy.bootstrap_rs", "dataset": "imdb", "seed": 0, "budget": 300, "test_start": 0.0,
+           "test_best": 0.2, "task_calls": 655, "reasoning_calls": 0, "wall_s": 1.0, "error": ""}  # fmt: skip
+    row = optimizers.table([old]).splitlines()[2]
+    assert "| 600 |" in row and "1 of 1 stopped at the 2x call guard" in row

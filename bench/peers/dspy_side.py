@@ -36,14 +36,19 @@ class Counter:
         self.lock = threading.Lock()
         self.phase = "optimize"
         self.calls: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
         self.guard = guard
 
     def add(self, role: str) -> None:
+        """Count a call about to be sent, or refuse it past the guard. DSPy's evaluator catches the
+        refusal as a failed row (``max_errors`` is high) and goes on, so the refused calls are counted
+        apart: they never reached the model."""
         with self.lock:
             key = f"{self.phase}:{role}"
-            self.calls[key] = self.calls.get(key, 0) + 1
-            if self.phase == "optimize" and self.calls[key] > self.guard:
+            if self.phase == "optimize" and self.calls.get(key, 0) >= self.guard:
+                self.refused[role] = self.refused.get(role, 0) + 1
                 raise BudgetGuard(f"{role} calls passed the guard of {self.guard}")
+            self.calls[key] = self.calls.get(key, 0) + 1
 
     def get(self, phase: str, role: str) -> int:
         return self.calls.get(f"{phase}:{role}", 0)
@@ -249,5 +254,7 @@ def run(name: str, setup: Setup) -> Cell:
     cell.task_calls = counter.get("optimize", "task")
     cell.reasoning_calls = counter.get("optimize", "reasoning")
     cell.test_calls = counter.get("test", "task")
+    if counter.refused:
+        cell.notes["refused_by_guard"] = dict(counter.refused)
     cell.wall_s = time.perf_counter() - started  # test scoring included, as for promptlift
     return cell
