@@ -58,3 +58,13 @@ def write_old_cache() -> Callable[[str, Sequence[OldRow]], None]:
             conn.close()
 
     return write
+
+
+# -- warnings the provider gives once per process ----------------------------------------------------
+@pytest.fixture(autouse=True)
+def _fresh_parameter_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``providers.litellm`` warns once per model and kind of change for the whole process; each test
+    starts with none given, so a test asserting a warning does not depend on which tests ran first."""
+    from promptlift.providers import litellm as litellm_provider
+
+    monkeypatch.setattr(litellm_provider, "_warned_params", set())

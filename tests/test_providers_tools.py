@@ -26,7 +26,6 @@ import pytest
 
 from promptlift import Client, ClientConfig, Completion, ConfigError, Secret, ToolCall
 from promptlift.client.config import VertexConfig
-from promptlift.providers import litellm as litellm_provider
 from promptlift.testing.google import service_account
 from promptlift.testing.server import LoopbackServer, RecordedRequest, ok, tool_call
 
@@ -151,13 +150,12 @@ def test_anthropic_native_structured_output_is_output_format_with_its_beta_heade
 
 
 def test_gemini_without_schema_support_in_the_price_map_gets_the_schema_as_a_prompt_turn(
-    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Pins a LiteLLM 1.110.2 behaviour: for a model whose price-map entry does not say
     ``supports_response_schema`` (gemini-1.5-flash is gone from the map) the schema is not sent as
     a schema: JSON mode is asked for and the schema is appended to the last user turn as text.
     promptlift says so: a warning, or a refusal before any request in strict mode."""
-    monkeypatch.setattr(litellm_provider, "_warned_params", set())  # warned once per process
     model = "gemini/gemini-1.5-flash"
     strict = Client(_keyed(model, lambda s: s.url)(loopback))
     with strict as client, pytest.raises(ConfigError, match="JSON schema as text"):

@@ -20,7 +20,6 @@ import pytest
 from promptlift import Client, ClientConfig, Completion, ConfigError, Secret, errors
 from promptlift.client.config import CacheConfig, CallLogConfig, VertexConfig
 from promptlift.client.retry import RetryPolicy
-from promptlift.providers import litellm as litellm_provider
 from promptlift.secrets import redact
 from promptlift.testing.google import (
     JWT_BEARER_GRANT,
@@ -121,12 +120,10 @@ def test_project_and_region_default_and_the_system_prompt_follows_the_price_map(
     model: str,
     system_apart: bool,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Pins a LiteLLM 1.110.2 quirk: a Gemini model whose price-map entry lacks
     ``supports_system_messages`` (gemini-2.0-flash) gets the system prompt folded into the user turn;
     promptlift warns that it does."""
-    monkeypatch.setattr(litellm_provider, "_warned_params", set())  # warned once per process
     config = ClientConfig(
         models=(model,), api_base=loopback.url, vertex=VertexConfig(credentials=Secret(json.dumps(account)))
     )
