@@ -272,7 +272,7 @@ def test_unsupported_parameter_is_dropped_with_a_warning(
 
 def test_strict_mode_refuses_an_unsupported_parameter(loopback: LoopbackServer) -> None:
     client = make_client(loopback, "anthropic", strict_params=True)
-    with client, pytest.raises(errors.ConfigError, match="seed"):
+    with client, pytest.raises(errors.ConfigError, match="does not support the parameter 'seed'; remove it"):
         client.complete("hi", seed=7)
     assert loopback.requests == []
 

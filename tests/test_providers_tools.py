@@ -24,8 +24,19 @@ from typing import Any
 
 import pytest
 
-from promptlift import Client, ClientConfig, Completion, ConfigError, Secret, ToolCall
-from promptlift.client.config import VertexConfig
+from promptlift import (
+    Client,
+    ClientConfig,
+    Completion,
+    CompletionRequest,
+    ConfigError,
+    Message,
+    Secret,
+    ToolCall,
+)
+from promptlift.client.config import CacheConfig, VertexConfig
+from promptlift.providers.litellm import google_rewrites
+from promptlift.testing import FunctionProvider
 from promptlift.testing.google import service_account
 from promptlift.testing.server import LoopbackServer, RecordedRequest, ok, tool_call
 
@@ -247,3 +258,35 @@ def test_tool_call_reads_its_own_shape_and_openais() -> None:
     assert ToolCall.from_dict({"name": "f", "arguments": {"a": 1}}) == ToolCall("f", '{"a": 1}')
     with pytest.raises(json.JSONDecodeError):
         ToolCall("f", '{"city": ').parsed_arguments()  # a model's broken JSON is kept, not hidden
+    assert ToolCall.from_dict({"name": "now", "arguments": ""}).parsed_arguments() == {}  # no arguments
+
+
+def test_a_provider_giving_openai_shaped_tool_call_dicts_is_still_served_and_cached() -> None:
+    """Tool calls were LiteLLM's dicts before ToolCall existed; a provider written then must not
+    fail in the cache, after its answer was paid for."""
+    legacy = ({"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},)
+
+    def answer(request: CompletionRequest) -> Completion:
+        return Completion("", "openai/m", "openai", finish_reason="tool_calls", tool_calls=legacy)  # type: ignore[arg-type]
+
+    config = ClientConfig(models=("openai/m",), cache=CacheConfig())
+    with Client(config, provider=FunctionProvider(answer)) as client:
+        first, again = client.complete("call f", temperature=0), client.complete("call f", temperature=0)
+    assert first.tool_calls == (ToolCall("f", '{"a": 1}', "call_1"),)
+    assert again.cached and again.tool_calls == first.tool_calls
+
+
+def test_gemini_rewrites_are_looked_for_on_gemini_models_only() -> None:
+    def found(model: str) -> list[str]:
+        request = CompletionRequest(
+            model=model,
+            messages=(Message("system", "Be brief."), Message("user", "hi")),
+            response_format=RESPONSE_FORMAT,
+        )
+        return google_rewrites(request)
+
+    assert len(found("vertex_ai/gemini-2.0-flash")) == 2 and len(found("gemini/gemini-1.5-flash")) == 2
+    assert found("vertex_ai/gemini-2.5-flash") == []
+    for partner in ("vertex_ai/claude-3-5-sonnet@20240620", "vertex_ai/mistral-large@2407"):
+        assert found(partner) == [], partner  # sent in their own formats: nothing is folded
+    assert found("openai/gpt-4o-mini") == []

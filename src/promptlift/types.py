@@ -131,6 +131,7 @@ class ToolCall:
         arguments = inner.get("arguments")
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments if arguments is not None else {})
+        arguments = arguments if arguments.strip() else "{}"  # a call without arguments: an empty object
         return cls(name=str(inner.get("name") or ""), arguments=arguments, id=str(data.get("id") or ""))
 
 
@@ -155,6 +156,13 @@ class Completion:
     fallback_used: bool = False
     cached: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
+        # here, not later in the cache, where the answer is already paid for.
+        if any(not isinstance(t, ToolCall) for t in self.tool_calls):
+            calls = tuple(t if isinstance(t, ToolCall) else ToolCall.from_dict(t) for t in self.tool_calls)
+            object.__setattr__(self, "tool_calls", calls)
 
     def replace(self, **changes: Any) -> Completion:
         return dataclasses.replace(self, **changes)

@@ -178,9 +178,15 @@ def google_rewrites(request: CompletionRequest) -> list[str]:
     provider = provider_of(request.model)
     if provider not in ("gemini", *GOOGLE_AUTH):
         return []
-    from litellm.llms.vertex_ai.common_utils import get_supports_response_schema, get_supports_system_message
+    from litellm.llms.vertex_ai.common_utils import (
+        get_supports_response_schema,
+        get_supports_system_message,
+        uses_vertex_gemini_api,
+    )
 
     name = request.model.split("/", 1)[1]
+    if provider != "gemini" and not uses_vertex_gemini_api(name):
+        return []  # Claude, Llama, Mistral, ... on Vertex: sent in their own formats, nothing folded
     google: Literal["gemini", "vertex_ai"] = "gemini" if provider == "gemini" else "vertex_ai"
     found = []
     if any(m.role == "system" for m in request.messages) and not get_supports_system_message(name, google):
@@ -242,27 +248,37 @@ class LiteLLMProvider(Provider):
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
         for what in google_rewrites(request):
-            self._refuse_or_warn(request.model, what, f"{request.model}: LiteLLM {what}")
+            self._refuse_or_warn(
+                request.model,
+                what,
+                refusal=f"{request.model}: LiteLLM {what}; change the request, or turn strict_params "
+                "off to send it anyway with a warning",
+                warning=f"{request.model}: LiteLLM {what}",
+            )
         supported = supported_params(request.model)
         if supported is None:
             return params
         for name in [p for p in params if p not in supported]:
             self._refuse_or_warn(
-                request.model, name, f"{request.model} does not support {name!r}: the parameter is dropped"
+                request.model,
+                name,
+                refusal=f"{request.model} does not support the parameter {name!r}; remove it, or turn "
+                "strict_params off to drop it with a warning",
+                warning=f"{request.model} does not support {name!r}: the parameter is dropped",
             )
             del params[name]
         return params
 
-    def _refuse_or_warn(self, model: str, what: str, message: str) -> None:
+    def _refuse_or_warn(self, model: str, what: str, *, refusal: str, warning: str) -> None:
         """Strict mode refuses a request that would not reach the model as written; otherwise one
         warning per model and kind of change."""
         if self.strict_params:
-            raise errors.ConfigError(f"{message}; change the request, or turn strict_params off to allow it")
+            raise errors.ConfigError(refusal)
         with _warned_lock:
             first = (model, what) not in _warned_params
             _warned_params.add((model, what))
         if first:
-            log.warning("%s", message)
+            log.warning("%s", warning)
 
     def _kwargs(self, request: CompletionRequest, key: Secret | None, api_base: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
