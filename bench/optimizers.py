@@ -141,27 +141,34 @@ def table(cells: list[dict[str, Any]]) -> str:
 
 
 def _verdict(ours: list[float], peer: list[float], rows: int) -> str:
-    """Ahead or behind only when the lead is clear of noise: a two-proportion z-test at 5% over every
-    scored test row (``rows`` per seed; seeds cut different rows, so the rows are independent draws).
-    The optimizers' choices are not independent of the rows, so this is a guide, not a proof."""
+    """Ahead or behind only when the lead is clear of noise: a z-test at 5% on the difference of mean
+    test scores. Each side's variance is the larger of the binomial one over every scored row (``rows``
+    per seed; seeds cut different rows) and the spread between its seeds. A guide, not a proof."""
+
+    def variance(scores: list[float]) -> float:
+        p = statistics.fmean(scores)
+        binomial = p * (1 - p) / (len(scores) * rows)
+        between = statistics.variance(scores) / len(scores) if len(scores) > 1 else 0.0
+        return max(binomial, between)
+
     p1, p2 = statistics.fmean(ours), statistics.fmean(peer)
-    variance = p1 * (1 - p1) / (len(ours) * rows) + p2 * (1 - p2) / (len(peer) * rows)
-    if variance == 0:
+    spread = variance(ours) + variance(peer)
+    if spread == 0:
         return "level" if p1 == p2 else ("ahead" if p1 > p2 else "behind")
-    z = (p1 - p2) / math.sqrt(variance)
+    z = (p1 - p2) / math.sqrt(spread)
     return "ahead" if z > 1.96 else ("behind" if z < -1.96 else "within noise")
 
 
 def leaders(cells: list[dict[str, Any]]) -> str:
     """Per dataset and budget: promptlift's best system against the best peer, by mean test score
     over the seeds each ran; the lead in test rows per seed, and whether it is clear of noise."""
-    means: dict[tuple[str, int], dict[str, list[float]]] = {}
-    rows: dict[tuple[str, int], int] = {}
+    means: dict[tuple[str, int, int], dict[str, list[float]]] = {}
     for c in cells:
         if not c["error"]:
-            key = (c["dataset"], c["budget"])
-            means.setdefault(key, {}).setdefault(c["system"], []).append(c["test_best"])
-            rows[key] = int(c.get("notes", {}).get("sizes", {}).get("test", 40))
+            rows = int(c.get("notes", {}).get("sizes", {}).get("test", 40))  # test splits of one size only
+            means.setdefault((c["dataset"], c["budget"], rows), {}).setdefault(c["system"], []).append(
+                c["test_best"]
+            )
     lines = [
         "| dataset | budget | promptlift's best | peers' best | ahead by | verdict |",
         "|---|---|---|---|---|---|",
@@ -174,10 +181,11 @@ def leaders(cells: list[dict[str, Any]]) -> str:
         best_ours = max(ours, key=lambda s: statistics.fmean(ours[s]))
         best_peer = max(peers, key=lambda s: statistics.fmean(peers[s]))
         lead = statistics.fmean(ours[best_ours]) - statistics.fmean(peers[best_peer])
-        verdict = _verdict(ours[best_ours], peers[best_peer], rows[key])
+        rows = key[2]
+        verdict = _verdict(ours[best_ours], peers[best_peer], rows)
         ours_text = f"{best_ours} {_mean_sd(ours[best_ours])} (n={len(ours[best_ours])})"
         peer_text = f"{best_peer} {_mean_sd(peers[best_peer])} (n={len(peers[best_peer])})"
-        lead_text = f"{lead:+.3f} ({lead * rows[key]:+.1f} of {rows[key]} rows)"
+        lead_text = f"{lead:+.3f} ({lead * rows:+.1f} of {rows} rows)"
         lines.append(f"| {key[0]} | {key[1]} | {ours_text} | {peer_text} | {lead_text} | {verdict} |")
     return "\n".join(lines)
 
@@ -187,8 +195,18 @@ def cell_files(results: Path = RESULTS) -> list[Path]:
     return sorted(results.glob("optimizers*.jsonl"))
 
 
+def read_cells(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every cell once: a cell run again (in another slice's file) counts once, the later line wins."""
+    unique: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            c = json.loads(line)
+            unique[(c["system"], c["dataset"], c["seed"], c["budget"])] = c
+    return list(unique.values())
+
+
 def render(paths: list[Path] | None = None) -> str:
-    cells = [json.loads(line) for path in (paths or cell_files()) for line in path.read_text().splitlines()]
+    cells = read_cells(paths or cell_files())
     text = table(cells) + "\n\n" + leaders(cells)
     save("optimizers", {"cells": cells, "table_markdown": text})
     return text
