@@ -181,7 +181,8 @@ def test_401_and_403_are_final_after_one_request(
         return "token-from-callback-0001"
 
     loopback.set_default(reply)  # type: ignore[arg-type]
-    client = vertex_client(loopback, account, retry=RetryPolicy(max_attempts=5, initial_wait=0.01))
+    retry = RetryPolicy(max_attempts=5, initial_wait=0.01)
+    client = vertex_client(loopback, account, retry=retry, credential_provider=source)
     with client, pytest.raises(expected) as info:
         client.complete("hi")
     assert info.value.status == (401 if expected is errors.AuthenticationFailed else 403)
@@ -199,6 +200,38 @@ def test_a_service_account_refused_at_the_token_endpoint_is_final(
         client.complete("hi")
     assert "token endpoint" in str(info.value) and "invalid_grant" in str(info.value)
     assert [r.protocol for r in loopback.requests] == ["oauth"]  # no retry, no model call
+
+
+def test_a_token_endpoint_briefly_down_is_retried_by_google_auth_alone(
+    loopback: LoopbackServer, account: dict[str, str]
+) -> None:
+    """One 503 at the token endpoint: google-auth asks again about 1 s later (its own backoff,
+    three tries in all), gets a token, and the model is called once; our retry never sees it."""
+    down = iter([server_error(503, "The service is currently unavailable.")])
+    loopback.handler = lambda r: next(down, None) if r.protocol == "oauth" else None
+    with vertex_client(loopback, account) as client:
+        result = client.complete("hi")
+    assert result.attempts == 1
+    first, second, call = loopback.requests
+    assert [r.protocol for r in loopback.requests] == ["oauth", "oauth", "vertex"]
+    assert second.time - first.time >= 0.8  # google-auth's 1 s (±10 %), not our 0.01 s
+    assert call.key == loopback.issued_tokens[0] and len(loopback.issued_tokens) == 1
+
+
+def test_a_token_endpoint_that_stays_down_is_a_retryable_failure(
+    loopback: LoopbackServer, account: dict[str, str]
+) -> None:
+    """Pins LiteLLM 1.110.2 with google-auth: after its three tries google-auth raises a RefreshError
+    ("temporarily_unavailable: ..."), which LiteLLM raises as an APIConnectionError (a 500). That is
+    a connection failure to retry, not a refused credential: each of our attempts costs google-auth's
+    three token requests (about 3 s), and the model is never called."""
+    loopback.handler = lambda r: server_error(503, "Try again later.") if r.protocol == "oauth" else None
+    client = vertex_client(loopback, account, retry=RetryPolicy(max_attempts=2, initial_wait=0.01))
+    with client, pytest.raises(errors.ConnectionFailed) as info:
+        client.complete("hi")
+    assert info.value.retryable and "temporarily_unavailable: Try again later." in str(info.value)
+    assert [r.protocol for r in loopback.requests] == ["oauth"] * 6
+    assert loopback.issued_tokens == []
 
 
 def test_the_private_key_and_the_access_token_never_leak(
@@ -300,3 +333,23 @@ def test_token_requests_use_no_script_and_need_the_jwt_bearer_grant(loopback: Lo
     assert bad.status_code == 400 and bad.json()["error"] == "unsupported_grant_type"
     assert loopback.pending() == 1 and len(loopback.issued_tokens) == 1
     assert [r.protocol for r in loopback.requests] == ["oauth", "oauth"]
+
+
+def test_errors_at_the_token_endpoint_are_oauth_errors(loopback: LoopbackServer) -> None:
+    """A 429 or a 5xx is the endpoint's own trouble (google-auth retries it); a 4xx refuses the grant."""
+    replies = iter(
+        [server_error(503), rate_limited(retry_after=3), server_error(500), unauthorized(), bad_request()]
+    )
+    loopback.handler = lambda r: next(replies)
+    grant = {"grant_type": JWT_BEARER_GRANT, "assertion": "a.b.c"}
+    with httpx.Client(timeout=5) as http:
+        answers = [http.post(loopback.token_uri, data=grant) for _ in range(5)]
+    assert [(a.status_code, a.json()["error"]) for a in answers] == [
+        (503, "temporarily_unavailable"),
+        (429, "temporarily_unavailable"),
+        (500, "temporarily_unavailable"),
+        (401, "invalid_grant"),
+        (400, "invalid_grant"),
+    ]
+    assert answers[1].headers["retry-after"] == "3" and answers[3].json()["error_description"]
+    assert loopback.issued_tokens == []

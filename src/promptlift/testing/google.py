@@ -1,4 +1,4 @@
-"""Google service-account credentials for tests: a throwaway key and the OAuth exchange it makes.
+"""Google for tests: throwaway service accounts, and the Google side of ``LoopbackServer``.
 
     from promptlift.testing.google import service_account, token_claims
 
@@ -16,6 +16,10 @@ JWT-bearer grant, RFC 7523); the server answers with an access token, which the 
 as ``Authorization: Bearer <token>``. The server does not check the signature (it does not know
 the key); ``verify_signature`` lets a test check it.
 
+The server's answers are shaped here: the token endpoint's (``token_response``, ``token_error``)
+and Gemini's generateContent bodies, the same for AI Studio and Vertex AI (``generate_content_body``,
+``generate_content_error``).
+
 Needs ``cryptography`` (installed with the ``vertex`` extra, through google-auth).
 """
 
@@ -27,7 +31,20 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["JWT_BEARER_GRANT", "access_token", "service_account", "token_claims", "verify_signature"]
+from promptlift.testing.replies import ErrorKind, Reply, parsed_calls
+
+__all__ = [
+    "JWT_BEARER_GRANT",
+    "access_token",
+    "generate_content_body",
+    "generate_content_error",
+    "service_account",
+    "token_claims",
+    "token_error",
+    "token_form",
+    "token_response",
+    "verify_signature",
+]
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -99,6 +116,77 @@ def verify_signature(request: Any, account: dict[str, str]) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+# -- the server's side -----------------------------------------------------------------------------
+
+
+def token_response(body: bytes) -> tuple[int, dict[str, Any]]:
+    """The token endpoint's (status, JSON) answer to a token request's form ``body``: a new access
+    token for a JWT-bearer grant, else 400 ``unsupported_grant_type``. The signature is not checked.
+    """
+    form = token_form(body)
+    if form.get("grant_type") != JWT_BEARER_GRANT or not form.get("assertion"):
+        return 400, {"error": "unsupported_grant_type", "error_description": "expected a JWT-bearer grant"}
+    return 200, {"access_token": access_token(), "expires_in": 3600, "token_type": "Bearer"}
+
+
+def token_error(status: int, message: str) -> dict[str, Any]:
+    """An error reply as the token endpoint sends it: an OAuth error (RFC 6749 §5.2).
+
+    A 429 or a 5xx is the endpoint's own trouble, ``temporarily_unavailable``: google-auth retries
+    it (three tries in all, about 1 s and then 2 s apart) before it gives up. Any other status is the
+    credential refused, ``invalid_grant`` (Google's answer to a bad signature or a deleted key),
+    which google-auth does not retry.
+    """
+    code = "temporarily_unavailable" if status == 429 or status >= 500 else "invalid_grant"
+    return {"error": code, "error_description": message}
+
+
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}  # a call ends in STOP
+_STATUS: dict[ErrorKind, str] = {  # google.rpc.Code names
+    "rate_limit": "RESOURCE_EXHAUSTED",
+    "server": "INTERNAL",
+    "auth": "UNAUTHENTICATED",
+    "permission": "PERMISSION_DENIED",
+    "not_found": "NOT_FOUND",
+    "bad_request": "INVALID_ARGUMENT",
+    "context_length": "INVALID_ARGUMENT",
+    "content_policy": "CONTENT_FILTERED",
+}
+
+
+def generate_content_body(
+    reply: Reply, *, model: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any]:
+    """A generateContent response carrying ``reply``: its text, then one ``functionCall`` part per
+    tool call (Gemini's calls carry no id). An empty text beside calls sends no text part.
+    """
+    parts: list[dict[str, Any]] = []
+    if reply.content or not reply.tool_calls:
+        parts.append({"text": reply.content})
+    parts += [{"functionCall": {"name": n, "args": a}} for _, n, a in parsed_calls(reply)]
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": parts},
+                "finishReason": _FINISH.get(reply.finish_reason, reply.finish_reason.upper()),
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": input_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": input_tokens + output_tokens,
+        },
+        "modelVersion": model,
+    }
+
+
+def generate_content_error(kind: ErrorKind, status: int, message: str) -> dict[str, Any]:
+    """An error reply in Google's shape (``google.rpc.Status``), with Gemini's own "too long" text."""
+    if kind == "context_length":
+        message = "The input token count (40000) exceeds the maximum number of tokens allowed (32768)."
+    return {"error": {"code": status, "message": message, "status": _STATUS[kind]}}
 
 
 def _b64decode(part: str) -> bytes:

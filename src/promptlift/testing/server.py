@@ -22,13 +22,15 @@ Each request takes the next reply from the script of its model (``script(..., mo
 from the shared script, else the default reply (``set_default``; out of the box ``ok()``). A reply is
 protocol-neutral: ``rate_limited()`` becomes a 429 in the body shape of whichever protocol asked,
 and ``ok(tool_calls=(tool_call("get_weather", {"city": "Oslo"}),))`` an OpenAI ``tool_calls``
-message, an Anthropic ``tool_use`` content block or a Gemini ``functionCall`` part.
+message, an Anthropic ``tool_use`` content block or a Gemini ``functionCall`` part (the replies
+are defined in ``testing.replies``, re-exported here; Google's shapes are in ``testing.google``).
 ``require_key(k)`` answers 401 to every request that does not present ``k``.
 
 A token request (the JWT-bearer grant a Google service account makes; ``testing.google`` makes such
 accounts) is answered with a new access token (``issued_tokens``), never from the scripts: a script
 meant for the model is not used up by the exchange before it. ``handler`` may still answer it with
-an error reply, which is rendered as an OAuth error (``invalid_grant``).
+an error reply, rendered as an OAuth error: a 429 or a 5xx as ``temporarily_unavailable`` (which
+google-auth retries), any other as ``invalid_grant`` (see ``testing.google.token_error``).
 
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
@@ -49,10 +51,35 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
+
+from promptlift.testing.google import (
+    generate_content_body,
+    generate_content_error,
+    token_error,
+    token_response,
+)
+from promptlift.testing.replies import (
+    Reply,
+    bad_request,
+    content_filtered,
+    context_length_exceeded,
+    drop_connection,
+    forbidden,
+    http_date,
+    malformed_json,
+    not_found,
+    ok,
+    parsed_calls,
+    rate_limited,
+    server_error,
+    slow,
+    tool_call,
+    unauthorized,
+)
 
 __all__ = [
     "LoopbackServer",
@@ -75,140 +102,6 @@ __all__ = [
 ]
 
 Protocol = Literal["openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "unknown"]
-ErrorKind = Literal[
-    "rate_limit",
-    "server",
-    "auth",
-    "permission",
-    "not_found",
-    "bad_request",
-    "context_length",
-    "content_policy",
-]
-
-
-# -- replies ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the server does with one request. Build one with the helpers below (``ok()``, ...).
-
-    ``delay`` is seconds to wait before answering (a slow server). ``error`` names an error kind
-    that each protocol renders in its own body shape; ``action`` "drop" closes the connection
-    without an answer, "malformed" answers 200 with a body that is not JSON.
-    """
-
-    status: int = 200
-    content: str = "Hello from the loopback server."
-    input_tokens: int | None = None  # None: the number of words in the request's messages
-    output_tokens: int | None = None  # None: the number of words in ``content``
-    finish_reason: str = "stop"
-    error: ErrorKind | None = None
-    message: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    action: Literal["answer", "drop", "malformed"] = "answer"
-    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: build with ``tool_call()``
-
-
-def ok(
-    content: str = "Hello from the loopback server.",
-    *,
-    input_tokens: int | None = None,
-    output_tokens: int | None = None,
-    finish_reason: str | None = None,
-    tool_calls: tuple[Mapping[str, Any], ...] = (),
-) -> Reply:
-    """A successful answer with ``content``; token counts default to word counts.
-
-    With ``tool_calls`` (see ``tool_call``) the finish reason defaults to "tool_calls", and an empty
-    ``content`` sends no text beside the calls, as a provider does when it only calls a tool.
-    """
-    return Reply(
-        content=content,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
-        tool_calls=tool_calls,
-    )
-
-
-def tool_call(name: str, arguments: Mapping[str, Any], *, id: str | None = None) -> dict[str, Any]:
-    """One function call for ``ok(tool_calls=...)``, in OpenAI's shape (arguments as a JSON string).
-
-    Each protocol renders it its own way; Gemini's ``functionCall`` carries no id, so ``id`` is
-    only sent to OpenAI, Azure and Anthropic (default: a new ``call_<n>``).
-    """
-    return {
-        "id": id or f"call_{next(_ids)}",
-        "type": "function",
-        "function": {"name": name, "arguments": json.dumps(dict(arguments))},
-    }
-
-
-def http_date(seconds_from_now: float) -> str:
-    """An HTTP-date (RFC 9110) ``seconds_from_now`` in the future, for ``Retry-After``."""
-    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
-
-
-def rate_limited(retry_after: float | str | None = None) -> Reply:
-    """429. ``retry_after`` is sent as the ``Retry-After`` header: seconds, or a string (an HTTP-date)."""
-    headers = {} if retry_after is None else {"Retry-After": _header_value(retry_after)}
-    return Reply(status=429, error="rate_limit", message="Rate limit reached; slow down.", headers=headers)
-
-
-def server_error(status: int = 500, message: str = "The server had an error.") -> Reply:
-    """A 5xx (500, 502, 503, or Anthropic's 529 overloaded)."""
-    return Reply(status=status, error="server", message=message)
-
-
-def unauthorized(message: str = "Invalid authentication credentials.") -> Reply:
-    return Reply(status=401, error="auth", message=message)
-
-
-def forbidden(message: str = "This key may not use this model.") -> Reply:
-    return Reply(status=403, error="permission", message=message)
-
-
-def not_found(message: str = "The model does not exist.") -> Reply:
-    return Reply(status=404, error="not_found", message=message)
-
-
-def bad_request(message: str = "Invalid value for parameter.") -> Reply:
-    return Reply(status=400, error="bad_request", message=message)
-
-
-def context_length_exceeded() -> Reply:
-    """400 with each protocol's own "prompt too long" body and code."""
-    return Reply(status=400, error="context_length")
-
-
-def content_filtered() -> Reply:
-    """400 refused by content policy. Its message is neutral on purpose: only the code says so."""
-    return Reply(status=400, error="content_policy", message="The request was rejected.")
-
-
-def slow(seconds: float, then: Reply | None = None) -> Reply:
-    """Answer ``then`` (default ``ok()``) after ``seconds``: longer than a timeout, a timeout."""
-    base = then or ok()
-    return Reply(**{**base.__dict__, "delay": seconds})
-
-
-def drop_connection() -> Reply:
-    """Read the request, then close the connection without sending a response."""
-    return Reply(action="drop")
-
-
-def malformed_json() -> Reply:
-    """200 with ``Content-Type: application/json`` and a body that does not parse."""
-    return Reply(action="malformed")
-
-
-def _header_value(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 # -- recorded requests -----------------------------------------------------------------------------
@@ -274,7 +167,7 @@ def _presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str 
 
 # -- rendering a reply in each protocol's shape ---------------------------------------------------
 
-_ids = itertools.count(1)
+_ids = itertools.count(1)  # response ids (msg_, chatcmpl-); tool-call ids have their own count
 
 
 def _words(request: RecordedRequest) -> int:
@@ -296,31 +189,12 @@ def _words(request: RecordedRequest) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-def _calls(reply: Reply) -> list[tuple[str, str, dict[str, Any]]]:
-    """``reply.tool_calls`` as (id, name, parsed arguments)."""
-    out = []
-    for call in reply.tool_calls:
-        function = call["function"]
-        arguments = function.get("arguments") or "{}"
-        parsed = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
-        out.append((str(call.get("id") or f"call_{next(_ids)}"), str(function["name"]), parsed))
-    return out
-
-
 def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if reply.content or not reply.tool_calls:
         blocks.append({"type": "text", "text": reply.content})
-    blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in _calls(reply)]
+    blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in parsed_calls(reply)]
     return blocks
-
-
-def _gemini_parts(reply: Reply) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    if reply.content or not reply.tool_calls:
-        parts.append({"text": reply.content})
-    parts += [{"functionCall": {"name": n, "args": a}} for _, n, a in _calls(reply)]
-    return parts
 
 
 def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
@@ -341,19 +215,7 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }
     if request.protocol in ("gemini", "vertex"):
-        finishes = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}  # a call ends in STOP
-        finish = finishes.get(reply.finish_reason, reply.finish_reason.upper())
-        return {
-            "candidates": [
-                {"content": {"role": "model", "parts": _gemini_parts(reply)}, "finishReason": finish}
-            ],
-            "usageMetadata": {
-                "promptTokenCount": n_in,
-                "candidatesTokenCount": n_out,
-                "totalTokenCount": n_in + n_out,
-            },
-            "modelVersion": model,
-        }
+        return generate_content_body(reply, model=model, input_tokens=n_in, output_tokens=n_out)
     if request.protocol == "ollama":
         return {
             "model": model,
@@ -369,7 +231,7 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     if reply.tool_calls:
         message["tool_calls"] = [
             {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
-            for i, n, a in _calls(reply)
+            for i, n, a in parsed_calls(reply)
         ]
     return {
         "id": f"chatcmpl-{next(_ids)}",
@@ -381,43 +243,39 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     }
 
 
-# Per error kind: (OpenAI type, OpenAI code, Anthropic type, Gemini status, default message).
-_ERRORS: dict[str, tuple[str, str | None, str, str, str]] = {
-    "rate_limit": ("requests", "rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", ""),
-    "server": ("server_error", None, "api_error", "INTERNAL", ""),
-    "auth": ("invalid_request_error", "invalid_api_key", "authentication_error", "UNAUTHENTICATED", ""),
-    "permission": ("invalid_request_error", None, "permission_error", "PERMISSION_DENIED", ""),
-    "not_found": ("invalid_request_error", "model_not_found", "not_found_error", "NOT_FOUND", ""),
-    "bad_request": ("invalid_request_error", None, "invalid_request_error", "INVALID_ARGUMENT", ""),
+# Per error kind: (OpenAI type, OpenAI code, Anthropic type, default message). Google's: testing.google.
+_ERRORS: dict[str, tuple[str, str | None, str, str]] = {
+    "rate_limit": ("requests", "rate_limit_exceeded", "rate_limit_error", ""),
+    "server": ("server_error", None, "api_error", ""),
+    "auth": ("invalid_request_error", "invalid_api_key", "authentication_error", ""),
+    "permission": ("invalid_request_error", None, "permission_error", ""),
+    "not_found": ("invalid_request_error", "model_not_found", "not_found_error", ""),
+    "bad_request": ("invalid_request_error", None, "invalid_request_error", ""),
     "context_length": (
         "invalid_request_error",
         "context_length_exceeded",
         "invalid_request_error",
-        "INVALID_ARGUMENT",
         "This model's maximum context length is 8192 tokens. However, your messages resulted in "
         "9000 tokens. Please reduce the length of the messages.",
     ),
-    "content_policy": ("invalid_request_error", "content_policy_violation", "invalid_request_error", "", ""),
+    "content_policy": ("invalid_request_error", "content_policy_violation", "invalid_request_error", ""),
 }
 
 
 def _error_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     kind = reply.error or "server"
-    oa_type, oa_code, an_type, g_status, default = _ERRORS[kind]
+    oa_type, oa_code, an_type, default = _ERRORS[kind]
     message = reply.message or default or f"{kind} error"
     if kind == "context_length" and request.protocol == "anthropic":
         message = "prompt is too long: 210000 tokens > 200000 maximum"
-    if kind == "context_length" and request.protocol in ("gemini", "vertex"):
-        message = "The input token count (40000) exceeds the maximum number of tokens allowed (32768)."
     if kind == "server" and reply.status == 529:
         an_type = "overloaded_error"
     if request.protocol == "anthropic":
         return {"type": "error", "error": {"type": an_type, "message": message}}
     if request.protocol == "oauth":
-        return {"error": "invalid_grant", "error_description": message}
+        return token_error(reply.status, message)
     if request.protocol in ("gemini", "vertex"):
-        status = g_status or ("CONTENT_FILTERED" if kind == "content_policy" else "INVALID_ARGUMENT")
-        return {"error": {"code": reply.status, "message": message, "status": status}}
+        return generate_content_error(kind, reply.status, message)
     if request.protocol == "ollama":
         return {"error": message}
     code = oa_code
@@ -674,18 +532,11 @@ class LoopbackServer:
             return self._defaults.get(request.model) or self._defaults[None]
 
     def _grant(self, request: RecordedRequest) -> tuple[int, dict[str, Any]]:
-        from promptlift.testing.google import JWT_BEARER_GRANT, access_token, token_form
-
-        form = token_form(request.body)
-        if form.get("grant_type") != JWT_BEARER_GRANT or not form.get("assertion"):
-            return 400, {
-                "error": "unsupported_grant_type",
-                "error_description": "expected a JWT-bearer grant",
-            }
-        token = access_token()
-        with self._lock:
-            self._issued.append(token)
-        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+        status, payload = token_response(request.body)
+        if status == 200:
+            with self._lock:
+                self._issued.append(payload["access_token"])
+        return status, payload
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:

@@ -1,0 +1,181 @@
+"""What the loopback server answers, protocol-neutral: ``ok()``, ``rate_limited()``, ``tool_call()``...
+
+Each reply is rendered by ``LoopbackServer`` in the body shape of whichever protocol asked (a 429
+with OpenAI's, Anthropic's or Google's error body). ``promptlift.testing.server`` re-exports all of
+these; import them from there.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ErrorKind",
+    "Reply",
+    "bad_request",
+    "content_filtered",
+    "context_length_exceeded",
+    "drop_connection",
+    "forbidden",
+    "http_date",
+    "malformed_json",
+    "not_found",
+    "ok",
+    "parsed_calls",
+    "rate_limited",
+    "server_error",
+    "slow",
+    "tool_call",
+    "unauthorized",
+]
+
+ErrorKind = Literal[
+    "rate_limit",
+    "server",
+    "auth",
+    "permission",
+    "not_found",
+    "bad_request",
+    "context_length",
+    "content_policy",
+]
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server does with one request. Build one with the helpers below (``ok()``, ...).
+
+    ``delay`` is seconds to wait before answering (a slow server). ``error`` names an error kind
+    that each protocol renders in its own body shape; ``action`` "drop" closes the connection
+    without an answer, "malformed" answers 200 with a body that is not JSON.
+    """
+
+    status: int = 200
+    content: str = "Hello from the loopback server."
+    input_tokens: int | None = None  # None: the number of words in the request's messages
+    output_tokens: int | None = None  # None: the number of words in ``content``
+    finish_reason: str = "stop"
+    error: ErrorKind | None = None
+    message: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    action: Literal["answer", "drop", "malformed"] = "answer"
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: build with ``tool_call()``
+
+
+def ok(
+    content: str = "Hello from the loopback server.",
+    *,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    finish_reason: str | None = None,
+    tool_calls: tuple[Mapping[str, Any], ...] = (),
+) -> Reply:
+    """A successful answer with ``content``; token counts default to word counts.
+
+    With ``tool_calls`` (see ``tool_call``) the finish reason defaults to "tool_calls", and an empty
+    ``content`` sends no text beside the calls, as a provider does when it only calls a tool.
+    """
+    return Reply(
+        content=content,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
+        tool_calls=tool_calls,
+    )
+
+
+def tool_call(name: str, arguments: Mapping[str, Any], *, id: str | None = None) -> dict[str, Any]:
+    """One function call for ``ok(tool_calls=...)``, in OpenAI's shape (arguments as a JSON string).
+
+    Each protocol renders it its own way; Gemini's ``functionCall`` carries no id, so ``id`` is
+    only sent to OpenAI, Azure and Anthropic (default: a new ``call_<n>``).
+    """
+    return {
+        "id": id or f"call_{next(_ids)}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(dict(arguments))},
+    }
+
+
+def http_date(seconds_from_now: float) -> str:
+    """An HTTP-date (RFC 9110) ``seconds_from_now`` in the future, for ``Retry-After``."""
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+def rate_limited(retry_after: float | str | None = None) -> Reply:
+    """429. ``retry_after`` is sent as the ``Retry-After`` header: seconds, or a string (an HTTP-date)."""
+    headers = {} if retry_after is None else {"Retry-After": _header_value(retry_after)}
+    return Reply(status=429, error="rate_limit", message="Rate limit reached; slow down.", headers=headers)
+
+
+def server_error(status: int = 500, message: str = "The server had an error.") -> Reply:
+    """A 5xx (500, 502, 503, or Anthropic's 529 overloaded)."""
+    return Reply(status=status, error="server", message=message)
+
+
+def unauthorized(message: str = "Invalid authentication credentials.") -> Reply:
+    return Reply(status=401, error="auth", message=message)
+
+
+def forbidden(message: str = "This key may not use this model.") -> Reply:
+    return Reply(status=403, error="permission", message=message)
+
+
+def not_found(message: str = "The model does not exist.") -> Reply:
+    return Reply(status=404, error="not_found", message=message)
+
+
+def bad_request(message: str = "Invalid value for parameter.") -> Reply:
+    return Reply(status=400, error="bad_request", message=message)
+
+
+def context_length_exceeded() -> Reply:
+    """400 with each protocol's own "prompt too long" body and code."""
+    return Reply(status=400, error="context_length")
+
+
+def content_filtered() -> Reply:
+    """400 refused by content policy. Its message is neutral on purpose: only the code says so."""
+    return Reply(status=400, error="content_policy", message="The request was rejected.")
+
+
+def slow(seconds: float, then: Reply | None = None) -> Reply:
+    """Answer ``then`` (default ``ok()``) after ``seconds``: longer than a timeout, a timeout."""
+    base = then or ok()
+    return Reply(**{**base.__dict__, "delay": seconds})
+
+
+def drop_connection() -> Reply:
+    """Read the request, then close the connection without sending a response."""
+    return Reply(action="drop")
+
+
+def malformed_json() -> Reply:
+    """200 with ``Content-Type: application/json`` and a body that does not parse."""
+    return Reply(action="malformed")
+
+
+def _header_value(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def parsed_calls(reply: Reply) -> list[tuple[str, str, dict[str, Any]]]:
+    """``reply.tool_calls`` as (id, name, parsed arguments), for the protocols to render."""
+    out = []
+    for call in reply.tool_calls:
+        function = call["function"]
+        arguments = function.get("arguments") or "{}"
+        parsed = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+        out.append((str(call.get("id") or f"call_{next(_ids)}"), str(function["name"]), parsed))
+    return out
