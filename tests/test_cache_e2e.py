@@ -66,11 +66,16 @@ def test_two_processes_share_one_cache_file(tmp_path: Path) -> None:
 
 MIGRATOR = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from promptlift.client.cache import SQLiteStore
 
-    path, start, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-    time.sleep(max(0.0, start - time.time()))  # both processes open the old file at the same moment
+    path, ready, go, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    open(ready, "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go):  # both processes open the old file at the same moment
+        if time.monotonic() > deadline:
+            sys.exit("no go")
+        time.sleep(0.001)
     store = SQLiteStore(path)
     hits = sum(store.get("default", f"k{i}", now=time.time()) is not None for i in range(n))
     store.close()
@@ -82,24 +87,32 @@ MIGRATOR = textwrap.dedent(
 def test_two_processes_opening_one_old_file_at_once_migrate_it_once(
     tmp_path: Path, write_old_cache: Callable[[str, Sequence[tuple[str, str, str, float, None, float]]], None]
 ) -> None:
+    """Both start when a file appears, after both have signalled that they are waiting for it. The
+    rows move in batches of 500, so the two usually share them; every row moves exactly once."""
     path = str(tmp_path / "old.sqlite")
     n = 2000
     old = [("default", f"k{i}", f'{{"content":"answer {i}"}}', float(i), None, float(i)) for i in range(n)]
     write_old_cache(path, old)
-    start = str(time.time() + 1.0)  # after both interpreters have started
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", MIGRATOR, path, start, str(n)],
+            [sys.executable, "-c", MIGRATOR, path, str(flag), str(go), str(n)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for _ in range(2)
+        for flag in ready
     ]
+    deadline = time.monotonic() + 60
+    while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
-    reports = sorted(tuple(int(x) for x in out.split()) for out, _ in outputs)
-    assert reports == [(0, n), (n, n)]  # exactly one copied every row; both were served every row
+    reports = [tuple(int(x) for x in out.split()) for out, _ in outputs]
+    assert sum(moved for moved, _ in reports) == n  # every row moved once, by one or the other
+    assert [hits for _, hits in reports] == [n, n]  # each opened only once the migration was done
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'entries'").fetchall() == []
     rows = conn.execute("SELECT namespace, key, value, created, expires FROM responses").fetchall()
