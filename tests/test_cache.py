@@ -438,3 +438,24 @@ def test_errors_are_not_cached(tmp_path: Path) -> None:
         assert client.complete("hi", temperature=0).content == "fine"
         assert client.complete("hi", temperature=0).cached
     assert provider.calls == 2
+
+
+def test_vertex_settings_key_vertex_answers_only() -> None:
+    """Vertex's project and region reach the vertex_ai routes only: they key those routes' answers
+    and leave every other route's keys (and so their cached answers) as they were."""
+    from promptlift.client.config import VertexConfig
+    from promptlift.client.stack import build_stack
+
+    def key_of(model: str, vertex: VertexConfig | None) -> str:
+        config = ClientConfig(models=(model,), cache=CacheConfig(), vertex=vertex)
+        _, parts = build_stack(config, FunctionProvider(lambda r: "ok"))
+        cache = parts["cache"]
+        assert isinstance(cache, cache_module.CachingProvider)
+        key = cache.key(CompletionRequest(model=model, messages=(Message("user", "hi"),), temperature=0))
+        assert key is not None
+        return key
+
+    here, there = VertexConfig(project="p1", location="europe-west4"), VertexConfig(project="p2")
+    assert key_of("openai/gpt-4o-mini", None) == key_of("openai/gpt-4o-mini", here)
+    assert key_of("vertex_ai/gemini-2.5-flash", here) != key_of("vertex_ai/gemini-2.5-flash", there)
+    assert key_of("vertex_ai/gemini-2.5-flash", None) == key_of("vertex_ai/gemini-2.5-flash", VertexConfig())

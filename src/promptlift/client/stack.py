@@ -15,6 +15,8 @@ it sees are the provider's, not what is left after retries.
 
 from __future__ import annotations
 
+from typing import Any
+
 from promptlift.client.budget import BudgetedProvider, BudgetLedger, MapPricing, Pricing, TablePricing
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.calllog import CallLog
@@ -24,6 +26,7 @@ from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
 from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
 from promptlift.client.retry import RetryingProvider
 from promptlift.providers.base import Provider
+from promptlift.providers.credentials import GOOGLE_AUTH
 
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
@@ -54,10 +57,14 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     cache: CachingProvider | None = None
     if config.cache is not None:
         store = ResponseCache(config.cache)
-        extra = dict(config.extra)
+        route_extra: dict[str, dict[str, Any]] = {}
         if config.vertex is not None:  # its project and region are part of the endpoint, never its key
-            extra.update(vertex_project=config.vertex.project, vertex_location=config.vertex.location)
-        cache = CachingProvider(stack, store, api_base=config.api_base, extra=extra)
+            where = {"vertex_project": config.vertex.project, "vertex_location": config.vertex.location}
+            where = {k: v for k, v in where.items() if v is not None}
+            route_extra = {route: where for route in GOOGLE_AUTH}
+        cache = CachingProvider(
+            stack, store, api_base=config.api_base, extra=config.extra, route_extra=route_extra
+        )
         stack = parts["cache"] = cache
     stack = parts["budget"] = BudgetedProvider(
         stack,
