@@ -230,6 +230,8 @@ def test_a_token_endpoint_that_stays_down_is_a_retryable_failure(
     with client, pytest.raises(errors.ConnectionFailed) as info:
         client.complete("hi")
     assert info.value.retryable and "temporarily_unavailable: Try again later." in str(info.value)
+    assert "from vertex_ai/gemini-2.5-flash: Google's token endpoint is unavailable" in str(info.value)
+    assert info.value.status is None  # LiteLLM's wrapper says 500; no server sent one
     assert [r.protocol for r in loopback.requests] == ["oauth"] * 6
     assert loopback.issued_tokens == []
 

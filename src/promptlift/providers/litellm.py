@@ -497,6 +497,11 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
     ):
         kind, status = errors.AuthenticationFailed, None  # the model endpoint was never reached
         message = "the Google credential was refused at its token endpoint: " + message.split("\n", 1)[0]
+    elif provider in GOOGLE_AUTH and kind in _MAYBE_MALFORMED and "temporarily_unavailable" in text:
+        # The token endpoint stayed down through google-auth's own retries: worth another try, and
+        # the 500 is LiteLLM's wrapper status, not one any server sent.
+        kind, status = errors.ConnectionFailed, None
+        message = "Google's token endpoint is unavailable: " + message.split("\n", 1)[0]
     elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
         kind = errors.ConnectionFailed
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
