@@ -219,7 +219,7 @@ def test_a_token_endpoint_briefly_down_is_retried_by_google_auth_alone(
 
 
 def test_a_token_endpoint_that_stays_down_is_a_retryable_failure(
-    loopback: LoopbackServer, account: dict[str, str]
+    loopback: LoopbackServer, account: dict[str, str], capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Pins LiteLLM 1.110.2 with google-auth: after its three tries google-auth raises a RefreshError
     ("temporarily_unavailable: ..."), which LiteLLM raises as an APIConnectionError (a 500). That is
@@ -234,6 +234,8 @@ def test_a_token_endpoint_that_stays_down_is_a_retryable_failure(
     assert info.value.status is None  # LiteLLM's wrapper says 500; no server sent one
     assert [r.protocol for r in loopback.requests] == ["oauth"] * 6
     assert loopback.issued_tokens == []
+    stderr = capfd.readouterr().err  # LiteLLM's own ERROR lines and tracebacks stay quiet
+    assert "Failed to load vertex credentials" not in stderr and "Traceback" not in stderr
 
 
 def test_the_private_key_and_the_access_token_never_leak(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import os
 import threading
 import time
@@ -62,6 +63,12 @@ def import_litellm() -> Any:
                 import litellm
 
                 _preimport_noisy_modules()
+                if "LITELLM_LOG" not in os.environ:
+                    # Every LiteLLM failure becomes one of our errors, retried or reported by us; its
+                    # own ERROR lines (tracebacks, "file a bug" links) for failures we handle are noise,
+                    # and they bypass our redaction. LITELLM_LOG=... brings them back for debugging.
+                    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                        logging.getLogger(name).setLevel(logging.CRITICAL)
                 litellm.telemetry = False
                 litellm.suppress_debug_info = True
                 litellm.drop_params = False
