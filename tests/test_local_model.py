@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,28 @@ def test_corrupt_weights_name_the_file(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(LocalModelError, match="checksum mismatch") as info:
         local.weights_path(spec)
     assert str(bad) in str(info.value)
+
+
+def test_the_default_thread_count_leaves_busy_cores_alone() -> None:
+    def readings(*pairs: tuple[int, int]) -> Callable[[], tuple[int, int]]:
+        it = iter(pairs)
+        return lambda: next(it)
+
+    def free(first: tuple[int, int], second: tuple[int, int], cores: int = 2) -> int | None:
+        return local.free_cores(cores=cores, read=readings(first, second), sleep=lambda s: None)
+
+    assert free((0, 0), (200, 200)) == 2  # both cores idle through the window
+    assert free((0, 0), (100, 200)) == 1  # one core busy with another process
+    assert free((0, 0), (5, 200)) == 1  # both busy: still one thread, never zero
+    assert free((0, 0), (380, 800), cores=8) == 4
+    assert free((10, 10), (10, 10)) is None  # no time passed: no reading
+
+    def no_proc() -> tuple[int, int]:
+        raise OSError("no /proc/stat")
+
+    assert local.free_cores(read=no_proc, sleep=lambda s: None) is None
+    if sys.platform.startswith("linux"):
+        assert local.free_cores() is not None  # /proc/stat read and parsed, on this machine
 
 
 def test_thread_count_can_be_set_for_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,15 +157,44 @@ def _threads_from_env() -> int | None:
     return int(value)
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all cores since boot, from Linux's /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return fields[3] + fields[4], sum(fields)
+
+
+def free_cores(
+    *,
+    cores: int | None = None,
+    read: Callable[[], tuple[int, int]] = _cpu_times,
+    sleep: Callable[[float], None] = time.sleep,
+    window_s: float = 0.2,
+) -> int | None:
+    """How many cores are idle right now (at least 1), from two CPU-time readings ``window_s``
+    apart; None where the readings are not available (not Linux)."""
+    cores = cores or os.cpu_count() or 1
+    try:
+        idle_a, total_a = read()
+        sleep(window_s)
+        idle_b, total_b = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_b <= total_a:
+        return None
+    idle_share = (idle_b - idle_a) / (total_b - total_a)
+    return max(1, min(cores, round(idle_share * cores)))
+
+
 class LocalEngine:
     """One loaded model and the single worker thread that runs it."""
 
     def __init__(self, spec: LocalModelSpec, *, n_threads: int | None = None):
         self.spec = spec
-        # All cores by default; PROMPTLIFT_LOCAL_THREADS overrides it. On a machine whose cores are
-        # busy with other work, fewer threads avoid llama.cpp's spin-waiting (seen: 2 threads 9-11 s
-        # per call vs 1 thread 0.37 s with the cores oversubscribed; 0.75 vs 1.4 s when idle).
-        self.n_threads = n_threads or _threads_from_env() or os.cpu_count() or 1
+        # PROMPTLIFT_LOCAL_THREADS, else the cores idle right now. llama.cpp's threads spin-wait: on
+        # cores busy with other work they stall each other (seen: 2 threads 9-11 s per call vs 1 thread
+        # 0.37 s with the 2 cores oversubscribed; 0.75 vs 1.4 s when idle), so a busy core is not used.
+        self.n_threads = n_threads or _threads_from_env() or free_cores() or os.cpu_count() or 1
         self._llama: Any = None
         self._runtime: Any = None
         self._load_lock = threading.Lock()
