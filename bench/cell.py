@@ -52,9 +52,10 @@ Runner = Callable[[Setup], Cell]
 def pin_model_threads(threads: int) -> None:
     """Load the embedded model with ``threads`` llama.cpp threads, for every system alike.
 
-    promptlift's engine uses one thread per core; on a machine whose cores are busy with other
-    work, llama.cpp's spinning threads then slow a call from ~0.4 s to 8-11 s (measured here,
-    1 vs 2 threads, 2 shared cores). One thread keeps the calls fast and the comparison fair.
+    promptlift's engine uses the cores idle when it loads; a core that gets busy later (another
+    slice of the grid) would then slow a call from ~0.4 s to 8-11 s (llama.cpp's threads spin-wait;
+    measured here, 1 vs 2 threads, 2 shared cores). One thread keeps the calls fast and the
+    comparison fair.
     """
     from promptlift.providers import local
 

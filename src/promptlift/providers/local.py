@@ -191,10 +191,11 @@ class LocalEngine:
 
     def __init__(self, spec: LocalModelSpec, *, n_threads: int | None = None):
         self.spec = spec
-        # PROMPTLIFT_LOCAL_THREADS, else the cores idle right now. llama.cpp's threads spin-wait: on
-        # cores busy with other work they stall each other (seen: 2 threads 9-11 s per call vs 1 thread
-        # 0.37 s with the 2 cores oversubscribed; 0.75 vs 1.4 s when idle), so a busy core is not used.
-        self.n_threads = n_threads or _threads_from_env() or free_cores() or os.cpu_count() or 1
+        # PROMPTLIFT_LOCAL_THREADS, else the cores idle when the model loads (read then, on the worker
+        # thread, so no event loop waits for it). llama.cpp's threads spin-wait: on cores busy with
+        # other work they stall each other (seen: 2 threads 9-11 s per call vs 1 thread 0.37 s with
+        # the 2 cores oversubscribed; 0.75 vs 1.4 s when idle), so a busy core is not used.
+        self.n_threads: int | None = n_threads or _threads_from_env()
         self._llama: Any = None
         self._runtime: Any = None
         self._load_lock = threading.Lock()
@@ -216,6 +217,8 @@ class LocalEngine:
                 if self._llama is None:
                     llama_cpp = self._runtime = _load_runtime()
                     path = weights_path(self.spec)
+                    if self.n_threads is None:
+                        self.n_threads = free_cores() or os.cpu_count() or 1
                     self._llama = llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=self.spec.context_window,
