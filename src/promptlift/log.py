@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from promptlift.secrets import redact
 
@@ -36,5 +37,10 @@ def configure_cli_logging(verbosity: int) -> None:
     handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
     logger.setLevel(level)
-    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.ERROR if verbosity < 2 else logging.DEBUG)
+    # LiteLLM's failures all become ours, reported by us (providers/litellm.py silences its loggers
+    # too); -vv or LITELLM_LOG brings its own lines back for debugging a provider.
+    quiet = verbosity < 2 and "LITELLM_LOG" not in os.environ
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if quiet else logging.DEBUG)
