@@ -268,7 +268,6 @@ class SQLiteStore:
         except BaseException:
             self._conn.close()
             raise
-        self._inserts_since_count = 0
         self._approx_count = self._count()
 
     def _has_old_table(self) -> bool:

@@ -58,10 +58,8 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     if config.cache is not None:
         store = ResponseCache(config.cache)
         route_extra: dict[str, dict[str, Any]] = {}
-        if config.vertex is not None:  # its project and region are part of the endpoint, never its key
-            where = {"vertex_project": config.vertex.project, "vertex_location": config.vertex.location}
-            where = {k: v for k, v in where.items() if v is not None}
-            route_extra = {route: where for route in GOOGLE_AUTH}
+        if config.vertex is not None:  # its project and region key the Vertex routes' answers
+            route_extra = {route: config.vertex.endpoint() for route in GOOGLE_AUTH}
         cache = CachingProvider(
             stack, store, api_base=config.api_base, extra=config.extra, route_extra=route_extra
         )

@@ -153,12 +153,17 @@ class VertexConfig:
             Secret(private_key)  # registered, so ``redact`` scrubs the key on its own
             Secret(json.dumps(private_key)[1:-1])  # and as it appears inside JSON text
 
+    def endpoint(self) -> dict[str, str]:
+        """The project and region that are set, as LiteLLM names them: where calls go, and so part
+        of a cache key (the credential never is)."""
+        params = {"vertex_project": self.project, "vertex_location": self.location}
+        return {k: v for k, v in params.items() if v}
+
     def litellm_params(self) -> dict[str, str]:
         """What LiteLLM takes: ``vertex_project``, ``vertex_location``, ``vertex_credentials``."""
-        params = {"vertex_project": self.project, "vertex_location": self.location}
         if self.credentials:
-            params["vertex_credentials"] = self.credentials.reveal()
-        return {k: v for k, v in params.items() if v}
+            return {**self.endpoint(), "vertex_credentials": self.credentials.reveal()}
+        return self.endpoint()
 
 
 def require_google_auth() -> None:
