@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
+from promptlift import log as plog
 from promptlift.cli import main
 from promptlift.testing.server import LoopbackServer, ok, server_error, unauthorized
 
@@ -90,3 +92,24 @@ def test_config_and_usage_errors_exit_2(capsys: Capture, monkeypatch: pytest.Mon
     assert err.count("\n") == 1 and "ConfigError" in err and "ANTHROPIC_API_KEY" in err
     assert main(["complete", "--max-retries", "-1", "hi"]) == 2
     assert main(["complete", "--timeout", "0", "hi"]) == 2
+
+
+def test_vv_keeps_litellm_logs_on_after_litellm_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-vv turns LiteLLM's loggers on; the provider silences them when it imports litellm, which
+    happens later, and must not undo the -vv."""
+    monkeypatch.delenv("LITELLM_LOG", raising=False)
+    names = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
+    levels = {n: logging.getLogger(n).level for n in names}
+    handlers = list(plog.logger.handlers)
+    try:
+        plog.configure_cli_logging(2)
+        plog.litellm_logging()  # what providers.litellm.import_litellm calls
+        assert {logging.getLogger(n).level for n in names} == {logging.DEBUG}
+        plog.configure_cli_logging(0)
+        plog.litellm_logging()
+        assert {logging.getLogger(n).level for n in names} == {logging.CRITICAL}
+    finally:
+        plog.litellm_logging(debug=False)
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+        plog.logger.handlers[:] = handlers

@@ -39,8 +39,25 @@ def configure_cli_logging(verbosity: int) -> None:
     logger.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.ERROR if verbosity < 2 else logging.DEBUG)
-    # LiteLLM's failures all become ours, reported by us (providers/litellm.py silences its loggers
-    # too); -vv or LITELLM_LOG brings its own lines back for debugging a provider.
-    quiet = verbosity < 2 and "LITELLM_LOG" not in os.environ
-    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-        logging.getLogger(name).setLevel(logging.CRITICAL if quiet else logging.DEBUG)
+    litellm_logging(debug=verbosity >= 2)
+
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
+_litellm_debug = False
+
+
+def litellm_logging(*, debug: bool | None = None) -> None:
+    """Silence LiteLLM's own loggers: every LiteLLM failure becomes one of our errors, retried or
+    reported by us, and its ERROR lines (tracebacks, "file a bug" links) bypass our redaction.
+
+    ``debug=True`` (the CLI's -vv) turns them to DEBUG, and is remembered, so that the provider's
+    call when it imports litellm later keeps it; with ``LITELLM_LOG`` set they are left as LiteLLM
+    set them.
+    """
+    global _litellm_debug
+    if debug is not None:
+        _litellm_debug = debug
+    if not _litellm_debug and "LITELLM_LOG" in os.environ:
+        return
+    for name in _LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if _litellm_debug else logging.CRITICAL)

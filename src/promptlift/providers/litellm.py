@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import logging
 import os
 import threading
 import time
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from promptlift import errors
-from promptlift.log import get_logger
+from promptlift.log import get_logger, litellm_logging
 from promptlift.providers import local as local_models
 from promptlift.providers import pricing
 from promptlift.providers.base import Provider
@@ -63,12 +62,7 @@ def import_litellm() -> Any:
                 import litellm
 
                 _preimport_noisy_modules()
-                if "LITELLM_LOG" not in os.environ:
-                    # Every LiteLLM failure becomes one of our errors, retried or reported by us; its
-                    # own ERROR lines (tracebacks, "file a bug" links) for failures we handle are noise,
-                    # and they bypass our redaction. LITELLM_LOG=... brings them back for debugging.
-                    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-                        logging.getLogger(name).setLevel(logging.CRITICAL)
+                litellm_logging()  # its own loggers silent, unless -vv or LITELLM_LOG asked for them
                 litellm.telemetry = False
                 litellm.suppress_debug_info = True
                 litellm.drop_params = False
