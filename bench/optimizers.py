@@ -62,14 +62,10 @@ def runner(system: str) -> Callable[[Setup], Cell]:
     raise SystemExit(f"unknown system {system!r}")
 
 
-def done(path: Path) -> set[tuple[str, str, int, int]]:
-    if not path.is_file():
-        return set()
-    out = set()
-    for line in path.read_text().splitlines():
-        c = json.loads(line)
-        out.add((c["system"], c["dataset"], c["seed"], c["budget"]))
-    return out
+def done(out: Path) -> set[tuple[str, str, int, int]]:
+    """Cells finished in any cells file (and ``out``): the grid resumes across slices."""
+    paths = sorted({*cell_files(), *([out] if out.is_file() else [])})
+    return {(c["system"], c["dataset"], c["seed"], c["budget"]) for c in read_cells(paths)}
 
 
 def run_cell(system: str, dataset: str, seed: int, budget: int, sizes: Sizes) -> Cell:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
-from promptlift import BudgetExceeded, Client, ClientConfig, Completion, CompletionRequest, Usage
+from promptlift import BudgetExceeded, Client, ClientConfig, Completion, CompletionRequest, Secret, Usage
 from promptlift.client.budget import BudgetLedger, Reservation
 from promptlift.client.config import Budget, CacheConfig, ModelPrice
 from promptlift.testing import FunctionProvider, ScriptedProvider
+from promptlift.testing.server import LoopbackServer, ok
 
 PRICE = {"openai/m": ModelPrice(input_per_mtok=1_000_000.0, output_per_mtok=1_000_000.0)}  # $1 a token
 
@@ -128,3 +130,24 @@ def test_unknown_cost_is_priced_from_the_table() -> None:
         ledger = client.budget
     assert done.cost_usd == pytest.approx(5.0)
     assert ledger is not None and ledger.spent_usd == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("scope", ["client", "run"])
+def test_a_budgeted_call_without_max_tokens_is_sent_capped(loopback: LoopbackServer, scope: str) -> None:
+    """Unset, LiteLLM sends Anthropic the model's maximum (128k tokens for this one): one answer could
+    spend far past a cap that reserved the budget's default. Under a budget the default is what is sent."""
+    loopback.script(ok("one"), ok("two"), ok("three"))
+    cap = Budget(max_cost_usd=5.0, default_max_tokens=300)
+    model = "anthropic/claude-3-5-haiku-20241022"
+    base = ClientConfig(models=(model,), api_base=loopback.url, api_key=Secret("sk-ant-budget-test-0123"))
+    with Client(base) as free:
+        free.complete("hi")
+    with Client(replace(base, budget=cap if scope == "client" else None)) as client:
+        if scope == "client":
+            client.complete("hi")
+        else:
+            with client.budget_scope(cap):
+                client.complete("hi")
+        client.complete("hi", max_tokens=7)  # a request's own max_tokens is kept
+    unbudgeted, budgeted, own = (r.json["max_tokens"] for r in loopback.requests)
+    assert unbudgeted > 4096 and budgeted == 300 and own == 7

@@ -162,3 +162,26 @@ def test_cli_dry_run_prints_the_plan_and_sends_nothing(
     assert main(["optimize", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "evolutionary" in out and "presets (calls): light" in out and "$0 (local models)" in out
+
+
+def test_an_llm_judge_is_planned_and_priced(tmp_path: Path) -> None:
+    """Every scored answer costs one more call, on the judge's model: the plan shows and prices it."""
+    prices = {
+        "openai/gpt-4o-mini": Price.per_million(0.15, 0.60),
+        "openai/gpt-4o": Price.per_million(2.5, 10.0),
+    }
+    plain = make_plan(load_config(write_config(tmp_path, "model: openai/gpt-4o-mini\n")), prices=prices)
+    judged_path = write_config(tmp_path, "model: openai/gpt-4o-mini\n")
+    judged_path.write_text(
+        judged_path.read_text().replace(
+            "metric: {type: exact_match, field: label}",
+            "metric: {type: llm_judge, rubric: 'Is it the right label?', field: label, model: openai/gpt-4o}",
+        )
+    )
+    judged = make_plan(load_config(judged_path), prices=prices)
+    assert judged.calls == plain.calls and judged.judge_model == "openai/gpt-4o" and plain.judge_model is None
+    assert plain.cost_usd is not None and judged.cost_usd is not None
+    # at least the judge's 64-token replies on gpt-4o, on top of the same task calls
+    assert judged.cost_usd[1] - plain.cost_usd[1] >= judged.calls.task * 64 * 10.0 / 1e6
+    assert f"judge: ~{judged.calls.task} calls on openai/gpt-4o" in judged.render()
+    assert judged.to_dict()["judge_calls"] == judged.calls.task and plain.to_dict()["judge_calls"] == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from typing import Any
 
 from bench.cell import Cell, Setup
@@ -249,6 +250,10 @@ def run(name: str, setup: Setup) -> Cell:
             cell.test_best = _test(best, test, setup)
             cell.notes["best_instruction"] = str(best.signature.instructions)[:1500]
             cell.notes["best_demos"] = len(getattr(best, "demos", []) or [])
+    except Exception as exc:  # the crash is the finding; the calls spent before it are kept with it
+        cell.error = f"{type(exc).__name__}: {exc}"
+        cell.notes["traceback"] = traceback.format_exc()[-3000:]
+        cell.notes["crashed_in"] = counter.phase
     finally:
         client.close()
     cell.task_calls = counter.get("optimize", "task")

@@ -6,7 +6,8 @@ and the run's when the call is made inside ``budget_scope``. If any ledger canno
 reservation with what is already spent *and* reserved by calls in flight, the call is not sent and
 ``BudgetExceeded`` is raised. After the call the reservation is replaced by the real usage and cost.
 So the caps hold with any number of calls in flight, as long as the estimate is an upper bound:
-the answer is capped by ``max_tokens``, and input tokens are counted by the pricing in use.
+the answer is capped by ``max_tokens`` (a request without one is sent with the budget's
+``default_max_tokens``), and input tokens are counted by the pricing in use.
 
 A cache hit costs nothing new: even when the budget is exhausted, an answer already in the cache
 is served (the wrapper asks the cache, through ``lookup``, before refusing).
@@ -250,11 +251,22 @@ class BudgetedProvider(Provider):
         self.lookup = lookup
         self._warned: set[str] = set()
 
+    def capped(self, request: CompletionRequest) -> CompletionRequest:
+        """The request as sent under a budget: with ``max_tokens`` set, so the reservation is an upper
+        bound. Unset, the provider's own limit applies (through LiteLLM, Anthropic's is the model's
+        maximum, 128k tokens for Claude 3.5 Haiku), and one call could spend far past the cap."""
+        if request.max_tokens is not None:
+            return request
+        ledgers = self._ledgers()
+        default_out = (
+            min(x.budget.default_max_tokens for x in ledgers) if ledgers else Budget().default_max_tokens
+        )
+        return request.replace(max_tokens=default_out)
+
     def estimate(self, request: CompletionRequest) -> Reservation:
         """The worst case of one call: counted input + max_tokens, at the model's price."""
-        default_out = self.ledger.budget.default_max_tokens if self.ledger else Budget().default_max_tokens
         input_tokens = self.pricing.input_tokens(request)
-        output_tokens = request.max_tokens if request.max_tokens is not None else default_out
+        output_tokens = self.capped(request).max_tokens or 0
         price = self.pricing.price(request.model)
         if price is None and request.model not in self._warned:
             self._warned.add(request.model)
@@ -278,6 +290,7 @@ class BudgetedProvider(Provider):
         ledgers = self._ledgers()
         if not ledgers:
             return self._priced(await self.inner.acomplete(request))
+        request = self.capped(request)
         reservation = self.estimate(request)
         held: list[BudgetLedger] = []
         try:

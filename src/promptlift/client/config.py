@@ -67,8 +67,8 @@ class Budget:
     """Caps on new spend: USD, tokens (input + output) and calls sent; None means no cap.
 
     A call is sent only if its worst case (counted input tokens + ``max_tokens`` at the model's
-    price) fits under every cap together with the calls already in flight. ``default_max_tokens``
-    stands in for ``max_tokens`` when a request does not set it.
+    price) fits under every cap together with the calls already in flight. A request without
+    ``max_tokens`` is sent with ``default_max_tokens``, so its worst case is a real bound.
     """
 
     max_cost_usd: float | None = None

@@ -8,6 +8,7 @@ demos) and run back to back on its single worker, so the KV cache is reused.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,11 +101,21 @@ class Evaluation:
         return cls(tuple(RowResult.from_dict(r) for r in d["rows"]), Spend.from_dict(d["spend"]))
 
 
-def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
+async def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
+    """The metric's score of one output, and the error when the metric broke on it.
+
+    A model call inside the metric (an LLM judge's) that failed for a reason outside this row — a
+    budget refusal, a provider down — is raised, as a task call's would be: scoring 0 would corrupt
+    the candidate's score."""
     try:
-        result: Any = metric(row, output)
+        ascore = getattr(metric, "ascore", None)
+        result: Any = await ascore(row, output) if ascore is not None else metric(row, output)
     except UserError:
         raise
+    except PromptliftError as exc:
+        if not _row_fault(exc):
+            raise
+        return Score(0.0), f"metric raised {type(exc).__name__}: {exc}"
     except Exception as exc:  # a metric bug on one row scores it 0, with the reason kept
         return Score(0.0), f"metric raised {type(exc).__name__}: {exc}"
     if not isinstance(result, Score):
@@ -131,11 +142,12 @@ class Evaluator:
         self.metric = metric
         self.model = model or client.model
 
-    def _row_result(self, row: Row, result: Completion | PromptliftError) -> RowResult:
+    async def _row_result(self, row: Row, result: Completion | PromptliftError) -> tuple[RowResult, Spend]:
         if isinstance(result, PromptliftError):
-            return RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}")
-        score, error = _score(self.metric, row, result.content)
-        return RowResult(row.index, result.content, score.value, score.reason or error, error)
+            return RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}"), Spend()
+        score, error = await _score(self.metric, row, result.content)
+        spend = Spend.of([result, *score.calls])
+        return RowResult(row.index, result.content, score.value, score.reason or error, error), spend
 
     async def evaluate(
         self,
@@ -155,19 +167,28 @@ class Evaluator:
         requests = [
             self.client.request(prompt.messages(rows[pos].fields), model=self.model, **params) for pos in todo
         ]
-        fatal: list[PromptliftError] = []
+        fatal: list[BaseException] = []
+
+        async def finish(pos: int, result: Completion | PromptliftError) -> None:
+            try:
+                finished[pos] = await self._row_result(rows[pos], result)
+            except Exception as exc:  # a judge's call failed outside this row, or the metric refused
+                fatal.append(exc)
+                return
+            if on_row is not None:
+                on_row(pos, *finished[pos])
+
+        scoring: list[asyncio.Task[None]] = []
 
         def handle(k: int, result: Completion | PromptliftError) -> None:
             if isinstance(result, PromptliftError) and not _row_fault(result):
                 fatal.append(result)  # nothing about this row: stop, keep what was answered
                 return
-            pos = todo[k]
-            spend = Spend.of([result]) if isinstance(result, Completion) else Spend()
-            finished[pos] = (self._row_result(rows[pos], result), spend)
-            if on_row is not None:
-                on_row(pos, *finished[pos])
+            # scored in a task of its own: a metric that calls a model must not hold up the batch
+            scoring.append(asyncio.ensure_future(finish(todo[k], result)))
 
         results = await self.client.abatch(requests, on_result=handle)
+        await asyncio.gather(*scoring)
         if fatal:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]

@@ -1,7 +1,9 @@
 """Metrics: ``metric(row, output) -> Score``. Built-ins, callables, and an LLM judge.
 
 A metric scores one row. It may return a float or a ``Score`` (value and a reason the
-optimizers can read). Values are expected in [0, 1]; higher is better.
+optimizers can read). Values are expected in [0, 1]; higher is better. A metric that makes model
+calls (the LLM judge) also has ``async ascore(row, output)``: the evaluator awaits it, so judge
+calls run side by side under the client's concurrency limit instead of blocking the batch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from promptlift.errors import ConfigError
@@ -20,12 +22,15 @@ from promptlift.errors import ConfigError
 if TYPE_CHECKING:
     from promptlift.client import Client
     from promptlift.optimize.dataset import Row
+    from promptlift.types import Completion
 
 
 @dataclass(frozen=True)
 class Score:
     value: float
     reason: str = ""
+    # the calls the metric made to score this row (an LLM judge's): counted in the row's spend
+    calls: tuple[Completion, ...] = field(default=(), repr=False)
 
 
 @runtime_checkable
@@ -196,20 +201,30 @@ class LLMJudge:
     expected_field: str | None = None
     name: str = "llm_judge"
 
-    def __call__(self, row: Row, output: str) -> Score:
-        text = _JUDGE.format(
+    def _prompt(self, row: Row, output: str) -> str:
+        return _JUDGE.format(
             rubric=self.rubric,
             input=row.get(self.input_field, "") if self.input_field else "",
             expected=row.get(self.expected_field, "") if self.expected_field else "",
             output=output,
         )
-        reply = self.client.complete(
-            text, model=self.model or self.client.model, temperature=0, max_tokens=64
-        )
-        match = re.search(r"\d+(?:\.\d+)?", reply.content)
-        if not match:
-            return Score(0.0, f"the judge gave no score: {reply.content[:120]!r}")
-        return Score(min(10.0, float(match.group())) / 10.0, reply.content.strip()[:300])
+
+    def _params(self) -> dict[str, Any]:
+        return {"model": self.model or self.client.model, "temperature": 0, "max_tokens": 64}
+
+    def __call__(self, row: Row, output: str) -> Score:
+        return _graded(self.client.complete(self._prompt(row, output), **self._params()))
+
+    async def ascore(self, row: Row, output: str) -> Score:
+        return _graded(await self.client.acomplete(self._prompt(row, output), **self._params()))
+
+
+def _graded(reply: Completion) -> Score:
+    """The judge's reply as a score: its first number, out of 10."""
+    match = re.search(r"\d+(?:\.\d+)?", reply.content)
+    if not match:
+        return Score(0.0, f"the judge gave no score: {reply.content[:120]!r}", (reply,))
+    return Score(min(10.0, float(match.group())) / 10.0, reply.content.strip()[:300], (reply,))
 
 
 def _labels(spec: Mapping[str, Any], values: Sequence[str]) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from promptlift.optimize.run import Budget
 PARETO_ACCEPTANCE = 0.25  # the share of reflective proposals assumed to pass the minibatch test
 REASONING_INPUT_TOKENS = {"chat": 700, "base": 150}  # a reflection request / a completion scaffold
 REASONING_OUTPUT_TOKENS = {"chat": 400, "base": 80}
+JUDGE_INPUT_TOKENS, JUDGE_OUTPUT_TOKENS = 60, 64  # the judge's instructions; its reply's max_tokens
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Plan:
     calls: CallEstimate  # all stages, capped by the budget
     cost_usd: tuple[float, float] | None  # low, high; None when a model's price is unknown
     paid: bool  # some configured model costs money
+    judge_model: str | None = None  # an LLM-judge metric's model: one more call per scored answer
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -161,6 +163,11 @@ class Plan:
             if st.presets:
                 shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
                 lines.append(f"    presets (calls): {shown}")
+        if self.judge_model:
+            lines.append(
+                f"  judge: ~{self.calls.task} calls on {self.judge_model} (one per scored answer; the "
+                f"result counts them with the task calls)"
+            )
         capped = f" (capped by max_calls {self.budget.max_calls})" if self._capped() else ""
         lines.append(f"  total: ~{self.calls.total} calls{capped} · cost {self.cost_text()}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -194,6 +201,7 @@ class Plan:
             ],
             "task_calls": self.calls.task,
             "reasoning_calls": self.calls.reasoning,
+            "judge_calls": self.calls.task if self.judge_model else 0,
             "cost_usd": list(self.cost_usd) if self.cost_usd else None,
             "paid": self.paid,
         }
@@ -268,21 +276,31 @@ def make_plan(
     task_in = task_tokens(config.prompt, row, demos // 2)
     task_out = int(config.prompt.params.get("max_tokens") or 256)
     kind = "base" if base else "chat"
+    judge = (
+        str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
+    )
     t_price = pricing.price_of(config.model, prices)
     r_price = pricing.price_of(config.reasoning_model, prices)
+    j_price = pricing.price_of(judge, prices) if judge else t_price
     cost: tuple[float, float] | None = None
-    paid = any(p is not None and (p.input_per_token or p.output_per_token) for p in (t_price, r_price))
-    if t_price is not None and r_price is not None:
+    paid = any(
+        p is not None and (p.input_per_token or p.output_per_token) for p in (t_price, r_price, j_price)
+    )
+    if t_price is not None and r_price is not None and j_price is not None:
         r_in, r_out = REASONING_INPUT_TOKENS[kind], REASONING_OUTPUT_TOKENS[kind]
         task_low = task_in * t_price.input_per_token
         task_high = task_low + task_out * t_price.output_per_token
+        if judge:  # the judge reads the rubric, the row and the answer, and replies in 64 tokens at most
+            judge_in = JUDGE_INPUT_TOKENS + _tokens(str(config.metric.get("rubric", ""))) + task_in + task_out
+            task_low += judge_in * j_price.input_per_token
+            task_high += judge_in * j_price.input_per_token + JUDGE_OUTPUT_TOKENS * j_price.output_per_token
         reason_low = r_in * r_price.input_per_token
         reason_high = reason_low + r_out * r_price.output_per_token
         cost = (
             0.8 * (calls.task * task_low + calls.reasoning * reason_low),
             1.2 * (calls.task * task_high + calls.reasoning * reason_high),
         )
-    return Plan(config.model, config.reasoning_model, sizes, stages, config.budget, calls, cost, paid)
+    return Plan(config.model, config.reasoning_model, sizes, stages, config.budget, calls, cost, paid, judge)
 
 
 def needs_confirmation(plan: Plan, threshold_usd: float) -> bool:

@@ -1,0 +1,158 @@
+"""The LLM judge: its reply read as a score, its calls run side by side and counted in the spend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from promptlift import Client, ClientConfig, Completion, Secret
+from promptlift.client.config import ModelPrice
+from promptlift.errors import BudgetExceeded, ProviderUnavailable
+from promptlift.optimize import Dataset, Evaluator, Prompt
+from promptlift.optimize.metrics import LLMJudge, metric_from_config
+from promptlift.testing import FunctionProvider
+from promptlift.testing.server import LoopbackServer, ok
+from promptlift.types import CompletionRequest, Usage
+
+DATA = Dataset.from_records([{"q": f"question {i}", "a": f"answer {i}"} for i in range(8)])
+PROMPT = Prompt(user="{q}")
+RUBRIC = "The answer names the right number."
+
+
+def is_judge(request: CompletionRequest) -> bool:
+    return request.messages[-1].content.startswith("You grade an answer")
+
+
+def run(provider: FunctionProvider, judge_model: str | None = None, **config: object) -> object:
+    with Client(ClientConfig(models=("scripted/task",), **config), provider=provider) as client:  # type: ignore[arg-type]
+        judge = LLMJudge(client, RUBRIC, judge_model, input_field="q", expected_field="a")
+        return asyncio.run(Evaluator(client, judge).evaluate(PROMPT, DATA))
+
+
+@pytest.mark.parametrize(
+    ("reply", "score", "reason"),
+    [
+        ("7\nIt names the number.", 0.7, "7\nIt names the number."),
+        ("Score: 10 - exact", 1.0, "Score: 10 - exact"),
+        ("15", 1.0, "15"),  # clipped to the scale
+        ("looks fine to me", 0.0, "the judge gave no score: 'looks fine to me'"),
+    ],
+)
+def test_the_judges_reply_is_read_as_a_score_out_of_ten(reply: str, score: float, reason: str) -> None:
+    provider = FunctionProvider(lambda r: reply if is_judge(r) else "an answer")
+    evaluation = run(provider)
+    assert [r.score for r in evaluation.rows] == [score] * 8  # type: ignore[attr-defined]
+    assert evaluation.rows[0].reason == reason  # type: ignore[attr-defined]
+
+
+def test_the_judge_sees_the_input_the_expected_answer_and_the_output_on_its_own_model() -> None:
+    provider = FunctionProvider(lambda r: "9 yes" if is_judge(r) else f"out for {r.messages[-1].content}")
+    run(provider, judge_model="scripted/judge")
+    judged = [r for r in provider.requests if is_judge(r)]
+    assert len(judged) == 8 and {r.model for r in judged} == {"scripted/judge"}
+    text = next(r.messages[-1].content for r in judged if "question 3" in r.messages[-1].content)
+    assert "Expected: answer 3" in text and "Answer: out for question 3" in text and RUBRIC in text
+    assert all(r.temperature == 0 and r.max_tokens == 64 for r in judged)
+
+
+def test_judge_calls_run_side_by_side() -> None:
+    """Each judge call waits until four are in flight. Scored one at a time (the metric blocking the
+    batch, as it once did), the wait times out and the row scores 0."""
+    in_flight = 0
+    peak = 0
+    four = asyncio.Event()
+
+    class Gate(FunctionProvider):
+        async def acomplete(self, request: CompletionRequest) -> Completion:
+            nonlocal in_flight, peak
+            if not is_judge(request):
+                return await super().acomplete(request)
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if in_flight >= 4:
+                four.set()
+            try:
+                await asyncio.wait_for(four.wait(), timeout=3.0)
+                return await super().acomplete(request)
+            except TimeoutError:
+                return Completion(content="0 (timed out alone)", model=request.model, provider="gate")
+            finally:
+                in_flight -= 1
+
+    evaluation = run(Gate(lambda r: "8" if is_judge(r) else "an answer"), concurrency=8)
+    assert peak >= 4
+    assert evaluation.mean == pytest.approx(0.8)  # type: ignore[attr-defined]
+
+
+def test_judge_calls_count_in_the_evaluations_spend() -> None:
+    def reply(request: CompletionRequest) -> Completion:
+        cost = 0.02 if is_judge(request) else 0.01
+        return Completion(content="6", model=request.model, provider="f", usage=Usage(10, 2), cost_usd=cost)
+
+    evaluation = run(FunctionProvider(reply))
+    spend = evaluation.spend  # type: ignore[attr-defined]
+    assert (spend.calls, spend.tokens, round(spend.cost_usd, 6)) == (16, 16 * 12, 0.24)
+
+
+def test_a_judge_call_refused_by_the_budget_stops_the_evaluation_instead_of_scoring_zero() -> None:
+    """A refused judge call says nothing about the answer: scoring the row 0 would corrupt the
+    candidate's score. The evaluation stops (a run resumes from its checkpoint) with the reason."""
+
+    def reply(request: CompletionRequest) -> str | BudgetExceeded:
+        if is_judge(request) and "question 5" in request.messages[-1].content:
+            return BudgetExceeded("the run's budget is spent", limit="cost_usd")
+        return "5"
+
+    with pytest.raises(BudgetExceeded):
+        run(FunctionProvider(reply))
+
+
+def test_rows_judged_before_a_failure_are_checkpointed() -> None:
+    seen: list[int] = []
+
+    def reply(request: CompletionRequest) -> str | ProviderUnavailable:
+        if is_judge(request) and "question 7" in request.messages[-1].content:
+            return ProviderUnavailable("judge down", model=request.model)
+        return "4"
+
+    with Client(
+        ClientConfig(models=("scripted/task",), concurrency=1), provider=FunctionProvider(reply)
+    ) as c:
+        judge = LLMJudge(c, RUBRIC, input_field="q")
+        with pytest.raises(ProviderUnavailable):
+            asyncio.run(Evaluator(c, judge).evaluate(PROMPT, DATA, on_row=lambda pos, r, s: seen.append(pos)))
+    assert sorted(seen) == list(range(7))
+
+
+def test_judge_from_config_on_the_wire(loopback: LoopbackServer) -> None:
+    """Real LiteLLM over real HTTP: task calls to one model, judge calls to another, both priced."""
+    loopback.set_default(ok("the answer is 4", output_tokens=5), model="task")
+    loopback.set_default(ok("9\ncorrect", output_tokens=3), model="judge")
+    prices = {
+        "openai/task": ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0),
+        "openai/judge": ModelPrice(input_per_mtok=3.0, output_per_mtok=6.0),
+    }
+    config = ClientConfig(
+        models=("openai/task",),
+        api_base=loopback.openai_base,
+        api_key=Secret("sk-judge-0123456789"),
+        prices=prices,
+    )
+    with Client(config) as client:
+        metric = metric_from_config(
+            {
+                "type": "llm_judge",
+                "rubric": RUBRIC,
+                "model": "openai/judge",
+                "input_field": "q",
+                "field": "a",
+            },
+            client=client,
+        )
+        evaluation = asyncio.run(Evaluator(client, metric).evaluate(PROMPT, DATA))
+    assert evaluation.mean == pytest.approx(0.9)
+    judged = [r for r in loopback.requests if r.model == "judge"]
+    assert len(judged) == 8 and len(loopback.requests) == 16
+    assert all(r.json["max_tokens"] == 64 and r.json["temperature"] == 0 for r in judged)
+    assert evaluation.spend.calls == 16 and evaluation.spend.cost_usd > 0
