@@ -42,6 +42,7 @@ bench: setup
 	$(RUN) python -m bench.client_overhead
 	$(RUN) python -m bench.client_throughput
 	$(RUN) python -m bench.seeds
+	$(RUN) python -m bench.judge
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -65,3 +65,11 @@ def test_report_renders_verdicts(server: bench.ServerProcess, tmp_path: Path) ->
     }
     text = bench.table(results)
     assert "| 32 |" in text and "throughput_at_32" in text
+
+
+def test_judge_bench_counts_the_judges_calls(server: bench.ServerProcess) -> None:
+    from bench import judge
+
+    # evaluate_once raises unless the evaluation counted one task and one judge call per row
+    assert judge.evaluate_once(server.base, rows=6, concurrency=3, judged=True) > 0
+    assert judge.evaluate_once(server.base, rows=6, concurrency=3, judged=False) > 0
