@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     with ServerProcess(args.delay_ms / 1e3) as server:
         evaluate_once(server.base, 4, 4, True)  # warm-up: litellm's import and first connections
         for _ in range(args.repeat):  # alternated, so a busy moment hits both sides alike
-            for kind in samples:
-                samples[kind].append(evaluate_once(server.base, args.rows, args.concurrency, kind == "judged"))
+            for kind, times in samples.items():
+                times.append(evaluate_once(server.base, args.rows, args.concurrency, kind == "judged"))
     plain, judged = summary(samples["plain"]), summary(samples["judged"])
     ratio = judged["median_s"] / plain["median_s"]
     serial_floor = args.rows * args.delay_ms / 1e3  # one judge round trip after another

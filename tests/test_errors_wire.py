@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -322,3 +323,38 @@ def test_a_canary_key_never_leaks(
     assert all(canary not in text for text in seen)
     assert len(loopback.requests) == 4 * len(replies)  # and the key did go out, where it belongs
     assert all(r.key == canary for r in loopback.requests)
+
+
+def test_a_refused_connection_says_where_and_what_to_check() -> None:
+    with socket.socket() as sock:  # a port that was just free: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/v1"
+    config = ClientConfig(
+        models=("openai/m",),
+        api_base=base,
+        api_key=Secret(KEY),
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.01),
+    )
+    with Client(config) as client, pytest.raises(errors.ConnectionFailed) as info:
+        client.complete("hi")
+    err = info.value
+    assert err.status is None and err.retryable and err.attempts == 2
+    assert str(err) == (
+        f"ConnectionFailed from openai/m: connection refused at {base}: "
+        "is the server running, and is api_base right?"
+    )
+
+
+def test_a_dropped_connection_names_the_transports_error(loopback: LoopbackServer) -> None:
+    loopback.set_default(drop_connection())
+    with (
+        make_client(loopback, retry=RetryPolicy(max_attempts=1)) as client,
+        pytest.raises(errors.ConnectionFailed) as info,
+    ):
+        client.complete("hi")
+    assert info.value.status is None
+    assert (
+        info.value.message
+        == f"the connection to {loopback.openai_base} failed (ServerDisconnectedError: Server disconnected)"
+    )

@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import os
+import socket
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from promptlift import errors
@@ -338,7 +339,9 @@ class LiteLLMProvider(Provider):
         except errors.PromptliftError as exc:  # raised by the embedded route: already ours
             failure = exc
         except Exception as exc:  # the one boundary where foreign errors become ours
-            failure = _ours_inside(exc) or _translate(exc, provider, request.model, key)
+            failure = _ours_inside(exc) or _translate(
+                exc, provider, request.model, key, kwargs.get("api_base")
+            )
         if failure is not None:
             raise failure  # outside the except block: no litellm exception in __context__
         latency = time.perf_counter() - started
@@ -464,19 +467,37 @@ def _kind_by_status(status: int | None) -> type[errors.ProviderError]:
     return _BY_STATUS.get(status, errors.BadRequest if 400 <= status < 500 else errors.ProviderUnavailable)
 
 
-def _ours_inside(exc: BaseException) -> errors.PromptliftError | None:
-    """Our own error raised under LiteLLM (by the embedded route) and wrapped by it on the way out."""
+def _connection_message(exc: BaseException, endpoint: str, fallback: str) -> str:
+    """What went wrong with the connection, from the deepest socket error under LiteLLM's."""
+    chain = list(_causes(exc))
+    cause = next((c for c in reversed(chain) if isinstance(c, OSError)), None)
+    if isinstance(cause, ConnectionRefusedError):
+        return f"connection refused at {endpoint}: is the server running, and is api_base right?"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host of {endpoint} ({cause.strerror}): is api_base right?"
+    root = cause or chain[-1]  # the transport's own error (aiohttp's "Server disconnected", ...)
+    detail = f"{type(root).__name__}: {root}" if root is not exc else fallback.split("\n", 1)[0]
+    return f"the connection to {endpoint} failed ({redact(detail)})"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it wraps (LiteLLM's ``original_exception``, causes, contexts), outermost first."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, errors.PromptliftError):
-            return current
+        yield current
         seen.add(id(current))
         current = getattr(current, "original_exception", None) or current.__cause__ or current.__context__
-    return None
 
 
-def _translate(exc: Exception, provider: str, model: str, key: Secret | None) -> errors.ProviderError:
+def _ours_inside(exc: BaseException) -> errors.PromptliftError | None:
+    """Our own error raised under LiteLLM (by the embedded route) and wrapped by it on the way out."""
+    return next((c for c in _causes(exc) if isinstance(c, errors.PromptliftError)), None)
+
+
+def _translate(
+    exc: Exception, provider: str, model: str, key: Secret | None, api_base: str | None = None
+) -> errors.ProviderError:
     litellm = import_litellm()
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
@@ -503,7 +524,12 @@ def _translate(exc: Exception, provider: str, model: str, key: Secret | None) ->
         # the 500 is LiteLLM's wrapper status, not one any server sent.
         kind, status = errors.ConnectionFailed, None
         message = "Google's token endpoint is unavailable: " + message.split("\n", 1)[0]
-    elif kind is errors.ProviderUnavailable and any(m in text for m in _CONNECTION_MARKERS):
-        kind = errors.ConnectionFailed
+    elif kind in (errors.ProviderUnavailable, errors.ConnectionFailed) and any(
+        m in text for m in _CONNECTION_MARKERS
+    ):
+        # LiteLLM's 500 is its wrapper's status, not one a server sent; its text ("OpenAIException -
+        # Connection error.") hides what happened, which the socket error under it says.
+        kind, status = errors.ConnectionFailed, None
+        message = _connection_message(exc, api_base or f"the {provider} endpoint", message)
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
     return kind(message, provider=provider, model=model, status=status, retry_after=retry_after)
