@@ -15,6 +15,7 @@ import pytest
 from promptlift import Client, ClientConfig, Secret, errors
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
+from promptlift.secrets import redact
 from promptlift.testing.server import (
     LoopbackServer,
     Reply,
@@ -357,4 +358,24 @@ def test_a_dropped_connection_names_the_transports_error(loopback: LoopbackServe
     assert (
         info.value.message
         == f"the connection to {loopback.openai_base} failed (ServerDisconnectedError: Server disconnected)"
+    )
+
+
+def test_credentials_inside_a_url_never_reach_a_message() -> None:
+    """A proxy's basic-auth password in api_base is refused when the client is built (LiteLLM's HTTP client
+    would refuse it beside the key as a retried 500), with the password redacted; so are a
+    Gemini-style ?key= and a SAS sig= in any text."""
+    config = ClientConfig(
+        models=("openai/m",), api_base="http://alice:pw-canary-7731@127.0.0.1:9/v1", api_key=Secret(KEY)
+    )
+    with pytest.raises(errors.ConfigError) as info:
+        Client(config)  # refused as the client is built, before any call
+    assert "pw-canary-7731" not in str(info.value) and "alice:***@127.0.0.1:9" in str(info.value)
+    assert "api_key" in str(info.value)
+    assert (
+        redact("GET /v1/m:generate?alt=sse&key=AQ.canary99&x=1") == "GET /v1/m:generate?alt=sse&key=***&x=1"
+    )
+    assert redact("https://acct.blob/c?sv=2024&sig=c2lnbmF0dXJl%3D") == "https://acct.blob/c?sv=2024&sig=***"
+    assert redact("mail alice@example.com about https://example.com/a@b?monkey=1") == (
+        "mail alice@example.com about https://example.com/a@b?monkey=1"
     )

@@ -13,6 +13,13 @@ _KEY_PATTERNS = re.compile(
     re.DOTALL,
 )
 
+# Credentials inside URLs: the password of ``scheme://user:password@host`` and the value of a
+# ``key=``/``token=``/``sig=``-style query parameter (Gemini's ``?key=``, Azure SAS ``sig=``).
+_URL_SECRETS = re.compile(
+    r"(?<=://)([^/\s:@]+:)[^/\s@]+(?=@)"
+    r"|(?i:([?&](?:key|api[_-]?key|token|access_token|sig|signature|password)=))[^&#\s]+"
+)
+
 
 class Secret:
     """A credential. ``str()``/``repr()`` print ``***``; ``reveal()`` gives the value.
@@ -63,4 +70,5 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for value in values:
         if value in text:
             text = text.replace(value, "***")
+    text = _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
     return _KEY_PATTERNS.sub("***", text)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from promptlift.errors import ConfigError
-from promptlift.secrets import Secret
+from promptlift.secrets import Secret, redact
 
 # The environment variables LiteLLM's routes read, first one found wins.
 ENV_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -186,14 +186,19 @@ def _is_private(api_base: str) -> bool:
 
 
 def check_host(api_base: str, allowed: tuple[str, ...] | None) -> None:
-    """Raise ConfigError unless ``api_base``'s host is allowed.
+    """Raise ConfigError unless ``api_base``'s host is allowed (and it holds no password).
 
     ``allowed`` None allows any host. Entries are host names (``api.openai.com``), a leading-dot
     suffix (``.openai.azure.com`` matches every subdomain) or ``host:port``.
     """
+    parts = urlsplit(api_base)
+    if parts.password is not None:  # LiteLLM's HTTP client refuses it beside the key, as a retried 500
+        raise ConfigError(
+            f"api_base {redact(api_base)} carries a password in the URL, which cannot be sent beside the "
+            f"API key; give the credential as api_key (or the provider's environment variable) instead"
+        )
     if allowed is None:
         return
-    parts = urlsplit(api_base)
     host = (parts.hostname or "").lower()
     with_port = f"{host}:{parts.port}" if parts.port else host
     for entry in (a.lower() for a in allowed):
