@@ -148,3 +148,39 @@ def test_2000_calls_with_30_percent_retryable_faults(tmp_path: Path) -> None:
     # The server logs a request once its body is read; an attempt that failed to connect (the
     # loopback server's listen backlog overflowing under 64 connections) never reaches its log.
     assert expected_attempts + 20 <= sent <= attempts + 20, (sent, attempts)
+
+
+def test_a_stopped_batch_sends_nothing_more_and_marks_the_rest_not_sent() -> None:
+    provider = FunctionProvider(lambda r: "ok")
+    seen: list[int] = []
+    with Client(ClientConfig(models=("scripted/m",), concurrency=1), provider=provider) as client:
+        requests = [client.request(f"item {i}") for i in range(6)]
+        results = client.batch(requests, on_result=lambda i, r: seen.append(i), stop=lambda: len(seen) >= 3)
+    assert len(provider.requests) == 3 and seen == [0, 1, 2]
+    assert [type(r).__name__ for r in results] == ["Completion"] * 3 + ["NotSent"] * 3
+
+
+def test_an_async_callback_holds_up_its_own_worker_only() -> None:
+    """Two workers; the callback for item 0 waits until item 3 is answered, which the other worker
+    can only do if the waiting callback does not block it."""
+    provider = FunctionProvider(lambda r: "ok")
+    answered: set[int] = set()
+
+    async def scenario() -> list[int]:
+        order: list[int] = []
+
+        async def callback(i: int, result: object) -> None:
+            answered.add(i)
+            if i == 0:
+                for _ in range(200):
+                    if 3 in answered:
+                        break
+                    await asyncio.sleep(0.01)
+            order.append(i)
+
+        with Client(ClientConfig(models=("scripted/m",), concurrency=2), provider=provider) as client:
+            await client.abatch([client.request(f"item {i}") for i in range(4)], on_result=callback)
+        return order
+
+    order = asyncio.run(scenario())
+    assert order.index(3) < order.index(0)  # item 0's callback finished only after item 3's answer

@@ -151,3 +151,31 @@ def test_a_budgeted_call_without_max_tokens_is_sent_capped(loopback: LoopbackSer
         client.complete("hi", max_tokens=7)  # a request's own max_tokens is kept
     unbudgeted, budgeted, own = (r.json["max_tokens"] for r in loopback.requests)
     assert unbudgeted > 4096 and budgeted == 300 and own == 7
+
+
+def test_the_budgets_ceiling_does_not_split_the_cache(loopback: LoopbackServer) -> None:
+    """The ceiling a budget adds is sent, but is not part of the cache key: an answer bought without
+    a budget serves the same request under one. An answer the ceiling cut short is not stored."""
+    loopback.script(ok("full answer"), ok("cut short", finish_reason="length"), ok("full again"))
+    config = ClientConfig(
+        models=("openai/m",),
+        api_base=loopback.openai_base,
+        api_key=Secret("sk-cache-budget-0123"),
+        cache=CacheConfig(),
+    )
+    cap = Budget(max_cost_usd=5.0, default_max_tokens=300)
+    with Client(config) as client:
+        first = client.complete("hi", temperature=0)
+        with client.budget_scope(cap):
+            again = client.complete("hi", temperature=0)  # a hit: the same request as keyed
+            cut = client.complete("tell me everything", temperature=0)
+        later = client.complete("tell me everything", temperature=0)  # the cut answer was not stored
+    assert (first.content, again.content, again.cached) == ("full answer", "full answer", True)
+    assert (cut.content, cut.finish_reason, later.content, later.cached) == (
+        "cut short",
+        "length",
+        "full again",
+        False,
+    )
+    sent = [r.json for r in loopback.requests]
+    assert len(sent) == 3 and sent[1]["max_tokens"] == 300 and "max_tokens" not in sent[2]

@@ -330,7 +330,7 @@ def test_a_refused_connection_says_where_and_what_to_check() -> None:
     with socket.socket() as sock:  # a port that was just free: nothing listens on it
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}/v1"
+    base = f"http://127.0.0.1:{port}/v1?api-key=canary-q-7731"  # a key in the query is redacted too
     config = ClientConfig(
         models=("openai/m",),
         api_base=base,
@@ -342,7 +342,7 @@ def test_a_refused_connection_says_where_and_what_to_check() -> None:
     err = info.value
     assert err.status is None and err.retryable and err.attempts == 2
     assert str(err) == (
-        f"ConnectionFailed from openai/m: connection refused at {base}: "
+        f"ConnectionFailed from openai/m: connection refused at http://127.0.0.1:{port}/v1?api-key=***: "
         "is the server running, and is api_base right?"
     )
 
@@ -379,3 +379,13 @@ def test_credentials_inside_a_url_never_reach_a_message() -> None:
     assert redact("mail alice@example.com about https://example.com/a@b?monkey=1") == (
         "mail alice@example.com about https://example.com/a@b?monkey=1"
     )
+
+
+def test_a_gateways_answer_that_mentions_a_refused_connection_keeps_its_status(
+    loopback: LoopbackServer,
+) -> None:
+    """A server answered (a 503 from a gateway about its upstream): its status and words are kept."""
+    loopback.set_default(server_error(503, "upstream connect error: connection refused"))
+    with make_client(loopback) as client, pytest.raises(errors.ConnectionFailed) as info:
+        client.complete("hi")
+    assert info.value.status == 503 and "upstream connect error: connection refused" in info.value.message

@@ -47,8 +47,10 @@ def test_a_row_the_provider_refuses_scores_zero_and_keeps_the_error() -> None:
 
 def test_a_provider_failure_stops_the_evaluation_instead_of_scoring_zero() -> None:
     # A provider down after every retry says nothing about the prompt: scoring the row 0 would
-    # corrupt the candidate's score, so the evaluation stops (answered rows stay checkpointed).
+    # corrupt the candidate's score, so the evaluation stops: answered rows stay checkpointed, and
+    # no further call is sent (one at a time here, so which rows were answered is fixed).
     seen: list[int] = []
+    paid: list[int] = []
 
     def flaky(request: CompletionRequest) -> str | ProviderUnavailable:
         if "q3" in request.messages[-1].content:
@@ -56,15 +58,20 @@ def test_a_provider_failure_stops_the_evaluation_instead_of_scoring_zero() -> No
         return answer(request)
 
     async def run() -> None:
-        config = ClientConfig(models=("scripted/m",), retry=RetryPolicy(max_attempts=1))
-        with Client(config, provider=FunctionProvider(flaky)) as client:
+        config = ClientConfig(models=("scripted/m",), retry=RetryPolicy(max_attempts=1), concurrency=1)
+        with Client(config, provider=provider) as client:
             await Evaluator(client, ExactMatch("a")).evaluate(
-                PROMPT, DATA, on_row=lambda pos, r, s: seen.append(pos)
+                PROMPT,
+                DATA,
+                on_row=lambda pos, r, s: seen.append(pos),
+                on_spend=lambda s: paid.append(s.calls),
             )
 
+    provider = FunctionProvider(flaky)
     with pytest.raises(ProviderUnavailable):
         asyncio.run(run())
-    assert sorted(seen) == [0, 1, 2, 4, 5]  # every other row was answered and handed to the checkpoint
+    assert sorted(seen) == [0, 1, 2]  # answered before the failure, handed to the checkpoint
+    assert len(provider.requests) == 4 and sum(paid) == 3  # q4, q5 never sent; the failed call cost nothing
 
 
 def test_a_metric_that_raises_on_one_row_scores_it_zero_with_the_reason() -> None:

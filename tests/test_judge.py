@@ -9,9 +9,11 @@ import pytest
 from promptlift import Client, ClientConfig, Completion, Secret
 from promptlift.client.config import ModelPrice
 from promptlift.errors import BudgetExceeded, ProviderUnavailable
-from promptlift.optimize import Dataset, Evaluator, Prompt
+from promptlift.optimize import Dataset, Evaluator, FewShot, Prompt, RunSettings
 from promptlift.optimize.metrics import LLMJudge, metric_from_config
+from promptlift.optimize.run import Budget as RunBudget
 from promptlift.testing import FunctionProvider
+from promptlift.testing.conformance import TASK_MODEL, synthetic_model, synthetic_splits
 from promptlift.testing.server import LoopbackServer, ok
 from promptlift.types import CompletionRequest, Usage
 
@@ -156,3 +158,70 @@ def test_judge_from_config_on_the_wire(loopback: LoopbackServer) -> None:
     assert len(judged) == 8 and len(loopback.requests) == 16
     assert all(r.json["max_tokens"] == 64 and r.json["temperature"] == 0 for r in judged)
     assert evaluation.spend.calls == 16 and evaluation.spend.cost_usd > 0
+
+
+def synthetic_with_judge(request: CompletionRequest) -> str:
+    if is_judge(request):  # a judge whose grade depends on the whole text it reads
+        return str(sum(request.messages[-1].content.encode()) % 11)
+    return synthetic_model(request)
+
+
+@pytest.mark.parametrize("max_calls", [101, 113, 157])
+def test_a_run_with_a_judge_stays_within_max_calls_and_test_scores_its_best(max_calls: int) -> None:
+    """Each scored row costs two calls: the run's reservations and checks count both (they counted
+    one, and runs went past max_calls, or ran out of room to test-score the best prompt)."""
+    provider = FunctionProvider(synthetic_with_judge)
+    with Client(ClientConfig(models=(TASK_MODEL,), concurrency=4), provider=provider) as client:
+        settings = RunSettings(
+            task_model=TASK_MODEL, reasoning_model=TASK_MODEL, budget=RunBudget(max_calls=max_calls), seed=0
+        )
+        prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
+        judge = LLMJudge(client, "Is the label right?", None, "text", "label")
+        result = FewShot(answer_field="label", max_demos=3, trials=200).optimize(
+            prompt, synthetic_splits(), judge, client=client, settings=settings
+        )
+    assert len(provider.requests) <= max_calls
+    assert result.spend.calls == len(provider.requests)  # every call sent is in the result's ledger
+    assert "could not be test-scored" not in result.stop_reason
+    assert len(result.best_test.rows) == len(synthetic_splits().test)
+
+
+def test_a_failing_judge_stops_the_batch_and_its_paid_calls_are_reported() -> None:
+    """One at a time: the judge fails on the fourth row, so the fifth task call is never sent, and
+    the four task calls and three judge calls that were paid all reach ``on_spend``."""
+    paid: list[int] = []
+
+    def reply(request: CompletionRequest) -> str | ProviderUnavailable:
+        if is_judge(request) and "question 3" in request.messages[-1].content:
+            return ProviderUnavailable("judge down", model=request.model)
+        return "6"
+
+    provider = FunctionProvider(reply)
+    with Client(ClientConfig(models=("scripted/task",), concurrency=1), provider=provider) as client:
+        judge = LLMJudge(client, RUBRIC, input_field="q")
+        with pytest.raises(ProviderUnavailable):
+            asyncio.run(
+                Evaluator(client, judge).evaluate(PROMPT, DATA, on_spend=lambda s: paid.append(s.calls))
+            )
+    task_calls = [r for r in provider.requests if not is_judge(r)]
+    assert len(task_calls) == 4 and sum(paid) == 4 + 3
+
+
+def test_no_scoring_outlives_a_failed_evaluation() -> None:
+    """A checkpoint that fails on one row ends the evaluation with its error; the other worker is
+    cancelled with it, not left running (sending task and judge calls) afterwards."""
+    provider = FunctionProvider(lambda r: "7" if is_judge(r) else "an answer", delay=0.02)
+
+    def checkpoint(pos: int, row: object, spend: object) -> None:
+        if pos == 2:
+            raise OSError("disk full")
+
+    async def scenario() -> int:
+        with Client(ClientConfig(models=("scripted/task",), concurrency=2), provider=provider) as client:
+            with pytest.raises(OSError, match="disk full"):
+                await Evaluator(client, LLMJudge(client, RUBRIC)).evaluate(PROMPT, DATA, on_row=checkpoint)
+            sent = len(provider.requests)
+            await asyncio.sleep(0.3)  # anything still running would send its judge call by now
+            return len(provider.requests) - sent
+
+    assert asyncio.run(scenario()) == 0

@@ -16,7 +16,7 @@ from promptlift.errors import UserError
 from promptlift.optimize.config import load_config
 from promptlift.optimize.metrics import ExactMatch
 from promptlift.optimize.optimizers import build_optimizer
-from promptlift.optimize.plan import Sizes, cap, confirm, estimate_calls, make_plan, needs_confirmation
+from promptlift.optimize.plan import Plan, Sizes, cap, confirm, estimate_calls, make_plan, needs_confirmation
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Budget, RunSettings
 from promptlift.providers.pricing import Price
@@ -165,23 +165,30 @@ def test_cli_dry_run_prints_the_plan_and_sends_nothing(
 
 
 def test_an_llm_judge_is_planned_and_priced(tmp_path: Path) -> None:
-    """Every scored answer costs one more call, on the judge's model: the plan shows and prices it."""
+    """Every scored answer costs one more call, on the judge's model: the plan counts, caps and
+    prices it (the run counts it against max_calls too)."""
     prices = {
         "openai/gpt-4o-mini": Price.per_million(0.15, 0.60),
         "openai/gpt-4o": Price.per_million(2.5, 10.0),
     }
-    plain = make_plan(load_config(write_config(tmp_path, "model: openai/gpt-4o-mini\n")), prices=prices)
-    judged_path = write_config(tmp_path, "model: openai/gpt-4o-mini\n")
-    judged_path.write_text(
-        judged_path.read_text().replace(
-            "metric: {type: exact_match, field: label}",
-            "metric: {type: llm_judge, rubric: 'Is it the right label?', field: label, model: openai/gpt-4o}",
-        )
-    )
-    judged = make_plan(load_config(judged_path), prices=prices)
-    assert judged.calls == plain.calls and judged.judge_model == "openai/gpt-4o" and plain.judge_model is None
+    judge = "metric: {type: llm_judge, rubric: 'Is it the right label?', field: label, model: openai/gpt-4o}"
+
+    def plan_of(body: str, judged: bool) -> Plan:
+        path = write_config(tmp_path, "model: openai/gpt-4o-mini\n" + body)
+        if judged:
+            path.write_text(path.read_text().replace("metric: {type: exact_match, field: label}", judge))
+        return make_plan(load_config(path), prices=prices)
+
+    plain, judged = plan_of("", False), plan_of("", True)
+    assert (judged.calls.task, judged.calls.reasoning) == (plain.calls.task, plain.calls.reasoning)
+    assert judged.calls.judge == judged.calls.task and plain.calls.judge == 0
+    assert judged.calls.total == plain.calls.total + plain.calls.task
+    assert judged.judge_model == "openai/gpt-4o" and plain.judge_model is None
     assert plain.cost_usd is not None and judged.cost_usd is not None
     # at least the judge's 64-token replies on gpt-4o, on top of the same task calls
-    assert judged.cost_usd[1] - plain.cost_usd[1] >= judged.calls.task * 64 * 10.0 / 1e6
-    assert f"judge: ~{judged.calls.task} calls on openai/gpt-4o" in judged.render()
-    assert judged.to_dict()["judge_calls"] == judged.calls.task and plain.to_dict()["judge_calls"] == 0
+    assert judged.cost_usd[1] - plain.cost_usd[1] >= judged.calls.judge * 64 * 10.0 / 1e6
+    text = judged.render()
+    assert f"judge: ~{judged.calls.judge} calls on openai/gpt-4o" in text and " judge calls" in text
+    assert judged.to_dict()["judge_calls"] == judged.calls.judge and plain.to_dict()["judge_calls"] == 0
+    capped = plan_of("budget: {max_calls: 60}\n", True)
+    assert capped.calls.total == 60 and capped.calls.judge == capped.calls.task  # the cap counts the judge

@@ -66,6 +66,10 @@ class BudgetExceeded(PromptliftError):
         self.cap = cap
 
 
+class NotSent(PromptliftError):
+    """A batch item that was never sent: the batch was stopped before its turn (``abatch(stop=...)``)."""
+
+
 class ProviderError(PromptliftError):
     """A model call failed. ``retryable`` says whether the same call may succeed later.
 

@@ -59,6 +59,9 @@ class CompletionRequest:
     api_base: str | None = None
     # Which sample this is when the same sampled request is asked for n times (cache key only).
     sample: int = 0
+    # A ceiling on the answer that a budget sets when the caller set no max_tokens: sent as max_tokens,
+    # but not part of the cache key, so answers are shared between runs with and without a budget.
+    output_cap: int | None = None
 
     def generation_params(self) -> dict[str, Any]:
         """The parameters that change what the model generates, without None values."""

@@ -252,21 +252,23 @@ class BudgetedProvider(Provider):
         self._warned: set[str] = set()
 
     def capped(self, request: CompletionRequest) -> CompletionRequest:
-        """The request as sent under a budget: with ``max_tokens`` set, so the reservation is an upper
-        bound. Unset, the provider's own limit applies (through LiteLLM, Anthropic's is the model's
-        maximum, 128k tokens for Claude 3.5 Haiku), and one call could spend far past the cap."""
+        """The request as sent under a budget: with a ceiling on the answer (``output_cap``, sent as
+        ``max_tokens``), so the reservation is an upper bound. Unset, the provider's own limit applies
+        (through LiteLLM, Anthropic's is the model's maximum, 128k tokens for Claude 3.5 Haiku), and
+        one call could spend far past the cap."""
         if request.max_tokens is not None:
             return request
         ledgers = self._ledgers()
         default_out = (
             min(x.budget.default_max_tokens for x in ledgers) if ledgers else Budget().default_max_tokens
         )
-        return request.replace(max_tokens=default_out)
+        return request.replace(output_cap=min(default_out, request.output_cap or default_out))
 
     def estimate(self, request: CompletionRequest) -> Reservation:
         """The worst case of one call: counted input + max_tokens, at the model's price."""
         input_tokens = self.pricing.input_tokens(request)
-        output_tokens = self.capped(request).max_tokens or 0
+        capped = self.capped(request)
+        output_tokens = capped.max_tokens if capped.max_tokens is not None else capped.output_cap or 0
         price = self.pricing.price(request.model)
         if price is None and request.model not in self._warned:
             self._warned.add(request.model)

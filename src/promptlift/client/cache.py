@@ -543,7 +543,10 @@ class CachingProvider(Provider):
             return hit
         completion = await self.inner.acomplete(request)
         key = self.key(request)
-        if key is not None:
+        # An answer cut short by a budget's ceiling is not the answer to the request as keyed (which
+        # has no max_tokens): it is returned, not stored.
+        cut_by_budget = request.output_cap is not None and completion.finish_reason == "length"
+        if key is not None and not (cut_by_budget and request.max_tokens is None):
             self.cache.put(key, completion)
         return completion
 

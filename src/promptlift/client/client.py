@@ -10,6 +10,7 @@ inside and outside a running event loop (a notebook, an async web handler).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -21,12 +22,12 @@ from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.stack import build_stack
-from promptlift.errors import PromptliftError
+from promptlift.errors import NotSent, PromptliftError
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Message, messages_from
 
 T = TypeVar("T")
-OnResult = Callable[[int, "Completion | PromptliftError"], None]
+OnResult = Callable[[int, "Completion | PromptliftError"], "Awaitable[None] | None"]
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 
@@ -104,29 +105,49 @@ class Client:
             return await self._stack.acomplete(request)
 
     async def abatch(
-        self, requests: Sequence[CompletionRequest], *, on_result: OnResult | None = None
+        self,
+        requests: Sequence[CompletionRequest],
+        *,
+        on_result: OnResult | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[Completion | PromptliftError]:
         """Many calls, results in input order; a failure is returned in place, never raised.
 
         At most ``config.concurrency`` workers per batch, and every call still takes a slot of the
         client's one limit, so batches inside batches (or beside other callers) never multiply
-        it. ``on_result(index, result)`` is called as each call ends, in completion order.
+        it. ``on_result(index, result)`` is called as each call ends, in completion order; if it
+        returns an awaitable (an ``async def`` callback), the worker awaits it before taking its next
+        item, so slow follow-up work (a judge's call) holds up that worker only. Once ``stop()``
+        returns true no new call is sent (calls in flight finish); the items never sent are
+        ``NotSent`` errors in place, and ``on_result`` is not called for them.
         """
         results: list[Completion | PromptliftError | None] = [None] * len(requests)
         queue = iter(range(len(requests)))
 
         async def worker() -> None:
             for index in queue:  # a shared iterator: each index is taken by exactly one worker
+                if stop is not None and stop():
+                    results[index] = NotSent(f"not sent: the batch was stopped before item {index}")
+                    continue
                 try:
                     result: Completion | PromptliftError = await self.acomplete(requests[index])
                 except PromptliftError as exc:
                     result = exc
                 results[index] = result
                 if on_result is not None:
-                    on_result(index, result)
+                    follow_up = on_result(index, result)
+                    if inspect.isawaitable(follow_up):
+                        await follow_up
 
-        workers = min(self.config.concurrency, len(requests))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        workers = [
+            asyncio.ensure_future(worker()) for _ in range(min(self.config.concurrency, len(requests)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # a callback that raised, or a cancellation, ends every worker: none outlives the batch
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         return [r for r in results if r is not None]
 
     # -- sync API ----------------------------------------------------------------------------
@@ -143,10 +164,14 @@ class Client:
         return self._loop().run(carry_scope(self.acomplete(request, **params)))
 
     def batch(
-        self, requests: Sequence[CompletionRequest], *, on_result: OnResult | None = None
+        self,
+        requests: Sequence[CompletionRequest],
+        *,
+        on_result: OnResult | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[Completion | PromptliftError]:
-        """``abatch`` from sync code; ``on_result`` runs on the client's loop thread."""
-        return self._loop().run(carry_scope(self.abatch(requests, on_result=on_result)))
+        """``abatch`` from sync code; ``on_result`` and ``stop`` run on the client's loop thread."""
+        return self._loop().run(carry_scope(self.abatch(requests, on_result=on_result, stop=stop)))
 
     # -- budgets, cache, metrics -------------------------------------------------------------
     @property

@@ -8,7 +8,6 @@ demos) and run back to back on its single worker, so the KV cache is reused.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -142,12 +141,10 @@ class Evaluator:
         self.metric = metric
         self.model = model or client.model
 
-    async def _row_result(self, row: Row, result: Completion | PromptliftError) -> tuple[RowResult, Spend]:
-        if isinstance(result, PromptliftError):
-            return RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}"), Spend()
-        score, error = await _score(self.metric, row, result.content)
-        spend = Spend.of([result, *score.calls])
-        return RowResult(row.index, result.content, score.value, score.reason or error, error), spend
+    @property
+    def calls_per_row(self) -> int:
+        """Calls one scored row sends: the task call, and the metric's own (an LLM judge's)."""
+        return 1 + int(getattr(self.metric, "calls_per_row", 0))
 
     async def evaluate(
         self,
@@ -156,10 +153,17 @@ class Evaluator:
         *,
         done: Mapping[int, tuple[RowResult, Spend]] | None = None,
         on_row: RowDone | None = None,
+        on_spend: Callable[[Spend], None] | None = None,
     ) -> Evaluation:
         """Score every row. ``done`` holds rows already scored (by position; a resumed run's
         checkpoint): they are not sent again. ``on_row(position, result, spend)`` sees each new row
-        as its call ends, so a caller can checkpoint row by row."""
+        once it is scored, so a caller can checkpoint row by row. ``on_spend(spend)`` sees every paid
+        call as it returns, the metric's too, even when the evaluation then stops: a caller's ledger
+        stays exact however the evaluation ends.
+
+        The first failure that says nothing about a row (a budget refusal, a provider down after
+        its retries, a judge's call failing so) stops the evaluation: no new call is sent, the rows
+        in flight finish and are kept (``on_row``), then the failure is raised."""
         rows = list(data)
         finished: dict[int, tuple[RowResult, Spend]] = dict(done or {})
         todo = [pos for pos in range(len(rows)) if pos not in finished]
@@ -168,27 +172,34 @@ class Evaluator:
             self.client.request(prompt.messages(rows[pos].fields), model=self.model, **params) for pos in todo
         ]
         fatal: list[BaseException] = []
+        paid = on_spend or (lambda spend: None)
 
-        async def finish(pos: int, result: Completion | PromptliftError) -> None:
-            try:
-                finished[pos] = await self._row_result(rows[pos], result)
-            except Exception as exc:  # a judge's call failed outside this row, or the metric refused
-                fatal.append(exc)
-                return
+        async def handle(k: int, result: Completion | PromptliftError) -> None:
+            """Score one answer as its call ends. Async, so the batch's worker awaits it: a metric
+            that calls a model (a judge) runs beside the other workers' calls, never blocking them."""
+            pos, row = todo[k], rows[todo[k]]
+            if isinstance(result, PromptliftError):
+                if not _row_fault(result):
+                    fatal.append(result)  # nothing about this row: stop, keep what was answered
+                    return
+                finished[pos] = (
+                    RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}"),
+                    Spend(),
+                )
+            else:
+                paid(Spend.of([result]))
+                try:
+                    score, error = await _score(self.metric, row, result.content)
+                except Exception as exc:  # a judge's call failed outside this row, or the metric refused
+                    fatal.append(exc)
+                    return
+                paid(Spend.of(score.calls))
+                output = RowResult(row.index, result.content, score.value, score.reason or error, error)
+                finished[pos] = output, Spend.of([result, *score.calls])
             if on_row is not None:
                 on_row(pos, *finished[pos])
 
-        scoring: list[asyncio.Task[None]] = []
-
-        def handle(k: int, result: Completion | PromptliftError) -> None:
-            if isinstance(result, PromptliftError) and not _row_fault(result):
-                fatal.append(result)  # nothing about this row: stop, keep what was answered
-                return
-            # scored in a task of its own: a metric that calls a model must not hold up the batch
-            scoring.append(asyncio.ensure_future(finish(todo[k], result)))
-
-        results = await self.client.abatch(requests, on_result=handle)
-        await asyncio.gather(*scoring)
+        results = await self.client.abatch(requests, on_result=handle, stop=lambda: bool(fatal))
         if fatal:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]

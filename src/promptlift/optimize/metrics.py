@@ -2,8 +2,9 @@
 
 A metric scores one row. It may return a float or a ``Score`` (value and a reason the
 optimizers can read). Values are expected in [0, 1]; higher is better. A metric that makes model
-calls (the LLM judge) also has ``async ascore(row, output)``: the evaluator awaits it, so judge
-calls run side by side under the client's concurrency limit instead of blocking the batch.
+calls (the LLM judge) also has ``async ascore(row, output)``, which the evaluator awaits, so judge
+calls run side by side under the client's concurrency limit instead of blocking the batch, and
+says how many calls it makes per row (``calls_per_row``), which budgets and plans count.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from promptlift.errors import ConfigError
 
@@ -200,6 +201,7 @@ class LLMJudge:
     input_field: str | None = None
     expected_field: str | None = None
     name: str = "llm_judge"
+    calls_per_row: ClassVar[int] = 1  # one judge call per scored output, counted in budgets and plans
 
     def _prompt(self, row: Row, output: str) -> str:
         return _JUDGE.format(

@@ -49,13 +49,20 @@ class Sizes:
 class CallEstimate:
     task: int = 0
     reasoning: int = 0
+    judge: int = 0  # an LLM-judge metric's calls: one per task call it scores
 
     @property
     def total(self) -> int:
-        return self.task + self.reasoning
+        return self.task + self.reasoning + self.judge
 
     def __add__(self, other: CallEstimate) -> CallEstimate:
-        return CallEstimate(self.task + other.task, self.reasoning + other.reasoning)
+        return CallEstimate(
+            self.task + other.task, self.reasoning + other.reasoning, self.judge + other.judge
+        )
+
+    def judged(self, per_row: int) -> CallEstimate:
+        """With a metric that makes ``per_row`` calls for every answer it scores."""
+        return CallEstimate(self.task, self.reasoning, self.task * per_row)
 
 
 # -- one estimator per optimizer: the search's own calls, the driver's scoring excluded --------------
@@ -116,11 +123,12 @@ def estimate_calls(optimizer: Optimizer, sizes: Sizes, *, base_reasoning: bool) 
 
 
 def cap(calls: CallEstimate, budget: Budget) -> CallEstimate:
-    """``calls`` scaled down to the run's ``max_calls``, keeping the task/reasoning mix."""
+    """``calls`` scaled down to the run's ``max_calls``, keeping the task/reasoning/judge mix."""
     if budget.max_calls is None or calls.total <= budget.max_calls:
         return calls
-    task = round(calls.task * budget.max_calls / calls.total)
-    return CallEstimate(task, int(budget.max_calls) - task)
+    share = budget.max_calls / calls.total
+    task, judge = round(calls.task * share), round(calls.judge * share)
+    return CallEstimate(task, int(budget.max_calls) - task - judge, judge)
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -157,15 +165,17 @@ class Plan:
             f"  rows: train {s.train} · validation {s.validation} · test {s.test}",
         ]
         for i, st in enumerate(self.stages, 1):
+            judged = f" + {st.calls.judge} judge" if st.calls.judge else ""
             lines.append(
-                f"  stage {i} {st.optimizer}: ~{st.calls.task} task + {st.calls.reasoning} reasoning calls"
+                f"  stage {i} {st.optimizer}: ~{st.calls.task} task + {st.calls.reasoning} reasoning"
+                f"{judged} calls"
             )
             if st.presets:
                 shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
                 lines.append(f"    presets (calls): {shown}")
         if self.judge_model:
             lines.append(
-                f"  judge: ~{self.calls.task} calls on {self.judge_model} (one per scored answer; the "
+                f"  judge: ~{self.calls.judge} calls on {self.judge_model} (one per scored answer; the "
                 f"result counts them with the task calls)"
             )
         capped = f" (capped by max_calls {self.budget.max_calls})" if self._capped() else ""
@@ -194,6 +204,7 @@ class Plan:
                     "params": dict(st.params),
                     "task_calls": st.calls.task,
                     "reasoning_calls": st.calls.reasoning,
+                    "judge_calls": st.calls.judge,
                     "presets": {p: c.total for p, c in st.presets.items()},
                     "warnings": list(st.warnings),
                 }
@@ -201,7 +212,7 @@ class Plan:
             ],
             "task_calls": self.calls.task,
             "reasoning_calls": self.calls.reasoning,
-            "judge_calls": self.calls.task if self.judge_model else 0,
+            "judge_calls": self.calls.judge,
             "cost_usd": list(self.cost_usd) if self.cost_usd else None,
             "paid": self.paid,
         }
@@ -233,21 +244,21 @@ def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget) -> str |
 
 
 def _stage(
-    config: RunConfig, spec_name: str, params: Mapping[str, Any], sizes: Sizes, base: bool
+    config: RunConfig, spec_name: str, params: Mapping[str, Any], sizes: Sizes, base: bool, per_row: int
 ) -> StagePlan:
     field_name = config.metric.get("field")
     optimizer = build_optimizer(spec_name, params, answer_field=field_name)
     presets = {
         p: estimate_calls(
             build_optimizer(spec_name, {"preset": p}, answer_field=field_name), sizes, base_reasoning=base
-        )
+        ).judged(per_row)
         for p in PRESETS.get(spec_name, {})
     }
     warning = _pareto_warning(optimizer, sizes, config.budget)
     return StagePlan(
         optimizer=spec_name,
         params=optimizer.params(),
-        calls=estimate_calls(optimizer, sizes, base_reasoning=base),
+        calls=estimate_calls(optimizer, sizes, base_reasoning=base).judged(per_row),
         presets=presets,
         warnings=(warning,) if warning else (),
     )
@@ -269,16 +280,17 @@ def make_plan(
     parts = split(dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0)))
     sizes = Sizes(len(parts.train), len(parts.validation), len(parts.test))
     base = base_of(config.reasoning_model)
-    stages = tuple(_stage(config, spec.name, spec.params, sizes, base) for spec in config.optimizers)
+    judge = (
+        str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
+    )
+    per_row = 1 if judge else 0  # LLMJudge.calls_per_row, without building the metric (it needs a client)
+    stages = tuple(_stage(config, spec.name, spec.params, sizes, base, per_row) for spec in config.optimizers)
     calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
     demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)
     row = parts.train[0].fields
     task_in = task_tokens(config.prompt, row, demos // 2)
     task_out = int(config.prompt.params.get("max_tokens") or 256)
     kind = "base" if base else "chat"
-    judge = (
-        str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
-    )
     t_price = pricing.price_of(config.model, prices)
     r_price = pricing.price_of(config.reasoning_model, prices)
     j_price = pricing.price_of(judge, prices) if judge else t_price
@@ -290,15 +302,20 @@ def make_plan(
         r_in, r_out = REASONING_INPUT_TOKENS[kind], REASONING_OUTPUT_TOKENS[kind]
         task_low = task_in * t_price.input_per_token
         task_high = task_low + task_out * t_price.output_per_token
-        if judge:  # the judge reads the rubric, the row and the answer, and replies in 64 tokens at most
-            judge_in = JUDGE_INPUT_TOKENS + _tokens(str(config.metric.get("rubric", ""))) + task_in + task_out
-            task_low += judge_in * j_price.input_per_token
-            task_high += judge_in * j_price.input_per_token + JUDGE_OUTPUT_TOKENS * j_price.output_per_token
+        # The judge reads its instructions, the rubric, the row's input and expected answer and the
+        # output (not the task prompt), and replies in 64 tokens at most.
+        shown = [str(config.metric.get("rubric", ""))]
+        shown += [
+            str(row.get(str(config.metric[k]), "")) for k in ("input_field", "field") if config.metric.get(k)
+        ]
+        judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
+        judge_low = judge_in * j_price.input_per_token
+        judge_high = judge_low + JUDGE_OUTPUT_TOKENS * j_price.output_per_token
         reason_low = r_in * r_price.input_per_token
         reason_high = reason_low + r_out * r_price.output_per_token
         cost = (
-            0.8 * (calls.task * task_low + calls.reasoning * reason_low),
-            1.2 * (calls.task * task_high + calls.reasoning * reason_high),
+            0.8 * (calls.task * task_low + calls.judge * judge_low + calls.reasoning * reason_low),
+            1.2 * (calls.task * task_high + calls.judge * judge_high + calls.reasoning * reason_high),
         )
     return Plan(config.model, config.reasoning_model, sizes, stages, config.budget, calls, cost, paid, judge)
 
@@ -332,7 +349,8 @@ def plan_vs_actual(plan: Plan, result: OptimizationResult) -> str:
     lines = [
         "plan vs actual:",
         f"  calls      ~{plan.calls.total} → {task + reasoning}",
-        f"  task       ~{plan.calls.task} → {task}",
+        # the result counts an LLM judge's calls with the task calls
+        f"  task       ~{plan.calls.task + plan.calls.judge} → {task}",
         f"  reasoning  ~{plan.calls.reasoning} → {reasoning}",
         f"  cost       {plan.cost_text()} → ${result.spend.cost_usd:.4f}",
         f"  time       {result.duration_s / 60:.1f} min",

@@ -215,19 +215,25 @@ class Search:
         stored = self._replay.get(key)
         if stored is not None:
             evaluation = Evaluation.from_dict(stored)
+            self.ledger.task = self.ledger.task + evaluation.spend  # what it cost the first time
         else:
             # all rows, even if some are checkpointed: replays decide alike
-            self._ensure_budget(len(rows), role)
+            self._ensure_budget(len(rows) * self.evaluator.calls_per_row, role)
+            done = self._replay_rows.get(key)
+            self.ledger.task = self.ledger.task + sum((spend for _, spend in (done or {}).values()), Spend())
+
+            def paid(spend: Spend) -> None:  # every call as it returns: exact even if the evaluation stops
+                self.ledger.task = self.ledger.task + spend
+
             try:
                 evaluation = await self.evaluator.evaluate(
-                    prompt, rows, done=self._replay_rows.get(key), on_row=self._checkpoint_row(key)
+                    prompt, rows, done=done, on_row=self._checkpoint_row(key), on_spend=paid
                 )
             except BudgetExceeded as exc:  # the client's hard cap refused a call: end the search
                 raise StopRun(f"budget: {exc.limit or 'client budget'} ({exc})") from None
             if self.store and self.run_id:
                 self.store.put_step(self.run_id, key, evaluation.to_dict())
         self._seen[key] = (evaluation, evaluation.spend)
-        self.ledger.task = self.ledger.task + evaluation.spend
         return evaluation
 
     def _checkpoint_row(self, key: str) -> Callable[[int, RowResult, Spend], None] | None:

@@ -249,6 +249,8 @@ class LiteLLMProvider(Provider):
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
+        if request.max_tokens is None and request.output_cap is not None:
+            params["max_tokens"] = request.output_cap  # a budget's ceiling (see CompletionRequest)
         for what in google_rewrites(request):
             self._refuse_or_warn(
                 request.model,
@@ -420,6 +422,14 @@ _CONTENT_FILTER_MARKERS = (
 )
 # A dropped or refused connection comes back as a 500 InternalServerError (FACTS.md).
 _CONNECTION_MARKERS = ("connection error", "server disconnected", "connection refused", "connect call failed")
+# Transport failures by class name, from whichever HTTP client LiteLLM used (httpx, aiohttp, openai's).
+_TRANSPORT_NAMES = (
+    "ConnectError",
+    "ConnectionError",
+    "Disconnected",
+    "RemoteProtocolError",
+    "ConnectorError",
+)
 # A Google credential refused at its token endpoint (google-auth's RefreshError with an OAuth error
 # code, RFC 6749 §5.2): LiteLLM raises it as an APIConnectionError (500), which would be retried.
 _TOKEN_REFUSED_MARKERS = ("invalid_grant", "invalid_client", "unauthorized_client")
@@ -467,17 +477,28 @@ def _kind_by_status(status: int | None) -> type[errors.ProviderError]:
     return _BY_STATUS.get(status, errors.BadRequest if 400 <= status < 500 else errors.ProviderUnavailable)
 
 
-def _connection_message(exc: BaseException, endpoint: str, fallback: str) -> str:
-    """What went wrong with the connection, from the deepest socket error under LiteLLM's."""
-    chain = list(_causes(exc))
-    cause = next((c for c in reversed(chain) if isinstance(c, OSError)), None)
+def _transport_error(exc: BaseException) -> BaseException | None:
+    """The deepest transport failure under LiteLLM's error (a socket error, the HTTP client's
+    connect or disconnect error), or None when a server answered (a gateway's 502 that merely
+    mentions a refused connection keeps its status and text)."""
+    found = None
+    for cause in _causes(exc):
+        name = type(cause).__name__
+        foreign = not type(cause).__module__.startswith("litellm")
+        if isinstance(cause, OSError) or (foreign and any(w in name for w in _TRANSPORT_NAMES)):
+            found = cause
+    return found
+
+
+def _connection_message(cause: BaseException, endpoint: str) -> str:
+    """What went wrong with the connection, in words that name the fix."""
+    endpoint = redact(endpoint)
     if isinstance(cause, ConnectionRefusedError):
         return f"connection refused at {endpoint}: is the server running, and is api_base right?"
     if isinstance(cause, socket.gaierror):
         return f"cannot resolve the host of {endpoint} ({cause.strerror}): is api_base right?"
-    root = cause or chain[-1]  # the transport's own error (aiohttp's "Server disconnected", ...)
-    detail = f"{type(root).__name__}: {root}" if root is not exc else fallback.split("\n", 1)[0]
-    return f"the connection to {endpoint} failed ({redact(detail)})"
+    detail = str(cause).strip().split("\n", 1)[0][:200]
+    return f"the connection to {endpoint} failed ({type(cause).__name__}: {redact(detail)})"
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -527,9 +548,11 @@ def _translate(
     elif kind in (errors.ProviderUnavailable, errors.ConnectionFailed) and any(
         m in text for m in _CONNECTION_MARKERS
     ):
-        # LiteLLM's 500 is its wrapper's status, not one a server sent; its text ("OpenAIException -
-        # Connection error.") hides what happened, which the socket error under it says.
-        kind, status = errors.ConnectionFailed, None
-        message = _connection_message(exc, api_base or f"the {provider} endpoint", message)
+        kind = errors.ConnectionFailed
+        transport = _transport_error(exc)
+        if transport is not None:
+            # LiteLLM's 500 is its wrapper's status, not one a server sent; its text ("OpenAIException -
+            # Connection error.") hides what happened, which the transport's error under it says.
+            status, message = None, _connection_message(transport, api_base or f"the {provider} endpoint")
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
     return kind(message, provider=provider, model=model, status=status, retry_after=retry_after)

@@ -205,10 +205,12 @@ class _State:
         self.parts = ["system"] if base else list(opt.parts)
 
     def room(self) -> int:
-        """Task calls left: this search's own budget, within what the run has left."""
-        own = self.opt.max_metric_calls - (self.ctx.ledger.task.calls - self.baseline)
+        """Metric calls (rows scored) left: this search's own budget, within what the run has left.
+        A row costs ``calls_per_row`` calls (two with an LLM judge)."""
+        per_row = self.ctx.evaluator.calls_per_row
+        own = self.opt.max_metric_calls - (self.ctx.ledger.task.calls - self.baseline) // per_row
         run = self.ctx.calls_left()
-        return own if run is None else min(own, run)
+        return own if run is None else min(own, run // per_row)
 
     def weights(self) -> dict[int, int]:
         return parent_weights({c.id: c.evaluation.scores for c in self.ctx.history})
