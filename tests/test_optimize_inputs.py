@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from promptlift.cli import main
+from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError, DatasetError, TemplateError
 from promptlift.optimize import Dataset, Prompt, split
 from promptlift.optimize.config import load_config
@@ -22,6 +23,7 @@ from promptlift.optimize.metrics import (
     TokenF1,
     metric_from_config,
 )
+from promptlift.testing.server import LoopbackServer, ok, server_error
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -117,6 +119,13 @@ metric: {type: exact_match, field: label}
         (GOOD + "budget: {max_calls: -5}\n", r"budget `max_calls` must be a positive number"),
         (GOOD + "budget: {max_cals: 5}\n", r"unknown budget key `max_cals`"),
         (GOOD.replace("type: exact_match, ", ""), r"metric: missing `type`"),
+        (GOOD + "retry: {max_attempt: 5}\n", r"unknown retry key `max_attempt`; use max_attempts"),
+        (GOOD + "retry: {max_attempts: 2.5}\n", r"retry `max_attempts` must be a positive whole number"),
+        (GOOD + "retry: {attempts_per_error: {RateLimitd: 3}}\n", r"retry: attempts_per_error names unknown"),
+        (GOOD + "retry: 5\n", r"`retry` must be a mapping"),
+        (GOOD + "rate_limits: {scope: openai, rpn: 5}\n", r"unknown rate_limits key `rpn`"),
+        (GOOD + "rate_limits: {scope: openai}\n", r"a rate limit for 'openai' needs `rpm` or `tpm`"),
+        (GOOD + "rate_limits: [{rpm: -1}]\n", r"rate_limits `rpm` must be a positive number"),
     ],
 )
 def test_malformed_configs(tmp_path: Path, text: str, message: str) -> None:
@@ -174,3 +183,41 @@ def test_builtin_metrics(metric: object, output: str, value: float) -> None:
 def test_token_f1_partial_credit() -> None:
     score = TokenF1("label")(Row(0, {"label": "the quick fox"}), "quick brown fox")
     assert score.value == pytest.approx(2 / 3)
+
+
+def test_retry_and_rate_limits_from_the_config(tmp_path: Path) -> None:
+    text = GOOD + (
+        "retry: {max_attempts: 6, initial_wait: 0.25, max_wait: 20, deadline: 300,\n"
+        "        attempts_per_error: {RateLimited: 9}}\n"
+        "rate_limits: [{scope: openai/gpt-4o-mini, rpm: 500, tpm: 200000}, {rpm: 60}]\n"
+    )
+    config = load_config(write(tmp_path, "c.yaml", text))
+    r = config.retry
+    assert (r.max_attempts, r.initial_wait, r.max_wait, r.deadline, dict(r.attempts_per_error)) == (
+        6,
+        0.25,
+        20,
+        300,
+        {"RateLimited": 9},
+    )
+    assert [(x.scope, x.rpm, x.tpm) for x in config.rate_limits] == [
+        ("openai/gpt-4o-mini", 500, 200000),
+        ("*", 60, None),
+    ]
+    plain = load_config(write(tmp_path, "plain.yaml", GOOD))
+    assert plain.retry == RetryPolicy() and plain.rate_limits == ()
+
+
+def test_the_configs_retry_reaches_the_wire(
+    tmp_path: Path, loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promptlift eval` against a server that answers 503 three times: the config's retry (4
+    attempts) carries the run through; the default (3) would have stopped it."""
+    write(tmp_path, "d.jsonl", "".join(f'{{"text": "t{i}", "label": "x"}}\n' for i in range(8)))
+    loopback.script(server_error(503), server_error(503), server_error(503))
+    loopback.set_default(ok("x"))
+    body = GOOD.replace("model: local/gemma-3-270m", f"model: openai/m\napi_base: {loopback.openai_base}")
+    body += "retry: {max_attempts: 4, initial_wait: 0.01}\nconcurrency: 1\ncache: false\n"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-config-retry-0123456789")
+    assert main(["eval", str(write(tmp_path, "c.yaml", body)), "--json"]) == 0
+    assert len(loopback.requests) == 4 + 3  # 2 validation and 2 test rows, the first after three 503s

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from promptlift.client.config import RateLimit
+from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Acceptance, Budget
@@ -29,7 +31,11 @@ TOP_KEYS = {
     "timeout",
     "cache",
     "acceptance",
+    "retry",
+    "rate_limits",
 }
+RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
+RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class RunConfig:
     timeout: float
     raw: Mapping[str, Any]
     acceptance: Acceptance = field(default_factory=Acceptance)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # per model, before falling back
+    rate_limits: tuple[RateLimit, ...] = ()
 
     @property
     def model(self) -> str:
@@ -136,6 +144,73 @@ def _cache(value: Any, path: Path, store: Any) -> Path | None:
     raise ConfigError(f"{path}: `cache` must be a file path, true or false, got {value!r}")
 
 
+def _positive(value: Any, what: str, where: str, *, whole: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (whole and value % 1):
+        kind = "a positive whole number" if whole else "a positive number"
+        raise ConfigError(f"{where}: {what} must be {kind} or null, got {value!r}")
+    return value
+
+
+def _retry(value: Any, where: str) -> RetryPolicy:
+    """``retry: {max_attempts: 6, initial_wait: 1, max_wait: 60, deadline: 600}``: per model."""
+    if value is None:
+        return RetryPolicy()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: `retry` must be a mapping like {{max_attempts: 6, max_wait: 60}}")
+    unknown = set(value) - set(RETRY_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown retry key `{sorted(unknown)[0]}`; use {', '.join(RETRY_KEYS)}")
+    numbers = {
+        k: _positive(v, f"retry `{k}`", where, whole=k == "max_attempts")
+        for k, v in value.items()
+        if k != "attempts_per_error"
+    }
+    per_error = value.get("attempts_per_error") or {}
+    if not isinstance(per_error, Mapping):
+        raise ConfigError(
+            f"{where}: retry `attempts_per_error` must map error names to attempts, like {{RateLimited: 8}}"
+        )
+    for name, n in per_error.items():
+        _positive(n, f"retry attempts for {name}", where, whole=True)
+    kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
+    if "max_attempts" in kwargs:
+        kwargs["max_attempts"] = int(kwargs["max_attempts"])
+    try:
+        return RetryPolicy(**kwargs, attempts_per_error={str(k): int(n) for k, n in per_error.items()})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: retry: {exc}") from None
+
+
+def _rate_limits(value: Any, where: str) -> tuple[RateLimit, ...]:
+    """``rate_limits: [{scope: openai/gpt-4o-mini, rpm: 500, tpm: 200000}]`` (or one mapping); calls
+    over a limit wait their turn."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    limits = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise ConfigError(
+                f"{where}: each of `rate_limits` must be a mapping like {{scope: openai, rpm: 500}}"
+            )
+        unknown = set(item) - set(RATE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown rate_limits key `{sorted(unknown)[0]}`; use {', '.join(RATE_KEYS)}"
+            )
+        scope = item.get("scope", "*")
+        if not isinstance(scope, str) or not scope:
+            raise ConfigError(f"{where}: rate_limits `scope` must be a model, a provider or *, got {scope!r}")
+        rpm, tpm = (_positive(item.get(k), f"rate_limits `{k}`", where) for k in ("rpm", "tpm"))
+        if rpm is None and tpm is None:
+            raise ConfigError(f"{where}: a rate limit for {scope!r} needs `rpm` or `tpm`")
+        burst = _positive(item.get("burst_s"), "rate_limits `burst_s`", where) or 1.0
+        limits.append(RateLimit(scope, rpm, tpm, burst))
+    return tuple(limits)
+
+
 def _acceptance(value: Any, where: str) -> Acceptance:
     """``acceptance: {rule: significant, alpha: 0.05}``: see ``promptlift.optimize.run.Acceptance``."""
     if value is None:
@@ -194,4 +269,6 @@ def load_config(path: str | Path) -> RunConfig:
         timeout=float(raw.get("timeout") or 120.0),
         raw=raw,
         acceptance=_acceptance(raw.get("acceptance"), where),
+        retry=_retry(raw.get("retry"), where),
+        rate_limits=_rate_limits(raw.get("rate_limits"), where),
     )

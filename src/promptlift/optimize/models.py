@@ -126,6 +126,8 @@ def _score(
             timeout=config.timeout,
             concurrency=config.concurrency,
             prices=prices,
+            retry=config.retry,
+            rate_limits=config.rate_limits,
         )
     )
     try:

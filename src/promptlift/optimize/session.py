@@ -55,6 +55,8 @@ def prepare(config: RunConfig) -> Prepared:
             timeout=config.timeout,
             concurrency=config.concurrency,
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,
+            retry=config.retry,
+            rate_limits=config.rate_limits,
         )
     )
     field = config.metric.get("field")
