@@ -10,6 +10,7 @@ import pytest
 from promptlift import BudgetExceeded, Client, ClientConfig, Completion, CompletionRequest, Secret, Usage
 from promptlift.client.budget import BudgetLedger, Reservation
 from promptlift.client.config import Budget, CacheConfig, ModelPrice
+from promptlift.errors import ConfigError
 from promptlift.testing import FunctionProvider, ScriptedProvider
 from promptlift.testing.server import LoopbackServer, ok
 
@@ -137,7 +138,7 @@ def test_a_budgeted_call_without_max_tokens_is_sent_capped(loopback: LoopbackSer
     """Unset, LiteLLM sends Anthropic the model's maximum (128k tokens for this one): one answer could
     spend far past a cap that reserved the budget's default. Under a budget the default is what is sent."""
     loopback.script(ok("one"), ok("two"), ok("three"))
-    cap = Budget(max_cost_usd=5.0, default_max_tokens=300)
+    cap = Budget(max_calls=10, default_max_tokens=300)
     model = "anthropic/claude-3-5-haiku-20241022"
     base = ClientConfig(models=(model,), api_base=loopback.url, api_key=Secret("sk-ant-budget-test-0123"))
     with Client(base) as free:
@@ -163,7 +164,7 @@ def test_the_budgets_ceiling_does_not_split_the_cache(loopback: LoopbackServer) 
         api_key=Secret("sk-cache-budget-0123"),
         cache=CacheConfig(),
     )
-    cap = Budget(max_cost_usd=5.0, default_max_tokens=300)
+    cap = Budget(max_calls=10, default_max_tokens=300)
     with Client(config) as client:
         first = client.complete("hi", temperature=0)
         with client.budget_scope(cap):
@@ -179,3 +180,23 @@ def test_the_budgets_ceiling_does_not_split_the_cache(loopback: LoopbackServer) 
     )
     sent = [r.json for r in loopback.requests]
     assert len(sent) == 3 and sent[1]["max_tokens"] == 300 and "max_tokens" not in sent[2]
+
+
+def test_a_cost_cap_refuses_a_model_with_no_known_price_before_any_call(loopback: LoopbackServer) -> None:
+    """Its calls would count as $0, so the cap could never bind (an Azure deployment's name, a
+    custom model): the call is refused with the fix, before anything is sent or spent."""
+    config = ClientConfig(
+        models=("azure/my-deployment",),
+        api_base=loopback.url,
+        api_key=Secret("sk-azure-budget-0123"),
+        extra={"api_version": "2024-06-01"},
+        budget=Budget(max_cost_usd=5.0),
+    )
+    with Client(config) as client, pytest.raises(ConfigError, match="no price is known") as info:
+        client.complete("hi", max_tokens=5)
+    assert "azure/my-deployment" in str(info.value) and "prices" in str(info.value)
+    assert loopback.requests == []
+    priced = replace(config, prices={"azure/my-deployment": ModelPrice(0.15, 0.60)})
+    loopback.script(ok("fine"))
+    with Client(priced) as client:
+        assert client.complete("hi", max_tokens=5).content == "fine"

@@ -126,6 +126,8 @@ metric: {type: exact_match, field: label}
         (GOOD + "rate_limits: {scope: openai, rpn: 5}\n", r"unknown rate_limits key `rpn`"),
         (GOOD + "rate_limits: {scope: openai}\n", r"a rate limit for 'openai' needs `rpm` or `tpm`"),
         (GOOD + "rate_limits: [{rpm: -1}]\n", r"rate_limits `rpm` must be a positive number"),
+        (GOOD + "prices: {azure/dep: 0.15}\n", r"the price of azure/dep must be \[input, output\]"),
+        (GOOD + "prices: [0.15, 0.6]\n", r"`prices` must map models"),
     ],
 )
 def test_malformed_configs(tmp_path: Path, text: str, message: str) -> None:
@@ -205,7 +207,14 @@ def test_retry_and_rate_limits_from_the_config(tmp_path: Path) -> None:
         ("*", 60, None),
     ]
     plain = load_config(write(tmp_path, "plain.yaml", GOOD))
-    assert plain.retry == RetryPolicy() and plain.rate_limits == ()
+    assert plain.retry == RetryPolicy() and plain.rate_limits == () and plain.prices == {}
+    priced = load_config(
+        write(tmp_path, "p.yaml", GOOD + "prices: {azure/dep: [0.15, 0.6], vllm/x: {input: 0, output: 0}}\n")
+    )
+    assert {m: (p.input_per_mtok, p.output_per_mtok) for m, p in priced.prices.items()} == {
+        "azure/dep": (0.15, 0.6),
+        "vllm/x": (0.0, 0.0),
+    }
 
 
 def test_the_configs_retry_reaches_the_wire(
@@ -221,3 +230,30 @@ def test_the_configs_retry_reaches_the_wire(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-config-retry-0123456789")
     assert main(["eval", str(write(tmp_path, "c.yaml", body)), "--json"]) == 0
     assert len(loopback.requests) == 4 + 3  # 2 validation and 2 test rows, the first after three 503s
+
+
+def test_a_cost_cap_on_a_model_with_no_price_stops_before_any_call(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An Azure deployment's name has no price: `max_cost_usd` could never bind, so the run is refused
+    (exit 2, one line naming the fix) before a call is sent; with `prices:` it runs."""
+    write(tmp_path, "d.jsonl", "".join(f'{{"text": "t{i}", "label": "x"}}\n' for i in range(8)))
+    loopback.set_default(ok("x"))
+    body = (
+        GOOD.replace("model: local/gemma-3-270m", f"model: azure/my-deployment\napi_base: {loopback.url}")
+        + "budget: {max_cost_usd: 1}\ncache: false\noptimizer: {name: fewshot, params: {trials: 1}}\n"
+    )
+    monkeypatch.setenv("AZURE_API_KEY", "sk-azure-config-0123456789")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-06-01")
+    assert main(["optimize", str(write(tmp_path, "c.yaml", body)), "--yes"]) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # after the plan's warnings, one error line
+    assert last.startswith("promptlift: error:") and "no price is known" in last and "prices:" in last
+    assert "Traceback" not in err
+    assert loopback.requests == []
+    priced = body + "prices: {azure/my-deployment: [0.15, 0.6]}\n"
+    assert main(["optimize", str(write(tmp_path, "p.yaml", priced)), "--yes", "--json"]) == 0
+    assert loopback.requests

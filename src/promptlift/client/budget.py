@@ -27,7 +27,7 @@ from typing import Protocol, TypeVar
 
 from promptlift.client.config import Budget, ModelPrice
 from promptlift.client.ratelimit import estimate_input_tokens
-from promptlift.errors import BudgetExceeded
+from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Usage
@@ -292,6 +292,15 @@ class BudgetedProvider(Provider):
         ledgers = self._ledgers()
         if not ledgers:
             return self._priced(await self.inner.acomplete(request))
+        if self.pricing.price(request.model) is None and any(
+            x.budget.max_cost_usd is not None for x in ledgers
+        ):
+            # Its calls would count as $0 and the cap would never bind: refuse before spending anything.
+            raise ConfigError(
+                f"a cost cap (max_cost_usd) cannot hold for {request.model}: no price is known for it; "
+                f"give its price (`prices:` in a run config, ClientConfig(prices=...), --price; 0 for a "
+                f"free server), or cap calls or tokens instead"
+            )
         request = self.capped(request)
         reservation = self.estimate(request)
         held: list[BudgetLedger] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from promptlift.client.config import RateLimit
+from promptlift.client.config import ModelPrice, RateLimit
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
 from promptlift.optimize.prompt import Prompt
@@ -33,6 +33,7 @@ TOP_KEYS = {
     "acceptance",
     "retry",
     "rate_limits",
+    "prices",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
@@ -65,6 +66,7 @@ class RunConfig:
     acceptance: Acceptance = field(default_factory=Acceptance)
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # per model, before falling back
     rate_limits: tuple[RateLimit, ...] = ()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # USD per 1M tokens, over the price map
 
     @property
     def model(self) -> str:
@@ -211,6 +213,29 @@ def _rate_limits(value: Any, where: str) -> tuple[RateLimit, ...]:
     return tuple(limits)
 
 
+def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
+    """``prices: {azure/my-deployment: [0.15, 0.60]}``: USD per million input and output tokens,
+    for models the price map does not know (a deployment name, a fine-tune, a server of your own)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: `prices` must map models to [input, output] USD per 1M tokens")
+    out = {}
+    for model, price in value.items():
+        pair = [price.get("input"), price.get("output")] if isinstance(price, Mapping) else price
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in pair)
+        ):
+            raise ConfigError(
+                f"{where}: the price of {model} must be [input, output] USD per 1M tokens, like [0.15, 0.60] "
+                f"(0 for a free server), got {price!r}"
+            )
+        out[str(model)] = ModelPrice(float(pair[0]), float(pair[1]))
+    return out
+
+
 def _acceptance(value: Any, where: str) -> Acceptance:
     """``acceptance: {rule: significant, alpha: 0.05}``: see ``promptlift.optimize.run.Acceptance``."""
     if value is None:
@@ -271,4 +296,5 @@ def load_config(path: str | Path) -> RunConfig:
         acceptance=_acceptance(raw.get("acceptance"), where),
         retry=_retry(raw.get("retry"), where),
         rate_limits=_rate_limits(raw.get("rate_limits"), where),
+        prices=_prices(raw.get("prices"), where),
     )

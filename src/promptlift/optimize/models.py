@@ -117,7 +117,7 @@ def _rows(config: RunConfig, which: str) -> tuple[list[Row], list[str]]:
 def _score(
     config: RunConfig, candidate: ModelCandidate, prompt: Prompt, rows: list[Row], values: list[str]
 ) -> ModelScore:
-    prices = {candidate.model: candidate.price} if candidate.price else {}
+    prices = {**config.prices, **({candidate.model: candidate.price} if candidate.price else {})}
     api_base = None if candidate.model.startswith("local/") else (candidate.api_base or config.api_base)
     client = Client(
         ClientConfig(

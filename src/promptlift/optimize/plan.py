@@ -270,9 +270,12 @@ def make_plan(
     prices: Mapping[str, Any] | None = None,
     is_base: Callable[[str], bool] | None = None,
 ) -> Plan:
-    """The plan of ``config``; reads the dataset (to size the splits) and sends nothing."""
+    """The plan of ``config``; reads the dataset (to size the splits) and sends nothing. ``prices``
+    add to (and override) the config's own ``prices:``."""
     from promptlift.providers import pricing
     from promptlift.providers.local import is_base_model
+
+    prices = {**config.prices, **(prices or {})}
 
     base_of = is_base or is_base_model
     dataset = Dataset.load(config.dataset_path)

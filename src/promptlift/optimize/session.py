@@ -57,6 +57,7 @@ def prepare(config: RunConfig) -> Prepared:
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,
             retry=config.retry,
             rate_limits=config.rate_limits,
+            prices=dict(config.prices),
         )
     )
     field = config.metric.get("field")
