@@ -32,7 +32,12 @@ def fake_model(request: RecordedRequest) -> Reply:
     return ok(("long" if len(word) > 5 else "short") if demos >= 2 else "unsure")
 
 
-def write_config(folder: Path, api_base: str) -> Path:
+FEWSHOT = "{name: fewshot, params: {max_demos: 3, trials: 6}}"
+# Two stages: 30 calls of scoring the start, 40 of few-shot trials, then parameter trials.
+PIPELINE = "[{name: fewshot, params: {max_demos: 3, trials: 4}}, {name: parameters, params: {trials: 3}}]"
+
+
+def write_config(folder: Path, api_base: str, optimizer: str = FEWSHOT) -> Path:
     folder.mkdir()
     rows = [
         {"text": f"w{'x' * (i % 7)}{i}", "label": "long" if len(f"w{'x' * (i % 7)}{i}") > 5 else "short"}
@@ -45,7 +50,7 @@ def write_config(folder: Path, api_base: str) -> Path:
         "prompt: {system: 'Label the word.', user: 'Word: {text}\\nLength:', params: {max_tokens: 2}}\n"
         "dataset: {path: data.jsonl, split: {train: 0.5, validation: 0.25, test: 0.25, seed: 1}}\n"
         "metric: {type: exact_match, field: label}\n"
-        "optimizer: {name: fewshot, params: {max_demos: 3, trials: 6}}\n"
+        f"optimizer: {optimizer}\n"
         "budget: {max_calls: 400}\nseed: 7\nstore: runs/\n"
     )
     return config
@@ -68,38 +73,50 @@ def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out)
 
 
-def test_killed_run_resumes_to_the_same_result_without_paying_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("optimizer", "kill_at"),
+    [(FEWSHOT, KILL_AT), (PIPELINE, 85)],  # the pipeline is killed in its second stage
+    ids=["fewshot", "pipeline"],
+)
+def test_killed_run_resumes_to_the_same_result_without_paying_twice(
+    tmp_path: Path, optimizer: str, kill_at: int
+) -> None:
     with LoopbackServer() as whole, LoopbackServer() as split_run:
         whole.handler = fake_model
-        expected = finish(cli("optimize", str(write_config(tmp_path / "a", whole.openai_base)), "--json"))
+        expected = finish(
+            cli("optimize", str(write_config(tmp_path / "a", whole.openai_base, optimizer)), "--json")
+        )
+        assert len(whole.requests) > kill_at + 5  # the kill point is inside the run
 
         reached, release = threading.Event(), threading.Event()
 
         def blocking_model(request: RecordedRequest) -> Reply:
-            if len(split_run.requests) == KILL_AT:  # this request arrives while KILL_AT are recorded
+            if len(split_run.requests) == kill_at:  # this request arrives while KILL_AT are recorded
                 reached.set()
                 release.wait(30)
             return fake_model(request)
 
         split_run.handler = blocking_model
-        config = write_config(tmp_path / "b", split_run.openai_base)
+        config = write_config(tmp_path / "b", split_run.openai_base, optimizer)
         first = cli("optimize", str(config), "--json")
         assert reached.wait(120), "the first process never got to the kill point"
         os.kill(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)  # reap it and close its pipes
         release.set()
-        answered_before_kill = {r.body for r in split_run.requests[:KILL_AT]}
+        answered_before_kill = {r.body for r in split_run.requests[:kill_at]}
 
         from promptlift.optimize.store import RunStore
 
         store = RunStore(tmp_path / "b" / "runs")
-        (run,) = store.runs()
-        assert run["status"] == "running"
+        runs = store.runs()  # a pipeline's later stages are runs of their own, "<run>.<stage>"
+        (run,) = [r for r in runs if "." not in r["id"]]
+        running = [r["id"] for r in runs if r["status"] == "running"]
+        assert running == ([f"{run['id']}.1"] if optimizer == PIPELINE else [run["id"]])  # killed where meant
         store.close()
         split_run.handler = fake_model
         resumed = finish(cli("optimize", str(config), "--resume", run["id"], "--json"))
 
-    after = split_run.requests[KILL_AT + 1 :]
+    after = split_run.requests[kill_at + 1 :]
     assert not answered_before_kill & {r.body for r in after}, (
         "a request answered before the kill was sent again"
     )
@@ -115,4 +132,4 @@ def test_killed_run_resumes_to_the_same_result_without_paying_twice(tmp_path: Pa
     assert resumed["run_id"] == run["id"]
     assert expected["test_best_score"] > expected["test_initial_score"]
     # Every request of the uninterrupted run was made exactly once across the two processes.
-    assert len(whole.requests) == KILL_AT + len(after)
+    assert len(whole.requests) == kill_at + len(after)
