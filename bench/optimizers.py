@@ -122,8 +122,16 @@ def table(cells: list[dict[str, Any]]) -> str:
         if stopped:
             notes.add(f"{len(stopped)} of {len(ok)} stopped at the 2x call guard")
         note = "; ".join(sorted(notes))
-        if not ok:
-            lines.append(f"| {dataset} | {budget} | {system} | 0/{len(group)} | – | – | – | – | – | {note} |")
+        if not ok:  # every seed crashed: what it measured and spent before the crash
+            started = [c["test_start"] for c in group if not math.isnan(c["test_start"])]
+            calls = statistics.fmean(c["task_calls"] for c in group)
+            reasoning = statistics.fmean(c["reasoning_calls"] for c in group)
+            wall = statistics.fmean(c["wall_s"] for c in group)
+            note = f"{len(group)} of {len(group)} crashed: {note}"
+            lines.append(
+                f"| {dataset} | {budget} | {system} | 0/{len(group)} | {_mean_sd(started)} | – | "
+                f"{calls:.0f} | {reasoning:.0f} | {wall:.0f} | {note} |"
+            )
             continue
         calls = statistics.fmean(c["task_calls"] for c in ok)
         reasoning = statistics.fmean(c["reasoning_calls"] for c in ok)
