@@ -184,3 +184,21 @@ def test_an_async_callback_holds_up_its_own_worker_only() -> None:
 
     order = asyncio.run(scenario())
     assert order.index(3) < order.index(0)  # item 0's callback finished only after item 3's answer
+
+
+def test_a_sync_call_from_a_batch_callback_is_refused_not_a_deadlock() -> None:
+    """The sync batch's callbacks run on the client's loop thread: a sync call there would wait for
+    that thread forever. It is refused with the fix; the batch still returns."""
+    from promptlift.errors import UserError
+
+    raised: list[BaseException] = []
+    with Client(ClientConfig(models=("scripted/m",)), provider=FunctionProvider(lambda r: "ok")) as client:
+
+        def callback(i: int, result: object) -> None:
+            try:
+                client.complete("nested")
+            except UserError as exc:
+                raised.append(exc)
+
+        results = client.batch([client.request("a"), client.request("b")], on_result=callback)
+    assert len(results) == 2 and len(raised) == 2 and "await acomplete" in str(raised[0])

@@ -200,3 +200,47 @@ def test_a_cost_cap_refuses_a_model_with_no_known_price_before_any_call(loopback
     loopback.script(ok("fine"))
     with Client(priced) as client:
         assert client.complete("hi", max_tokens=5).content == "fine"
+
+
+def test_a_cost_cap_checks_every_model_of_the_fallback_chain(loopback: LoopbackServer) -> None:
+    """The priced first model is down: its unpriced fallback would answer at $0, past any cap."""
+    config = ClientConfig(
+        models=("openai/priced", "openai/unpriced"),
+        api_base=loopback.openai_base,
+        api_key=Secret("sk-chain-budget-0123"),
+        prices={"openai/priced": ModelPrice(1.0, 1.0)},
+        budget=Budget(max_cost_usd=5.0),
+    )
+    with Client(config) as client, pytest.raises(ConfigError, match="cannot hold for openai/unpriced"):
+        client.complete("hi", max_tokens=5)
+    assert loopback.requests == []
+
+
+def test_an_unpriced_models_cached_answer_is_still_served_under_a_cost_cap(loopback: LoopbackServer) -> None:
+    loopback.script(ok("paid for once"))
+    base = ClientConfig(
+        models=("openai/unpriced",),
+        api_base=loopback.openai_base,
+        api_key=Secret("sk-cached-budget-0123"),
+        cache=CacheConfig(),
+    )
+    with Client(base) as client:
+        client.complete("hi", max_tokens=5, temperature=0)
+        with client.budget_scope(Budget(max_cost_usd=1.0)):
+            hit = client.complete("hi", max_tokens=5, temperature=0)  # free: no price needed
+            with pytest.raises(ConfigError, match="no price is known"):
+                client.complete("something new", max_tokens=5, temperature=0)
+    assert hit.cached and hit.content == "paid for once" and len(loopback.requests) == 1
+
+
+def test_the_embedded_models_ceiling_is_its_own_default() -> None:
+    """Under a budget, a local call without max_tokens keeps the embedded model's 64-token default
+    (4,096 would not fit its 4,096-token window beside the prompt)."""
+    provider = ScriptedProvider([], then="ok")
+    with Client(
+        ClientConfig(models=("local/gemma-3-270m",), budget=Budget(max_calls=5)), provider=provider
+    ) as c:
+        c.complete("hi")
+        c.complete("hi", model="openai/m")
+    local, remote = provider.requests
+    assert (local.output_cap, local.max_tokens, remote.output_cap) == (64, None, 4096)

@@ -7,6 +7,7 @@ own retries are off and that our policy alone decides.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 
@@ -378,6 +379,22 @@ def test_credentials_inside_a_url_never_reach_a_message() -> None:
     assert redact("https://acct.blob/c?sv=2024&sig=c2lnbmF0dXJl%3D") == "https://acct.blob/c?sv=2024&sig=***"
     assert redact("mail alice@example.com about https://example.com/a@b?monkey=1") == (
         "mail alice@example.com about https://example.com/a@b?monkey=1"
+    )
+    assert (
+        redact("https://:pw-only-1@h/v1 and https://u:pa@ss@h/v1")
+        == "https://:***@h/v1 and https://u:***@h/v1"
+    )
+    logged = json.dumps(
+        [{"role": "user", "content": "get https://x/y?token=abc"}, {"role": "user", "content": "ok"}]
+    )
+    assert json.loads(redact(logged))[0]["content"] == "get https://x/y?token=***"  # still JSON, nothing lost
+    assert (
+        redact('{"x-api-key": "abcdef123456", "accept": "json"}') == '{"x-api-key": "***", "accept": "json"}'
+    )
+    assert redact("client_secret=verysecret1&grant_type=x") == "client_secret=***&grant_type=x"
+    assert (
+        redact("https://s3/o?X-Amz-Signature=beef&X-Amz-Date=1")
+        == "https://s3/o?X-Amz-Signature=***&X-Amz-Date=1"
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from promptlift.cli import main
+from promptlift.client.config import ModelPrice, RateLimit
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError, DatasetError, TemplateError
 from promptlift.optimize import Dataset, Prompt, split
@@ -127,6 +128,13 @@ metric: {type: exact_match, field: label}
         (GOOD + "rate_limits: {scope: openai}\n", r"a rate limit for 'openai' needs `rpm` or `tpm`"),
         (GOOD + "rate_limits: [{rpm: -1}]\n", r"rate_limits `rpm` must be a positive number"),
         (GOOD + "prices: {azure/dep: 0.15}\n", r"the price of azure/dep must be \[input, output\]"),
+        (GOOD + "prices: {azure/dep: [.nan, 1]}\n", r"the price of azure/dep must be \[input, output\]"),
+        (GOOD + "retry: {max_wait: .nan}\n", r"retry `max_wait` must be a positive number"),
+        (GOOD + "retry: {attempts_per_error: {RateLimited: null}}\n", r"attempts for RateLimited must be"),
+        (
+            GOOD + "rate_limits: {scope: openai/gpt-4o-mni, rpm: 5}\n",
+            r"scope 'openai/gpt-4o-mni' matches none",
+        ),
         (GOOD + "prices: [0.15, 0.6]\n", r"`prices` must map models"),
     ],
 )
@@ -188,7 +196,7 @@ def test_token_f1_partial_credit() -> None:
 
 
 def test_retry_and_rate_limits_from_the_config(tmp_path: Path) -> None:
-    text = GOOD + (
+    text = GOOD.replace("model: local/gemma-3-270m", "model: openai/gpt-4o-mini") + (
         "retry: {max_attempts: 6, initial_wait: 0.25, max_wait: 20, deadline: 300,\n"
         "        attempts_per_error: {RateLimited: 9}}\n"
         "rate_limits: [{scope: openai/gpt-4o-mini, rpm: 500, tpm: 200000}, {rpm: 60}]\n"
@@ -257,3 +265,20 @@ def test_a_cost_cap_on_a_model_with_no_price_stops_before_any_call(
     priced = body + "prices: {azure/my-deployment: [0.15, 0.6]}\n"
     assert main(["optimize", str(write(tmp_path, "p.yaml", priced)), "--yes", "--json"]) == 0
     assert loopback.requests
+
+
+def test_the_configs_rate_limits_and_prices_reach_the_client(tmp_path: Path) -> None:
+    from promptlift.optimize.session import prepare
+
+    write(tmp_path, "d.jsonl", "".join(f'{{"text": "t{i}", "label": "x"}}\n' for i in range(8)))
+    body = GOOD.replace("model: local/gemma-3-270m", "model: azure/dep") + (
+        "rate_limits: {scope: azure, rpm: 60}\nprices: {azure/dep: [0.15, 0.6]}\ncache: false\n"
+    )
+    config = load_config(write(tmp_path, "c.yaml", body))
+    prepared = prepare(config)
+    try:
+        assert prepared.client.config.rate_limits == config.rate_limits == (RateLimit("azure", 60.0),)
+        assert prepared.client.config.prices == {"azure/dep": ModelPrice(0.15, 0.6)}
+        assert "ratelimit" in prepared.client.parts  # the limiter is in the stack
+    finally:
+        prepared.client.close()

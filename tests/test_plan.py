@@ -16,7 +16,16 @@ from promptlift.errors import UserError
 from promptlift.optimize.config import load_config
 from promptlift.optimize.metrics import ExactMatch
 from promptlift.optimize.optimizers import build_optimizer
-from promptlift.optimize.plan import Plan, Sizes, cap, confirm, estimate_calls, make_plan, needs_confirmation
+from promptlift.optimize.plan import (
+    CallEstimate,
+    Plan,
+    Sizes,
+    cap,
+    confirm,
+    estimate_calls,
+    make_plan,
+    needs_confirmation,
+)
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Budget, RunSettings
 from promptlift.providers.pricing import Price
@@ -192,3 +201,12 @@ def test_an_llm_judge_is_planned_and_priced(tmp_path: Path) -> None:
     assert judged.to_dict()["judge_calls"] == judged.calls.judge and plain.to_dict()["judge_calls"] == 0
     capped = plan_of("budget: {max_calls: 60}\n", True)
     assert capped.calls.total == 60 and capped.calls.judge == capped.calls.task  # the cap counts the judge
+
+
+@pytest.mark.parametrize("max_calls", [60, 101, 103, 150])
+def test_a_capped_plan_never_invents_calls(max_calls: int) -> None:
+    budget = Budget(max_calls=max_calls)
+    for calls in (CallEstimate(200, 0, 200), CallEstimate(200, 30, 200), CallEstimate(200, 30)):
+        capped = cap(calls, budget)
+        assert capped.total <= max_calls and min(capped.task, capped.reasoning, capped.judge) >= 0
+        assert capped.reasoning <= calls.reasoning and capped.judge == (capped.task if calls.judge else 0)

@@ -109,3 +109,13 @@ def test_tpm_is_observed_at_the_server(srv: LoopbackServer) -> None:
     times = arrivals(srv)
     for i in range(1, len(times)):
         assert times[i] - times[0] >= i * 0.2 - SLACK
+
+
+def test_a_budgets_ceiling_is_the_answer_estimate_when_max_tokens_is_unset() -> None:
+    from promptlift.client.ratelimit import estimate_tokens
+    from promptlift.types import CompletionRequest, Message
+
+    request = CompletionRequest("openai/m", (Message("user", "hi"),))
+    base = estimate_tokens(request, default_max_tokens=256) - 256
+    assert estimate_tokens(request.replace(output_cap=40), default_max_tokens=256) == base + 40
+    assert estimate_tokens(request.replace(output_cap=40, max_tokens=7), default_max_tokens=256) == base + 7

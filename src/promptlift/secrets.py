@@ -13,11 +13,16 @@ _KEY_PATTERNS = re.compile(
     re.DOTALL,
 )
 
-# Credentials inside URLs: the password of ``scheme://user:password@host`` and the value of a
-# ``key=``/``token=``/``sig=``-style query parameter (Gemini's ``?key=``, Azure SAS ``sig=``).
+# Credentials inside URLs and headers: the password of ``scheme://user:password@host`` (up to the
+# last ``@`` of the authority), and the value of a ``key=``/``token=``/``sig=``-style query parameter
+# or an ``x-api-key:``-style header. A value ends at a character that cannot be in it, so text around
+# it (JSON quotes, commas, escapes) survives.
 _URL_SECRETS = re.compile(
-    r"(?<=://)([^/\s:@]+:)[^/\s@]+(?=@)"
-    r"|(?i:([?&](?:key|api[_-]?key|token|access_token|sig|signature|password)=))[^&#\s]+"
+    r"(?<=://)([^/\s:@]*:)[^/\s]+(?=@[^/\s@]+)"
+    r"|(?i:([?&](?:key|api[_-]?key|token|access_token|refresh_token|client_secret|sig|signature"
+    r"|x-amz-signature|x-amz-security-token|password)=))[^&#\s\"'\\<>,;)\]}]+"
+    r"|(?i:((?:x-api-key|api-key|x-goog-api-key|client_secret|refresh_token)[\"']?\s*[:=]\s*[\"']?))"
+    r"[^\s\"'\\<>,;)\]}&]{6,}"
 )
 
 
@@ -70,5 +75,5 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for value in values:
         if value in text:
             text = text.replace(value, "***")
-    text = _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    text = _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
     return _KEY_PATTERNS.sub("***", text)

@@ -30,6 +30,7 @@ from promptlift.client.ratelimit import estimate_input_tokens
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
+from promptlift.providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from promptlift.types import Completion, CompletionRequest, Usage
 
 log = get_logger("budget")
@@ -244,11 +245,13 @@ class BudgetedProvider(Provider):
         *,
         ledger: BudgetLedger | None = None,
         lookup: Lookup | None = None,
+        chain: Sequence[str] = (),
     ):
         self.inner = inner
         self.pricing = pricing
         self.ledger = ledger
         self.lookup = lookup
+        self.chain = tuple(chain)  # the fallback chain: a request for its first model may be served by any
         self._warned: set[str] = set()
 
     def capped(self, request: CompletionRequest) -> CompletionRequest:
@@ -262,7 +265,14 @@ class BudgetedProvider(Provider):
         default_out = (
             min(x.budget.default_max_tokens for x in ledgers) if ledgers else Budget().default_max_tokens
         )
+        if request.model.startswith("local/"):  # the embedded model's own default is the smaller bound
+            default_out = min(default_out, LOCAL_MAX_TOKENS)
         return request.replace(output_cap=min(default_out, request.output_cap or default_out))
+
+    def _unpriced(self, request: CompletionRequest) -> list[str]:
+        """The models that may serve ``request`` whose price nobody knows."""
+        models = self.chain if self.chain and request.model == self.chain[0] else (request.model,)
+        return [m for m in models if self.pricing.price(m) is None]
 
     def estimate(self, request: CompletionRequest) -> Reservation:
         """The worst case of one call: counted input + max_tokens, at the model's price."""
@@ -292,14 +302,17 @@ class BudgetedProvider(Provider):
         ledgers = self._ledgers()
         if not ledgers:
             return self._priced(await self.inner.acomplete(request))
-        if self.pricing.price(request.model) is None and any(
-            x.budget.max_cost_usd is not None for x in ledgers
-        ):
-            # Its calls would count as $0 and the cap would never bind: refuse before spending anything.
+        unpriced = self._unpriced(request) if any(x.budget.max_cost_usd is not None for x in ledgers) else []
+        if unpriced:
+            # Their calls would count as $0 and the cap would never bind: refuse before spending anything
+            # (an answer already in the cache costs nothing, so it is still served).
+            hit = self.lookup(request) if self.lookup is not None else None
+            if hit is not None:
+                return hit
             raise ConfigError(
-                f"a cost cap (max_cost_usd) cannot hold for {request.model}: no price is known for it; "
-                f"give its price (`prices:` in a run config, ClientConfig(prices=...), --price; 0 for a "
-                f"free server), or cap calls or tokens instead"
+                f"a cost cap (max_cost_usd) cannot hold for {', '.join(unpriced)}: no price is known for "
+                f"it; give its price in USD per 1M tokens (`prices:` in a run config, "
+                f"ClientConfig(prices=...); 0 for a free server), or cap calls or tokens instead"
             )
         request = self.capped(request)
         reservation = self.estimate(request)

@@ -22,7 +22,7 @@ from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.stack import build_stack
-from promptlift.errors import NotSent, PromptliftError
+from promptlift.errors import NotSent, PromptliftError, UserError
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Message, messages_from
 
@@ -39,6 +39,15 @@ class _LoopThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="promptlift-loop", daemon=True)
         self.thread.start()
+
+    def check_caller(self) -> None:
+        """Refuse a sync call made on this loop's own thread: it would wait for itself, forever."""
+        if threading.current_thread() is self.thread:
+            raise UserError(
+                "a sync Client call (complete, batch) was made on the client's own loop thread, from a "
+                "callback of batch(); it would wait for itself forever: make the callback async and "
+                "await acomplete, or use abatch"
+            )
 
     def run(self, coro: Awaitable[T]) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
@@ -118,8 +127,9 @@ class Client:
         it. ``on_result(index, result)`` is called as each call ends, in completion order; if it
         returns an awaitable (an ``async def`` callback), the worker awaits it before taking its next
         item, so slow follow-up work (a judge's call) holds up that worker only. Once ``stop()``
-        returns true no new call is sent (calls in flight finish); the items never sent are
-        ``NotSent`` errors in place, and ``on_result`` is not called for them.
+        returns true no new call is started (calls already started finish, including any waiting
+        in a rate limit or a retry's backoff); the items never started are ``NotSent`` errors in
+        place, and ``on_result`` is not called for them.
         """
         results: list[Completion | PromptliftError | None] = [None] * len(requests)
         queue = iter(range(len(requests)))
@@ -161,7 +171,9 @@ class Client:
     def complete(
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> Completion:
-        return self._loop().run(carry_scope(self.acomplete(request, **params)))
+        loop = self._loop()
+        loop.check_caller()
+        return loop.run(carry_scope(self.acomplete(request, **params)))
 
     def batch(
         self,
@@ -170,8 +182,11 @@ class Client:
         on_result: OnResult | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> list[Completion | PromptliftError]:
-        """``abatch`` from sync code; ``on_result`` and ``stop`` run on the client's loop thread."""
-        return self._loop().run(carry_scope(self.abatch(requests, on_result=on_result, stop=stop)))
+        """``abatch`` from sync code; ``on_result`` and ``stop`` run on the client's loop thread (so
+        they must not make sync calls through this client: that is refused)."""
+        loop = self._loop()
+        loop.check_caller()
+        return loop.run(carry_scope(self.abatch(requests, on_result=on_result, stop=stop)))
 
     # -- budgets, cache, metrics -------------------------------------------------------------
     @property

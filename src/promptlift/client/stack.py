@@ -69,6 +69,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         pricing,
         ledger=BudgetLedger(config.budget, "client") if config.budget is not None else None,
         lookup=cache.lookup if cache is not None else None,
+        chain=config.models,
     )
     log = CallLog(config.call_log.path, log_content=config.call_log.log_content) if config.call_log else None
     stack = parts["metrics"] = RecordingProvider(

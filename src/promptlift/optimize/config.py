@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,11 @@ def _cache(value: Any, path: Path, store: Any) -> Path | None:
 def _positive(value: Any, what: str, where: str, *, whole: bool = False) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (whole and value % 1):
+    bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    if bad or value <= 0 or (whole and value % 1):
         kind = "a positive whole number" if whole else "a positive number"
         raise ConfigError(f"{where}: {what} must be {kind} or null, got {value!r}")
-    return value
+    return float(value)
 
 
 def _retry(value: Any, where: str) -> RetryPolicy:
@@ -175,7 +177,8 @@ def _retry(value: Any, where: str) -> RetryPolicy:
             f"{where}: retry `attempts_per_error` must map error names to attempts, like {{RateLimited: 8}}"
         )
     for name, n in per_error.items():
-        _positive(n, f"retry attempts for {name}", where, whole=True)
+        if _positive(n, f"retry attempts for {name}", where, whole=True) is None:
+            raise ConfigError(f"{where}: retry attempts for {name} must be a positive whole number, got null")
     kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
     if "max_attempts" in kwargs:
         kwargs["max_attempts"] = int(kwargs["max_attempts"])
@@ -226,7 +229,10 @@ def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
         if (
             not isinstance(pair, list)
             or len(pair) != 2
-            or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in pair)
+            or any(
+                isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0
+                for x in pair
+            )
         ):
             raise ConfigError(
                 f"{where}: the price of {model} must be [input, output] USD per 1M tokens, like [0.15, 0.60] "
@@ -234,6 +240,23 @@ def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
             )
         out[str(model)] = ModelPrice(float(pair[0]), float(pair[1]))
     return out
+
+
+def _scoped(
+    limits: tuple[RateLimit, ...], raw: Mapping[str, Any], models: tuple[str, ...], where: str
+) -> tuple[RateLimit, ...]:
+    """Every limit must apply to a model of the run: a misspelt scope would silently limit nothing."""
+    metric: Mapping[str, Any] = raw["metric"] if isinstance(raw.get("metric"), Mapping) else {}
+    used = {*models, str(raw.get("reasoning_model") or models[0])}
+    if metric.get("model"):
+        used.add(str(metric["model"]))
+    for limit in limits:
+        if limit.scope != "*" and not any(m == limit.scope or m.startswith(limit.scope + "/") for m in used):
+            raise ConfigError(
+                f"{where}: the rate limit scope {limit.scope!r} matches none of the run's models "
+                f"({', '.join(sorted(used))}); use one of them, its provider (like openai) or *"
+            )
+    return limits
 
 
 def _acceptance(value: Any, where: str) -> Acceptance:
@@ -295,6 +318,6 @@ def load_config(path: str | Path) -> RunConfig:
         raw=raw,
         acceptance=_acceptance(raw.get("acceptance"), where),
         retry=_retry(raw.get("retry"), where),
-        rate_limits=_rate_limits(raw.get("rate_limits"), where),
+        rate_limits=_scoped(_rate_limits(raw.get("rate_limits"), where), raw, models, where),
         prices=_prices(raw.get("prices"), where),
     )

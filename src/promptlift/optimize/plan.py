@@ -127,8 +127,11 @@ def cap(calls: CallEstimate, budget: Budget) -> CallEstimate:
     if budget.max_calls is None or calls.total <= budget.max_calls:
         return calls
     share = budget.max_calls / calls.total
-    task, judge = round(calls.task * share), round(calls.judge * share)
-    return CallEstimate(task, int(budget.max_calls) - task - judge, judge)
+    task = math.floor(calls.task * share)
+    judge = (
+        calls.judge // calls.task * task if calls.task else 0
+    )  # a whole number of judge calls per task call
+    return CallEstimate(task, min(calls.reasoning, int(budget.max_calls) - task - judge), judge)
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -229,12 +232,14 @@ def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
     return sum(_tokens(m.content) + 4 for m in messages) + demos * 2 * user
 
 
-def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget) -> str | None:
+def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget, per_row: int = 0) -> str | None:
+    """``per_row``: calls a metric makes per scored row (1 for an LLM judge); rows, not calls, are
+    what ``max_metric_calls`` counts."""
     if not isinstance(optimizer.params().get("max_metric_calls"), int):
         return None
     room = optimizer.params()["max_metric_calls"]
     if budget.max_calls is not None:
-        room = min(room, int(budget.max_calls) - driver_calls(sizes).total)
+        room = min(room, (int(budget.max_calls) - driver_calls(sizes).total * (1 + per_row)) // (1 + per_row))
     n = planned_proposals(room, optimizer.params()["minibatch"], sizes.validation)
     if n >= 3:
         return None
@@ -254,7 +259,7 @@ def _stage(
         ).judged(per_row)
         for p in PRESETS.get(spec_name, {})
     }
-    warning = _pareto_warning(optimizer, sizes, config.budget)
+    warning = _pareto_warning(optimizer, sizes, config.budget, per_row)
     return StagePlan(
         optimizer=spec_name,
         params=optimizer.params(),

@@ -29,6 +29,8 @@ from promptlift.errors import ContextWindowExceeded, LocalModelError
 from promptlift.providers.render import BLOCK_SEPARATOR, render_plain
 from promptlift.types import Message
 
+DEFAULT_MAX_TOKENS = 64  # an answer's length when the request sets no max_tokens
+
 PROVIDER = "local"
 INSTALL_HINT = "install it with `uv sync --extra local` (or `pip install 'promptlift[local]'`)"
 
@@ -299,7 +301,7 @@ class LocalEngine:
         return self._executor.submit(
             self._generate,
             render_plain(messages),
-            int(params.get("max_tokens") or 64),
+            int(params.get("max_tokens") or DEFAULT_MAX_TOKENS),
             0.0 if temperature is None else float(temperature),
             1.0 if params.get("top_p") is None else float(params["top_p"]),
             tuple(dict.fromkeys(stop)),

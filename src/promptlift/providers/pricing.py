@@ -85,6 +85,9 @@ def _as_price(value: Price | PerMillion) -> Price:
     return Price.per_million(value.input_per_mtok, value.output_per_mtok)
 
 
+FREE_PROVIDERS = frozenset({"ollama", "ollama_chat", "lm_studio", "llamafile"})  # models on your machine
+
+
 def _from_price_map(model: str) -> Price | None:
     from promptlift.providers.litellm import import_litellm
 
@@ -95,6 +98,10 @@ def _from_price_map(model: str) -> Price | None:
         return None
     given = info.get("input_cost_per_token"), info.get("output_cost_per_token")
     if given[0] is None and given[1] is None:
+        return None
+    if not given[0] and not given[1] and model.split("/", 1)[0] not in FREE_PROVIDERS:
+        # $0 both ways for a paid provider is a gap in the map, not a price (LiteLLM 1.110.2 has
+        # anthropic/claude-sonnet-4-20250514 so): unknown, so a cost cap refuses it rather than never binding.
         return None
     cached = info.get("cache_read_input_token_cost")
     return Price(float(given[0] or 0.0), float(given[1] or 0.0), None if cached is None else float(cached))
