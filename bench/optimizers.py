@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(PROMPTLIFT + PEERS))
     p.add_argument("--datasets", default="imdb,boolq,gsm8k")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--budgets", default="300")
+    p.add_argument("--budgets", default="300,1000")
     p.add_argument("--sizes", default="30,20,40", help="train,validation,test rows")
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
     p.add_argument("--out", default=str(CELLS))

@@ -7,10 +7,12 @@ reservation with what is already spent *and* reserved by calls in flight, the ca
 ``BudgetExceeded`` is raised. After the call the reservation is replaced by the real usage and cost.
 So the caps hold with any number of calls in flight, as long as the estimate is an upper bound:
 the answer is capped by ``max_tokens`` (a request without one is sent with the budget's
-``default_max_tokens``), and input tokens are counted by the pricing in use.
+``default_max_tokens`` as its ``output_cap``), input tokens are counted by the pricing in use, and
+every model that may answer has a known price (a cost cap refuses, with ``ConfigError``, a model
+whose price nobody knows: its calls would count as $0).
 
-A cache hit costs nothing new: even when the budget is exhausted, an answer already in the cache
-is served (the wrapper asks the cache, through ``lookup``, before refusing).
+A cache hit costs nothing new: even when the budget is exhausted, or the model unpriced, an answer
+already in the cache is served (the wrapper asks the cache, through ``lookup``, before refusing).
 
 Thread-safety: ledgers are guarded by a ``threading.Lock``; one ledger may be shared by several
 clients, threads and event loops.
