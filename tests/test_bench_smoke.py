@@ -111,9 +111,13 @@ def test_a_wheel_whose_hash_differs_is_refused(tmp_path: Path) -> None:
 def test_promptlift_side_of_the_optimizer_table() -> None:
     task = _task(6)
     provider = FunctionProvider(_reader)
+    splits = cut(task, Sizes(2, 2, 2))  # validation and test of one size: both must really be sent
     with Client(provider=provider) as client:
-        cell = promptlift_side.run("fewshot", Setup(task, cut(task, Sizes(2, 2, 2)), 12, 0), client=client)
+        cell = promptlift_side.run("fewshot", Setup(task, splits, 12, 0), client=client)
     assert cell.error == ""
+    asked = [r.messages[-1].content for r in provider.requests]
+    for row in splits.test:  # scored twice each (start and best), never replayed from validation
+        assert sum(f"Review: {row['review']}\n" in text for text in asked) == 2
     assert cell.test_start == 0.5  # the constant answer is right on half of a balanced split
     assert cell.test_best == 1.0  # demos make the toy model right
     assert 0 < cell.task_calls <= 12

@@ -96,3 +96,27 @@ def test_a_metric_that_fails_on_every_row_fails_loudly() -> None:
 def test_when_every_call_fails_the_error_is_raised() -> None:
     with pytest.raises(ProviderUnavailable):
         evaluate(lambda r: ProviderUnavailable("down", status=503))
+
+
+def test_splits_from_separate_files_are_each_really_scored() -> None:
+    """Datasets loaded apart all number their rows from 0: a test split the size of the validation
+    split must still be sent, not replayed from the validation scores (it was, keyed by index)."""
+    from promptlift.optimize import FewShot, RunSettings
+    from promptlift.optimize.dataset import Splits
+    from promptlift.optimize.run import Budget
+
+    def part(name: str, n: int) -> Dataset:
+        return Dataset.from_records([{"q": f"{name}{i}", "a": "yes"} for i in range(n)])
+
+    provider = FunctionProvider(lambda r: "yes" if "val" in r.messages[-1].content else "no")
+    splits = Splits(part("train", 6), part("val", 4), part("test", 4))
+    with Client(ClientConfig(models=("scripted/m",)), provider=provider) as client:
+        settings = RunSettings(
+            task_model="scripted/m", reasoning_model="scripted/m", budget=Budget(max_calls=60)
+        )
+        result = FewShot(answer_field="a", trials=2).optimize(
+            PROMPT, splits, ExactMatch("a"), client=client, settings=settings
+        )
+    sent = [r.messages[-1].content for r in provider.requests]
+    assert sum("test" in text for text in sent) >= 4  # the test rows reached the model
+    assert result.initial.score == 1.0 and result.initial_test.mean == 0.0  # and were scored as themselves

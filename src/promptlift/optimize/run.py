@@ -209,7 +209,9 @@ class Search:
 
     # -- spending ------------------------------------------------------------------------------
     async def _memo_eval(self, prompt: Prompt, rows: Sequence[Row], role: str = "task") -> Evaluation:
-        key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([r.index for r in rows])}"
+        # Rows by index and content: splits built from separate files all number their rows from 0
+        # (keyed by index alone, scoring a test split of the validation split's size replayed the latter).
+        key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([[r.index, r.fields] for r in rows])}"
         if key in self._seen:  # the same candidate again in this run: nothing is sent
             return self._seen[key][0]
         stored = self._replay.get(key)
