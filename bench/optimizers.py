@@ -62,10 +62,20 @@ def runner(system: str) -> Callable[[Setup], Cell]:
     raise SystemExit(f"unknown system {system!r}")
 
 
-def done(out: Path) -> set[tuple[str, str, int, int]]:
-    """Cells finished in any cells file (and ``out``): the grid resumes across slices."""
+CellKey = tuple[str, str, int, int, str]
+
+
+def cell_key(c: dict[str, Any]) -> CellKey:
+    """A cell's identity: system, dataset, seed, budget and the split sizes it ran with."""
+    sizes = c.get("notes", {}).get("sizes", {})
+    return (c["system"], c["dataset"], c["seed"], c["budget"], json.dumps(sizes, sort_keys=True))
+
+
+def done(out: Path) -> set[CellKey]:
+    """Cells finished in any cells file (and ``out``): the grid resumes across slices. A cell that
+    crashed counts as done (its error is the finding); delete its line to run it again."""
     paths = sorted({*cell_files(), *([out] if out.is_file() else [])})
-    return {(c["system"], c["dataset"], c["seed"], c["budget"]) for c in read_cells(paths)}
+    return {cell_key(c) for c in read_cells(paths)}
 
 
 def run_cell(system: str, dataset: str, seed: int, budget: int, sizes: Sizes) -> Cell:
@@ -212,11 +222,15 @@ def cell_files(results: Path = RESULTS) -> list[Path]:
 
 def read_cells(paths: list[Path]) -> list[dict[str, Any]]:
     """Every cell once: a cell run again (in another slice's file) counts once, the later line wins."""
-    unique: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    unique: dict[CellKey, dict[str, Any]] = {}
     for path in paths:
-        for line in path.read_text().splitlines():
-            c = json.loads(line)
-            unique[(c["system"], c["dataset"], c["seed"], c["budget"])] = c
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                c = json.loads(line)
+            except ValueError:  # a line cut short by a killed run: that cell simply runs again
+                print(f"{path}:{number}: not a whole cell, skipped", file=sys.stderr)
+                continue
+            unique[cell_key(c)] = c
     return list(unique.values())
 
 
@@ -251,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             for dataset in args.datasets.split(","):
                 for system in args.systems.split(","):
-                    if (system, dataset, seed, budget) in finished:
+                    key = (system, dataset, seed, budget, json.dumps(vars(sizes), sort_keys=True))
+                    if key in finished:
                         continue
                     cell = run_cell(system, dataset, seed, budget, sizes)
                     with out.open("a") as f:

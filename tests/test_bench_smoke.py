@@ -215,3 +215,21 @@ def test_a_dspy_cell_past_the_guard_reports_the_calls_sent_and_the_refused_apart
            "test_best": 0.2, "task_calls": 655, "reasoning_calls": 0, "wall_s": 1.0, "error": ""}  # fmt: skip
     row = optimizers.table([old]).splitlines()[2]
     assert "| 600 |" in row and "1 of 1 stopped at the 2x call guard" in row
+
+
+def test_the_grid_resumes_across_slices_and_keeps_sizes_apart(tmp_path: Path) -> None:
+    def line(system: str, seed: int, test: int, score: float) -> str:
+        notes = {"sizes": {"train": 30, "validation": 20, "test": test}}
+        cell = {"system": system, "dataset": "imdb", "seed": seed, "budget": 300, "test_best": score}
+        return json.dumps({**cell, "error": "", "notes": notes})
+
+    (tmp_path / "optimizers.a.jsonl").write_text(line("x", 0, 40, 0.1) + "\n" + line("x", 1, 40, 0.2) + "\n")
+    (tmp_path / "optimizers.b.jsonl").write_text(
+        line("x", 0, 40, 0.3) + "\n" + line("x", 0, 80, 0.4) + "\n" + '{"system": "x", "dat'  # cut short
+    )
+    cells = optimizers.read_cells(optimizers.cell_files(tmp_path))
+    assert sorted((c["seed"], c["notes"]["sizes"]["test"], c["test_best"]) for c in cells) == [
+        (0, 40, 0.3),  # the later line of a cell run twice wins
+        (0, 80, 0.4),  # other sizes are another cell
+        (1, 40, 0.2),
+    ]
