@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from promptlift import Client, ClientConfig, Completion, CompletionRequest, Secret
+from promptlift import Client, ClientConfig, Completion, Secret
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import BadRequest
-from promptlift.testing import FunctionProvider
+from promptlift.testing import FunctionProvider, GatedProvider
 from promptlift.testing.server import (
     LoopbackServer,
     RecordedRequest,
@@ -24,25 +24,6 @@ from promptlift.testing.server import (
     server_error,
     slow,
 )
-
-
-class Peak(FunctionProvider):
-    """Records the most calls it ever had in flight at once (across threads and loops)."""
-
-    def __init__(self) -> None:
-        super().__init__(lambda r: r.messages[0].content, delay=0.005)
-        self.now = self.peak = 0
-        self.guard = threading.Lock()
-
-    async def acomplete(self, request: CompletionRequest) -> Completion:
-        with self.guard:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-        try:
-            return await super().acomplete(request)
-        finally:
-            with self.guard:
-                self.now -= 1
 
 
 def test_results_in_input_order_and_failures_in_place() -> None:
@@ -57,7 +38,7 @@ def test_results_in_input_order_and_failures_in_place() -> None:
 
 
 def test_one_limit_for_sync_async_threads_and_nested_batches() -> None:
-    provider = Peak()
+    provider = GatedProvider(lambda r: r.messages[0].content, delay=0.005)  # records the peak in flight
     client = Client(ClientConfig(models=("openai/m",), concurrency=4), provider=provider)
 
     async def nested() -> None:  # an evaluator running batches inside a batch of its own

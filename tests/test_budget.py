@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from promptlift import BudgetExceeded, Client, ClientConfig, Completion, CompletionRequest, Secret, Usage
+from promptlift import BudgetExceeded, Client, ClientConfig, Completion, Secret, Usage
 from promptlift.client.budget import BudgetLedger, Reservation
 from promptlift.client.config import Budget, CacheConfig, ModelPrice
 from promptlift.errors import ConfigError
-from promptlift.testing import FunctionProvider, ScriptedProvider
+from promptlift.testing import FunctionProvider, GatedProvider, ScriptedProvider
 from promptlift.testing.server import LoopbackServer, ok
 
 PRICE = {"openai/m": ModelPrice(input_per_mtok=1_000_000.0, output_per_mtok=1_000_000.0)}  # $1 a token
@@ -50,24 +50,8 @@ def test_a_call_that_would_cross_is_not_sent() -> None:
 def test_64_in_flight_never_cross_the_cap() -> None:
     """Each call is reserved at $18 (8 input tokens estimated + 10 output at $1) and really costs
     that; the cap is $1400, so 77 calls fit. The first 64 are held in flight until all 64 are there."""
-    in_flight = 0
-    peak = 0
-    all_in = asyncio.Event()
-
-    class Gate(FunctionProvider):
-        async def acomplete(self, request: CompletionRequest) -> Completion:
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            if in_flight == 64:
-                all_in.set()
-            try:
-                await asyncio.wait_for(all_in.wait(), timeout=30)
-                return await super().acomplete(request)
-            finally:
-                in_flight -= 1
-
-    provider = Gate(lambda r: Completion("x " * 10, r.model, "f", Usage(8, 10)))  # the worst case
+    worst = Completion("x " * 10, "openai/m", "f", Usage(8, 10))  # the worst case
+    provider = GatedProvider(lambda r: worst, until=64)
     budget = Budget(max_cost_usd=1400.0)
     config = ClientConfig(models=("openai/m",), concurrency=64, budget=budget, prices=PRICE)
 
@@ -83,7 +67,7 @@ def test_64_in_flight_never_cross_the_cap() -> None:
     assert ledger is not None
     ok = [r for r in results if isinstance(r, Completion)]
     refused = [r for r in results if isinstance(r, BudgetExceeded)]
-    assert peak == 64
+    assert provider.peak == 64
     assert reserved.cost_usd == pytest.approx(18.0)
     assert len(ok) == len(provider.requests) == 77 and len(refused) == 123
     assert ledger.spent_usd == pytest.approx(77 * 18.0) and ledger.spent_usd <= 1400.0

@@ -12,7 +12,7 @@ from promptlift.errors import BudgetExceeded, ProviderUnavailable
 from promptlift.optimize import Dataset, Evaluator, FewShot, Prompt, RunSettings
 from promptlift.optimize.metrics import LLMJudge, metric_from_config
 from promptlift.optimize.run import Budget as RunBudget
-from promptlift.testing import FunctionProvider
+from promptlift.testing import FunctionProvider, GatedProvider
 from promptlift.testing.conformance import TASK_MODEL, synthetic_model, synthetic_splits
 from promptlift.testing.server import LoopbackServer, ok
 from promptlift.types import CompletionRequest, Usage
@@ -61,29 +61,11 @@ def test_the_judge_sees_the_input_the_expected_answer_and_the_output_on_its_own_
 def test_judge_calls_run_side_by_side() -> None:
     """Each judge call waits until four are in flight. Scored one at a time (the metric blocking the
     batch, as it once did), the wait times out and the row scores 0."""
-    in_flight = 0
-    peak = 0
-    four = asyncio.Event()
-
-    class Gate(FunctionProvider):
-        async def acomplete(self, request: CompletionRequest) -> Completion:
-            nonlocal in_flight, peak
-            if not is_judge(request):
-                return await super().acomplete(request)
-            in_flight += 1
-            peak = max(peak, in_flight)
-            if in_flight >= 4:
-                four.set()
-            try:
-                await asyncio.wait_for(four.wait(), timeout=3.0)
-                return await super().acomplete(request)
-            except TimeoutError:
-                return Completion(content="0 (timed out alone)", model=request.model, provider="gate")
-            finally:
-                in_flight -= 1
-
-    evaluation = run(Gate(lambda r: "8" if is_judge(r) else "an answer"), concurrency=8)
-    assert peak >= 4
+    provider = GatedProvider(
+        lambda r: "8" if is_judge(r) else "an answer", until=4, gate=is_judge, timeout=3.0, on_timeout="0"
+    )
+    evaluation = run(provider, concurrency=8)
+    assert provider.peak >= 4
     assert evaluation.mean == pytest.approx(0.8)  # type: ignore[attr-defined]
 
 

@@ -1,5 +1,5 @@
 """Test doubles and conformance suites, shipped as part of promptlift."""
 
-from promptlift.testing.doubles import FunctionProvider, ScriptedProvider
+from promptlift.testing.doubles import FunctionProvider, GatedProvider, ScriptedProvider
 
-__all__ = ["FunctionProvider", "ScriptedProvider"]
+__all__ = ["FunctionProvider", "GatedProvider", "ScriptedProvider"]

@@ -1,7 +1,8 @@
 """Test doubles that ship with promptlift: providers that answer without any network.
 
-``FunctionProvider`` answers with a function of the request; ``ScriptedProvider`` plays a
-script of answers and errors in order and records every request it saw. Both obey the
+``FunctionProvider`` answers with a function of the request; ``GatedProvider`` also records the
+most calls in flight at once and can hold calls until enough run together; ``ScriptedProvider``
+plays a script of answers and errors in order and records every request it saw. All obey the
 ``Provider`` contract, so every client wrapper and every optimizer can be tested against them.
 """
 
@@ -53,6 +54,57 @@ class FunctionProvider(Provider):
         if isinstance(reply, PromptliftError):
             raise reply
         return _completion(request, reply, self.name)
+
+
+class GatedProvider(FunctionProvider):
+    """A ``FunctionProvider`` that shows calls really run side by side.
+
+    ``peak`` is the most calls ever in flight at once (counted across threads and loops). With
+    ``until``, each call ``gate`` selects (default: every call) is held until ``until`` of them are in
+    flight together; if that does not happen within ``timeout`` seconds it is answered with
+    ``on_timeout`` (or raises ``TimeoutError``). Calls serialized by the code under test then show as
+    timeouts, not as a hung test. The hold works within one event loop.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[CompletionRequest], Reply],
+        *,
+        until: int | None = None,
+        gate: Callable[[CompletionRequest], bool] | None = None,
+        timeout: float = 30.0,
+        on_timeout: str | None = None,
+        delay: float = 0.0,
+    ):
+        super().__init__(fn, delay=delay)
+        self.until, self.gate, self.timeout, self.on_timeout = until, gate, timeout, on_timeout
+        self.in_flight = self.peak = 0
+        self._count = threading.Lock()
+        self._all_in: asyncio.Event | None = None
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        if self.gate is not None and not self.gate(request):
+            return await super().acomplete(request)
+        with self._count:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            now = self.in_flight
+        try:
+            if self.until is not None:
+                if self._all_in is None:
+                    self._all_in = asyncio.Event()
+                if now >= self.until:
+                    self._all_in.set()
+                try:
+                    await asyncio.wait_for(self._all_in.wait(), self.timeout)
+                except TimeoutError:
+                    if self.on_timeout is None:
+                        raise
+                    return _completion(request, self.on_timeout, self.name)
+            return await super().acomplete(request)
+        finally:
+            with self._count:
+                self.in_flight -= 1
 
 
 class ScriptedProvider(Provider):
