@@ -79,6 +79,11 @@ class CompletionRequest:
         return {k: v for k, v in params.items() if v is not None}
 
     @property
+    def answer_limit(self) -> int | None:
+        """The most tokens the answer may have: ``max_tokens``, else a budget's ``output_cap``."""
+        return self.max_tokens if self.max_tokens is not None else self.output_cap
+
+    @property
     def is_sampled(self) -> bool:
         """A call whose answer may differ each time: temperature above 0 and no seed."""
         return (self.temperature is None or self.temperature > 0) and self.seed is None

@@ -279,8 +279,9 @@ class BudgetedProvider(Provider):
     def estimate(self, request: CompletionRequest) -> Reservation:
         """The worst case of one call: counted input + max_tokens, at the model's price."""
         input_tokens = self.pricing.input_tokens(request)
-        capped = self.capped(request)
-        output_tokens = capped.max_tokens if capped.max_tokens is not None else capped.output_cap or 0
+        if request.answer_limit is None:  # not yet capped (acomplete caps before it estimates)
+            request = self.capped(request)
+        output_tokens = request.answer_limit or 0
         price = self.pricing.price(request.model)
         if price is None and request.model not in self._warned:
             self._warned.add(request.model)

@@ -43,7 +43,8 @@ def estimate_input_tokens(request: CompletionRequest) -> int:
 
 def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
     """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer."""
-    out = request.max_tokens if request.max_tokens is not None else request.output_cap or default_max_tokens
+    limit = request.answer_limit
+    out = limit if limit is not None else default_max_tokens
     return estimate_input_tokens(request) + out
 
 

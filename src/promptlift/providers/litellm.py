@@ -249,8 +249,8 @@ class LiteLLMProvider(Provider):
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
-        if request.max_tokens is None and request.output_cap is not None:
-            params["max_tokens"] = request.output_cap  # a budget's ceiling (see CompletionRequest)
+        if request.answer_limit is not None:
+            params["max_tokens"] = request.answer_limit  # the caller's, else a budget's ceiling
         for what in google_rewrites(request):
             self._refuse_or_warn(
                 request.model,

@@ -148,6 +148,7 @@ def estimate_cost_usd(
 ) -> float:
     """The worst case of ``request``: its input tokens plus ``max_tokens`` (or the default) of
     output, at the model's price. 0 when the price is unknown (see ``cost_usd``)."""
-    output = request.max_tokens if request.max_tokens is not None else default_max_tokens
+    limit = request.answer_limit
+    output = limit if limit is not None else default_max_tokens
     usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
     return cost_usd(request.model, usage, prices)
