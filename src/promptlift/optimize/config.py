@@ -107,14 +107,9 @@ def _budget(value: Any, where: str) -> Budget:
     value = value or {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: `budget` must be a mapping like {{max_calls: 400}}")
-    unknown = set(value) - {"max_calls", "max_cost_usd", "max_minutes"}
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown budget key `{sorted(unknown)[0]}`; use max_calls, max_cost_usd, max_minutes"
-        )
+    _only(value, ("max_calls", "max_cost_usd", "max_minutes"), "budget", where)
     for key, v in value.items():
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
-            raise ConfigError(f"{where}: budget `{key}` must be a positive number or null, got {v!r}")
+        _positive(v, f"budget `{key}`", where)
     return Budget(value.get("max_calls"), value.get("max_cost_usd"), value.get("max_minutes"))
 
 
@@ -147,6 +142,12 @@ def _cache(value: Any, path: Path, store: Any) -> Path | None:
     raise ConfigError(f"{path}: `cache` must be a file path, true or false, got {value!r}")
 
 
+def _only(mapping: Mapping[str, Any], keys: tuple[str, ...], what: str, where: str) -> None:
+    unknown = set(mapping) - set(keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {what} key `{sorted(unknown)[0]}`; use {', '.join(keys)}")
+
+
 def _positive(value: Any, what: str, where: str, *, whole: bool = False) -> float | None:
     if value is None:
         return None
@@ -163,9 +164,7 @@ def _retry(value: Any, where: str) -> RetryPolicy:
         return RetryPolicy()
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: `retry` must be a mapping like {{max_attempts: 6, max_wait: 60}}")
-    unknown = set(value) - set(RETRY_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown retry key `{sorted(unknown)[0]}`; use {', '.join(RETRY_KEYS)}")
+    _only(value, RETRY_KEYS, "retry", where)
     numbers = {
         k: _positive(v, f"retry `{k}`", where, whole=k == "max_attempts")
         for k, v in value.items()
@@ -200,11 +199,7 @@ def _rate_limits(value: Any, where: str) -> tuple[RateLimit, ...]:
             raise ConfigError(
                 f"{where}: each of `rate_limits` must be a mapping like {{scope: openai, rpm: 500}}"
             )
-        unknown = set(item) - set(RATE_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown rate_limits key `{sorted(unknown)[0]}`; use {', '.join(RATE_KEYS)}"
-            )
+        _only(item, RATE_KEYS, "rate_limits", where)
         scope = item.get("scope", "*")
         if not isinstance(scope, str) or not scope:
             raise ConfigError(f"{where}: rate_limits `scope` must be a model, a provider or *, got {scope!r}")
