@@ -184,6 +184,7 @@ class FunctionMetric:
         return Score(float(result))
 
 
+JUDGE_MAX_TOKENS = 64  # a score and one sentence of reasons
 _JUDGE = (
     "You grade an answer against a rubric. Reply with a score from 0 to 10 on the first line, "
     "then one sentence of reasons.\n\nRubric: {rubric}\n\nInput: {input}\nExpected: {expected}\n"
@@ -212,7 +213,7 @@ class LLMJudge:
         )
 
     def _params(self) -> dict[str, Any]:
-        return {"model": self.model or self.client.model, "temperature": 0, "max_tokens": 64}
+        return {"model": self.model or self.client.model, "temperature": 0, "max_tokens": JUDGE_MAX_TOKENS}
 
     def __call__(self, row: Row, output: str) -> Score:
         return _graded(self.client.complete(self._prompt(row, output), **self._params()))

@@ -26,6 +26,7 @@ from typing import Any
 from promptlift.errors import UserError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, split
+from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
 from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
 from promptlift.optimize.optimizers.pareto import planned_proposals
 from promptlift.optimize.prompt import Prompt
@@ -35,7 +36,7 @@ from promptlift.optimize.run import Budget
 PARETO_ACCEPTANCE = 0.25  # the share of reflective proposals assumed to pass the minibatch test
 REASONING_INPUT_TOKENS = {"chat": 700, "base": 150}  # a reflection request / a completion scaffold
 REASONING_OUTPUT_TOKENS = {"chat": 400, "base": 80}
-JUDGE_INPUT_TOKENS, JUDGE_OUTPUT_TOKENS = 60, 64  # the judge's instructions; its reply's max_tokens
+JUDGE_INPUT_TOKENS = 60  # the judge's instructions, around the rubric, the row and the output
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,8 @@ def cap(calls: CallEstimate, budget: Budget) -> CallEstimate:
         return calls
     share = budget.max_calls / calls.total
     task = math.floor(calls.task * share)
-    judge = (
-        calls.judge // calls.task * task if calls.task else 0
-    )  # a whole number of judge calls per task call
+    per_row = calls.judge // calls.task if calls.task else 0  # judge calls per task call: a whole number
+    judge = per_row * task
     return CallEstimate(task, min(calls.reasoning, int(budget.max_calls) - task - judge), judge)
 
 
@@ -291,7 +291,7 @@ def make_plan(
     judge = (
         str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
     )
-    per_row = 1 if judge else 0  # LLMJudge.calls_per_row, without building the metric (it needs a client)
+    per_row = LLMJudge.calls_per_row if judge else 0
     stages = tuple(_stage(config, spec.name, spec.params, sizes, base, per_row) for spec in config.optimizers)
     calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
     demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)
@@ -318,7 +318,7 @@ def make_plan(
         ]
         judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
         judge_low = judge_in * j_price.input_per_token
-        judge_high = judge_low + JUDGE_OUTPUT_TOKENS * j_price.output_per_token
+        judge_high = judge_low + JUDGE_MAX_TOKENS * j_price.output_per_token
         reason_low = r_in * r_price.input_per_token
         reason_high = reason_low + r_out * r_price.output_per_token
         cost = (
