@@ -545,8 +545,12 @@ class CachingProvider(Provider):
         key = self.key(request)
         # An answer cut short by a budget's ceiling is not the answer to the request as keyed (which
         # has no max_tokens): it is returned, not stored.
-        cut_by_budget = request.output_cap is not None and completion.finish_reason == "length"
-        if key is not None and not (cut_by_budget and request.max_tokens is None):
+        cut_by_budget = (
+            request.max_tokens is None
+            and request.output_cap is not None
+            and completion.finish_reason == "length"
+        )
+        if key is not None and not cut_by_budget:
             self.cache.put(key, completion)
         return completion
 
