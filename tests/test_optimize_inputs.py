@@ -115,16 +115,19 @@ metric: {type: exact_match, field: label}
         ("model: [unclosed\n", r"not valid YAML at line 2"),
         ("- a list\n", r"expected a mapping of settings"),
         (GOOD + "optimiser: fewshot\n", r"unknown key `optimiser`"),
-        (GOOD.replace("dataset: {path: d.jsonl}", ""), r"missing `dataset`"),
-        (GOOD.replace('user: "Review: {text}"', "system: x"), r"prompt: missing `user`"),
-        (GOOD + "budget: {max_calls: -5}\n", r"budget `max_calls` must be a positive number"),
-        (GOOD + "budget: {max_cals: 5}\n", r"unknown budget key `max_cals`"),
-        (GOOD.replace("type: exact_match, ", ""), r"metric: missing `type`"),
-        (GOOD + "retry: {max_attempt: 5}\n", r"unknown retry key `max_attempt`; use max_attempts"),
+        (GOOD.replace("dataset: {path: d.jsonl}", ""), r"`dataset` is missing"),
+        (GOOD.replace('user: "Review: {text}"', "system: x"), r"`prompt.user` is missing"),
+        (GOOD + "budget: {max_calls: -5}\n", r"`budget.max_calls` must be a whole number of at least 1"),
+        (GOOD + "budget: {max_cals: 5}\n", r"unknown key `budget.max_cals`; did you mean `max_calls`"),
+        (GOOD.replace("type: exact_match, ", ""), r"`metric.type` is missing"),
+        (GOOD + "retry: {max_attempt: 5}\n", r"unknown key `retry.max_attempt`; did you mean `max_attempts`"),
         (GOOD + "retry: {max_attempts: 2.5}\n", r"retry `max_attempts` must be a positive whole number"),
         (GOOD + "retry: {attempts_per_error: {RateLimitd: 3}}\n", r"retry: attempts_per_error names unknown"),
         (GOOD + "retry: 5\n", r"`retry` must be a mapping"),
-        (GOOD + "rate_limits: {scope: openai, rpn: 5}\n", r"unknown rate_limits key `rpn`"),
+        (
+            GOOD + "rate_limits: {scope: openai, rpn: 5}\n",
+            r"unknown key `rate_limits.rpn`; did you mean `rpm`",
+        ),
         (GOOD + "rate_limits: {scope: openai}\n", r"a rate limit for 'openai' needs `rpm` or `tpm`"),
         (GOOD + "rate_limits: [{rpm: -1}]\n", r"rate_limits `rpm` must be a positive number"),
         (GOOD + "prices: {azure/dep: 0.15}\n", r"the price of azure/dep must be \[input, output\]"),
@@ -155,9 +158,9 @@ def test_cli_reports_a_bad_config_in_one_line_with_exit_2(
 
 
 def test_unknown_metric_and_optimizer(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown metric type .bleu.*exact_match"):
+    with pytest.raises(ConfigError, match=r"`metric.type` must be one of exact_match.*got .bleu"):
         metric_from_config({"type": "bleu"})
-    with pytest.raises(ConfigError, match="needs `field:`"):
+    with pytest.raises(ConfigError, match=r"`metric.field` is missing"):
         metric_from_config({"type": "exact_match"})
     with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
         metric_from_config({"type": "python", "function": "no_such_module:f"})

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from promptlift.cli import build_parser
+from promptlift.cli import build_parser, main
+from promptlift.optimize.config import load_config
+from promptlift.optimize.dataset import Row
+from promptlift.optimize.metrics import metric_from_config
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -37,3 +42,41 @@ def test_quickstart_commands_are_make_targets() -> None:
     makefile = (Path(__file__).parent.parent / "Makefile").read_text()
     for target in re.findall(r"^make (\w+)", README, flags=re.M):
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+def _readme_config(tmp_path: Path) -> Path:
+    """The README's config block, written as is beside a copy of the example dataset it names."""
+    (block,) = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    shutil.copy(Path(__file__).parent.parent / "examples/sentiment/reviews.jsonl", tmp_path / "reviews.jsonl")
+    path = tmp_path / "config.yaml"
+    path.write_text(block, encoding="utf-8")
+    return path
+
+
+def test_the_readme_config_block_runs_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["optimize", str(_readme_config(tmp_path)), "--dry-run", "--json"]) == 0, (
+        capsys.readouterr().err
+    )
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["stages"][0]["optimizer"] == "fewshot" and plan["stages"][0]["task_calls"] > 0
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_the_readme_python_metric_form_loads_a_module_beside_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`{python: "module:function"}` as the README writes it, from a module in the config's folder
+    (no PYTHONPATH): it parses, its function is imported before any call, and it scores."""
+    path = _readme_config(tmp_path)
+    (tmp_path / "readme_metric_mod.py").write_text(
+        "def score(row, output):\n    return float(output.strip().lower() == row['label'].lower())\n"
+    )
+    (line,) = re.findall(r"^# or (\{python: .*?\})", README, flags=re.M)
+    text = path.read_text().replace(
+        "{type: exact_match, field: label}", line.replace("my_metric", "readme_metric_mod")
+    )
+    path.write_text(text)
+    config = load_config(path)
+    assert config.metric == {"type": "python", "function": "readme_metric_mod:score", "field": "label"}
+    metric = metric_from_config(config.metric, base_dir=tmp_path)
+    assert metric(Row(0, {"label": "Positive"}), " positive").value == 1.0

@@ -19,7 +19,9 @@ COMMAND_MODULES = ("complete", "batch", "optimize", "models", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from promptlift.cli.validators import OneLineParser
+
+    parser = OneLineParser(
         prog="promptlift",
         description="Find better prompts: evaluate candidates, propose better ones, measure them.",
     )

@@ -12,19 +12,7 @@ import argparse
 import json
 import sys
 
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return value
+from promptlift.cli.validators import non_negative_int, positive_float, positive_int, temperature
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,12 +21,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", action="append", default=[], help="model; repeat for a fallback chain")
     p.add_argument("--api-base", help="endpoint for every model given")
     p.add_argument("--system", help="a system message")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--max-tokens", type=int)
-    p.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per attempt")
+    p.add_argument("--temperature", type=temperature)
+    p.add_argument("--max-tokens", type=positive_int)
+    p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per attempt")
     p.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2,
         help="retries per model before falling back (default 2: 3 attempts)",
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from promptlift.cli.validators import fraction, price_pair
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--api-base", action="append", default=[], metavar="MODEL=URL", help="endpoint of one model"
     )
     c.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT", help="USD per 1M tokens")
-    c.add_argument("--target", type=float, help="report the cheapest model scoring at least this")
+    c.add_argument("--target", type=fraction, help="report the cheapest model scoring at least this (0 to 1)")
     c.add_argument("--rows", default="test", choices=("test", "validation", "all"), help="rows to score")
     c.add_argument(
         "--run",
@@ -72,10 +74,9 @@ def run_compare(args: argparse.Namespace) -> int:
     prices: dict[str, ModelPrice] = {}
     for model, value in _pairs(args.price, "--price").items():
         try:
-            given = [float(v) for v in value.split(",")]
-            prices[model] = ModelPrice(given[0], given[1] if len(given) > 1 else given[0])
-        except (ValueError, IndexError):
-            raise ConfigError(f"--price {model}=IN,OUT takes two numbers, got {value!r}") from None
+            prices[model] = ModelPrice(*price_pair(value))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"--price {model}=IN,OUT {exc}") from None
     models = args.model or list(config.models)
     candidates = [ModelCandidate(m, bases.get(m), prices.get(m)) for m in models]
     prompt = None

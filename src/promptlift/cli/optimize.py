@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from promptlift.cli.validators import non_negative_float
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("optimize", help="optimize the prompt of a config file")
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan (calls, cost, presets) and stop")
     p.add_argument(
         "--confirm-above",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         metavar="USD",
         help="with paid models, ask before a run whose estimate may exceed this (default 1)",
@@ -40,15 +42,16 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.optimize.session import run_config, split_warnings
 
     config = load_config(args.config)
-    for warning in split_warnings(config):
-        print(f"promptlift: warning: {warning}", file=sys.stderr)
+    warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
     plan = make_plan(config)
+    for warning in warnings:
+        print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
         print(json.dumps(plan.to_dict()) if args.json else plan.render())
         return 0
     print(plan.render(), file=sys.stderr if args.json else sys.stdout)
     interactive = sys.stdin.isatty()
-    if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=input):
+    if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=_ask):
         print("promptlift: not run", file=sys.stderr)
         return 1
     progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
@@ -60,6 +63,17 @@ def run_optimize(args: argparse.Namespace) -> int:
         print_summary(result)
         print(plan_vs_actual(plan, result))
     return 0
+
+
+def _ask(question: str) -> str:
+    """``input``, with the end of input (Ctrl-D) as a usage error rather than a traceback."""
+    from promptlift.errors import UserError
+
+    try:
+        return input(question)
+    except EOFError:
+        print()  # the question was left on an open line of stdout
+        raise UserError("no answer to the confirmation (end of input); pass --yes to run it") from None
 
 
 def run_eval(args: argparse.Namespace) -> int:

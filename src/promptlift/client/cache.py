@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from promptlift.client.config import CacheConfig
+from promptlift.errors import ConfigError
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
@@ -182,6 +183,11 @@ def open_sqlite(path: str, schema: str = "", *, wait_s: float = 30.0) -> sqlite3
 
     try:
         retry_locked(setup, wait_s)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if "not a database" not in str(exc):
+            raise
+        raise ConfigError(f"{path} is not an SQLite file; name a new file or an SQLite one") from None
     except BaseException:
         conn.close()
         raise

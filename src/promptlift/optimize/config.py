@@ -13,8 +13,22 @@ import yaml
 from promptlift.client.config import ModelPrice, RateLimit
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
-from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.metrics import check_metric
+from promptlift.optimize.prompt import Prompt, check_params
 from promptlift.optimize.run import Acceptance, Budget
+from promptlift.optimize.schema import (
+    At,
+    Check,
+    Schema,
+    any_text,
+    choice,
+    mapping,
+    number,
+    optional,
+    refuse_unknown,
+    text,
+    whole,
+)
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 TOP_KEYS = {
@@ -74,54 +88,86 @@ class RunConfig:
         return self.models[0]
 
 
-def _need(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
-    if key not in mapping or mapping[key] is None:
-        raise ConfigError(f"{where}: missing `{key}`")
-    value = mapping[key]
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{where}: `{key}` must be a {names}, got {type(value).__name__} {value!r}")
-    return value
+PROMPT = Schema(
+    {"system": any_text, "user": text, "params": lambda value, at: check_params(value, at)},
+    required=("user",),
+    example='{system: "...", user: "Review: {text}"}',
+)
+SPLIT = Schema(
+    {
+        # each split gets at least one row, so a fraction of 0 could only be ignored
+        "train": number(0.0, above=True),
+        "validation": number(0.0, above=True),
+        "test": number(0.0, above=True),
+        "seed": whole(None),
+    },
+    required=("train", "validation", "test"),
+    example="{train: 0.5, validation: 0.25, test: 0.25, seed: 0}",
+    defaults={"seed": 0},
+)
+DEFAULT_SPLIT = {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}
+DATASET = Schema(
+    {"path": text, "split": lambda value, at: SPLIT(value, at) if value is not None else dict(DEFAULT_SPLIT)},
+    required=("path",),
+    example="{path: reviews.jsonl}",
+    defaults={"split": DEFAULT_SPLIT},
+)
+BUDGET = Schema(
+    {
+        "max_calls": optional(whole(1)),
+        "max_cost_usd": optional(number(0.0, above=True)),
+        "max_minutes": optional(number(0.0, above=True)),
+    },
+    example="{max_calls: 400}",
+)
+ACCEPTANCE = Schema(
+    {"rule": choice("best", "significant"), "alpha": number(0.0, 0.5, above=True)},
+    example="{rule: significant, alpha: 0.05}",
+)
+OPTIMIZER = Schema({"name": text, "params": mapping}, required=("name",), example="{name: fewshot}")
+# The run-wide scalars; `model` and `api_base` are the endpoint part's shape and checked there.
+SCALARS: dict[str, tuple[Check, Any]] = {
+    "reasoning_model": (optional(text), None),
+    "seed": (whole(None), 0),
+    "concurrency": (whole(1), 8),
+    "timeout": (number(0.0, above=True), 120.0),
+    "store": (optional(text), None),
+    "api_base": (optional(text), None),
+}
 
 
-def _optimizers(value: Any, where: str) -> tuple[OptimizerSpec, ...]:
+def _optimizers(value: Any, at: At, answer_field: str | None) -> tuple[OptimizerSpec, ...]:
+    """Each optimizer is built once here, so a bad name or param is found before any call."""
+    from promptlift.optimize.optimizers import build_optimizer
+
+    if value is None:
+        value = "fewshot"
     items = value if isinstance(value, list) else [value]
     if not items:
-        raise ConfigError(f"{where}: `optimizer` is an empty list; name at least one optimizer")
+        raise at.error("`optimizer` is an empty list; name at least one optimizer (like fewshot)")
     specs = []
-    for item in items:
-        if isinstance(item, str):
-            specs.append(OptimizerSpec(item))
-        elif isinstance(item, Mapping):
-            name = _need(item, "name", f"{where}: optimizer", str)
-            params = item.get("params") or {}
-            if not isinstance(params, Mapping):
-                raise ConfigError(f"{where}: optimizer `params` must be a mapping, got {params!r}")
-            specs.append(OptimizerSpec(name, dict(params)))
-        else:
-            raise ConfigError(f"{where}: `optimizer` must be a name, {{name, params}} or a list of them")
+    for i, item in enumerate(items):
+        where = at / i if isinstance(value, list) else at
+        if not isinstance(item, str | Mapping):
+            where.fail("an optimizer name, {name, params} or a list of them", item)
+        spec = OPTIMIZER({"name": item} if isinstance(item, str) else item, where)
+        build_optimizer(spec["name"], spec.get("params", {}), answer_field=answer_field, at=where)
+        specs.append(OptimizerSpec(spec["name"], spec.get("params", {})))
     return tuple(specs)
 
 
 def _budget(value: Any, where: str) -> Budget:
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: `budget` must be a mapping like {{max_calls: 400}}")
-    _only(value, ("max_calls", "max_cost_usd", "max_minutes"), "budget", where)
-    for key, v in value.items():
-        _positive(v, f"budget `{key}`", where)
-    return Budget(value.get("max_calls"), value.get("max_cost_usd"), value.get("max_minutes"))
+    checked = BUDGET(value, At(where, "budget"))
+    return Budget(checked.get("max_calls"), checked.get("max_cost_usd"), checked.get("max_minutes"))
 
 
 def _prompt(value: Any, where: str) -> Prompt:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: `prompt` must be a mapping with `user:` (and optionally `system:`)")
-    user = _need(value, "user", f"{where}: prompt", str)
-    system = value.get("system") or ""
-    params = value.get("params") or {}
-    if not isinstance(system, str) or not isinstance(params, Mapping):
-        raise ConfigError(f"{where}: prompt `system` must be text and `params` a mapping")
-    return Prompt(user=user, system=system, params=dict(params))
+    if value is None:
+        raise ConfigError(f"{where}: `prompt` is missing; add one like {PROMPT.example}")
+    checked = PROMPT(value, At(where, "prompt"))
+    return Prompt(
+        user=checked["user"], system=checked.get("system") or "", params=dict(value.get("params") or {})
+    )
 
 
 def _models(value: Any, where: str) -> tuple[str, ...]:
@@ -135,17 +181,21 @@ def _cache(value: Any, path: Path, store: Any) -> Path | None:
     """``cache: false`` turns it off; ``cache: FILE`` names it; by default it lives in the store."""
     if value is False or value is None:
         return None
-    if isinstance(value, str):
-        return path.parent / value
+    if isinstance(value, str) and value.strip():
+        return _relative(path, value)
     if value is True:
-        return (path.parent / str(store) / "cache.sqlite") if store else None
+        return (_relative(path, str(store)) / "cache.sqlite") if store else None
     raise ConfigError(f"{path}: `cache` must be a file path, true or false, got {value!r}")
 
 
+def _relative(config: Path, value: str) -> Path:
+    """A path from the config: ``~`` is the home folder; a relative path is from the config's folder."""
+    given = Path(value).expanduser()
+    return given if given.is_absolute() else config.parent / given
+
+
 def _only(mapping: Mapping[str, Any], keys: tuple[str, ...], what: str, where: str) -> None:
-    unknown = set(mapping) - set(keys)
-    if unknown:
-        raise ConfigError(f"{where}: unknown {what} key `{sorted(unknown)[0]}`; use {', '.join(keys)}")
+    refuse_unknown(mapping, keys, At(where, what))
 
 
 def _positive(value: Any, what: str, where: str, *, whole: bool = False) -> float | None:
@@ -256,60 +306,58 @@ def _scoped(
 
 def _acceptance(value: Any, where: str) -> Acceptance:
     """``acceptance: {rule: significant, alpha: 0.05}``: see ``promptlift.optimize.run.Acceptance``."""
-    if value is None:
-        return Acceptance()
-    if not isinstance(value, Mapping) or set(value) - {"rule", "alpha"}:
-        raise ConfigError(f"{where}: `acceptance` must be a mapping like {{rule: significant, alpha: 0.05}}")
-    rule, alpha = value.get("rule", "best"), value.get("alpha", 0.05)
-    if rule not in ("best", "significant"):
-        raise ConfigError(f"{where}: acceptance `rule` must be best or significant, got {rule!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 0.5:
-        raise ConfigError(f"{where}: acceptance `alpha` must be a number between 0 and 0.5, got {alpha!r}")
-    return Acceptance(rule, float(alpha))
+    checked = ACCEPTANCE(value, At(where, "acceptance"))
+    return Acceptance(checked.get("rule", "best"), checked.get("alpha", 0.05))
 
 
-def load_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def _read(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Parse and check every level of the config; whatever a run would refuse before its first call
+    (a misspelt key at any depth, a bad value, an unknown metric or optimizer param) is refused here."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = _read(path)
     where = str(path)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping of settings at the top level")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key `{sorted(unknown)[0]}`; known keys: {', '.join(sorted(TOP_KEYS))}"
-        )
-    dataset = _need(raw, "dataset", where, Mapping)
-    split = dataset.get("split") or {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}
-    if not isinstance(split, Mapping) or not {"train", "validation", "test"} <= set(split):
-        raise ConfigError(f"{where}: dataset `split` needs train, validation and test fractions")
-    metric = _need(raw, "metric", where, Mapping)
-    _need(metric, "type", f"{where}: metric", str)
+    refuse_unknown(raw, sorted(TOP_KEYS), At(where))
+    top = At(where)
+    scalars = {k: check(raw[k], top / k) if k in raw else default for k, (check, default) in SCALARS.items()}
+    if raw.get("dataset") is None:
+        raise ConfigError(f"{where}: `dataset` is missing; add one like {DATASET.example}")
+    dataset = DATASET(raw["dataset"], top / "dataset")
+    if raw.get("metric") is None:
+        raise ConfigError(f"{where}: `metric` is missing; add one like {{type: exact_match, field: label}}")
+    metric = check_metric(raw["metric"], top / "metric", base_dir=path.parent)
     models = _models(raw.get("model"), where)
-    store = raw.get("store")
+    store = scalars["store"]
     return RunConfig(
         path=path,
         models=models,
-        reasoning_model=str(raw.get("reasoning_model") or models[0]),
-        api_base=raw.get("api_base"),
+        reasoning_model=scalars["reasoning_model"] or models[0],
+        api_base=scalars["api_base"],
         prompt=_prompt(raw.get("prompt"), where),
-        dataset_path=(path.parent / str(_need(dataset, "path", f"{where}: dataset", str))),
-        split=dict(split),
-        metric=dict(metric),
-        optimizers=_optimizers(raw.get("optimizer") or "fewshot", where),
+        dataset_path=_relative(path, dataset["path"]),
+        split=dataset["split"],
+        metric=metric,
+        optimizers=_optimizers(raw.get("optimizer"), top / "optimizer", metric.get("field")),
         budget=_budget(raw.get("budget"), where),
-        seed=int(raw.get("seed") or 0),
-        store=(path.parent / str(store)) if store else None,
+        seed=scalars["seed"],
+        store=_relative(path, store) if store else None,
         cache=_cache(raw.get("cache", True), path, store),
-        concurrency=int(raw.get("concurrency") or 8),
-        timeout=float(raw.get("timeout") or 120.0),
+        concurrency=scalars["concurrency"],
+        timeout=scalars["timeout"],
         raw=raw,
         acceptance=_acceptance(raw.get("acceptance"), where),
         retry=_retry(raw.get("retry"), where),

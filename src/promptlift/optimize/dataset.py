@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,16 +80,27 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
-        """Load JSONL, JSON (a list of objects) or CSV (a header row), by the file's suffix."""
-        path = Path(path)
+        """Load JSONL, JSON (a list of objects) or CSV (a header row), by the file's suffix: UTF-8
+        text, with or without a byte-order mark (Excel writes one; it is not part of a field name)."""
+        path = Path(path).expanduser()
         if not path.is_file():
             raise DatasetError(f"dataset file not found: {path}")
+        try:
+            return cls._load(path)
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                f"save the file as UTF-8"
+            ) from None
+
+    @classmethod
+    def _load(cls, path: Path) -> Dataset:
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".ndjson"):
             return cls.from_records(_read_jsonl(path), str(path))
         if suffix == ".json":
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
             if not isinstance(data, list):
@@ -103,7 +115,7 @@ class Dataset:
 
 
 def _read_jsonl(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -114,7 +126,7 @@ def _read_jsonl(path: Path) -> Iterator[Any]:
 
 
 def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header:
@@ -142,10 +154,9 @@ class Splits:
 def split(dataset: Dataset, train: float, validation: float, test: float, seed: int = 0) -> Splits:
     """A seeded shuffle cut by fractions (normalised to sum to 1); each part gets at least one row."""
     total = train + validation + test
-    if min(train, validation, test) < 0 or total <= 0:
-        raise DatasetError(
-            f"split fractions must be non-negative and sum above 0, got {train}/{validation}/{test}"
-        )
+    if not all(math.isfinite(x) and x > 0 for x in (train, validation, test)):
+        # each part gets at least one row, so a fraction of 0 would be quietly overruled
+        raise DatasetError(f"split fractions must each be more than 0, got {train}/{validation}/{test}")
     n = len(dataset)
     if n < 3:
         raise DatasetError(f"{dataset.source}: {n} rows cannot be split three ways; at least 3 are needed")

@@ -13,12 +13,15 @@ import importlib
 import math
 import re
 import string
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from promptlift.errors import ConfigError
+from promptlift.optimize.schema import At, Check, Schema, flag, number, optional, suggest, text, texts
 
 if TYPE_CHECKING:
     from promptlift.client import Client
@@ -66,7 +69,10 @@ class Normalize:
 def _target(row: Row, field: str) -> str:
     value = row.get(field)
     if value is None:
-        raise ConfigError(f"the metric reads field {field!r}, which row {row.index} does not have")
+        raise ConfigError(
+            f"the metric reads field {field!r}, which row {row.index + 1} does not have "
+            f"(its fields: {', '.join(row.fields)}){suggest(field, row.fields)}"
+        )
     return str(value)
 
 
@@ -230,61 +236,121 @@ def _graded(reply: Completion) -> Score:
     return Score(min(10.0, float(match.group())) / 10.0, reply.content.strip()[:300], (reply,))
 
 
+_NORMALIZE: dict[str, Check] = {"ignore_case": flag, "ignore_whitespace": flag, "ignore_punctuation": flag}
+_FIELD = {"type": text, "field": text}
+_OPTIONAL_FIELD = {"type": text, "field": optional(text)}
+# One schema per metric type: a key another type uses (or a typo) is refused, never ignored.
+METRICS: dict[str, Schema] = {
+    "exact_match": Schema({**_FIELD, **_NORMALIZE}, required=("field",)),
+    "contains": Schema({**_FIELD, **_NORMALIZE}, required=("field",)),
+    "regex": Schema({**_OPTIONAL_FIELD, "pattern": optional(text)}),
+    "numeric": Schema({**_FIELD, "abs_tol": number(0.0), "rel_tol": number(0.0)}, required=("field",)),
+    "f1": Schema(_FIELD, required=("field",)),
+    "choice": Schema({**_FIELD, "labels": optional(texts)}, required=("field",)),
+    "llm_judge": Schema(
+        {**_OPTIONAL_FIELD, "rubric": text, "model": optional(text), "input_field": optional(text)},
+        required=("rubric",),
+    ),
+    # `field` names the answer (what fewshot shows in its demos); the function reads what it likes
+    "python": Schema({**_OPTIONAL_FIELD, "function": text}, required=("function",)),
+}
+
+
+def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None = None) -> dict[str, Any]:
+    """The metric's config checked against its type's schema, with ``python: "module:function"``
+    read as ``{type: python, function: ...}``; a python metric's function is imported here (from
+    ``base_dir`` first: the config's folder), so a missing module is found before any call."""
+    at = at or At("", "metric")
+    if not isinstance(spec, Mapping):
+        at.fail("a mapping like {type: exact_match, field: label}", spec)
+    spec = dict(spec)
+    if "python" in spec and "type" not in spec:
+        spec = {"type": "python", "function": spec.pop("python"), **spec}
+    kind = spec.get("type")
+    if kind is None:
+        raise at.error(f"`{(at / 'type').path}` is missing; use one of {', '.join(METRICS)}")
+    if kind not in METRICS:
+        (at / "type").fail(f"one of {', '.join(METRICS)}", kind, suggest(str(kind), METRICS))
+    checked = METRICS[kind](spec, at)
+    if kind == "regex" and not checked.get("pattern") and not checked.get("field"):
+        raise at.error("metric 'regex' needs `pattern:` or `field:` (a field holding the regex)")
+    if kind == "choice" and checked.get("labels") == []:
+        (at / "labels").fail("a non-empty list of labels", [])
+    if kind == "python":
+        load_callable(checked["function"], base_dir=base_dir)
+    return checked
+
+
+def metric_fields(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The dataset fields a (checked) metric reads, as (key, field) pairs."""
+    return [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+
+
 def _labels(spec: Mapping[str, Any], values: Sequence[str]) -> tuple[str, ...]:
     labels = spec.get("labels") or sorted(set(values))
     return tuple(str(x) for x in labels)
 
 
 def metric_from_config(
-    spec: Mapping[str, Any], *, field_values: Sequence[str] = (), client: Client | None = None
+    spec: Mapping[str, Any],
+    *,
+    field_values: Sequence[str] = (),
+    client: Client | None = None,
+    base_dir: str | Path | None = None,
 ) -> Metric:
     """Build a metric from its config mapping (``{type: exact_match, field: label}``)."""
-    kind = spec.get("type")
-    field = spec.get("field")
+    spec = check_metric(spec, base_dir=base_dir)
+    kind, field = spec["type"], spec.get("field")
     norm = Normalize(
-        case=bool(spec.get("ignore_case", True)),
-        whitespace=bool(spec.get("ignore_whitespace", True)),
-        punctuation=bool(spec.get("ignore_punctuation", False)),
+        case=spec.get("ignore_case", True),
+        whitespace=spec.get("ignore_whitespace", True),
+        punctuation=spec.get("ignore_punctuation", False),
     )
-    needs_field = {"exact_match", "contains", "numeric", "f1", "choice"}
-    if kind in needs_field and not field:
-        raise ConfigError(f"metric {kind!r} needs `field:` naming the dataset field with the expected answer")
     if kind == "exact_match":
         return ExactMatch(str(field), norm)
     if kind == "contains":
         return Contains(str(field), norm)
     if kind == "regex":
-        if not spec.get("pattern") and not field:
-            raise ConfigError("metric 'regex' needs `pattern:` or `field:` (a field holding the regex)")
         return Regex(spec.get("pattern"), field)
     if kind == "numeric":
-        return Numeric(str(field), float(spec.get("abs_tol", 1e-6)), float(spec.get("rel_tol", 0.0)))
+        return Numeric(str(field), spec.get("abs_tol", 1e-6), spec.get("rel_tol", 0.0))
     if kind == "f1":
         return TokenF1(str(field))
     if kind == "choice":
         return Choice(str(field), _labels(spec, field_values))
     if kind == "llm_judge":
-        if client is None or not spec.get("rubric"):
-            raise ConfigError("metric 'llm_judge' needs `rubric:` (and runs through the run's client)")
-        return LLMJudge(client, str(spec["rubric"]), spec.get("model"), spec.get("input_field"), field)
-    if kind == "python":
-        return FunctionMetric(load_callable(str(spec.get("function") or spec.get("path") or "")))
-    raise ConfigError(
-        f"unknown metric type {kind!r}; use exact_match, contains, regex, numeric, f1, choice, "
-        f"llm_judge or python"
-    )
+        if client is None:
+            raise ConfigError("metric 'llm_judge' runs through the run's client: pass `client=`")
+        return LLMJudge(client, spec["rubric"], spec.get("model"), spec.get("input_field"), field)
+    return FunctionMetric(load_callable(spec["function"], base_dir=base_dir))
 
 
-def load_callable(target: str) -> Callable[..., Any]:
-    """``package.module:function`` → the function, with a clear error when it is not there."""
+def load_callable(target: str, *, base_dir: str | Path | None = None) -> Callable[..., Any]:
+    """``package.module:function`` → the function, with a clear error when it is not there. A module
+    in ``base_dir`` (the config's folder) is found without setting PYTHONPATH."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"python metric {target!r}: write it as 'module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name, base_dir)
     except ImportError as exc:
         raise ConfigError(f"python metric {target!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # the user's module failed while importing: say so in one line
+        raise ConfigError(
+            f"python metric {target!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
+        ) from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"python metric {target!r}: {module_name} has no function {attr!r}")
     return fn  # type: ignore[no-any-return]
+
+
+def _import(name: str, base_dir: str | Path | None) -> Any:
+    if base_dir is None:
+        return importlib.import_module(name)
+    folder = str(Path(base_dir).resolve())
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)

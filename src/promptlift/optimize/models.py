@@ -24,7 +24,7 @@ from promptlift.client import Client, ClientConfig
 from promptlift.client.config import ModelPrice
 from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
-from promptlift.optimize.dataset import Dataset, Row, split
+from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import metric_from_config
 from promptlift.optimize.prompt import Prompt
@@ -104,9 +104,9 @@ def _rows(config: RunConfig, which: str) -> tuple[list[Row], list[str]]:
     """The rows to score, and every value of the metric's field (for metrics that need them)."""
     if which not in ("test", "validation", "all"):
         raise ConfigError(f"rows must be test, validation or all, not {which!r}")
-    dataset = Dataset.load(config.dataset_path)
-    s = config.split
-    parts = split(dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0)))
+    from promptlift.optimize.session import load_splits  # checks fields and paths before any call
+
+    dataset, parts = load_splits(config)
     field = config.metric.get("field")
     values = [str(r[field]) for r in dataset] if field in dataset.fields else []
     if which == "all":
@@ -131,7 +131,9 @@ def _score(
         )
     )
     try:
-        metric = metric_from_config(config.metric, field_values=values, client=client)
+        metric = metric_from_config(
+            config.metric, field_values=values, client=client, base_dir=config.path.parent
+        )
         evaluation = asyncio.run(Evaluator(client, metric, candidate.model).evaluate(prompt, rows))
         stats = client.metrics_snapshot().total
     finally:

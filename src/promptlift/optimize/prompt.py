@@ -15,7 +15,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlift.errors import TemplateError
+from promptlift.optimize.schema import At, Schema, mapping, mappings, number, texts, whole
 from promptlift.types import Message
+
+# What a CompletionRequest carries that a prompt may set: anything else would fail at the first call.
+PARAMS = Schema(
+    {
+        "temperature": number(0.0, 2.0),
+        "max_tokens": whole(1),
+        "top_p": number(0.0, 1.0, above=True),
+        "stop": texts,
+        "seed": whole(None),
+        "response_format": mapping,
+        "tools": mappings,
+    },
+    example="{temperature: 0, max_tokens: 16}",
+)
+
+
+def check_params(params: Any, at: At | None = None) -> dict[str, Any]:
+    """The prompt's generation parameters, checked by name (with a suggestion) and by value."""
+    return PARAMS(params, at or At("", "prompt.params"))
+
 
 _formatter = string.Formatter()
 
@@ -62,6 +83,9 @@ class Prompt:
     system: str = ""
     demos: tuple[Demo, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
+
+    def __post_init__(self) -> None:
+        check_params(self.params)  # checked, not converted: the params are part of the prompt's key
 
     def fields(self) -> list[str]:
         seen = placeholders(self.system, "prompt.system") + placeholders(self.user, "prompt.user")

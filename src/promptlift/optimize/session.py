@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
@@ -17,11 +19,12 @@ from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
-from promptlift.optimize.metrics import Metric, metric_from_config
+from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
+from promptlift.optimize.schema import suggest
 from promptlift.optimize.stats import score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
@@ -35,14 +38,58 @@ class Prepared:
 
 
 def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
-    """Load the dataset, check the prompt's placeholders against it, split it: no call is made."""
+    """Load the dataset, check the prompt's placeholders and every field the metric and the
+    optimizers read against it, split it: no call is made, nothing is written."""
     dataset = Dataset.load(config.dataset_path)
     config.prompt.check(dataset.fields)
+    check_fields(config, dataset.fields)
+    for what, path in (("store", _store_file(config.store)), ("cache", config.cache)):
+        if path is not None:
+            check_sqlite_file(path, f"{config.path}: `{what}`")
     s = config.split
     splits = split(
         dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0))
     )
     return dataset, splits
+
+
+def check_fields(config: RunConfig, fields: Sequence[str]) -> None:
+    """The fields the metric (and a fewshot's ``answer_field``) read must be the dataset's own."""
+    used = [(f"metric.{key}", name) for key, name in metric_fields(config.metric)]
+    for spec in config.optimizers:
+        if "answer_field" in spec.params:
+            used.append((f"optimizer {spec.name} answer_field", str(spec.params["answer_field"])))
+    for key, name in used:
+        if name not in fields:
+            raise ConfigError(
+                f"{config.path}: `{key}` is {name!r}, which the dataset's rows do not have "
+                f"(fields: {', '.join(fields)}){suggest(name, fields)}"
+            )
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _store_file(store: Path | None) -> Path | None:
+    if store is None:
+        return None
+    return store / "runs.sqlite" if store.suffix == "" or store.is_dir() else store
+
+
+def check_sqlite_file(path: Path, what: str) -> None:
+    """A store or cache path must be an SQLite file or not exist yet (it is created on first use):
+    a text file or a folder there is refused before any call, and never written to."""
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; name an SQLite file (like cache.sqlite)")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    if head and head != _SQLITE_MAGIC:
+        raise ConfigError(f"{what} {path} is not an SQLite file; name a new file or an SQLite one")
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -62,7 +109,9 @@ def prepare(config: RunConfig) -> Prepared:
     )
     field = config.metric.get("field")
     values = [str(r[field]) for r in dataset] if field in dataset.fields else []
-    metric = metric_from_config(config.metric, field_values=values, client=client)
+    metric = metric_from_config(
+        config.metric, field_values=values, client=client, base_dir=config.path.parent
+    )
     return Prepared(client, splits, metric)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,7 @@ from promptlift.optimize.optimizers.metaprompt import MetaPrompt
 from promptlift.optimize.optimizers.parameters import Parameters
 from promptlift.optimize.optimizers.pareto import Pareto
 from promptlift.optimize.optimizers.presets import PRESETS
+from promptlift.optimize.schema import At, of_type, refuse_unknown, suggest
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "fewshot": FewShot,
@@ -39,19 +42,46 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {**presets[preset], **kwargs}
 
 
-def build_optimizer(name: str, params: Mapping[str, Any], *, answer_field: str | None = None) -> Optimizer:
+def check_params(cls: type[Optimizer], params: Mapping[str, Any], at: At) -> None:
+    """Each param by name and type, from the optimizer's own fields (its constructor)."""
+    hints = typing.get_type_hints(cls)
+    known: list[str] = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    refuse_unknown(params, [*known, "preset"], at, what="param")
+    for key, value in params.items():
+        if key != "preset":
+            of_type(hints[key])(value, at / key)
+
+
+def build_optimizer(
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    answer_field: str | None = None,
+    at: At | None = None,
+) -> Optimizer:
+    """The optimizer ``name`` with ``params`` (a preset expanded), checked by name and type; ``at``
+    says where in a config the optimizer was given, for the error message."""
+    at = at or At("", "optimizer")
     cls = OPTIMIZERS.get(name)
     if cls is None:
-        raise ConfigError(f"unknown optimizer {name!r}; available: {', '.join(sorted(OPTIMIZERS))}")
-    kwargs = resolve_params(name, params)
+        (at / "name").fail(f"one of {', '.join(sorted(OPTIMIZERS))}", name, suggest(name, OPTIMIZERS))
+    if not isinstance(params, Mapping):
+        (at / "params").fail("a mapping", params)
+    check_params(cls, params, at / "params")
+    try:
+        kwargs = resolve_params(name, params)
+    except ConfigError as exc:
+        raise at.error(str(exc)) from None
     if cls is FewShot:
         kwargs.setdefault("answer_field", answer_field)
         if not kwargs["answer_field"]:
-            raise ConfigError("fewshot needs `answer_field` in its params (or a metric with `field:`)")
+            raise at.error("fewshot needs `answer_field` in its params (or a metric with `field:`)")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"optimizer {name!r}: bad params ({exc})") from None
+    except ConfigError as exc:
+        raise at.error(str(exc)) from None
+    except TypeError as exc:  # a required field the params do not give
+        raise at.error(f"optimizer {name!r}: bad params ({exc})") from None
 
 
 __all__ = [

@@ -114,6 +114,8 @@ class Evolutionary(Optimizer):
     name: ClassVar[str] = "evolutionary"
 
     def __post_init__(self) -> None:
+        if self.generations < 1 or not 0 <= self.crossover_rate <= 1:
+            raise ConfigError("evolutionary: needs generations >= 1 and 0 <= crossover_rate <= 1")
         if self.population < 2 or not 0 <= self.elites < self.population:
             raise ConfigError("evolutionary: needs population >= 2 and 0 <= elites < population")
         if not self.objectives or self.objectives[0] != "score" or set(self.objectives) - set(OBJECTIVES):

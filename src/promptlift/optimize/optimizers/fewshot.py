@@ -44,6 +44,10 @@ class FewShot(Optimizer):
     instructions: list[str] = field(default_factory=list)  # alternatives to the initial system text
     name: ClassVar[str] = "fewshot"
 
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.max_demos < 1 or not 0 <= self.min_demos <= self.max_demos:
+            raise ConfigError("fewshot: needs trials >= 1, max_demos >= 1 and 0 <= min_demos <= max_demos")
+
     def params(self) -> dict[str, Any]:
         return {
             "answer_field": self.answer_field,

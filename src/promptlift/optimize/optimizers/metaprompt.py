@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from promptlift.errors import ConfigError
 from promptlift.optimize.evaluation import Evaluation
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.prompt import Prompt, fill
@@ -76,6 +77,10 @@ class MetaPrompt(Optimizer):
     minibatch: int = 8
     show_failures: int = 4
     name: ClassVar[str] = "metaprompt"
+
+    def __post_init__(self) -> None:
+        if min(self.rounds, self.candidates_per_round) < 1:
+            raise ConfigError("metaprompt: `rounds` and `candidates_per_round` must be at least 1")
 
     def params(self) -> dict[str, Any]:
         return {

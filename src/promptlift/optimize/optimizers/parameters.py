@@ -43,6 +43,8 @@ class Parameters(Optimizer):
     name: ClassVar[str] = "parameters"
 
     def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError("parameters: `trials` must be at least 1")
         for key in ("temperature", "top_p"):
             span = getattr(self, key)
             if len(span) != 2 or not 0 <= span[0] <= span[1]:

@@ -1,0 +1,264 @@
+"""What real users bring: a table of bad configs, datasets and flags, replayed through ``main``.
+
+Every case must end the same way: exit code 2, exactly one line on stderr naming the problem, no
+traceback, and nothing written (no run store, no cache file, no output) in the folder it ran in.
+To add a case, append a ``Case`` to ``CASES``: ``config`` edits the good config below (a key set to
+``DROP`` is removed), ``files`` adds or replaces files, ``argv`` is the command (``{config}`` is the
+config's path).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promptlift.cli import main
+
+DROP = object()
+ROWS = "".join(
+    json.dumps({"text": f"review {i}", "label": "positive" if i % 2 else "negative"}) + "\n"
+    for i in range(12)
+)
+GOOD: dict[str, Any] = {
+    "model": "local/gemma-3-270m",
+    "prompt": {
+        "system": "Classify the review.",
+        "user": "Review: {text}\nSentiment:",
+        "params": {"max_tokens": 4},
+    },
+    "dataset": {"path": "d.jsonl", "split": {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}},
+    "metric": {"type": "exact_match", "field": "label"},
+    "optimizer": {"name": "fewshot", "params": {"trials": 2}},
+    "store": "runs/",
+}
+DRY = ["optimize", "{config}", "--dry-run"]
+RUN = ["optimize", "{config}", "--yes"]  # a real run: whatever slips past the checks would write a store
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    config: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value (DROP removes it)
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
+    argv: tuple[str, ...] = tuple(DRY)
+    says: str = ""  # a substring the one error line must contain
+
+
+def _edited(edits: Mapping[str, Any]) -> dict[str, Any]:
+    config = json.loads(json.dumps(GOOD))
+    for dotted, value in edits.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DROP:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return config
+
+
+CASES = [
+    # -- a key misspelt at any level: refused with the nearest valid name --------------------------
+    Case("prompt.sytem", {"prompt.sytem": "x"}, says="did you mean `system`"),
+    Case("dataset.spilt", {"dataset.spilt": {"train": 1}}, says="did you mean `split`"),
+    Case("split.sead", {"dataset.split.sead": 3}, says="did you mean `seed`"),
+    Case("metric ignorecase", {"metric.ignorecase": True}, says="did you mean `ignore_case`"),
+    Case("top-level optimiser", {"optimiser": "fewshot"}, says="did you mean `optimizer`"),
+    Case("budget max_cals", {"budget": {"max_cals": 5}}, says="did you mean `max_calls`"),
+    Case("retry max_attempt", {"retry": {"max_attempt": 5}}, says="did you mean `max_attempts`"),
+    Case("prompt param temprature", {"prompt.params.temprature": 0}, says="did you mean `temperature`"),
+    Case("prompt param unsupported", {"prompt.params.frequency_penalty": 0.5}, says="frequency_penalty"),
+    Case("optimizer param trails", {"optimizer.params": {"trails": 3}}, says="did you mean `trials`"),
+    Case("optimizer param typo, real run", {"optimizer.params": {"max_demo": 3}}, argv=tuple(RUN)),
+    Case("unknown metric type", {"metric.type": "exact"}, says="did you mean `exact_match`"),
+    Case("unknown optimizer", {"optimizer.name": "fewshots"}, says="did you mean `fewshot`"),
+    Case("acceptance rule", {"acceptance": {"rule": "bestest"}}, says="best, significant"),
+    Case("judge key of another metric", {"metric.rubric": "be fair"}, says="rubric"),
+    # -- values of the wrong kind ----------------------------------------------------------------------
+    Case("seed text", {"seed": "abc"}, says="`seed` must be a whole number"),
+    Case("concurrency text", {"concurrency": "x"}, says="`concurrency`"),
+    Case("concurrency negative", {"concurrency": -3}, says="`concurrency`"),
+    Case("timeout text", {"timeout": "soon"}, says="`timeout`"),
+    Case("timeout negative", {"timeout": -1}, says="`timeout`"),
+    Case("split train text", {"dataset.split.train": "half"}, says="`dataset.split.train`"),
+    Case("api_base a number", {"api_base": 123}, says="`api_base`"),
+    Case("temperature text", {"prompt.params.temperature": "cold"}, says="`prompt.params.temperature`"),
+    Case("trials text", {"optimizer.params.trials": "many"}, says="`optimizer.params.trials`"),
+    Case("top_p above 1", {"prompt.params.top_p": 5}, says="`prompt.params.top_p`"),
+    Case("stop a number", {"prompt.params.stop": 3}, says="`prompt.params.stop`"),
+    Case("abs_tol text", {"metric": {"type": "numeric", "field": "label", "abs_tol": "x"}}, says="abs_tol"),
+    Case("optimizer params a list", {"optimizer.params": [1, 2]}, says="`optimizer.params`"),
+    Case("prompt a text", {"prompt": "Review: {text}"}, says="`prompt` must be a mapping"),
+    Case("reasoning_model a number", {"reasoning_model": 7}, says="`reasoning_model`"),
+    # -- values accepted before that meant nothing --------------------------------------------------------
+    Case("concurrency 0", {"concurrency": 0}, says="at least 1"),
+    Case("optimizer empty list", {"optimizer": []}, says="empty list"),
+    Case("max_calls a fraction", {"budget": {"max_calls": 0.5}}, says="whole number"),
+    Case("max_demos negative", {"optimizer.params.max_demos": -1}, says="max_demos"),
+    Case("trials 0", {"optimizer.params.trials": 0}, says="trials"),
+    Case("prompt max_tokens 0", {"prompt.params.max_tokens": 0}, says="max_tokens"),
+    Case("negative price", {"prices": {"local/gemma-3-270m": [-1, 0]}}, says="price"),
+    Case("test fraction 0", {"dataset.split.test": 0}, says="`dataset.split.test`"),
+    Case(
+        "choice with no labels", {"metric": {"type": "choice", "field": "label", "labels": []}}, says="labels"
+    ),
+    Case("regex with nothing to match", {"metric": {"type": "regex"}}, says="pattern"),
+    Case("judge with no rubric", {"metric": {"type": "llm_judge", "field": "label"}}, says="rubric"),
+    Case(
+        "metaprompt rounds 0", {"optimizer": {"name": "metaprompt", "params": {"rounds": 0}}}, says="rounds"
+    ),
+    # -- fields and files a run would only find after its first calls -----------------------------------
+    Case("metric field misspelt", {"metric.field": "lable"}, says="fields: text, label"),
+    Case("metric field misspelt, real run", {"metric.field": "lable"}, argv=tuple(RUN), says="did you mean"),
+    Case("fewshot answer_field misspelt", {"optimizer.params.answer_field": "lable"}, says="lable"),
+    Case("placeholder not in the dataset", {"prompt.user": "Review: {txt}"}, says="{txt}"),
+    Case("python metric without a colon", {"metric": {"python": "my_metric"}}, says="module:function"),
+    Case(
+        "python metric module missing", {"metric": {"python": "no_such_mod_xyz:score"}}, says="cannot import"
+    ),
+    Case(
+        "python metric module fails on import",
+        {"metric": {"python": "broken_metric_mod:score", "field": "label"}},
+        files={"broken_metric_mod.py": "raise RuntimeError('boom')\n"},
+        says="RuntimeError: boom",
+    ),
+    Case(
+        "python metric not a function", {"metric": {"python": "os:sep", "field": "label"}}, says="no function"
+    ),
+    Case("dataset missing", {"dataset.path": "nope.jsonl"}, says="not found"),
+    Case("dataset under ~ missing", {"dataset.path": "~/no-such-promptlift-dir/d.jsonl"}, says="no-such"),
+    Case(
+        "dataset not UTF-8",
+        files={"d.jsonl": '{"text": "caf\xe9", "label": "x"}\n'.encode("latin-1")},
+        says="UTF-8",
+    ),
+    Case("dataset empty", files={"d.jsonl": "\n"}, says="empty"),
+    Case("dataset ragged", files={"d.jsonl": ROWS + '{"text": "t"}\n'}, says="missing field"),
+    Case("cache a text file", {"cache": "notes.txt"}, files={"notes.txt": "my notes\n"}, argv=tuple(RUN)),
+    Case(
+        "cache a text file, dry run",
+        {"cache": "notes.txt"},
+        files={"notes.txt": "keep\n"},
+        says="not an SQLite",
+    ),
+    Case("store a text file", {"store": "notes.txt"}, files={"notes.txt": "my notes\n"}, argv=tuple(RUN)),
+    Case("cache a folder", {"cache": "adir"}, files={"adir/keep": "x"}, says="folder"),
+    # -- the config file itself -----------------------------------------------------------------------------
+    Case("config not YAML", files={"c.yaml": "model: [unclosed\n"}, says="not valid YAML"),
+    Case("config not UTF-8", files={"c.yaml": "model: caf\xe9\n".encode("latin-1")}, says="UTF-8"),
+    Case("config a list", files={"c.yaml": "- a\n- b\n"}, says="mapping"),
+    Case("config missing", argv=("optimize", "no-such.yaml", "--dry-run"), says="not found"),
+    # -- the same through other commands --------------------------------------------------------------------
+    Case("eval with a bad seed", {"seed": "abc"}, argv=("eval", "{config}"), says="`seed`"),
+    Case("eval with a misspelt metric field", {"metric.field": "lable"}, argv=("eval", "{config}")),
+    Case("compare with concurrency 0", {"concurrency": 0}, argv=("models", "compare", "{config}")),
+    Case("compare --target 5", argv=("models", "compare", "{config}", "--target", "5"), says="--target"),
+    Case(
+        "compare --price negative",
+        argv=("models", "compare", "{config}", "--price", "m=-1,2"),
+        says="--price",
+    ),
+    Case("compare --price text", argv=("models", "compare", "{config}", "--price", "m=a,b"), says="--price"),
+    Case("optimize --confirm-above -1", argv=("optimize", "{config}", "--confirm-above", "-1")),
+    Case("optimize --dryrun", argv=("optimize", "{config}", "--dryrun"), says="--dryrun"),
+    Case("complete --max-tokens 0", argv=("complete", "hi", "--max-tokens", "0"), says="--max-tokens"),
+    Case("complete --max-tokens x", argv=("complete", "hi", "--max-tokens", "x"), says="--max-tokens"),
+    Case(
+        "complete --temperature cold", argv=("complete", "hi", "--temperature", "cold"), says="--temperature"
+    ),
+    Case("complete --temperature nan", argv=("complete", "hi", "--temperature", "nan"), says="--temperature"),
+    Case("complete --timeout -1", argv=("complete", "hi", "--timeout", "-1"), says="--timeout"),
+    Case("complete --max-retries -2", argv=("complete", "hi", "--max-retries", "-2"), says="--max-retries"),
+]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"/" for p in folder.rglob("*")}
+
+
+def _lay_out(tmp_path: Path, case: Case) -> Path:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_edited(case.config), sort_keys=False), encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text(ROWS, encoding="utf-8")
+    for name, content in case.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_is_one_line_exit_2_and_writes_nothing(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _lay_out(tmp_path, case)
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    code = main([a.replace("{config}", str(config)) for a in case.argv])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("promptlift") and "error" in lines[0], lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert case.says in lines[0], lines[0]
+    assert _snapshot(tmp_path) == before  # no store, no cache file, no output, the user's files intact
+
+
+def test_the_table_is_large_and_its_ids_unique() -> None:
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+
+
+def test_a_csv_with_a_byte_order_mark_loads_with_clean_field_names(tmp_path: Path) -> None:
+    from promptlift.optimize import Dataset
+
+    path = tmp_path / "d.csv"
+    path.write_bytes("\ufefftext,label\nnice,positive\n".encode())
+    data = Dataset.load(path)
+    assert data.fields == ("text", "label") and data[0]["text"] == "nice"
+
+
+def test_end_of_input_at_the_cost_confirmation_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-D at "Run it? [y/N]" on a paid model: a usage error naming --yes, not an EOFError."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    config = _lay_out(tmp_path, Case("paid", {"model": "openai/gpt-4o-mini"}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", Terminal(""))
+    before = _snapshot(tmp_path)
+    assert main(["optimize", str(config), "--confirm-above", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("promptlift: error:") and "--yes" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert _snapshot(tmp_path) == before
+
+
+def test_tilde_in_config_paths_is_the_home_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlift.optimize.config import load_config
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "d.jsonl").write_text(ROWS, encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    config = _lay_out(tmp_path, Case("home", {"dataset.path": "~/data/d.jsonl", "store": "~/runs"}))
+    loaded = load_config(config)
+    assert loaded.dataset_path == home / "data" / "d.jsonl" and loaded.store == home / "runs"
+    assert main(["optimize", str(config), "--dry-run"]) == 0, capsys.readouterr().err
