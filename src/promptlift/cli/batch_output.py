@@ -94,15 +94,18 @@ class OrderedWriter:
 
 def open_for_run(path: str, earlier: EarlierOutput) -> IO[str]:
     """A fresh file, or (resuming) the earlier one to append to, without its partial last line."""
-    if not earlier.has_content:
-        return open(path, "w", encoding="utf-8")
-    with open(path, "r+b") as f:
-        f.truncate(earlier.keep_bytes)
-        if earlier.keep_bytes:
-            f.seek(earlier.keep_bytes - 1)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-    return open(path, "a", encoding="utf-8")
+    try:
+        if not earlier.has_content:
+            return open(path, "w", encoding="utf-8")
+        with open(path, "r+b") as f:
+            f.truncate(earlier.keep_bytes)
+            if earlier.keep_bytes:
+                f.seek(earlier.keep_bytes - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def rewrite(path: str, records: Iterable[dict[str, Any]]) -> None:
