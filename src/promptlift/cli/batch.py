@@ -2,33 +2,37 @@
 
 Each input line is ``{"id": ..., "messages": [...]}`` or ``{"id": ..., "prompt": "..."}``, with
 optional per-line ``model``, ``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed`` and
-``response_format``. Each output line carries the input's ``id`` and either the answer
-(``ok: true``, content, model, usage, cost_usd, latency_s, attempts, cached) or
-``ok: false`` with ``error: {type, message}``; one line out per line in, always.
+``response_format``, each checked before anything is sent (``cli.batch_lines``). Each output line
+carries the input's ``id`` (as given), its ``line`` number and ``request_hash``, and either the
+answer (``ok: true``, content, model, usage, cost_usd, latency_s, attempts, cached) or ``ok: false``
+with ``error: {type, message}``: one line out per non-blank line in, always, whatever the others do.
 
 Output lines are written (and flushed) as soon as every line before them is done, so a killed
-run leaves a clean prefix; with the same cache, a re-run calls the provider only for the lines
-not answered before. Each line is one sample: the batch cache serves sampled lines too.
+run leaves a clean prefix. A re-run resumes from the output file itself (``cli.batch_output``): a
+line answered there for the same request is kept and not sent again, even with ``--no-cache``;
+the others (failed, unanswered, changed) are sent. Identical sampled lines are separate samples.
 With ``--max-cost``, the first call that would cross the budget closes it: nothing more is sent,
-and every line not yet answered (nor in the cache) is recorded as a ``BudgetExceeded`` error.
+and every line not yet answered (nor in the cache) is recorded as a ``BudgetExceeded`` error; a
+model whose price is unknown is refused before any line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
+
+from promptlift.errors import ConfigError, DatasetError, PromptliftError
 
 if TYPE_CHECKING:
     from promptlift.client import Client, ClientConfig
     from promptlift.client.metrics import MetricsSnapshot
-    from promptlift.errors import PromptliftError
     from promptlift.types import Completion, CompletionRequest
-
-_LINE_PARAMS = ("model", "temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,7 +71,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
 
     models = tuple(args.model)
     changes: dict[str, Any] = {}
-    if args.rpm or args.tpm:
+    if args.rpm is not None or args.tpm is not None:
         changes["rate_limits"] = (RateLimit("*", rpm=args.rpm, tpm=args.tpm),)
     if args.max_cost is not None:
         changes["budget"] = Budget(max_cost_usd=args.max_cost)
@@ -85,36 +89,150 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
     )
 
 
-def parse_line(client: Client, raw: str, args: argparse.Namespace) -> tuple[Any, CompletionRequest]:
-    """``(id, request)`` for one input line; raises ``DatasetError`` naming what is wrong."""
-    from promptlift.errors import DatasetError
+# (flag, smallest allowed, whether the smallest is allowed itself, what it means)
+_NUMERIC_FLAGS = (
+    ("concurrency", 1, True, "calls in flight"),
+    ("rpm", 0, False, "requests per minute"),
+    ("tpm", 0, False, "tokens per minute"),
+    ("max_cost", 0, True, "USD"),
+    ("max_retries", 0, True, "retries"),
+    ("timeout", 0, False, "seconds"),
+    ("temperature", 0, True, "temperature"),
+    ("max_tokens", 1, True, "tokens"),
+    ("input_price", 0, True, "USD per 1M tokens"),
+    ("output_price", 0, True, "USD per 1M tokens"),
+)
 
+
+def check_flags(args: argparse.Namespace) -> None:
+    """``ConfigError`` naming the first flag whose value means nothing (0 calls in flight, -5 rpm)."""
+    for name, low, inclusive, unit in _NUMERIC_FLAGS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        fits = value >= low if inclusive else value > low
+        if not math.isfinite(value) or not fits:
+            bound = f"at least {low}" if inclusive else f"more than {low}"
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be {bound} ({unit}), got {value:g}")
+
+
+def check_paths(args: argparse.Namespace) -> tuple[str, str]:
+    """The input file and the real path of the output file; ``ConfigError`` when either cannot be
+    used, before anything is read or written. The output is resolved through symlinks, so that the
+    final rename replaces the file the link points to, not the link."""
+    source = args.input
+    if not os.path.exists(source):
+        raise ConfigError(f"--input {source}: no such file")
+    if os.path.isdir(source):
+        raise ConfigError(f"--input {source} is a folder; give the JSONL file of prompts")
+    target = os.path.realpath(args.output)
+    if os.path.isdir(target):
+        example = os.path.join(args.output, "out.jsonl")
+        raise ConfigError(f"--output {args.output} is a folder; give a file path, such as {example}")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--output {args.output}: the folder {folder} does not exist; create it first")
+    if os.path.exists(target) and os.path.samefile(source, target):
+        raise ConfigError(f"--output {args.output} is the input file itself; write the answers elsewhere")
+    return source, target
+
+
+def read_input(path: str) -> list[tuple[int, str | DatasetError]]:
+    """``(line number, text)`` of each non-blank line (1-based, blank lines counted); a line that is not
+    UTF-8 is a ``DatasetError`` in its place, so it is reported and the rest still run."""
     try:
-        item = json.loads(raw)
-    except ValueError as exc:
-        raise DatasetError(f"not JSON: {exc}") from None
-    if not isinstance(item, dict) or ("messages" not in item and "prompt" not in item):
-        raise DatasetError('a line needs "messages" or "prompt"')
-    params: dict[str, Any] = {k: item[k] for k in _LINE_PARAMS if k in item}
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"--input {path}: cannot be read ({exc.strerror or exc})") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a byte-order mark, as some editors on Windows write
+        data = data[3:]
+    lines: list[tuple[int, str | DatasetError]] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            lines.append((number, raw.decode("utf-8").rstrip("\r")))
+        except UnicodeDecodeError as exc:
+            where = f"byte {raw[exc.start]:#04x} at column {exc.start + 1}"
+            lines.append((number, DatasetError(f"not UTF-8 text ({where})")))
+    return lines
+
+
+@dataclass
+class Item:
+    """One input line: its number, its id as given, and its request or why it has none."""
+
+    number: int
+    id: Any
+    request: CompletionRequest | None = None
+    error: DatasetError | None = None
+    request_hash: str = ""
+
+
+def prepare(client: Client, number: int, text: str | DatasetError, args: argparse.Namespace) -> Item:
+    from promptlift.cli.batch_lines import parse_line
+
+    if isinstance(text, DatasetError):
+        return Item(number, None, error=DatasetError(f"line {number}: {text}"))
+    line_id, parsed = parse_line(text)
+    if isinstance(parsed, DatasetError):
+        return Item(number, line_id, error=DatasetError(f"line {number}: {parsed}"))
+    params = dict(parsed.params)
     if args.temperature is not None:
         params.setdefault("temperature", args.temperature)
     if args.max_tokens is not None:
         params.setdefault("max_tokens", args.max_tokens)
-    if isinstance(params.get("stop"), list):
-        params["stop"] = tuple(params["stop"])
-    try:
-        return item.get("id"), client.request(item.get("messages") or item["prompt"], **params)
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(str(exc)) from None
+    return Item(number, line_id, request=client.request(parsed.messages, **params))
 
 
-def output_line(line_id: Any, result: Completion | PromptliftError) -> dict[str, Any]:
+def number_samples(client: Client, items: Sequence[Item]) -> None:
+    """Give the n-th of identical sampled lines sample index n, so each is its own sample (and its own
+    cache entry: a re-run serves each line the answer it had, not one answer to all of them). Then
+    hash each request as it will be sent, for the output's ``request_hash``."""
+    from promptlift.client.cache import cache_key, canonical_request
+
+    config = client.config
+    seen: dict[str, int] = {}
+    for item in items:
+        if item.request is None:
+            continue
+        if item.request.is_sampled:
+            shape = canonical_request(item.request)
+            item.request = item.request.replace(sample=seen.get(shape, 0))
+            seen[shape] = item.request.sample + 1
+        item.request_hash = cache_key(item.request, api_base=config.api_base, extra=config.extra)[:16]
+
+
+def check_prices(client: Client, items: Sequence[Item]) -> None:
+    """With ``--max-cost``, refuse before any line a model whose price is unknown: its calls would
+    count as $0 and the cap would never bind (the budget would refuse every line one by one)."""
+    from promptlift.client.budget import BudgetedProvider
+
+    budget = client.parts.get("budget")
+    if client.config.budget is None or not isinstance(budget, BudgetedProvider):
+        return
+    models = dict.fromkeys([*budget.chain, *(i.request.model for i in items if i.request is not None)])
+    unpriced = [m for m in models if budget.pricing.price(m) is None]
+    if unpriced:
+        raise ConfigError(
+            f"--max-cost cannot hold for {', '.join(unpriced)}: no price is known for it; give its price"
+            " with --input-price and --output-price (USD per 1M tokens; 0 for a free server), or drop"
+            " --max-cost"
+        )
+
+
+def output_line(item: Item, result: Completion | PromptliftError) -> dict[str, Any]:
     from promptlift.secrets import redact
     from promptlift.types import Completion
 
+    head: dict[str, Any] = {"id": item.id, "line": item.number}
+    if item.request_hash:
+        head["request_hash"] = item.request_hash
     if isinstance(result, Completion):
         return {
-            "id": line_id,
+            **head,
             "ok": True,
             "content": result.content,
             "model": result.model,
@@ -124,28 +242,7 @@ def output_line(line_id: Any, result: Completion | PromptliftError) -> dict[str,
             "attempts": result.attempts,
             "cached": result.cached,
         }
-    return {
-        "id": line_id,
-        "ok": False,
-        "error": {"type": type(result).__name__, "message": redact(str(result))},
-    }
-
-
-class OrderedWriter:
-    """Writes results in input order as soon as the prefix before them is complete."""
-
-    def __init__(self, out: IO[str], ids: Sequence[Any]):
-        self.out = out
-        self.ids = ids
-        self.pending: dict[int, dict[str, Any]] = {}
-        self.next = 0
-
-    def put(self, index: int, line: dict[str, Any]) -> None:
-        self.pending[index] = line
-        while self.next in self.pending:
-            self.out.write(json.dumps(self.pending.pop(self.next), ensure_ascii=False) + "\n")
-            self.next += 1
-        self.out.flush()
+    return {**head, "ok": False, "error": {"type": type(result).__name__, "message": redact(str(result))}}
 
 
 class Progress:
@@ -185,60 +282,78 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from promptlift.cli.batch_output import OrderedWriter, open_for_run, read_earlier, rewrite, same_id
     from promptlift.client import Client
-    from promptlift.errors import BudgetExceeded, DatasetError
-    from promptlift.types import Completion
 
-    with open(args.input, encoding="utf-8") as f:
-        raw_lines = [line for line in f if line.strip()]
-    config = build_config(args)
-    with Client(config) as client, open(args.output, "w", encoding="utf-8") as out:
-        ids: list[Any] = []
-        requests: list[CompletionRequest] = []
-        slots: list[int] = []  # the request index of each line, or -1 for a line that did not parse
-        bad: dict[int, DatasetError] = {}
-        for i, raw in enumerate(raw_lines):
-            try:
-                line_id, request = parse_line(client, raw, args)
-            except DatasetError as exc:
-                ids.append(None)
-                bad[i] = exc
-                slots.append(-1)
-                continue
-            ids.append(line_id)
-            slots.append(len(requests))
-            requests.append(request)
-        writer = OrderedWriter(out, ids)
-        progress = Progress(len(raw_lines), sys.stderr, sys.stderr.isatty())
-        for i, error in bad.items():
-            writer.put(i, output_line(None, error))
-            progress.update(False, 0.0)
-        line_of = [i for i, s in enumerate(slots) if s >= 0]
-        ledger = client.budget
-
-        def on_result(index: int, result: Completion | PromptliftError) -> None:
-            if isinstance(result, BudgetExceeded) and ledger is not None:
-                ledger.close()  # stop sending: the rest can only be served from the cache
-            line = line_of[index]
-            writer.put(line, output_line(ids[line], result))
-            ok = isinstance(result, Completion)
-            progress.update(ok, result.cost_usd if ok and not result.cached else 0.0)  # type: ignore[union-attr]
-
-        results = client.batch(requests, on_result=on_result)
-        progress.close()
-        snapshot = client.metrics_snapshot()
-    print_summary(snapshot, len(raw_lines), len(bad), sys.stderr)
+    check_flags(args)
+    source, target = check_paths(args)
+    lines = read_input(source)
+    earlier = read_earlier(target)
+    with Client(build_config(args)) as client:
+        items = [prepare(client, number, text, args) for number, text in lines]
+        number_samples(client, items)
+        check_prices(client, items)
+        kept = {
+            item.number: earlier.answered[item.number]
+            for item in items
+            if item.number in earlier.answered
+            and earlier.answered[item.number].get("request_hash") == item.request_hash
+            and same_id(earlier.answered[item.number].get("id"), item.id)
+            and item.request is not None
+        }
+        todo = [item for item in items if item.number not in kept]
+        with open_for_run(target, earlier) as out:
+            results = answer(client, todo, OrderedWriter(out, [i.number for i in todo]), len(kept))
+            snapshot = client.metrics_snapshot()
+    if earlier.has_content:  # resumed: the file holds earlier lines, then these; put them in order
+        rewrite(target, [kept.get(i.number) or results[i.number] for i in items])
+    bad = sum(item.error is not None for item in items)
+    failed = sum(not r["ok"] for r in results.values())
+    print_summary(snapshot, len(items), bad, len(kept), sys.stderr)
     if args.metrics_json:
         with open(args.metrics_json, "w", encoding="utf-8") as f:
             f.write(snapshot.to_json())
-    failed = len(bad) + sum(not isinstance(r, Completion) for r in results)
     return 1 if failed else 0
 
 
-def print_summary(snap: MetricsSnapshot, lines: int, bad: int, stream: IO[str]) -> None:
+def answer(client: Client, todo: Sequence[Item], writer: Any, done: int) -> dict[int, dict[str, Any]]:
+    """Sends the lines of ``todo`` that have a request, writes every one of them; their records by
+    line number. ``done`` lines were answered before (kept from the output file)."""
+    from promptlift.errors import BudgetExceeded
+    from promptlift.types import Completion
+
+    records: dict[int, dict[str, Any]] = {}
+    progress = Progress(len(todo) + done, sys.stderr, sys.stderr.isatty())
+    progress.done = done
+
+    def record(item: Item, result: Completion | PromptliftError) -> None:
+        records[item.number] = line = output_line(item, result)
+        writer.put(item.number, line)
+        ok = isinstance(result, Completion)
+        progress.update(ok, result.cost_usd if isinstance(result, Completion) and not result.cached else 0.0)
+
+    for item in todo:
+        if item.error is not None:
+            record(item, item.error)
+    sent = [item for item in todo if item.request is not None]
+    ledger = client.budget
+
+    def on_result(index: int, result: Completion | PromptliftError) -> None:
+        if isinstance(result, BudgetExceeded) and ledger is not None:
+            ledger.close()  # stop sending: the rest can only be served from the cache
+        record(sent[index], result)
+
+    client.batch([item.request for item in sent if item.request is not None], on_result=on_result)
+    progress.close()
+    return records
+
+
+def print_summary(snap: MetricsSnapshot, lines: int, bad: int, kept: int, stream: IO[str]) -> None:
     t = snap.total
+    earlier = f", {kept} kept from the output file" if kept else ""
     stream.write(
-        f"{lines} lines: {t.ok} ok, {t.failed + bad} failed ({bad} unreadable) | {t.cache_hits} from cache"
+        f"{lines} lines: {t.ok + kept} ok{earlier}, {t.failed + bad} failed ({bad} unreadable)"
+        f" | {t.cache_hits} from cache"
         f" | {t.attempts} requests sent, {t.retries} retries | {t.input_tokens} in / {t.output_tokens} out"
         f" tokens | ${t.cost_usd:.6f} new spend\n"
     )

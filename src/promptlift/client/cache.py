@@ -33,13 +33,44 @@ from promptlift.client.config import CacheConfig
 from promptlift.errors import ConfigError
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
+from promptlift.secrets import Secret
 from promptlift.types import Completion, CompletionRequest
 
 log = get_logger("cache")
 
 T = TypeVar("T")
 
-_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
+# The credential parameters LiteLLM 1.110.2 accepts (``CredentialLiteLLMParams`` in
+# ``litellm/types/router.py``, plus the Azure token callback): they choose who pays, never what the
+# model answers, so they stay out of the key. Named one by one, not by a substring such as "token":
+# ``max_completion_tokens`` or ``thinking.budget_tokens`` change the answer and must key it.
+CREDENTIAL_PARAMS = frozenset(
+    {
+        "api_key",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "azure_password",
+        "azure_username",
+        "client_id",
+        "client_secret",
+        "tenant_id",
+        "vertex_credentials",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_session_name",
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_web_identity_token",
+        "aws_external_id",
+        "litellm_credential_name",
+    }
+)
+# Headers that carry a credential, inside ``extra_headers`` / ``headers`` (compared lower-case).
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
+)
+_HEADER_PARAMS = ("extra_headers", "headers")
 
 
 def route_of(model: str) -> str:
@@ -57,11 +88,10 @@ def canonical_request(
     """The request as canonical JSON: what the cache key hashes. Credentials never enter it.
 
     ``api_base`` is the endpoint used when the request does not name one; ``extra`` holds
-    provider parameters (e.g. ``api_version``) — any whose name looks like a credential is dropped.
+    provider parameters (e.g. ``api_version``): the credential parameters (``CREDENTIAL_PARAMS``),
+    credential headers and any ``Secret`` value are dropped, every other parameter keys the answer.
     """
-    safe_extra = {
-        k: v for k, v in sorted((extra or {}).items()) if not any(w in k.lower() for w in _SECRET_WORDS)
-    }
+    safe_extra = _without_credentials(extra or {})
     body: dict[str, Any] = {
         "v": 1,
         "namespace": namespace,
@@ -75,6 +105,30 @@ def canonical_request(
     if request.is_sampled:
         body["sample"] = request.sample
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _without_credentials(extra: Mapping[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for name, value in sorted(extra.items()):
+        if name in CREDENTIAL_PARAMS or isinstance(value, Secret):
+            continue
+        if name in _HEADER_PARAMS and isinstance(value, Mapping):
+            value = {
+                h: v
+                for h, v in value.items()
+                if str(h).lower() not in CREDENTIAL_HEADERS and not isinstance(v, Secret)
+            }
+        safe[name] = _drop_secrets(value)
+    return safe
+
+
+def _drop_secrets(value: Any) -> Any:
+    """``value`` with every ``Secret`` inside it (dicts and lists, at any depth) left out."""
+    if isinstance(value, Mapping):
+        return {k: _drop_secrets(v) for k, v in value.items() if not isinstance(v, Secret)}
+    if isinstance(value, (list, tuple)):
+        return [_drop_secrets(v) for v in value if not isinstance(v, Secret)]
+    return value
 
 
 def cache_key(request: CompletionRequest, **kwargs: Any) -> str:

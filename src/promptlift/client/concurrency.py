@@ -14,6 +14,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from promptlift.errors import ConfigError
+
 
 @dataclass(eq=False)
 class _Waiter:
@@ -32,7 +34,7 @@ class SharedLimit:
 
     def __init__(self, limit: int):
         if limit < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise ConfigError(f"concurrency must be at least 1 (calls in flight), got {limit}")
         self.limit = limit
         self._in_use = 0
         self._waiters: deque[_Waiter] = deque()

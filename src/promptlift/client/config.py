@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,14 @@ class RateLimit:
     rpm: float | None = None
     tpm: float | None = None
     burst_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        from promptlift.errors import ConfigError
+
+        for name in ("rpm", "tpm", "burst_s"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ConfigError(f"RateLimit({self.scope!r}): {name} must be a positive number, got {value}")
 
 
 @dataclass(frozen=True)

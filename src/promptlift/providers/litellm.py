@@ -352,8 +352,19 @@ class LiteLLMProvider(Provider):
     def _to_completion(
         self, response: Any, request: CompletionRequest, provider: str, latency: float
     ) -> Completion:
-        choice = response.choices[0]
-        message = choice.message
+        choices: list[Any] = list(getattr(response, "choices", None) or ())
+        message = getattr(choices[0], "message", None) if choices else None
+        if message is None:
+            # A 200 without an answer: the request was accepted (a bad one gets a 400), and servers do
+            # this when overloaded or cut off mid-generation (vLLM, proxies), so the same request
+            # usually succeeds later: retryable, like the other malformed bodies (_MALFORMED_MARKERS).
+            raise errors.ProviderUnavailable(
+                "malformed response from the provider: a 200 with no choices (no answer in the body)",
+                provider=provider,
+                model=request.model,
+                status=200,
+            )
+        choice = choices[0]
         usage = getattr(response, "usage", None)
         details = getattr(usage, "prompt_tokens_details", None)
         cached = getattr(details, "cached_tokens", None) if details is not None else None

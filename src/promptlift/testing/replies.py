@@ -22,6 +22,7 @@ __all__ = [
     "content_filtered",
     "context_length_exceeded",
     "drop_connection",
+    "empty_choices",
     "forbidden",
     "http_date",
     "malformed_json",
@@ -69,6 +70,7 @@ class Reply:
     delay: float = 0.0
     action: Literal["answer", "drop", "malformed"] = "answer"
     tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: build with ``tool_call()``
+    body: Mapping[str, Any] | None = None  # sent as the JSON body as is, whatever the protocol
 
 
 def ok(
@@ -162,6 +164,20 @@ def drop_connection() -> Reply:
 def malformed_json() -> Reply:
     """200 with ``Content-Type: application/json`` and a body that does not parse."""
     return Reply(action="malformed")
+
+
+def empty_choices() -> Reply:
+    """200 with a well-formed OpenAI chat body whose ``choices`` list is empty (no answer at all)."""
+    return Reply(
+        body={
+            "id": "chatcmpl-empty",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "x",
+            "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3},
+        }
+    )
 
 
 def _header_value(value: float | str) -> str:

@@ -349,6 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no model API at {request.path}", "type": "not_found"}})
         elif reply.action == "malformed":
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ', {})
+        elif reply.body is not None:
+            self._send(reply.status, reply.body, reply.headers)
         elif reply.error is not None:
             self._send(reply.status, _error_body(reply, request), reply.headers)
         elif request.protocol == "oauth":
