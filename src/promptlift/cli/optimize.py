@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from promptlift.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +45,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     plan = make_plan(config)
     if args.dry_run:
-        print(json.dumps(plan.to_dict()) if args.json else plan.render())
+        print(dumps(plan.to_dict()) if args.json else plan.render())
         return 0
     print(plan.render(), file=sys.stderr if args.json else sys.stdout)
     interactive = sys.stdin.isatty()
@@ -55,7 +56,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     result = run_config(config, on_event=progress.on_event, resume=args.resume)
     progress.close()
     if args.json:
-        print(json.dumps({**result.summary(), "plan": plan.to_dict()}))
+        print(dumps({**result.summary(), "plan": plan.to_dict()}))
     else:
         print_summary(result)
         print(plan_vs_actual(plan, result))
@@ -68,7 +69,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     report = evaluate_config(load_config(args.config))
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
+        print(dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
     else:
         print(f"model       {report['model']}")
         print(f"validation  {report['validation_score']:.3f}  ({report['validation_rows']} rows)")
@@ -89,7 +90,7 @@ def run_runs(args: argparse.Namespace) -> int:
             {**run, "best_score": result.get("best_score"), "test_best_score": result.get("test_best_score")}
         )
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
     else:
         for row in rows:
             best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"

@@ -118,7 +118,13 @@ async def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
     except Exception as exc:  # a metric bug on one row scores it 0, with the reason kept
         return Score(0.0), f"metric raised {type(exc).__name__}: {exc}"
     if not isinstance(result, Score):
-        result = Score(float(result))
+        try:
+            result = Score(float(result))
+        except (TypeError, ValueError):
+            return Score(0.0), f"metric returned {type(result).__name__} {result!r}, not a number"
+    if not math.isfinite(result.value):
+        # One NaN would make the candidate's mean NaN, and every comparison with it false.
+        return Score(0.0, calls=result.calls), f"metric returned {result.value!r}, not a finite number"
     return result, ""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ConfigError
+from promptlift.jsonout import dumps
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -93,7 +94,7 @@ class RunStore:
         now = time.time()
         self._write(
             "INSERT INTO runs (id, created, updated, optimizer, status, config) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now, now, optimizer, "running", json.dumps(config, default=str)),
+            (run_id, now, now, optimizer, "running", dumps(config, default=str)),
         )
         return run_id
 
@@ -121,7 +122,7 @@ class RunStore:
     def finish_run(self, run_id: str, status: str, result: Mapping[str, Any] | None) -> None:
         self._write(
             "UPDATE runs SET status = ?, result = ?, updated = ? WHERE id = ?",
-            (status, json.dumps(result, default=str) if result is not None else None, time.time(), run_id),
+            (status, dumps(result, default=str) if result is not None else None, time.time(), run_id),
         )
 
     # -- candidates and steps ------------------------------------------------------------------
@@ -136,9 +137,9 @@ class RunStore:
                 record["round"],
                 record["parent"],
                 record["origin"],
-                json.dumps(record["prompt"]),
+                dumps(record["prompt"]),
                 record.get("score"),
-                json.dumps(record.get("evaluation")),
+                dumps(record.get("evaluation")),
             ),
         )
 
@@ -166,7 +167,7 @@ class RunStore:
     def put_step(self, run_id: str, key: str, value: Any) -> None:
         self._write(
             "INSERT OR REPLACE INTO steps (run_id, key, created, value) VALUES (?, ?, ?, ?)",
-            (run_id, key, time.time(), json.dumps(value)),
+            (run_id, key, time.time(), dumps(value)),
         )
 
     def close(self) -> None:
