@@ -65,9 +65,12 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.config import load_config
-    from promptlift.optimize.session import evaluate_config
+    from promptlift.optimize.session import evaluate_config, split_warnings
 
-    report = evaluate_config(load_config(args.config))
+    config = load_config(args.config)
+    for warning in split_warnings(config):
+        print(f"promptlift: warning: {warning}", file=sys.stderr)
+    report = evaluate_config(config)
     if args.json:
         print(dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
     else:

@@ -15,7 +15,7 @@ from promptlift.client import Client, ClientConfig
 from promptlift.client.config import CacheConfig
 from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
-from promptlift.optimize.dataset import Dataset, Splits, split
+from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
@@ -39,9 +39,8 @@ def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
     dataset = Dataset.load(config.dataset_path)
     config.prompt.check(dataset.fields)
     s = config.split
-    splits = split(
-        dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0))
-    )
+    fractions = float(s["train"]), float(s["validation"]), float(s["test"])
+    splits = split(dataset, *fractions, seed=int(s.get("seed", 0)), inputs=config.prompt.fields())
     return dataset, splits
 
 
@@ -137,9 +136,26 @@ def _has_run(store: RunStore, run_id: str) -> bool:
 
 
 def split_warnings(config: RunConfig, gain: float = 0.10) -> list[str]:
-    """Before a run: the splits too small for a paired test to detect ``gain`` (0.10 = 10 points)."""
-    _, splits = load_splits(config)
-    return split_advice({"validation": len(splits.validation), "test": len(splits.test)}, gain)
+    """Before a run: rows that repeat another row's inputs, and the splits too small for a paired
+    test to detect ``gain`` (0.10 = 10 points)."""
+    dataset, splits = load_splits(config)
+    out = [_duplicate_warning(dataset, config.prompt.fields())]
+    out += split_advice({"validation": len(splits.validation), "test": len(splits.test)}, gain)
+    return [w for w in out if w]
+
+
+def _duplicate_warning(dataset: Dataset, inputs: list[str]) -> str:
+    groups = duplicates(dataset, inputs)
+    if not groups:
+        return ""
+    extra = sum(len(g) - 1 for g in groups)
+    rows = " = ".join(f"row {i + 1}" for i in groups[0][:3])
+    return (
+        f"{dataset.source}: {extra} of {len(dataset)} rows repeat another row's inputs ({rows}"
+        f"{', ...' if len(groups) > 1 or len(groups[0]) > 3 else ''}); identical inputs are kept in one "
+        f"split so the test score is not inflated, but each still counts as a row: remove the duplicates "
+        f"to score each input once"
+    )
 
 
 def evaluate_config(config: RunConfig) -> dict[str, Any]:
