@@ -24,8 +24,8 @@ from promptlift.optimize.run import Budget, Candidate
 def remaining_budget(budget: Budget, done: Sequence[OptimizationResult], needed_calls: int) -> Budget | None:
     """What is left of ``budget`` after the ``done`` stages, or None when the next stage could not
     even do its own scoring (``needed_calls``)."""
-    calls = sum(r.spend.calls for r in done)
-    cost = sum(r.spend.cost_usd for r in done)
+    calls = sum(r.spend.work_calls for r in done)  # cache hits count: see ``Spend``
+    cost = sum(r.spend.work_cost_usd for r in done)
     minutes = sum(r.duration_s for r in done) / 60
     left = Budget(
         None if budget.max_calls is None else budget.max_calls - calls,
