@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
+from promptlift.client.config import Budget as ClientBudget
 from promptlift.client.config import CacheConfig
-from promptlift.errors import ConfigError
+from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
@@ -163,6 +165,15 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
     prepared = prepare(config)
     started = time.monotonic()
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
+    budget = config.budget
+    rows = len(prepared.splits.validation) + len(prepared.splits.test)
+    if budget.max_calls is not None and rows * evaluator.calls_per_row > budget.max_calls:
+        prepared.client.close()
+        raise ConfigError(
+            f"eval needs {rows * evaluator.calls_per_row} calls ({len(prepared.splits.validation)} "
+            f"validation + {len(prepared.splits.test)} test rows) but budget.max_calls is "
+            f"{budget.max_calls:g}; raise it or use smaller splits"
+        )
 
     async def both() -> tuple[Evaluation, Evaluation]:
         return (
@@ -170,8 +181,22 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
             await evaluator.evaluate(config.prompt, prepared.splits.test),
         )
 
+    async def capped() -> tuple[Evaluation, Evaluation]:
+        # The same hard dollar cap as a run's: a cost cap on a model with no known price is refused
+        # before any call, and no call is sent past the cap.
+        cap = budget.max_cost_usd
+        with prepared.client.budget_scope(ClientBudget(max_cost_usd=cap), "eval") if cap else nullcontext():
+            if budget.max_minutes is None:
+                return await both()
+            try:
+                return await asyncio.wait_for(both(), budget.max_minutes * 60)
+            except TimeoutError:
+                raise BudgetExceeded(
+                    f"eval ran past budget.max_minutes ({budget.max_minutes:g})", limit="max_minutes"
+                ) from None
+
     try:
-        validation, test = asyncio.run(both())
+        validation, test = asyncio.run(capped())
     finally:
         prepared.client.close()
     spend = validation.spend + test.spend
