@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
     p.add_argument("--yes", action="store_true", help="skip any confirmation prompt")
     p.add_argument("--resume", metavar="RUN_ID", help="resume a killed run from its checkpoint")
+    p.add_argument(
+        "--new-run",
+        action="store_true",
+        help="with --resume: if the config changed since the run started, start a new run from it",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan (calls, cost, presets) and stop")
     p.add_argument(
         "--confirm-above",
@@ -53,7 +58,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         print("promptlift: not run", file=sys.stderr)
         return 1
     progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
-    result = run_config(config, on_event=progress.on_event, resume=args.resume)
+    result = run_config(config, on_event=progress.on_event, resume=args.resume, new_run=args.new_run)
     progress.close()
     if args.json:
         print(dumps({**result.summary(), "plan": plan.to_dict()}))

@@ -7,7 +7,10 @@ This is what ``promptlift optimize`` and ``promptlift eval`` call; library users
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -73,22 +76,37 @@ def run_config(
     on_event: Event | None = None,
     resume: str | None = None,
     stop: StopRule | None = None,
+    new_run: bool = False,
 ) -> OptimizationResult:
     """Run the config's optimizer, or its pipeline (``optimizer:`` as a list) in order: each stage
     starts from the previous stage's best prompt, with what is left of the run's budget, and the
-    result keeps every stage (``pipeline.PipelineResult``)."""
+    result keeps every stage (``pipeline.PipelineResult``).
+
+    ``resume`` continues a stored run; a config that changed what the search does since (see
+    ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
+    then a new run starts from this config (recorded with ``resumed_from``)."""
     prepared = prepare(config)
     field = config.metric.get("field")
     optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
     store = RunStore(config.store) if config.store else None
     first = resume
     if store is not None:
+        params = [o.params() for o in optimizers]
+        identity = run_identity(config, params)
         if resume:
-            store.run(resume)  # raises a clear error when there is no such run
-        else:
-            params = [o.params() for o in optimizers]
+            changed = _changed(store.run(resume)["config"], identity)  # no such run: a clear error
+            if changed and not new_run:
+                store.close()
+                raise ConfigError(
+                    f"run {resume} was started with another config ({', '.join(changed)} changed): "
+                    f"resuming it would mix two searches; resume it with its own config, or pass "
+                    f"--new-run to start a new run from this one (cached answers are not paid again)"
+                )
+            first = None if changed else resume
+        if first is None:
+            record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
-                optimizers[0].name, {**config.raw, "optimizer_params": params[0], "pipeline": params}
+                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
             )
     splits = prepared.splits
     results: list[OptimizationResult] = []
@@ -127,6 +145,34 @@ def run_config(
         prepared.client.close()
         if store is not None:
             store.close()
+
+
+# What decides a run's search: the same values and data give the same search. Endpoints, keys,
+# timeouts, retries, rate limits, concurrency and the cache only change how calls are made.
+IDENTITY_KEYS = (
+    "model", "reasoning_model", "prompt", "dataset", "metric", "optimizer", "budget", "seed",
+    "acceptance", "prices",
+)  # fmt: skip
+
+
+def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts of ``config`` that decide its search, as stored with the run, plus a digest of the
+    dataset's rows (an edited data file changes the search as much as an edited config)."""
+    rows = Dataset.load(config.dataset_path).rows
+    digest = hashlib.sha256(json.dumps([r.fields for r in rows], sort_keys=True, default=str).encode())
+    out = {k: config.raw.get(k) for k in IDENTITY_KEYS}
+    return {**out, "optimizer_params": params, "dataset_rows": digest.hexdigest()[:20]}
+
+
+def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
+    """The identity keys whose value differs from the stored run's (runs stored before identities
+    were recorded are compared on their config's keys)."""
+    old = stored.get("identity") or {k: stored.get(k) for k in IDENTITY_KEYS}
+
+    def canon(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    return [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
 
 
 def _has_run(store: RunStore, run_id: str) -> bool:
