@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
     r = sub.add_parser("runs", help="list the runs in a store")
-    r.add_argument("store", nargs="?", default="runs/", help="the store folder or file (default runs/)")
+    r.add_argument(
+        "store",
+        nargs="?",
+        default="runs/",
+        help="the store folder or file, or a run's CONFIG.yaml (its store:); default runs/",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(run=run_runs)
 
@@ -89,7 +94,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_runs(args: argparse.Namespace) -> int:
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(args.store)
+    store = RunStore(_store_path(args.store), create=False)
     rows: list[dict[str, Any]] = []
     for run in store.runs():
         full = store.run(run["id"])
@@ -104,3 +109,16 @@ def run_runs(args: argparse.Namespace) -> int:
             best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
             print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
     return 0
+
+
+def _store_path(given: str) -> str:
+    """A config file names its store (``store:``, relative to the config, as a run resolves it)."""
+    if given.endswith((".yaml", ".yml")):
+        from promptlift.errors import ConfigError
+        from promptlift.optimize.config import load_config
+
+        config = load_config(given)
+        if config.store is None:
+            raise ConfigError(f"{given} has no `store:`; its runs were not recorded")
+        return str(config.store)
+    return given

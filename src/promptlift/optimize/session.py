@@ -30,6 +30,7 @@ from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.stats import score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
+from promptlift.secrets import redact
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,20 @@ def run_config(
                 on_event=on_event,
                 acceptance=config.acceptance,
             )
-            result = optimizer.optimize(
-                prompt,
-                splits,
-                prepared.metric,
-                client=prepared.client,
-                settings=settings,
-                store=store,
-                run_id=run_id,
-            )
+            try:
+                result = optimizer.optimize(
+                    prompt,
+                    splits,
+                    prepared.metric,
+                    client=prepared.client,
+                    settings=settings,
+                    store=store,
+                    run_id=run_id,
+                )
+            except BaseException as exc:
+                if store is not None and run_id:
+                    _mark_ended(store, run_id, exc)
+                raise
             results.append(result)
             prompt = result.best.prompt
         return results[0] if len(results) == 1 else combine(results)
@@ -173,6 +179,12 @@ def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str
         return json.dumps(value, sort_keys=True, default=str)
 
     return [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
+
+
+def _mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
+    """A run that ends by an error says so (``--resume`` continues it), its message redacted."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
+    store.finish_run(run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}")})
 
 
 def _has_run(store: RunStore, run_id: str) -> bool:

@@ -54,10 +54,17 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class RunStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
+        """``create=False`` opens an existing store only: a missing one is a ``ConfigError`` naming
+        the path, not a new empty store (a mistyped path would otherwise list no runs)."""
         self.path = Path(path)
         if self.path.suffix == "" or self.path.is_dir():
             self.path = self.path / "runs.sqlite"
+        if not create and not self.path.is_file():
+            raise ConfigError(
+                f"no run store at {self.path}; name the store folder (a config's `store:`, relative to "
+                f"the config) or the run's config file: promptlift runs CONFIG.yaml"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path)
