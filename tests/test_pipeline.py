@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptlift.client import Client, ClientConfig
+from promptlift.optimize.evaluation import Evaluation, RowResult, Spend
 from promptlift.optimize.metrics import ExactMatch
 from promptlift.optimize.optimizers import FewShot, MetaPrompt
 from promptlift.optimize.pipeline import PipelineResult, combine, remaining_budget, stage_run_id
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
-from promptlift.optimize.run import Budget, RunSettings
+from promptlift.optimize.run import Budget, Candidate, RunSettings
 from promptlift.testing.conformance import REASONING_MODEL, TASK_MODEL, synthetic_model, synthetic_splits
 from promptlift.testing.doubles import FunctionProvider
 from promptlift.testing.server import LoopbackServer, ok
@@ -91,3 +92,30 @@ def test_run_config_runs_a_pipeline_with_one_budget_and_records_each_stage(
         assert store.run(stage_run_id(result.run_id, 1))["config"]["pipeline_of"] == result.run_id
     finally:
         store.close()
+
+
+def _candidate(id: int, system: str, scores: list[float], parent: int | None = None) -> Candidate:
+    rows = tuple(RowResult(i, "", s) for i, s in enumerate(scores))
+    return Candidate(id, Prompt(user="Word: {text}", system=system), Evaluation(rows), parent)
+
+
+def _stage(history: list[Candidate], best: int, test: list[float]) -> OptimizationResult:
+    best_test = Evaluation(tuple(RowResult(i, "", s) for i, s in enumerate(test)))
+    return OptimizationResult(
+        "r", "metaprompt", TASK_MODEL, REASONING_MODEL, history[0], history[best],
+        Evaluation(()), best_test, tuple(history), Spend(), Spend(), "completed", 0.0,
+    )  # fmt: skip
+
+
+def test_the_pipeline_best_is_what_each_stage_accepted_not_the_raw_maximum() -> None:
+    # Under `acceptance: significant` stage 1 keeps its start although "B" scored a row higher;
+    # stage 2 accepts "C". The pipeline's best is "C" with C's test score, never "B".
+    start = [1.0] * 2 + [0.0] * 8
+    first = _stage([_candidate(0, "A", start), _candidate(1, "B", [1.0] * 9 + [0.0], 0)], 0, [0.5])
+    second = _stage([_candidate(0, "A", start), _candidate(1, "C", [1.0] * 8 + [0.0] * 2, 0)], 1, [0.9])
+    result = combine([first, second])
+    assert result.best.prompt.system == "C" and result.best.id == 3 and result.best_test.mean == 0.9
+    # both stages keep their start: the start is the best, with its own test score
+    kept = _stage([_candidate(0, "A", start), _candidate(1, "D", [1.0] * 9 + [0.0], 0)], 0, [0.2])
+    result = combine([first, kept])
+    assert result.best.prompt.system == "A" and result.best.id == 0 and result.best_test.mean == 0.5

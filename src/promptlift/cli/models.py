@@ -10,9 +10,9 @@ lacks; ``--run RUN_ID`` compares the best prompt of a finished run instead of th
 from __future__ import annotations
 
 import argparse
-import json
 
 from promptlift.cli.validators import fraction, price_pair
+from promptlift.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,5 +94,5 @@ def run_compare(args: argparse.Namespace) -> int:
             raise ConfigError(f"run {args.run_id!r} has no result yet")
         prompt = Prompt.from_dict(result["best_prompt"])
     report = compare_models(config, candidates, target=args.target, prompt=prompt, rows=args.rows)
-    print(json.dumps(report.to_dict()) if args.json else report.render())
+    print(dumps(report.to_dict()) if args.json else report.render())
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from promptlift.cli.validators import non_negative_float
+from promptlift.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
     p.add_argument("--yes", action="store_true", help="skip any confirmation prompt")
     p.add_argument("--resume", metavar="RUN_ID", help="resume a killed run from its checkpoint")
+    p.add_argument(
+        "--new-run",
+        action="store_true",
+        help="with --resume: if the config changed since the run started, start a new run from it",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan (calls, cost, presets) and stop")
     p.add_argument(
         "--confirm-above",
@@ -30,7 +35,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
     r = sub.add_parser("runs", help="list the runs in a store")
-    r.add_argument("store", nargs="?", default="runs/", help="the store folder or file (default runs/)")
+    r.add_argument(
+        "store",
+        nargs="?",
+        default="runs/",
+        help="the store folder or file, or a run's CONFIG.yaml (its store:); default runs/",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(run=run_runs)
 
@@ -47,7 +57,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
-        print(json.dumps(plan.to_dict()) if args.json else plan.render())
+        print(dumps(plan.to_dict()) if args.json else plan.render())
         return 0
     print(plan.render(), file=sys.stderr if args.json else sys.stdout)
     interactive = sys.stdin.isatty()
@@ -55,10 +65,10 @@ def run_optimize(args: argparse.Namespace) -> int:
         print("promptlift: not run", file=sys.stderr)
         return 1
     progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
-    result = run_config(config, on_event=progress.on_event, resume=args.resume)
+    result = run_config(config, on_event=progress.on_event, resume=args.resume, new_run=args.new_run)
     progress.close()
     if args.json:
-        print(json.dumps({**result.summary(), "plan": plan.to_dict()}))
+        print(dumps({**result.summary(), "plan": plan.to_dict()}))
     else:
         print_summary(result)
         print(plan_vs_actual(plan, result))
@@ -78,11 +88,14 @@ def _ask(question: str) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.config import load_config
-    from promptlift.optimize.session import evaluate_config
+    from promptlift.optimize.session import evaluate_config, split_warnings
 
-    report = evaluate_config(load_config(args.config))
+    config = load_config(args.config)
+    for warning in split_warnings(config):
+        print(f"promptlift: warning: {warning}", file=sys.stderr)
+    report = evaluate_config(config)
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
+        print(dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
     else:
         print(f"model       {report['model']}")
         print(f"validation  {report['validation_score']:.3f}  ({report['validation_rows']} rows)")
@@ -94,7 +107,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_runs(args: argparse.Namespace) -> int:
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(args.store)
+    store = RunStore(_store_path(args.store), create=False)
     rows: list[dict[str, Any]] = []
     for run in store.runs():
         full = store.run(run["id"])
@@ -103,9 +116,22 @@ def run_runs(args: argparse.Namespace) -> int:
             {**run, "best_score": result.get("best_score"), "test_best_score": result.get("test_best_score")}
         )
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
     else:
         for row in rows:
             best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
             print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
     return 0
+
+
+def _store_path(given: str) -> str:
+    """A config file names its store (``store:``, relative to the config, as a run resolves it)."""
+    if given.endswith((".yaml", ".yml")):
+        from promptlift.errors import ConfigError
+        from promptlift.optimize.config import load_config
+
+        config = load_config(given)
+        if config.store is None:
+            raise ConfigError(f"{given} has no `store:`; its runs were not recorded")
+        return str(config.store)
+    return given

@@ -151,8 +151,19 @@ class Splits:
     test: Dataset
 
 
-def split(dataset: Dataset, train: float, validation: float, test: float, seed: int = 0) -> Splits:
-    """A seeded shuffle cut by fractions (normalised to sum to 1); each part gets at least one row."""
+def split(
+    dataset: Dataset,
+    train: float,
+    validation: float,
+    test: float,
+    seed: int = 0,
+    inputs: Sequence[str] | None = None,
+) -> Splits:
+    """A seeded shuffle cut by fractions (normalised to sum to 1); each part gets at least one row.
+
+    Rows with the same ``inputs`` (the fields the prompt reads; default: every field) are one unit:
+    they land in the same split, so a test row is never an input the search saw in train or
+    validation. Without duplicates the split is the same as a plain shuffle of the rows."""
     total = train + validation + test
     if not all(math.isfinite(x) and x > 0 for x in (train, validation, test)):
         # each part gets at least one row, so a fraction of 0 would be quietly overruled
@@ -160,15 +171,36 @@ def split(dataset: Dataset, train: float, validation: float, test: float, seed: 
     n = len(dataset)
     if n < 3:
         raise DatasetError(f"{dataset.source}: {n} rows cannot be split three ways; at least 3 are needed")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
+    groups = list(_groups(dataset, inputs).values())
+    random.Random(seed).shuffle(groups)
     n_test = max(1, round(n * test / total))
     n_val = max(1, round(n * validation / total))
     n_train = n - n_test - n_val
     if n_train < 1:
         raise DatasetError(f"{dataset.source}: {n} rows leave no training rows with these fractions")
-    return Splits(
-        train=dataset.subset(order[:n_train]),
-        validation=dataset.subset(order[n_train : n_train + n_val]),
-        test=dataset.subset(order[n_train + n_val :]),
-    )
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    start = 0
+    for group in groups:  # a group goes where its first row would have gone in a plain shuffle
+        parts[0 if start < n_train else 1 if start < n_train + n_val else 2].extend(group)
+        start += len(group)
+    if not all(parts):
+        raise DatasetError(
+            f"{dataset.source}: {len(groups)} distinct inputs among {n} rows cannot be split three ways "
+            f"with these fractions; remove the duplicate rows or add rows"
+        )
+    return Splits(*(dataset.subset(part) for part in parts))
+
+
+def _groups(dataset: Dataset, inputs: Sequence[str] | None) -> dict[str, list[int]]:
+    """Row positions by their inputs' content, in file order."""
+    names = [f for f in (inputs or dataset.fields) if f in dataset.fields] or list(dataset.fields)
+    out: dict[str, list[int]] = {}
+    for pos, row in enumerate(dataset.rows):
+        key = json.dumps([row.fields[f] for f in names], sort_keys=True, default=str)
+        out.setdefault(key, []).append(pos)
+    return out
+
+
+def duplicates(dataset: Dataset, inputs: Sequence[str] | None = None) -> list[tuple[int, ...]]:
+    """The sets of rows (by ``Row.index``) whose ``inputs`` are identical, each with 2+ rows."""
+    return [tuple(dataset.rows[p].index for p in g) for g in _groups(dataset, inputs).values() if len(g) > 1]

@@ -53,26 +53,74 @@ class RowResult:
 
 @dataclass(frozen=True)
 class Spend:
-    """Calls actually sent (cache hits excluded), their tokens and their cost."""
+    """Calls actually sent (cache hits excluded), their tokens and their cost; and apart, the calls
+    the cache answered with what they cost when first paid.
+
+    A search budgets with ``work_calls`` and ``work_cost_usd`` (sent and cached alike), so the same
+    config and seed make the same search whatever the cache holds; only what is paid differs."""
 
     calls: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    cached_calls: int = 0
+    cached_cost_usd: float = 0.0
+
+    @property
+    def work_calls(self) -> int:
+        return self.calls + self.cached_calls
+
+    @property
+    def work_cost_usd(self) -> float:
+        return self.cost_usd + self.cached_cost_usd
 
     def __add__(self, other: Spend) -> Spend:
-        return Spend(self.calls + other.calls, self.tokens + other.tokens, self.cost_usd + other.cost_usd)
+        return Spend(
+            self.calls + other.calls,
+            self.tokens + other.tokens,
+            self.cost_usd + other.cost_usd,
+            self.cached_calls + other.cached_calls,
+            self.cached_cost_usd + other.cached_cost_usd,
+        )
+
+    def __sub__(self, other: Spend) -> Spend:
+        return Spend(
+            self.calls - other.calls,
+            self.tokens - other.tokens,
+            self.cost_usd - other.cost_usd,
+            self.cached_calls - other.cached_calls,
+            self.cached_cost_usd - other.cached_cost_usd,
+        )
 
     @classmethod
     def of(cls, completions: Sequence[Completion]) -> Spend:
         sent = [c for c in completions if not c.cached]
-        return cls(len(sent), sum(c.usage.total_tokens for c in sent), sum(c.cost_usd for c in sent))
+        hits = [c for c in completions if c.cached]
+        return cls(
+            len(sent),
+            sum(c.usage.total_tokens for c in sent),
+            sum(c.cost_usd for c in sent),
+            len(hits),
+            sum(c.cost_usd for c in hits),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "tokens": self.tokens, "cost_usd": self.cost_usd}
+        return {
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "cached_calls": self.cached_calls,
+            "cached_cost_usd": self.cached_cost_usd,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Spend:
-        return cls(int(d["calls"]), int(d["tokens"]), float(d["cost_usd"]))
+        return cls(
+            int(d["calls"]),
+            int(d["tokens"]),
+            float(d["cost_usd"]),
+            int(d.get("cached_calls", 0)),
+            float(d.get("cached_cost_usd", 0.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +166,13 @@ async def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
     except Exception as exc:  # a metric bug on one row scores it 0, with the reason kept
         return Score(0.0), f"metric raised {type(exc).__name__}: {exc}"
     if not isinstance(result, Score):
-        result = Score(float(result))
+        try:
+            result = Score(float(result))
+        except (TypeError, ValueError):
+            return Score(0.0), f"metric returned {type(result).__name__} {result!r}, not a number"
+    if not math.isfinite(result.value):
+        # One NaN would make the candidate's mean NaN, and every comparison with it false.
+        return Score(0.0, calls=result.calls), f"metric returned {result.value!r}, not a finite number"
     return result, ""
 
 

@@ -24,8 +24,8 @@ from promptlift.optimize.run import Budget, Candidate
 def remaining_budget(budget: Budget, done: Sequence[OptimizationResult], needed_calls: int) -> Budget | None:
     """What is left of ``budget`` after the ``done`` stages, or None when the next stage could not
     even do its own scoring (``needed_calls``)."""
-    calls = sum(r.spend.calls for r in done)
-    cost = sum(r.spend.cost_usd for r in done)
+    calls = sum(r.spend.work_calls for r in done)  # cache hits count: see ``Spend``
+    cost = sum(r.spend.work_cost_usd for r in done)
     minutes = sum(r.duration_s for r in done) / 60
     left = Budget(
         None if budget.max_calls is None else budget.max_calls - calls,
@@ -73,18 +73,22 @@ def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
     """One result for the whole pipeline: candidates renumbered in order, each later stage's initial
     candidate parented on the previous stage's best, origins prefixed with the stage's optimizer."""
     history: list[Candidate] = []
-    best_of: list[int] = []
+    best_id, owner = 0, 0
     for k, stage in enumerate(stages):
         offset = len(history)
         for c in stage.history:
             parent = None if c.parent is None else c.parent + offset
             if k and c.parent is None:
-                parent = best_of[-1]
+                parent = best_id
             origin = c.origin if not history else f"{stage.optimizer}: {c.origin}"
             history.append(dataclasses.replace(c, id=c.id + offset, parent=parent, origin=origin))
-        best_of.append(stage.best.id + offset)
-    best = max(history, key=lambda c: (c.score, -c.id))
-    owner = next(k for k, b in enumerate(best_of) if b == best.id) if best.id in best_of else len(stages) - 1
+        # The best is what each stage's own rule accepted, in turn: a stage that kept its start
+        # keeps the previous stage's best. Taking the maximum over the joined history would pick
+        # a candidate no stage accepted (under ``acceptance: significant``) and pair it with
+        # another prompt's test score.
+        if k == 0 or stage.best.id != stage.initial.id:
+            best_id, owner = stage.best.id + offset, k
+    best = history[best_id]
     first, last = stages[0], stages[-1]
     return PipelineResult(
         run_id=first.run_id,

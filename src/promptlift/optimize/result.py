@@ -66,6 +66,7 @@ class OptimizationResult:
             "calls": self.spend.calls,
             "task_calls": self.task_spend.calls,
             "reasoning_calls": self.reasoning_spend.calls,
+            "cached_calls": self.spend.cached_calls,  # answered by the cache: counted by budgets, not paid
             "tokens": self.spend.tokens,
             "cost_usd": self.spend.cost_usd,
             "stop_reason": self.stop_reason,

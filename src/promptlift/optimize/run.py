@@ -160,9 +160,9 @@ class Search:
 
     def progress(self) -> Progress:
         spent = self.ledger.total
-        return Progress(
-            calls=spent.calls,
-            cost_usd=spent.cost_usd,
+        return Progress(  # sent and cached alike: stop rules decide the same whatever the cache holds
+            calls=spent.work_calls,
+            cost_usd=spent.work_cost_usd,
             elapsed_s=time.monotonic() - self._started,
             rounds=self.round,
             best_score=self.best.score if self.history else float("-inf"),
@@ -188,14 +188,17 @@ class Search:
             raise StopRun(reason)
 
     def _ensure_budget(self, calls: int, role: str) -> None:
+        # Calls the cache answered count as calls here, at what they cost when first paid: the
+        # search must not depend on what an earlier run happened to cache.
         budget, spent = self.settings.budget, self.ledger.total
-        if budget.max_calls is not None and spent.calls + calls + self._reserved_calls > budget.max_calls:
+        done, cost = spent.work_calls, spent.work_cost_usd
+        if budget.max_calls is not None and done + calls + self._reserved_calls > budget.max_calls:
             raise StopRun(f"budget: max_calls ({budget.max_calls})")
-        if budget.max_cost_usd is not None and spent.calls:
+        if budget.max_cost_usd is not None and done:
             # Observed average per call; the client's budget scope is the hard cap. The reserved final
             # test scoring gets a 2x margin: the best prompt may be longer than the average one.
-            per_call = spent.cost_usd / spent.calls
-            if spent.cost_usd + per_call * (calls + 2 * self._reserved_calls) > budget.max_cost_usd:
+            per_call = cost / done
+            if cost + per_call * (calls + 2 * self._reserved_calls) > budget.max_cost_usd:
                 raise StopRun(f"budget: max_cost_usd ({budget.max_cost_usd:g})")
 
     def reserve(self, calls: int) -> None:
@@ -205,7 +208,7 @@ class Search:
     def calls_left(self) -> int | None:
         """Calls the search may still send under ``max_calls`` (None: no call cap)."""
         cap = self.settings.budget.max_calls
-        return None if cap is None else int(cap) - self.ledger.total.calls - self._reserved_calls
+        return None if cap is None else int(cap) - self.ledger.total.work_calls - self._reserved_calls
 
     # -- spending ------------------------------------------------------------------------------
     async def _memo_eval(self, prompt: Prompt, rows: Sequence[Row], role: str = "task") -> Evaluation:
@@ -272,7 +275,7 @@ class Search:
             parent=parent,
             round=self.round,
             origin=origin,
-            spend=_diff(self.ledger.task, before),
+            spend=self.ledger.task - before,
         )
         self.history.append(candidate)
         acceptance = self.settings.acceptance
@@ -353,7 +356,3 @@ def _rows_by_evaluation(steps: Mapping[str, Any]) -> dict[str, dict[int, tuple[R
             row = (RowResult.from_dict(value["row"]), Spend.from_dict(value["spend"]))
             out.setdefault(evaluation, {})[int(position)] = row
     return out
-
-
-def _diff(after: Spend, before: Spend) -> Spend:
-    return Spend(after.calls - before.calls, after.tokens - before.tokens, after.cost_usd - before.cost_usd)

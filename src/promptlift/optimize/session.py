@@ -7,17 +7,21 @@ This is what ``promptlift optimize`` and ``promptlift eval`` call; library users
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
+from promptlift.client.config import Budget as ClientBudget
 from promptlift.client.config import CacheConfig
-from promptlift.errors import ConfigError
+from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.config import RunConfig
-from promptlift.optimize.dataset import Dataset, Splits, split
+from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
@@ -28,6 +32,7 @@ from promptlift.optimize.schema import suggest
 from promptlift.optimize.stats import score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
+from promptlift.secrets import redact
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,8 @@ def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
         if path is not None:
             check_sqlite_file(path, f"{config.path}: `{what}`")
     s = config.split
-    splits = split(
-        dataset, float(s["train"]), float(s["validation"]), float(s["test"]), int(s.get("seed", 0))
-    )
+    fractions = float(s["train"]), float(s["validation"]), float(s["test"])
+    splits = split(dataset, *fractions, seed=int(s.get("seed", 0)), inputs=config.prompt.fields())
     return dataset, splits
 
 
@@ -121,22 +125,37 @@ def run_config(
     on_event: Event | None = None,
     resume: str | None = None,
     stop: StopRule | None = None,
+    new_run: bool = False,
 ) -> OptimizationResult:
     """Run the config's optimizer, or its pipeline (``optimizer:`` as a list) in order: each stage
     starts from the previous stage's best prompt, with what is left of the run's budget, and the
-    result keeps every stage (``pipeline.PipelineResult``)."""
+    result keeps every stage (``pipeline.PipelineResult``).
+
+    ``resume`` continues a stored run; a config that changed what the search does since (see
+    ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
+    then a new run starts from this config (recorded with ``resumed_from``)."""
     prepared = prepare(config)
     field = config.metric.get("field")
     optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
     store = RunStore(config.store) if config.store else None
     first = resume
     if store is not None:
+        params = [o.params() for o in optimizers]
+        identity = run_identity(config, params)
         if resume:
-            store.run(resume)  # raises a clear error when there is no such run
-        else:
-            params = [o.params() for o in optimizers]
+            changed = _changed(store.run(resume)["config"], identity)  # no such run: a clear error
+            if changed and not new_run:
+                store.close()
+                raise ConfigError(
+                    f"run {resume} was started with another config ({', '.join(changed)} changed): "
+                    f"resuming it would mix two searches; resume it with its own config, or pass "
+                    f"--new-run to start a new run from this one (cached answers are not paid again)"
+                )
+            first = None if changed else resume
+        if first is None:
+            record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
-                optimizers[0].name, {**config.raw, "optimizer_params": params[0], "pipeline": params}
+                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
             )
     splits = prepared.splits
     results: list[OptimizationResult] = []
@@ -159,15 +178,20 @@ def run_config(
                 on_event=on_event,
                 acceptance=config.acceptance,
             )
-            result = optimizer.optimize(
-                prompt,
-                splits,
-                prepared.metric,
-                client=prepared.client,
-                settings=settings,
-                store=store,
-                run_id=run_id,
-            )
+            try:
+                result = optimizer.optimize(
+                    prompt,
+                    splits,
+                    prepared.metric,
+                    client=prepared.client,
+                    settings=settings,
+                    store=store,
+                    run_id=run_id,
+                )
+            except BaseException as exc:
+                if store is not None and run_id:
+                    _mark_ended(store, run_id, exc)
+                raise
             results.append(result)
             prompt = result.best.prompt
         return results[0] if len(results) == 1 else combine(results)
@@ -175,6 +199,40 @@ def run_config(
         prepared.client.close()
         if store is not None:
             store.close()
+
+
+# What decides a run's search: the same values and data give the same search. Endpoints, keys,
+# timeouts, retries, rate limits, concurrency and the cache only change how calls are made.
+IDENTITY_KEYS = (
+    "model", "reasoning_model", "prompt", "dataset", "metric", "optimizer", "budget", "seed",
+    "acceptance", "prices",
+)  # fmt: skip
+
+
+def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts of ``config`` that decide its search, as stored with the run, plus a digest of the
+    dataset's rows (an edited data file changes the search as much as an edited config)."""
+    rows = Dataset.load(config.dataset_path).rows
+    digest = hashlib.sha256(json.dumps([r.fields for r in rows], sort_keys=True, default=str).encode())
+    out = {k: config.raw.get(k) for k in IDENTITY_KEYS}
+    return {**out, "optimizer_params": params, "dataset_rows": digest.hexdigest()[:20]}
+
+
+def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
+    """The identity keys whose value differs from the stored run's (runs stored before identities
+    were recorded are compared on their config's keys)."""
+    old = stored.get("identity") or {k: stored.get(k) for k in IDENTITY_KEYS}
+
+    def canon(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    return [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
+
+
+def _mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
+    """A run that ends by an error says so (``--resume`` continues it), its message redacted."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
+    store.finish_run(run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}")})
 
 
 def _has_run(store: RunStore, run_id: str) -> bool:
@@ -186,9 +244,26 @@ def _has_run(store: RunStore, run_id: str) -> bool:
 
 
 def split_warnings(config: RunConfig, gain: float = 0.10) -> list[str]:
-    """Before a run: the splits too small for a paired test to detect ``gain`` (0.10 = 10 points)."""
-    _, splits = load_splits(config)
-    return split_advice({"validation": len(splits.validation), "test": len(splits.test)}, gain)
+    """Before a run: rows that repeat another row's inputs, and the splits too small for a paired
+    test to detect ``gain`` (0.10 = 10 points)."""
+    dataset, splits = load_splits(config)
+    out = [_duplicate_warning(dataset, config.prompt.fields())]
+    out += split_advice({"validation": len(splits.validation), "test": len(splits.test)}, gain)
+    return [w for w in out if w]
+
+
+def _duplicate_warning(dataset: Dataset, inputs: list[str]) -> str:
+    groups = duplicates(dataset, inputs)
+    if not groups:
+        return ""
+    extra = sum(len(g) - 1 for g in groups)
+    rows = " = ".join(f"row {i + 1}" for i in groups[0][:3])
+    return (
+        f"{dataset.source}: {extra} of {len(dataset)} rows repeat another row's inputs ({rows}"
+        f"{', ...' if len(groups) > 1 or len(groups[0]) > 3 else ''}); identical inputs are kept in one "
+        f"split so the test score is not inflated, but each still counts as a row: remove the duplicates "
+        f"to score each input once"
+    )
 
 
 def evaluate_config(config: RunConfig) -> dict[str, Any]:
@@ -196,6 +271,15 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
     prepared = prepare(config)
     started = time.monotonic()
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
+    budget = config.budget
+    rows = len(prepared.splits.validation) + len(prepared.splits.test)
+    if budget.max_calls is not None and rows * evaluator.calls_per_row > budget.max_calls:
+        prepared.client.close()
+        raise ConfigError(
+            f"eval needs {rows * evaluator.calls_per_row} calls ({len(prepared.splits.validation)} "
+            f"validation + {len(prepared.splits.test)} test rows) but budget.max_calls is "
+            f"{budget.max_calls:g}; raise it or use smaller splits"
+        )
 
     async def both() -> tuple[Evaluation, Evaluation]:
         return (
@@ -203,8 +287,22 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
             await evaluator.evaluate(config.prompt, prepared.splits.test),
         )
 
+    async def capped() -> tuple[Evaluation, Evaluation]:
+        # The same hard dollar cap as a run's: a cost cap on a model with no known price is refused
+        # before any call, and no call is sent past the cap.
+        cap = budget.max_cost_usd
+        with prepared.client.budget_scope(ClientBudget(max_cost_usd=cap), "eval") if cap else nullcontext():
+            if budget.max_minutes is None:
+                return await both()
+            try:
+                return await asyncio.wait_for(both(), budget.max_minutes * 60)
+            except TimeoutError:
+                raise BudgetExceeded(
+                    f"eval ran past budget.max_minutes ({budget.max_minutes:g})", limit="max_minutes"
+                ) from None
+
     try:
-        validation, test = asyncio.run(both())
+        validation, test = asyncio.run(capped())
     finally:
         prepared.client.close()
     spend = validation.spend + test.spend

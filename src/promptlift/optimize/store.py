@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ConfigError
+from promptlift.jsonout import dumps
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -53,10 +54,17 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class RunStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
+        """``create=False`` opens an existing store only: a missing one is a ``ConfigError`` naming
+        the path, not a new empty store (a mistyped path would otherwise list no runs)."""
         self.path = Path(path)
         if self.path.suffix == "" or self.path.is_dir():
             self.path = self.path / "runs.sqlite"
+        if not create and not self.path.is_file():
+            raise ConfigError(
+                f"no run store at {self.path}; name the store folder (a config's `store:`, relative to "
+                f"the config) or the run's config file: promptlift runs CONFIG.yaml"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path)
@@ -93,7 +101,7 @@ class RunStore:
         now = time.time()
         self._write(
             "INSERT INTO runs (id, created, updated, optimizer, status, config) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now, now, optimizer, "running", json.dumps(config, default=str)),
+            (run_id, now, now, optimizer, "running", dumps(config, default=str)),
         )
         return run_id
 
@@ -121,7 +129,7 @@ class RunStore:
     def finish_run(self, run_id: str, status: str, result: Mapping[str, Any] | None) -> None:
         self._write(
             "UPDATE runs SET status = ?, result = ?, updated = ? WHERE id = ?",
-            (status, json.dumps(result, default=str) if result is not None else None, time.time(), run_id),
+            (status, dumps(result, default=str) if result is not None else None, time.time(), run_id),
         )
 
     # -- candidates and steps ------------------------------------------------------------------
@@ -136,9 +144,9 @@ class RunStore:
                 record["round"],
                 record["parent"],
                 record["origin"],
-                json.dumps(record["prompt"]),
+                dumps(record["prompt"]),
                 record.get("score"),
-                json.dumps(record.get("evaluation")),
+                dumps(record.get("evaluation")),
             ),
         )
 
@@ -166,7 +174,7 @@ class RunStore:
     def put_step(self, run_id: str, key: str, value: Any) -> None:
         self._write(
             "INSERT OR REPLACE INTO steps (run_id, key, created, value) VALUES (?, ?, ?, ?)",
-            (run_id, key, time.time(), json.dumps(value)),
+            (run_id, key, time.time(), dumps(value)),
         )
 
     def close(self) -> None:

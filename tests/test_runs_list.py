@@ -1,0 +1,54 @@
+"""`promptlift runs`: a missing store is an error naming it; a config names its store; a failed run
+says failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptlift.cli import main
+from promptlift.testing.server import LoopbackServer, ok, unauthorized
+
+
+def test_a_missing_store_is_an_error_and_nothing_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "a" / "missing" / "dir"
+    assert main(["runs", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("promptlift: error: no run store at") and str(missing) in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_runs_takes_the_config_and_shows_a_failed_run_as_failed(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    monkeypatch.chdir(tmp_path)  # `runs/` of the working directory is not the config's store
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(8)))
+    config = folder / "config.yaml"
+    config.write_text(
+        f"model: openai/loop\napi_base: {loopback.openai_base}\nretry: {{max_attempts: 1}}\n"
+        "prompt: {user: 'Text: {text}\\nLabel:', params: {max_tokens: 2}}\n"
+        "dataset: {path: rows.jsonl}\nmetric: {type: exact_match, field: label}\n"
+        "optimizer: {name: fewshot, params: {trials: 2}}\nstore: runs/\ncache: false\n"
+    )
+    loopback.set_default(ok("a"))
+    assert main(["optimize", str(config), "--yes", "--json"]) == 0
+    finished = json.loads(capsys.readouterr().out)["run_id"]
+    loopback.set_default(unauthorized())
+    assert main(["optimize", str(config), "--yes", "--json"]) == 1
+    capsys.readouterr()
+
+    assert main(["runs", str(config), "--json"]) == 0
+    runs = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert runs[finished]["status"] == "finished"
+    (failed,) = [r for r in runs.values() if r["id"] != finished]
+    assert failed["status"] == "failed"

@@ -1,0 +1,60 @@
+"""`--resume` with an edited config is refused (naming what changed) unless `--new-run` asks for one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptlift.cli import main
+from promptlift.optimize.store import RunStore
+from promptlift.testing.server import LoopbackServer, ok
+
+CONFIG = (
+    "model: openai/loop\napi_base: {base}\nconcurrency: {concurrency}\n"
+    "prompt: {{system: '{system}', user: 'Text: {{text}}\\nLabel:', params: {{max_tokens: 2}}}}\n"
+    "dataset: {{path: rows.jsonl}}\nmetric: {{type: exact_match, field: label}}\n"
+    "optimizer: {{name: fewshot, params: {{trials: 3}}}}\n"
+    "budget: {{max_calls: 60}}\nstore: runs/\ncache: false\n"
+)
+
+
+def test_resume_refuses_a_changed_config_and_new_run_starts_a_fresh_one(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    loopback.set_default(ok("a"))
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(16)))
+    config = tmp_path / "config.yaml"
+
+    def write(system: str, concurrency: int = 2) -> str:
+        config.write_text(CONFIG.format(base=loopback.openai_base, system=system, concurrency=concurrency))
+        return str(config)
+
+    assert main(["optimize", write("Label it."), "--yes", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    sent = len(loopback.requests)
+
+    # how calls are made may change: same search, resumed, nothing sent again
+    assert main(["optimize", write("Label it.", concurrency=1), "--yes", "--json", "--resume", run_id]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == run_id and len(loopback.requests) == sent
+
+    assert main(["optimize", write("Another prompt."), "--yes", "--resume", run_id]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("promptlift: error:") and f"run {run_id} was started with another config" in err
+    assert "(prompt changed)" in err and "--new-run" in err
+    assert len(loopback.requests) == sent  # refused before any call
+
+    assert main(["optimize", str(config), "--yes", "--json", "--resume", run_id, "--new-run"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["run_id"] != run_id and result["calls"] == len(loopback.requests) - sent <= 60
+    store = RunStore(tmp_path / "runs")
+    try:
+        assert store.run(result["run_id"])["config"]["resumed_from"] == run_id
+        assert store.run(run_id)["config"]["prompt"]["system"] == "Label it."  # the old run is untouched
+    finally:
+        store.close()
