@@ -22,10 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="USD",
         help="with paid models, ask before a run whose estimate may exceed this (default 1)",
     )
+    from promptlift.cli.endpoints import add_allow_host
+
+    add_allow_host(p)
     p.set_defaults(run=run_optimize)
     e = sub.add_parser("eval", help="score the prompt of a config file on validation and test")
     e.add_argument("config")
     e.add_argument("--json", action="store_true")
+    add_allow_host(e)
     e.set_defaults(run=run_eval)
     r = sub.add_parser("runs", help="list the runs in a store")
     r.add_argument("store", nargs="?", default="runs/", help="the store folder or file (default runs/)")
@@ -39,7 +43,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
     from promptlift.optimize.session import run_config, split_warnings
 
-    config = load_config(args.config)
+    config = _with_hosts(load_config(args.config), args)
     for warning in split_warnings(config):
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     plan = make_plan(config)
@@ -66,7 +70,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.config import load_config
     from promptlift.optimize.session import evaluate_config
 
-    report = evaluate_config(load_config(args.config))
+    report = evaluate_config(_with_hosts(load_config(args.config), args))
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
     else:
@@ -95,3 +99,12 @@ def run_runs(args: argparse.Namespace) -> int:
             best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
             print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
     return 0
+
+
+def _with_hosts(config: Any, args: argparse.Namespace) -> Any:
+    """``--allow-host`` over the config's ``allowed_hosts``."""
+    from dataclasses import replace
+
+    from promptlift.cli.endpoints import allowed_hosts
+
+    return replace(config, allowed_hosts=allowed_hosts(args, config.allowed_hosts))
