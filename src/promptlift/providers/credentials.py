@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from promptlift.errors import ConfigError
+from promptlift.errors import AuthenticationFailed, ConfigError
 from promptlift.secrets import Secret, redact
 
 # The environment variables LiteLLM's routes read, first one found wins.
@@ -257,3 +257,22 @@ def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "a
         f"{what} host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
         f"add it to allowed_hosts if prompts and keys may go there"
     )
+
+
+def naming_key(exc: AuthenticationFailed, key: ResolvedKey) -> AuthenticationFailed:
+    """The same error, saying where the refused key came from (never the key itself)."""
+    where = (
+        f"the key sent came from {key.source}: check it, or give this model its own"
+        if key.secret
+        else f"no key was sent, as {key.source}: give this model a key (api_key_env, or its "
+        "provider's environment variable)"
+    )
+    found = type(exc)(
+        f"{exc.message} ({where})",
+        provider=exc.provider,
+        model=exc.model,
+        status=exc.status,
+        retry_after=exc.retry_after,
+    )
+    found.attempts = exc.attempts
+    return found

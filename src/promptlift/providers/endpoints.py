@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptlift.errors import ConfigError
+from promptlift.providers.credentials import GOOGLE_AUTH, ModelKey, check_host
 from promptlift.secrets import Secret
 
 # What LiteLLM 1.110.2 reads, in its order, when a call names no api_base (litellm/main.py and
@@ -124,11 +125,49 @@ class ModelSpec:
         return model if isinstance(model, ModelSpec) else cls(model)
 
 
+def _route(model: str) -> str:
+    return model.split("/", 1)[0] if "/" in model else "openai"  # a bare name is LiteLLM's openai
+
+
+class Chain:
+    """A chain's models with their own settings, found by name, and whose key the explicit
+    ``api_key`` is: the first model's, at its provider route and endpoint."""
+
+    def __init__(self, models: Sequence[str | ModelSpec], api_base: str | None = None):
+        self.specs = tuple(ModelSpec.of(m) for m in models)
+        self.api_base = api_base
+        self._by_name = {spec.model: (i, spec) for i, spec in reversed(list(enumerate(self.specs)))}
+        first = self.specs[0].model if self.specs else None
+        self._key_home = (_route(first), self.endpoint(first)) if first else None
+
+    def spec(self, model: str) -> ModelSpec | None:
+        found = self._by_name.get(model)
+        return found[1] if found else None
+
+    def endpoint(self, model: str) -> str | None:
+        """The configured endpoint: the model's own api_base, else the client's."""
+        spec = self.spec(model)
+        return (spec.api_base if spec else None) or self.api_base
+
+    def own_key(self, model: str) -> tuple[ModelKey | None, bool]:
+        """The model's own key, and whether the explicit ``api_key`` may be sent to it (with no
+        chain, to every call: the caller names each call's model)."""
+        position, spec = self._by_name.get(model, (None, None))
+        own = None
+        if spec is not None and (spec.api_key or spec.api_key_env):
+            field = "api_key" if spec.api_key else "api_key_env"
+            own = ModelKey(f"models[{position}].{field}", spec.api_key, spec.api_key_env)
+        if self._key_home is None:
+            return own, True
+        return own, (_route(model), self.endpoint(model)) == self._key_home
+
+
 def implicit_endpoint(
     provider: str,
     *,
     env: Mapping[str, str] | None = None,
     litellm_api_base: str | None = None,
+    vertex_location: str | None = None,
     discover: Callable[[], str | None] | None = None,
 ) -> tuple[str, str] | None:
     """``(endpoint, where it comes from)`` for a call to ``provider`` that names no api_base, or None
@@ -139,10 +178,37 @@ def implicit_endpoint(
     for name in ENV_BASES.get(provider, ()):
         if env.get(name):
             return env[name], f"{name} (environment)"
+    if provider in GOOGLE_AUTH:
+        return vertex_endpoint(vertex_location, env), "the Vertex AI endpoint"
     if provider in DEFAULT_BASES:
         return DEFAULT_BASES[provider], f"the {provider} default endpoint"
     found = discover() if discover is not None else None
     return (found, f"the {provider} endpoint") if found else None
+
+
+def check_endpoint(
+    provider: str,
+    api_base: str | None,
+    allowed: tuple[str, ...],
+    *,
+    litellm_api_base: str | None = None,
+    vertex_location: str | None = None,
+    discover: Callable[[], str | None] | None = None,
+) -> None:
+    """Raise ConfigError unless the host a call will reach is ``allowed``: its ``api_base``, else
+    the endpoint LiteLLM will take (``implicit_endpoint``); one that cannot be told is refused."""
+    if api_base:
+        check_host(api_base, allowed)
+        return
+    found = implicit_endpoint(
+        provider, litellm_api_base=litellm_api_base, vertex_location=vertex_location, discover=discover
+    )
+    if found is None:
+        raise ConfigError(
+            f"cannot tell which host {provider}/ calls go to, and allowed_hosts is set: give the "
+            "model an api_base on an allowed host"
+        )
+    check_host(found[0], allowed, what=found[1])
 
 
 def vertex_endpoint(location: str | None, env: Mapping[str, str] | None = None) -> str:

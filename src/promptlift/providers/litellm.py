@@ -38,13 +38,13 @@ from promptlift.providers.base import Provider
 from promptlift.providers.credentials import (
     GOOGLE_AUTH,
     Credentials,
-    ModelKey,
     ResolvedKey,
     VertexConfig,
     check_host,
+    naming_key,
     require_google_auth,
 )
-from promptlift.providers.endpoints import ModelSpec, implicit_endpoint, split_endpoint, vertex_endpoint
+from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, split_endpoint
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
@@ -218,19 +218,14 @@ _warned_lock = threading.Lock()
 class LiteLLMProvider(Provider):
     """Sends one request through ``litellm.acompletion``.
 
-    ``models``: the chain, whose ``ModelSpec`` entries carry a model's own endpoint, key and extra.
-    ``api_key`` is the explicit key of the chain's first model (of every call, with no chain): a
-    model of another provider or endpoint gets its own key, else its provider's environment
-    variable. Without it ``credentials`` (or, by default, the provider's usual environment
-    variable) supplies the key. ``extra`` goes to litellm as is (e.g. ``api_version`` for Azure).
-    ``prices`` adds per-model prices over LiteLLM's map.
+    ``models``: the chain (``ModelSpec``: a model's own endpoint, key, extra). ``api_key`` is the
+    chain's first model's key, sent only to its provider and endpoint (``endpoints.Chain``); else
+    ``credentials`` (by default, the provider's usual variable) supplies the key. ``extra`` goes
+    to litellm as is (``api_version`` for Azure). ``prices``: per-model prices over LiteLLM's map.
     ``strict_params``: refuse a parameter the model does not support instead of dropping it.
-    ``allowed_hosts``: the only hosts requests may go to (None: any), however the endpoint was set:
-    an ``api_base`` (the request's, the model's, the client's, or in ``extra``), an environment
-    variable LiteLLM reads (``OPENAI_API_BASE``...), or the provider's public default.
-    ``vertex``: project, region and service account for the ``vertex_ai/`` routes.
-    On Azure, a key from the credential provider is an Azure AD token: sent as
-    ``Authorization: Bearer``, not as ``api-key``.
+    ``allowed_hosts``: the only hosts requests may go to (None: any), however the endpoint was set
+    (``endpoints.check_endpoint``). ``vertex``: project, region and account for ``vertex_ai/``.
+    On Azure, a credential-provider key is an Azure AD token: sent as ``Authorization: Bearer``.
     """
 
     name = "litellm"
@@ -254,52 +249,25 @@ class LiteLLMProvider(Provider):
         self.prices = prices
         self.strict_params = strict_params
         self.allowed_hosts = allowed_hosts
-        specs = [ModelSpec.of(m) for m in models]
-        self.specs = {spec.model: (i, spec) for i, spec in reversed(list(enumerate(specs)))}
-        # Whose key ``api_key`` is: the first model's provider at the first model's endpoint.
-        self._key_home = (provider_of(specs[0].model), self._configured_base(specs[0])) if specs else None
-        for spec in specs:
+        self.chain = Chain(models, self.api_base)
+        for spec in self.chain.specs:
             if spec.api_base:
                 check_host(spec.api_base, allowed_hosts, what=f"the api_base of {spec.model}")
         if self.api_base:
             check_host(self.api_base, allowed_hosts)
 
-    def _configured_base(self, spec: ModelSpec | None) -> str | None:
-        return (spec.api_base if spec else None) or self.api_base
-
-    def _own_key(self, model: str) -> tuple[ModelKey | None, bool]:
-        """The model's own key, and whether the explicit ``api_key`` may be sent to it."""
-        position, spec = self.specs.get(model, (None, None))
-        own = None
-        if spec is not None and (spec.api_key or spec.api_key_env):
-            field = "api_key" if spec.api_key else "api_key_env"
-            own = ModelKey(f"models[{position}].{field}", spec.api_key, spec.api_key_env)
-        if self._key_home is None:
-            return own, True
-        home = (provider_of(model), self._configured_base(spec))
-        return own, home == self._key_home
-
     def _check_endpoint(self, provider: str, api_base: str | None) -> None:
         """The allow-list, for the endpoint the call will really reach however it was set."""
         if self.allowed_hosts is None or provider == local_models.PROVIDER:
             return
-        if api_base:
-            check_host(api_base, self.allowed_hosts)
-            return
-        litellm = import_litellm()
-        if provider in GOOGLE_AUTH and not (litellm.api_base or os.environ.get("VERTEXAI_API_BASE")):
-            location = self.vertex.location if self.vertex else None
-            check_host(vertex_endpoint(location), self.allowed_hosts, what="the Vertex AI endpoint")
-            return
-        found = implicit_endpoint(
-            provider, litellm_api_base=litellm.api_base, discover=lambda: _litellm_default_base(provider)
+        check_endpoint(
+            provider,
+            api_base,
+            self.allowed_hosts,
+            litellm_api_base=import_litellm().api_base,
+            vertex_location=self.vertex.location if self.vertex else None,
+            discover=lambda: _litellm_default_base(provider),
         )
-        if found is None:
-            raise errors.ConfigError(
-                f"cannot tell which host {provider}/ calls go to, and allowed_hosts is set: give the "
-                "model an api_base on an allowed host"
-            )
-        check_host(found[0], self.allowed_hosts, what=found[1])
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
@@ -339,7 +307,7 @@ class LiteLLMProvider(Provider):
             log.warning("%s", warning)
 
     def _kwargs(self, request: CompletionRequest, key: ResolvedKey, api_base: str | None) -> dict[str, Any]:
-        spec = self.specs.get(request.model, (0, None))[1]
+        spec = self.chain.spec(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [m.to_dict() for m in request.messages],
@@ -369,9 +337,8 @@ class LiteLLMProvider(Provider):
     async def acomplete(self, request: CompletionRequest) -> Completion:
         litellm = import_litellm()
         provider = provider_of(request.model)
-        spec = self.specs.get(request.model, (0, None))[1]
         local = provider == local_models.PROVIDER
-        api_base = None if local else (request.api_base or self._configured_base(spec))
+        api_base = None if local else (request.api_base or self.chain.endpoint(request.model))
         if api_base:
             check_host(api_base, self.allowed_hosts)
         self._check_endpoint(provider, api_base)
@@ -379,7 +346,7 @@ class LiteLLMProvider(Provider):
             local_models.engine_for(request.model).check_ready()
         if provider in GOOGLE_AUTH:
             require_google_auth()  # else LiteLLM's ImportError recommends the far larger SDK
-        own, shared = self._own_key(request.model)
+        own, shared = self.chain.own_key(request.model)
         key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
         refused: errors.AuthenticationFailed | None = None
         try:
@@ -391,7 +358,7 @@ class LiteLLMProvider(Provider):
                 raise  # no key: the message already names the Google credential
             refused = exc
         if not (key.from_source and self.credentials.can_refresh(provider)):
-            raise _naming_key(refused, key)  # outside the except block: nothing in __context__
+            raise naming_key(refused, key)  # outside the except block: nothing in __context__
         log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
         fresh = await self.credentials.refresh(provider, stale=key.secret)
         key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
@@ -399,7 +366,7 @@ class LiteLLMProvider(Provider):
             return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, fresh)
         except errors.AuthenticationFailed as exc:
             refused = exc
-        raise _naming_key(refused, key)
+        raise naming_key(refused, key)
 
     async def _send(
         self,
@@ -475,25 +442,6 @@ def _litellm_default_base(provider: str) -> str | None:
     except Exception:  # an unknown route: no endpoint to name
         return None
     return str(found[3]) if len(found) > 3 and found[3] else None
-
-
-def _naming_key(exc: errors.AuthenticationFailed, key: ResolvedKey) -> errors.AuthenticationFailed:
-    """The same error, saying where the refused key came from (never the key itself)."""
-    where = (
-        f"the key sent came from {key.source}: check it, or give this model its own"
-        if key.secret
-        else f"no key was sent, as {key.source}: give this model a key (api_key_env, or its "
-        "provider's environment variable)"
-    )
-    found = type(exc)(
-        f"{exc.message} ({where})",
-        provider=exc.provider,
-        model=exc.model,
-        status=exc.status,
-        retry_after=exc.retry_after,
-    )
-    found.attempts = exc.attempts
-    return found
 
 
 # -- error translation ---------------------------------------------------------------------------
