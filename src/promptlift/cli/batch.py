@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--output-price", type=float, metavar="USD_PER_MTOK", help="price of a model not in the map"
     )
     p.add_argument("--metrics-json", metavar="PATH", help="also write the final metrics as JSON")
+    from promptlift.cli.endpoints import add_allow_host
+
+    add_allow_host(p)
     p.set_defaults(run=run)
 
 
@@ -84,6 +87,9 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         from promptlift.client.retry import RetryPolicy
 
         changes["retry"] = RetryPolicy.with_max_retries(args.max_retries)
+    from promptlift.cli.endpoints import allowed_hosts
+
+    changes["allowed_hosts"] = allowed_hosts(args)
     return ClientConfig(
         models=models, api_base=args.api_base, timeout=args.timeout, concurrency=args.concurrency, **changes
     )

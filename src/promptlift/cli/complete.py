@@ -1,6 +1,8 @@
 """``promptlift complete``: one call, printed as text or as a normalized JSON completion.
 
-Repeated ``--model`` is a fallback chain, tried in order; ``--api-base`` applies to every model.
+Repeated ``--model`` is a fallback chain, tried in order; a ``--model`` may be a mapping with its
+own endpoint, key variable and extra (``cli.endpoints``). ``--api-base URL`` applies to every model,
+``--api-base MODEL=URL`` to one; ``--allow-host`` limits where calls may go.
 ``--max-retries N`` allows N retries, so N+1 attempts on each model before the next is tried.
 Exit codes: 0 answered, 1 the call failed, 2 a usage or configuration error; a failure prints one
 line naming the error type.
@@ -18,8 +20,20 @@ from promptlift.cli.validators import non_negative_int, positive_float, positive
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("complete", help="send one prompt to a model (a fallback chain with repeated --model)")
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--model", action="append", default=[], help="model; repeat for a fallback chain")
-    p.add_argument("--api-base", help="endpoint for every model given")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model, or a mapping '{model: M, api_base: URL, api_key_env: VAR, extra: {...}}'; "
+        "repeat for a fallback chain",
+    )
+    p.add_argument(
+        "--api-base",
+        action="append",
+        default=[],
+        metavar="[MODEL=]URL",
+        help="endpoint of every model, or of one (MODEL=URL; repeat)",
+    )
     p.add_argument("--system", help="a system message")
     p.add_argument("--temperature", type=temperature)
     p.add_argument("--max-tokens", type=positive_int)
@@ -31,6 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="retries per model before falling back (default 2: 3 attempts)",
     )
     p.add_argument("--json", action="store_true", help="print the normalized completion as JSON")
+    from promptlift.cli.endpoints import add_allow_host
+
+    add_allow_host(p)
     p.set_defaults(run=run)
 
 
@@ -41,14 +58,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from promptlift.cli.endpoints import allowed_hosts, model_value, with_api_bases
     from promptlift.client import Client, ClientConfig
     from promptlift.client.retry import RetryPolicy
     from promptlift.errors import PromptliftError, UserError
 
     try:
+        models, api_base = with_api_bases([model_value(m) for m in args.model], args.api_base)
         config = ClientConfig(
-            models=tuple(args.model),
-            api_base=args.api_base,
+            models=models,
+            api_base=api_base,
+            allowed_hosts=allowed_hosts(args),
             timeout=args.timeout,
             retry=RetryPolicy.with_max_retries(args.max_retries),
         )

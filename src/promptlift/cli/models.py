@@ -3,13 +3,17 @@
     promptlift models compare CONFIG --model local/gemma-3-270m --model openai/small \\
         --api-base openai/small=http://127.0.0.1:8000/v1 --price openai/small=0.15,0.6 --target 0.8
 
-``--price MODEL=IN,OUT`` is USD per million input and output tokens, for models the price map
-lacks; ``--run RUN_ID`` compares the best prompt of a finished run instead of the config's.
+``--api-base MODEL=URL`` is one model's endpoint (split at the first ``=``, so a URL may carry a
+query); ``--price MODEL=IN,OUT`` is USD per million input and output tokens, for models the price
+map lacks. Either naming a model that is not compared is an error: it would silently do nothing,
+and the model would be sent to its public endpoint. ``--run RUN_ID`` compares the best prompt of a
+finished run instead of the config's; ``--allow-host`` limits where calls may go.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from promptlift.cli.validators import fraction, price_pair
 from promptlift.jsonout import dumps
@@ -39,6 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="compare the best prompt of this run (in the config's store)",
     )
     c.add_argument("--json", action="store_true")
+    from promptlift.cli.endpoints import add_allow_host
+
+    add_allow_host(c)
     c.set_defaults(run=run_compare)
 
 
@@ -50,34 +57,45 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
+def _pairs(items: list[str], what: str, models: list[str]) -> dict[str, str]:
+    """``MODEL=VALUE`` flags by model; every model named must be one of ``models``."""
+    from promptlift.cli.endpoints import check_models, model_and_value
     from promptlift.errors import ConfigError
 
     out = {}
     for item in items:
-        model, sep, value = item.rpartition("=")
-        if not sep or not model or not value:
-            raise ConfigError(f"{what} takes MODEL=VALUE, got {item!r}")
+        model, value = model_and_value(item, what)
+        if model is None:
+            raise ConfigError(
+                f"{what} takes MODEL=VALUE (the endpoint of one model), got the URL {item!r} alone"
+            )
+        check_models([model], models, what)
         out[model] = value
     return out
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from promptlift.cli.endpoints import allowed_hosts
     from promptlift.client.config import ModelPrice
     from promptlift.errors import ConfigError
     from promptlift.optimize.config import load_config
     from promptlift.optimize.models import ModelCandidate, compare_models
     from promptlift.optimize.prompt import Prompt
+    from promptlift.providers.credentials import check_host
 
     config = load_config(args.config)
-    bases = _pairs(args.api_base, "--api-base")
+    models = args.model or list(config.models)
+    hosts = allowed_hosts(args, config.allowed_hosts)
+    config = replace(config, allowed_hosts=hosts)
+    bases = _pairs(args.api_base, "--api-base", models)
+    for model, url in bases.items():  # before any model is scored: none of its calls is wasted
+        check_host(url, hosts, what=f"the --api-base of {model}")
     prices: dict[str, ModelPrice] = {}
-    for model, value in _pairs(args.price, "--price").items():
+    for model, value in _pairs(args.price, "--price", models).items():
         try:
             prices[model] = ModelPrice(*price_pair(value))
         except argparse.ArgumentTypeError as exc:
             raise ConfigError(f"--price {model}=IN,OUT {exc}") from None
-    models = args.model or list(config.models)
     candidates = [ModelCandidate(m, bases.get(m), prices.get(m)) for m in models]
     prompt = None
     if args.run_id:

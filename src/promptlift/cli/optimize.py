@@ -29,10 +29,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="USD",
         help="with paid models, ask before a run whose estimate may exceed this (default 1)",
     )
+    from promptlift.cli.endpoints import add_allow_host
+
+    add_allow_host(p)
     p.set_defaults(run=run_optimize)
     e = sub.add_parser("eval", help="score the prompt of a config file on validation and test")
     e.add_argument("config")
     e.add_argument("--json", action="store_true")
+    add_allow_host(e)
     e.set_defaults(run=run_eval)
     r = sub.add_parser("runs", help="list the runs in a store")
     r.add_argument(
@@ -51,7 +55,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
     from promptlift.optimize.session import run_config, split_warnings
 
-    config = load_config(args.config)
+    config = _with_hosts(load_config(args.config), args)
     warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
     plan = make_plan(config)
     for warning in warnings:
@@ -90,7 +94,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.config import load_config
     from promptlift.optimize.session import evaluate_config, split_warnings
 
-    config = load_config(args.config)
+    config = _with_hosts(load_config(args.config), args)
     for warning in split_warnings(config):
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     report = evaluate_config(config)
@@ -135,3 +139,23 @@ def _store_path(given: str) -> str:
             raise ConfigError(f"{given} has no `store:`; its runs were not recorded")
         return str(config.store)
     return given
+
+
+def _with_hosts(config: Any, args: argparse.Namespace) -> Any:
+    """``--allow-host`` over the config's ``allowed_hosts``."""
+    from dataclasses import replace
+
+    from promptlift.cli.endpoints import allowed_hosts
+
+    from promptlift.client.config import ModelSpec
+    from promptlift.providers.credentials import check_host
+
+    hosts = allowed_hosts(args, config.allowed_hosts)
+    # The endpoints the config names are checked now, before the split warnings and any call; the
+    # hosts LiteLLM would pick itself (no api_base) are checked when the client is built.
+    if config.api_base:
+        check_host(config.api_base, hosts)
+    for spec in config.chain:
+        if isinstance(spec, ModelSpec) and spec.api_base:
+            check_host(spec.api_base, hosts, what=f"the api_base of {spec.model}")
+    return replace(config, allowed_hosts=hosts)

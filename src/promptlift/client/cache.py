@@ -570,11 +570,14 @@ class CachingProvider(Provider):
         api_base: str | None = None,
         extra: Mapping[str, Any] | None = None,
         route_extra: Mapping[str, Mapping[str, Any]] | None = None,
+        model_settings: Mapping[str, tuple[str | None, Mapping[str, Any]]] | None = None,
     ):
         self.inner = inner
         self.cache = cache
         self.api_base = api_base
         self.extra = dict(extra or {})
+        # A chain model's own (api_base, extra): where its calls go keys its answers.
+        self.model_settings = dict(model_settings or {})
         # Settings that reach one route only (Vertex's project and region): they key that route's
         # answers and leave every other route's keys alone.
         self.route_extra = {route: dict(values) for route, values in (route_extra or {}).items()}
@@ -583,8 +586,10 @@ class CachingProvider(Provider):
         """The cache key for ``request``, or None when this request must not use the cache."""
         if request.is_sampled and not self.cache.config.sampled:
             return None
-        extra = {**self.extra, **self.route_extra.get(route_of(request.model), {})}
-        return cache_key(request, api_base=self.api_base, namespace=self.cache.config.namespace, extra=extra)
+        own_base, own_extra = self.model_settings.get(request.model, (None, {}))
+        extra = {**self.extra, **own_extra, **self.route_extra.get(route_of(request.model), {})}
+        api_base = own_base or self.api_base
+        return cache_key(request, api_base=api_base, namespace=self.cache.config.namespace, extra=extra)
 
     def lookup(self, request: CompletionRequest) -> Completion | None:
         """A cached answer for ``request`` marked as a hit, or None. Never calls the provider."""

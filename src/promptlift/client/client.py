@@ -81,7 +81,7 @@ class Client:
 
     @property
     def model(self) -> str:
-        return self.config.models[0] if self.config.models else DEFAULT_MODEL
+        return self.config.chain[0] if self.config.chain else DEFAULT_MODEL
 
     def is_base_model(self, model: str | None = None) -> bool:
         """True for a base (completion-only) model, such as the embedded one."""
@@ -92,10 +92,10 @@ class Client:
     def request(
         self, messages: Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> CompletionRequest:
-        """Build a request with this client's defaults: model, timeout, api_base."""
+        """Build a request with this client's defaults: model, timeout, and that model's api_base."""
         params.setdefault("model", self.model)
         params.setdefault("timeout", self.config.timeout)
-        params.setdefault("api_base", self.config.api_base)
+        params.setdefault("api_base", self.config.endpoint_of(params["model"]))
         if isinstance(params.get("stop"), (list, str)):
             stop = params["stop"]
             params["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)

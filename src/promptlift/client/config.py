@@ -9,7 +9,9 @@ from typing import Any
 
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
+from promptlift.errors import ConfigError
 from promptlift.providers.credentials import KeySource, VertexConfig
+from promptlift.providers.endpoints import ModelSpec, split_endpoint
 from promptlift.secrets import Secret
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "CallLogConfig",
     "ClientConfig",
     "ModelPrice",
+    "ModelSpec",
     "RateLimit",
     "VertexConfig",
 ]
@@ -96,9 +99,16 @@ class CallLogConfig:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """``models`` is the fallback chain, first choice first; empty means the embedded model."""
+    """``models`` is the fallback chain, first choice first; empty means the embedded model.
 
-    models: tuple[str, ...] = ()
+    Each model is a name, or a ``ModelSpec`` with its own endpoint, key and ``extra``. ``api_base``
+    and ``extra`` apply to every model that does not set its own. ``api_key`` is the key of the
+    chain's first model: it is sent to the other models only when they share that model's provider
+    and endpoint; the rest use their own ``api_key``/``api_key_env``, else their provider's usual
+    environment variable. An ``api_base``/``base_url`` inside ``extra`` is taken as the endpoint.
+    """
+
+    models: tuple[str | ModelSpec, ...] = ()
     api_base: str | None = None
     api_key: Secret | None = None
     timeout: float = 120.0  # seconds per attempt
@@ -115,6 +125,33 @@ class ClientConfig:
     strict_params: bool = False  # refuse a parameter the model lacks, instead of dropping it with a warning
     allowed_hosts: tuple[str, ...] | None = None  # the only api_base hosts calls may go to; None: any
     vertex: VertexConfig | None = None  # project, region, service account of the vertex_ai/ routes
+
+    def __post_init__(self) -> None:
+        api_base, extra = split_endpoint(self.api_base, self.extra, "ClientConfig")
+        object.__setattr__(self, "api_base", api_base)
+        object.__setattr__(self, "extra", extra)
+        object.__setattr__(self, "models", tuple(self.models))
+        specs = [m.model for m in self.models if isinstance(m, ModelSpec)]
+        repeated = sorted({m for m in specs if self.chain.count(m) > 1})
+        if repeated:  # settings are found by model name: a second entry's would never be used
+            raise ConfigError(
+                f"{repeated[0]} appears twice in the model chain with its own settings; a model may "
+                "appear once (serve the same weights under another name for a second endpoint)"
+            )
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The fallback chain's model names, first choice first."""
+        return tuple(m.model if isinstance(m, ModelSpec) else m for m in self.models)
+
+    def spec(self, model: str) -> ModelSpec | None:
+        """``model``'s own settings, when the chain gives it a ``ModelSpec``."""
+        return next((m for m in self.models if isinstance(m, ModelSpec) and m.model == model), None)
+
+    def endpoint_of(self, model: str) -> str | None:
+        """Where calls to ``model`` go: its own api_base, else the client's (None: LiteLLM's default)."""
+        spec = self.spec(model)
+        return (spec.api_base if spec else None) or self.api_base
 
     def merged(self, **overrides: Any) -> ClientConfig:
         """A copy with the non-None overrides applied (defaults → config file → flags)."""

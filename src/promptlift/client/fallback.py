@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,7 +105,9 @@ class FallbackProvider(Provider):
     any other model is sent to that model alone (with its breaker still applied).
 
     ``endpoint`` names where the models are served (an ``api_base``), so breakers of the same
-    model name at different servers are kept apart.
+    model name at different servers are kept apart. ``endpoints`` gives a chain model its own
+    endpoint: each model of the chain is sent to its own, unless the request named another one
+    than the first model's (an explicit ``api_base`` for this call), which then serves them all.
     """
 
     name = "fallback"
@@ -118,11 +120,13 @@ class FallbackProvider(Provider):
         *,
         endpoint: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        endpoints: Mapping[str, str | None] | None = None,
     ):
         self.inner = inner
         self.models = tuple(models)
         self.policy = policy or FallbackPolicy()
         self.endpoint = endpoint or ""
+        self.endpoints = dict(endpoints or {})
         self._clock = clock
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._lock = threading.Lock()
@@ -142,6 +146,13 @@ class FallbackProvider(Provider):
             return self.models
         return (request.model,)
 
+    def _routed(self, request: CompletionRequest, chain: tuple[str, ...], model: str) -> CompletionRequest:
+        """``request`` for ``model``, at that model's own endpoint unless the call named its own."""
+        first = self.endpoints.get(chain[0], self.endpoint or None)
+        if request.api_base not in (None, first):
+            return request.replace(model=model)
+        return request.replace(model=model, api_base=self.endpoints.get(model, request.api_base))
+
     def _falls_through(self, exc: errors.ProviderError) -> bool:
         if isinstance(exc, errors.ContextWindowExceeded):
             return self.policy.on_context_window
@@ -152,14 +163,15 @@ class FallbackProvider(Provider):
         attempts = 0
         last: errors.ProviderError | None = None
         for position, model in enumerate(chain):
-            breaker = self.breaker(model, request.api_base)
+            routed = self._routed(request, chain, model)
+            breaker = self.breaker(model, routed.api_base)
             if self.policy.failure_threshold > 0 and not breaker.allow(self._clock()):
                 log.info(
                     "skipping %s: circuit open for %.1f s more", model, breaker.seconds_left(self._clock())
                 )
                 continue
             try:
-                completion = await self.inner.acomplete(request.replace(model=model))
+                completion = await self.inner.acomplete(routed)
             except errors.ProviderError as exc:
                 attempts += exc.attempts
                 if _counts_against_endpoint(exc):
@@ -193,7 +205,7 @@ class FallbackProvider(Provider):
             last.attempts = attempts
             return last
         now = self._clock()
-        wait = min(self.breaker(m, request.api_base).seconds_left(now) for m in chain)
+        wait = min(self.breaker(m, self._routed(request, chain, m).api_base).seconds_left(now) for m in chain)
         err = errors.ProviderUnavailable(
             f"every model in the chain ({', '.join(chain)}) failed recently and is paused "
             f"(circuit open); next try in {wait:.1f} s",

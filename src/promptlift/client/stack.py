@@ -27,6 +27,7 @@ from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
 from promptlift.client.retry import RetryingProvider
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import GOOGLE_AUTH
+from promptlift.providers.endpoints import ModelSpec
 
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
@@ -37,6 +38,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         from promptlift.providers.litellm import LiteLLMProvider
 
         provider = LiteLLMProvider(
+            models=config.models,
             api_base=config.api_base,
             extra=config.extra,
             credentials=Credentials(config.api_key, source=config.credential_provider),
@@ -52,7 +54,10 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     if config.rate_limits:
         stack = parts["ratelimit"] = RateLimitedProvider(stack, RateLimiter(config.rate_limits))
     stack = parts["retry"] = RetryingProvider(stack, config.retry)
-    fallback = FallbackProvider(stack, config.models, config.fallback, endpoint=config.api_base)
+    endpoints = {model: config.endpoint_of(model) for model in config.chain}
+    fallback = FallbackProvider(
+        stack, config.chain, config.fallback, endpoint=config.api_base, endpoints=endpoints
+    )
     stack = parts["fallback"] = fallback
     cache: CachingProvider | None = None
     if config.cache is not None:
@@ -61,7 +66,16 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         if config.vertex is not None:  # its project and region key the Vertex routes' answers
             route_extra = {route: config.vertex.endpoint() for route in GOOGLE_AUTH}
         cache = CachingProvider(
-            stack, store, api_base=config.api_base, extra=config.extra, route_extra=route_extra
+            stack,
+            store,
+            api_base=config.api_base,
+            extra=config.extra,
+            route_extra=route_extra,
+            model_settings={
+                spec.model: (spec.api_base, spec.extra)
+                for spec in config.models
+                if isinstance(spec, ModelSpec)
+            },
         )
         stack = parts["cache"] = cache
     stack = parts["budget"] = BudgetedProvider(
@@ -69,7 +83,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         pricing,
         ledger=BudgetLedger(config.budget, "client") if config.budget is not None else None,
         lookup=cache.lookup if cache is not None else None,
-        chain=config.models,
+        chain=config.chain,
     )
     log = CallLog(config.call_log.path, log_content=config.call_log.log_content) if config.call_log else None
     stack = parts["metrics"] = RecordingProvider(

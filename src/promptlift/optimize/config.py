@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from promptlift.client.config import ModelPrice, RateLimit
+from promptlift.client.config import ModelPrice, ModelSpec, RateLimit
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
 from promptlift.optimize.metrics import check_metric
@@ -49,9 +49,11 @@ TOP_KEYS = {
     "retry",
     "rate_limits",
     "prices",
+    "allowed_hosts",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
+MODEL_KEYS = ("model", "api_base", "api_key_env", "extra")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,14 @@ class RunConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # per model, before falling back
     rate_limits: tuple[RateLimit, ...] = ()
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # USD per 1M tokens, over the price map
+    # The chain as given: a name, or a ModelSpec where `model:` gave a mapping (its own endpoint...).
+    chain: tuple[str | ModelSpec, ...] = ()
+    allowed_hosts: tuple[str, ...] | None = None  # the only hosts calls may go to; None: any
+
+    @property
+    def client_models(self) -> tuple[str | ModelSpec, ...]:
+        """The chain for ``ClientConfig.models``: each model with its own settings."""
+        return self.chain or self.models
 
     @property
     def model(self) -> str:
@@ -170,11 +180,75 @@ def _prompt(value: Any, where: str) -> Prompt:
     )
 
 
-def _models(value: Any, where: str) -> tuple[str, ...]:
+def _model_chain(value: Any, where: str) -> tuple[str | ModelSpec, ...]:
+    """``model:`` as a name, a mapping ``{model, api_base, api_key_env, extra}``, or a list of
+    either (a fallback chain, each model with its own endpoint, key variable and parameters)."""
     models = value if isinstance(value, list) else [value or DEFAULT_MODEL]
-    if not models or not all(isinstance(m, str) and m for m in models):
-        raise ConfigError(f"{where}: `model` must be a model name or a list of them (a fallback chain)")
-    return tuple(models)
+    if not models:
+        raise ConfigError(f"{where}: `model` is an empty list; name at least one model")
+    chain: list[str | ModelSpec] = []
+    for i, item in enumerate(models):
+        at = f"{where}: model[{i}]" if isinstance(value, list) else f"{where}: model"
+        if isinstance(item, str) and item:
+            chain.append(item)
+        elif isinstance(item, Mapping):
+            chain.append(model_spec(item, at))
+        else:
+            raise ConfigError(
+                f"{at} must be a model name or a mapping like {{model: openai/gpt-4o-mini, "
+                f"api_base: URL, api_key_env: MY_KEY}}, got {type(item).__name__}"
+            )
+    return tuple(chain)
+
+
+def model_spec(item: Mapping[str, Any], where: str) -> ModelSpec:
+    """One `model:` mapping (of a config, or of `--model`) as a ModelSpec; a key in it is refused."""
+    if "api_key" in item:  # never quoted: the value is a key
+        raise ConfigError(
+            f"{where}: a key in the config file would be stored with every run; put it in an "
+            "environment variable and name it with `api_key_env`"
+        )
+    _only(item, MODEL_KEYS, "model", where)
+    name = item.get("model")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: missing `model` (a model name, like openai/gpt-4o-mini)")
+    for key in ("api_base", "api_key_env"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise ConfigError(f"{where}: `{key}` must be text, got {type(item[key]).__name__}")
+    extra = item.get("extra") or {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(
+            f"{where}: `extra` must be a mapping of LiteLLM parameters, like {{api_version: v}}"
+        )
+    try:
+        return ModelSpec(
+            name, api_base=item.get("api_base"), api_key_env=item.get("api_key_env"), extra=extra
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _allowed_hosts(
+    value: Any, raw: Mapping[str, Any], chain: tuple[str | ModelSpec, ...], where: str
+) -> tuple[str, ...] | None:
+    """``allowed_hosts: [api.openai.com, .openai.azure.com]``: the only hosts calls may go to. The
+    config's own endpoints are checked here, before any call (a dry run says so too)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(h, str) and h.strip() for h in items):
+        raise ConfigError(
+            f"{where}: `allowed_hosts` must be a list of host names, like [api.openai.com, .openai.azure.com]"
+        )
+    hosts = tuple(h.strip() for h in items)
+    from promptlift.providers.credentials import check_host
+
+    if isinstance(raw.get("api_base"), str):
+        check_host(raw["api_base"], hosts)
+    for spec in chain:
+        if isinstance(spec, ModelSpec) and spec.api_base:
+            check_host(spec.api_base, hosts, what=f"the api_base of {spec.model}")
+    return hosts
 
 
 def _cache(value: Any, path: Path, store: Any) -> Path | None:
@@ -340,7 +414,8 @@ def load_config(path: str | Path) -> RunConfig:
     if raw.get("metric") is None:
         raise ConfigError(f"{where}: `metric` is missing; add one like {{type: exact_match, field: label}}")
     metric = check_metric(raw["metric"], top / "metric", base_dir=path.parent)
-    models = _models(raw.get("model"), where)
+    chain = _model_chain(raw.get("model"), where)
+    models = tuple(m.model if isinstance(m, ModelSpec) else m for m in chain)
     store = scalars["store"]
     return RunConfig(
         path=path,
@@ -363,4 +438,6 @@ def load_config(path: str | Path) -> RunConfig:
         retry=_retry(raw.get("retry"), where),
         rate_limits=_scoped(_rate_limits(raw.get("rate_limits"), where), raw, models, where),
         prices=_prices(raw.get("prices"), where),
+        chain=chain if any(isinstance(m, ModelSpec) for m in chain) else (),
+        allowed_hosts=_allowed_hosts(raw.get("allowed_hosts"), raw, chain, where),
     )

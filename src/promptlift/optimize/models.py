@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
-from promptlift.client.config import ModelPrice
+from promptlift.client.config import ModelPrice, ModelSpec
 from promptlift.errors import ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Row
@@ -119,9 +119,14 @@ def _score(
 ) -> ModelScore:
     prices = {**config.prices, **({candidate.model: candidate.price} if candidate.price else {})}
     api_base = None if candidate.model.startswith("local/") else (candidate.api_base or config.api_base)
+    # A model of the config's chain keeps its own key variable and extra; --api-base overrides its endpoint.
+    own = next((m for m in config.chain if isinstance(m, ModelSpec) and m.model == candidate.model), None)
+    if own is not None:
+        own = replace(own, api_base=candidate.api_base or own.api_base)
     client = Client(
         ClientConfig(
-            models=(candidate.model,),
+            models=(own or candidate.model,),
+            allowed_hosts=config.allowed_hosts,
             api_base=api_base,
             timeout=config.timeout,
             concurrency=config.concurrency,

@@ -101,8 +101,9 @@ def prepare(config: RunConfig) -> Prepared:
     dataset, splits = load_splits(config)
     client = Client(
         ClientConfig(
-            models=config.models,
+            models=config.client_models,
             api_base=config.api_base,
+            allowed_hosts=config.allowed_hosts,
             timeout=config.timeout,
             concurrency=config.concurrency,
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,

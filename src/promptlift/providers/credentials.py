@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from promptlift.errors import ConfigError
+from promptlift.errors import AuthenticationFailed, ConfigError
 from promptlift.secrets import Secret, redact
 
 # The environment variables LiteLLM's routes read, first one found wins.
@@ -52,6 +52,34 @@ GOOGLE_AUTH = frozenset({"vertex_ai", "vertex_ai_beta"})
 
 KeySource = Callable[[str], "str | Secret | Awaitable[str | Secret]"]
 """A credential provider: called with the provider name (``azure``), returns a fresh key or token."""
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    """A key for one call, and where it came from in words an error message may carry: the
+    variable or config key that supplies it (``OPENAI_API_KEY (environment)``), never its value."""
+
+    secret: Secret | None
+    source: str
+    from_source: bool = False  # from the credential-provider callback: refreshed after a 401
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """One model's own key: a Secret, or the name of an environment variable read at call time.
+    ``label`` is the config key that gave it (``models[1].api_key_env``)."""
+
+    label: str
+    key: Secret | None = None
+    env_name: str | None = None
+
+    def resolve(self, env: Mapping[str, str]) -> ResolvedKey:
+        if self.key:
+            return ResolvedKey(self.key, self.label)
+        name = self.env_name or ""
+        if not env.get(name):
+            raise ConfigError(f"{self.label} names {name}, which is not set: export it, or fix the name")
+        return ResolvedKey(Secret(env[name]), f"{name} (environment, named by {self.label})")
 
 
 class Credentials:
@@ -82,20 +110,37 @@ class Credentials:
 
         Raises ConfigError, naming the variable to set, when a hosted provider has no key at all.
         """
+        return (await self.resolve(provider, api_base=api_base)).secret
+
+    async def resolve(
+        self,
+        provider: str,
+        *,
+        api_base: str | None = None,
+        own: ModelKey | None = None,
+        shared: bool = True,
+    ) -> ResolvedKey:
+        """The key for one call and where it came from. ``own``: the model's own key (a ModelSpec's),
+        which wins; ``shared`` False: the explicit ``api_key`` belongs to another model's provider or
+        endpoint and is not sent here (the callback, which is asked per provider, still is)."""
         if provider in GOOGLE_AUTH:
-            return None
-        if self.api_key:
-            return self.api_key
-        if self.source is not None:
-            return self._fresh.get(provider) or await self.refresh(provider, stale=None)
+            return ResolvedKey(None, "a Google credential signs in instead")
         env = os.environ if self._env is None else self._env
+        if own is not None and (own.key or own.env_name):
+            return own.resolve(env)
+        if self.api_key and shared:
+            return ResolvedKey(self.api_key, "the explicit api_key")
+        if self.source is not None:
+            key = self._fresh.get(provider) or await self.refresh(provider, stale=None)
+            return ResolvedKey(key, "the credential provider", from_source=True)
         for name in ENV_KEYS.get(provider, ()):
             if env.get(name):
-                return Secret(env[name])
+                return ResolvedKey(Secret(env[name]), f"{name} (environment)")
         if provider in KEYLESS or provider not in ENV_KEYS:
-            return None
+            return ResolvedKey(None, "this route takes none")
         if api_base and _is_private(api_base):
-            return None  # an OpenAI-compatible server of your own, which likely takes no key
+            # an OpenAI-compatible server of your own, which likely takes no key
+            return ResolvedKey(None, "the server is on a private address")
         names = " or ".join(ENV_KEYS[provider])
         raise ConfigError(f"no API key for {provider}: set {names}, or pass api_key explicitly")
 
@@ -185,11 +230,12 @@ def _is_private(api_base: str) -> bool:
     )
 
 
-def check_host(api_base: str, allowed: tuple[str, ...] | None) -> None:
+def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "api_base") -> None:
     """Raise ConfigError unless ``api_base``'s host is allowed (and it holds no password).
 
     ``allowed`` None allows any host. Entries are host names (``api.openai.com``), a leading-dot
-    suffix (``.openai.azure.com`` matches every subdomain) or ``host:port``.
+    suffix (``.openai.azure.com`` matches every subdomain) or ``host:port``. ``what`` names where
+    the endpoint was set, for the message (``OPENAI_API_BASE (environment)``).
     """
     parts = urlsplit(api_base)
     if parts.password is not None:  # LiteLLM's HTTP client refuses it beside the key, as a retried 500
@@ -208,6 +254,25 @@ def check_host(api_base: str, allowed: tuple[str, ...] | None) -> None:
         elif entry in (host, with_port):
             return
     raise ConfigError(
-        f"api_base host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
+        f"{what} host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
         f"add it to allowed_hosts if prompts and keys may go there"
     )
+
+
+def naming_key(exc: AuthenticationFailed, key: ResolvedKey) -> AuthenticationFailed:
+    """The same error, saying where the refused key came from (never the key itself)."""
+    where = (
+        f"the key sent came from {key.source}: check it, or give this model its own"
+        if key.secret
+        else f"no key was sent, as {key.source}: give this model a key (api_key_env, or its "
+        "provider's environment variable)"
+    )
+    found = type(exc)(
+        f"{exc.message} ({where})",
+        provider=exc.provider,
+        model=exc.model,
+        status=exc.status,
+        retry_after=exc.retry_after,
+    )
+    found.attempts = exc.attempts
+    return found

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from promptlift import errors
@@ -38,10 +38,13 @@ from promptlift.providers.base import Provider
 from promptlift.providers.credentials import (
     GOOGLE_AUTH,
     Credentials,
+    ResolvedKey,
     VertexConfig,
     check_host,
+    naming_key,
     require_google_auth,
 )
+from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, split_endpoint
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
@@ -215,12 +218,14 @@ _warned_lock = threading.Lock()
 class LiteLLMProvider(Provider):
     """Sends one request through ``litellm.acompletion``.
 
-    ``api_key`` is one explicit key for every call; without it ``credentials`` (or, by default,
-    the provider's usual environment variable) supplies the key. ``extra`` goes to litellm as is
-    (e.g. ``api_version`` for Azure). ``prices`` adds per-model prices over LiteLLM's map.
+    ``models``: the chain (``ModelSpec``: a model's own endpoint, key, extra). ``api_key`` is the
+    chain's first model's key, sent only to its provider and endpoint (``endpoints.Chain``); else
+    ``credentials`` (by default, the provider's usual variable) supplies the key. ``extra`` goes
+    to litellm as is (``api_version`` for Azure). ``prices``: per-model prices over LiteLLM's map.
     ``strict_params``: refuse a parameter the model does not support instead of dropping it.
-    ``allowed_hosts``: the only ``api_base`` hosts requests may go to (None: any).
-    ``vertex``: project, region and service account for the ``vertex_ai/`` routes.
+    ``allowed_hosts``: the only hosts requests may go to (None: any), however the endpoint was set
+    (``endpoints.check_endpoint``). ``vertex``: project, region and account for ``vertex_ai/``.
+    On Azure, a credential-provider key is an Azure AD token: sent as ``Authorization: Bearer``.
     """
 
     name = "litellm"
@@ -236,16 +241,33 @@ class LiteLLMProvider(Provider):
         strict_params: bool = False,
         allowed_hosts: tuple[str, ...] | None = None,
         vertex: VertexConfig | None = None,
+        models: Sequence[str | ModelSpec] = (),
     ):
         self.credentials = credentials or Credentials(api_key)
         self.vertex = vertex
-        self.api_base = api_base
-        self.extra = dict(extra or {})
+        self.api_base, self.extra = split_endpoint(api_base, dict(extra or {}), "LiteLLMProvider")
         self.prices = prices
         self.strict_params = strict_params
         self.allowed_hosts = allowed_hosts
-        if api_base:
-            check_host(api_base, allowed_hosts)
+        self.chain = Chain(models, self.api_base)
+        for spec in self.chain.specs:
+            if spec.api_base:
+                check_host(spec.api_base, allowed_hosts, what=f"the api_base of {spec.model}")
+        if self.api_base:
+            check_host(self.api_base, allowed_hosts)
+
+    def _check_endpoint(self, provider: str, api_base: str | None) -> None:
+        """The allow-list, for the endpoint the call will really reach however it was set."""
+        if self.allowed_hosts is None or provider == local_models.PROVIDER:
+            return
+        check_endpoint(
+            provider,
+            api_base,
+            self.allowed_hosts,
+            litellm_api_base=import_litellm().api_base,
+            vertex_location=self.vertex.location if self.vertex else None,
+            discover=lambda: _litellm_default_base(provider),
+        )
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
@@ -284,7 +306,8 @@ class LiteLLMProvider(Provider):
         if first:
             log.warning("%s", warning)
 
-    def _kwargs(self, request: CompletionRequest, key: Secret | None, api_base: str | None) -> dict[str, Any]:
+    def _kwargs(self, request: CompletionRequest, key: ResolvedKey, api_base: str | None) -> dict[str, Any]:
+        spec = self.chain.spec(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [m.to_dict() for m in request.messages],
@@ -294,37 +317,56 @@ class LiteLLMProvider(Provider):
             "caching": False,
             **self._params(request),
             **self.extra,
+            **(spec.extra if spec else {}),
         }
+        provider = provider_of(request.model)
         if api_base:
             kwargs["api_base"] = api_base
-        if self.vertex is not None and provider_of(request.model) in GOOGLE_AUTH:
+        if self.vertex is not None and provider in GOOGLE_AUTH:
             kwargs.update(self.vertex.litellm_params())
-        if key:
-            kwargs["api_key"] = key.reveal()
-        elif api_base and provider_of(request.model) in _SDK_WANTS_A_KEY:
+        if key.secret and key.from_source and provider == "azure":
+            kwargs["azure_ad_token"] = key.secret.reveal()  # Azure AD wants Authorization: Bearer
+            # Else LiteLLM adds AZURE_API_KEY from the environment, and the SDK refuses both at once.
+            kwargs["api_key"] = _azure_no_key()
+        elif key.secret:
+            kwargs["api_key"] = key.secret.reveal()
+        elif api_base and provider in _SDK_WANTS_A_KEY:
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         litellm = import_litellm()
         provider = provider_of(request.model)
-        api_base = None if provider == local_models.PROVIDER else (request.api_base or self.api_base)
+        local = provider == local_models.PROVIDER
+        api_base = None if local else (request.api_base or self.chain.endpoint(request.model))
         if api_base:
             check_host(api_base, self.allowed_hosts)
-        if provider == local_models.PROVIDER:
+        self._check_endpoint(provider, api_base)
+        if local:
             local_models.engine_for(request.model).check_ready()
         if provider in GOOGLE_AUTH:
             require_google_auth()  # else LiteLLM's ImportError recommends the far larger SDK
-        key = await self.credentials.key_for(provider, api_base=api_base)
-        kwargs = self._kwargs(request, key, api_base)
+        own, shared = self.chain.own_key(request.model)
+        key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
+        refused: errors.AuthenticationFailed | None = None
         try:
-            return await self._send(litellm, kwargs, request, provider, key)
-        except errors.AuthenticationFailed:
-            if not self.credentials.can_refresh(provider):
-                raise
+            return await self._send(
+                litellm, self._kwargs(request, key, api_base), request, provider, key.secret
+            )
+        except errors.AuthenticationFailed as exc:
+            if provider in GOOGLE_AUTH:
+                raise  # no key: the message already names the Google credential
+            refused = exc
+        if not (key.from_source and self.credentials.can_refresh(provider)):
+            raise naming_key(refused, key)  # outside the except block: nothing in __context__
         log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
-        key = await self.credentials.refresh(provider, stale=key)
-        return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, key)
+        fresh = await self.credentials.refresh(provider, stale=key.secret)
+        key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
+        try:
+            return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, fresh)
+        except errors.AuthenticationFailed as exc:
+            refused = exc
+        raise naming_key(refused, key)
 
     async def _send(
         self,
@@ -394,6 +436,23 @@ class LiteLLMProvider(Provider):
             finish_reason=finish,
             tool_calls=tool_calls,
         )
+
+
+def _azure_no_key() -> str:
+    """The OpenAI SDK's own "no API key" value for Azure: not a credential, never sent."""
+    from openai.lib.azure import API_KEY_SENTINEL
+
+    return str(API_KEY_SENTINEL)
+
+
+def _litellm_default_base(provider: str) -> str | None:
+    """Where LiteLLM sends an OpenAI-compatible route's calls (its own table, and the route's
+    ``*_API_BASE`` variable), or None when it does not say."""
+    try:
+        found = import_litellm().get_llm_provider(model=f"{provider}/x", custom_llm_provider=provider)
+    except Exception:  # an unknown route: no endpoint to name
+        return None
+    return str(found[3]) if len(found) > 3 and found[3] else None
 
 
 # -- error translation ---------------------------------------------------------------------------
