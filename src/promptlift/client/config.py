@@ -8,6 +8,7 @@ from typing import Any
 
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
+from promptlift.pricing import ModelPrice  # USD per million tokens, for models the map lacks
 from promptlift.providers.credentials import KeySource, VertexConfig
 from promptlift.secrets import Secret
 
@@ -52,14 +53,6 @@ class RateLimit:
     rpm: float | None = None
     tpm: float | None = None
     burst_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens, for models the price map does not know (custom, local)."""
-
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
 
 
 @dataclass(frozen=True)

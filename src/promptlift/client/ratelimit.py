@@ -20,7 +20,6 @@ so one limiter may be shared by several event loops (the sync API's and the call
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,24 +27,17 @@ from collections.abc import Callable, Sequence
 from promptlift.client.cache import route_of
 from promptlift.client.config import RateLimit
 from promptlift.errors import RateLimited
+from promptlift.pricing import worst_case_usage
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
 
 Clock = Callable[[], float]
 
 
-def estimate_input_tokens(request: CompletionRequest) -> int:
-    """A quick upper-leaning guess of a request's input tokens: ~3 characters a token plus
-    per-message framing. No tokenizer: it runs before every call."""
-    chars = sum(len(m.content) for m in request.messages)
-    return math.ceil(chars / 3) + 4 * len(request.messages) + 3
-
-
 def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
-    """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer."""
-    limit = request.answer_limit
-    out = limit if limit is not None else default_max_tokens
-    return estimate_input_tokens(request) + out
+    """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer
+    (``promptlift.pricing``: the same estimate the budget reserves)."""
+    return worst_case_usage(request, default_max_tokens).total_tokens
 
 
 class TokenBucket:

@@ -1,0 +1,129 @@
+"""Money at the edges: budgets over a fallback chain, providers that misreport usage, what each
+token kind costs, one pricing module, tpm for big calls, metrics after a fallback or a refresh, and
+what the plan says about free servers and budgets too small to learn anything.
+
+Everything that involves a server runs the real LiteLLM over real HTTP against the loopback server.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from promptlift import Client, ClientConfig, Secret
+from promptlift.client.config import Budget, ModelPrice
+from promptlift.client.retry import RetryPolicy
+from promptlift.errors import BudgetExceeded
+from promptlift.pricing import estimate_input_tokens
+from promptlift.testing.server import LoopbackServer, metered, ok, server_error
+from promptlift.types import Completion, Usage
+
+KEY = Secret("sk-test-money-00000000")
+ONCE = RetryPolicy(max_attempts=1)
+
+
+def client_for(srv: LoopbackServer, *models: str, **config: object) -> Client:
+    return Client(
+        ClientConfig(models=models, api_base=srv.openai_base, api_key=KEY, retry=ONCE, **config)  # type: ignore[arg-type]
+    )
+
+
+# -- 1. the worst case is priced at the model that is really called ----------------------------------
+def test_a_fallback_to_a_dearer_model_cannot_spend_past_the_cap(loopback: LoopbackServer) -> None:
+    loopback.set_default(server_error(), model="cheap")
+    loopback.set_default(ok("answer", input_tokens=5, output_tokens=100), model="dear")
+    prices = {"openai/cheap": ModelPrice(0.1, 0.1), "openai/dear": ModelPrice(100.0, 100.0)}  # 1,000x
+    cap = 0.05
+    with client_for(
+        loopback,
+        "openai/cheap",
+        "openai/dear",
+        prices=prices,
+        budget=Budget(max_cost_usd=cap),
+        concurrency=50,
+    ) as client:
+        requests = [client.request(f"hi {i}", max_tokens=100, temperature=0) for i in range(50)]
+        worst = (estimate_input_tokens(requests[0]) + 100) * 100 / 1e6  # at the dear model's price
+        results = client.batch(requests)
+        ledger = client.budget
+    assert ledger is not None
+    answered = [r for r in results if isinstance(r, Completion)]
+    assert answered and all(r.model == "openai/dear" for r in answered)
+    assert all(isinstance(r, BudgetExceeded) for r in results if not isinstance(r, Completion))
+    assert sum(r.cost_usd for r in answered) == pytest.approx(ledger.snapshot().spent_usd)
+    assert ledger.snapshot().spent_usd <= cap  # on main: 50 calls to the dear model, $0.525
+    dear_requests = [r for r in loopback.requests if r.model == "dear"]
+    assert len(dear_requests) == len(answered) <= int(cap // worst)
+    refused = next(r for r in results if isinstance(r, BudgetExceeded))
+    assert "falling back to openai/dear" in str(refused)
+
+
+# -- 2. providers that report more than max_tokens allows, or no usage at all -------------------------
+def test_an_over_reporting_provider_is_charged_warned_about_once_and_stopped(
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    loopback.set_default(ok("long", input_tokens=5, output_tokens=2000))  # 200x max_tokens
+    prices = {"openai/m": ModelPrice(1000.0, 1000.0)}
+    with (
+        client_for(loopback, "openai/m", prices=prices, budget=Budget(max_cost_usd=1.0)) as client,
+        caplog.at_level(logging.WARNING, logger="promptlift"),
+    ):
+        first = client.complete("hi", max_tokens=10, temperature=0)
+        for i in range(2):
+            with pytest.raises(BudgetExceeded):
+                client.complete(f"again {i}", max_tokens=10, temperature=0)
+    assert first.cost_usd == pytest.approx(2005 * 1e-3)  # what the provider reported is what it bills
+    assert len(loopback.requests) == 1  # nothing more was sent once the ledger was over
+    told = [r.getMessage() for r in caplog.records if "overshot" in r.getMessage()]
+    assert len(told) == 1  # on main: none
+    assert "$1.005000 over the cap of $1.000000" in told[0] and "2000 output tokens" in told[0]
+
+
+def test_a_200_without_usage_counts_at_the_worst_case_not_at_zero(loopback: LoopbackServer) -> None:
+    loopback.set_default(metered(ok("an answer"), report_usage=False))
+    prices = {"openai/m": ModelPrice(1.0, 1.0)}
+    with client_for(loopback, "openai/m", prices=prices) as client:
+        request = client.request("hi", max_tokens=10, temperature=0)
+        worst = (estimate_input_tokens(request) + 10) / 1e6
+    with client_for(loopback, "openai/m", prices=prices, budget=Budget(max_cost_usd=3.5 * worst)) as client:
+        answers = []
+        for i in range(4):
+            try:
+                answers.append(client.complete(f"hi{i}"[:2], max_tokens=10, temperature=0.5))
+            except BudgetExceeded:
+                break
+        ledger = client.budget
+    assert ledger is not None and len(answers) == 3 and len(loopback.requests) == 3
+    first = answers[0]
+    assert not first.usage.reported and first.usage.output_tokens == 10
+    assert first.cost_usd == pytest.approx(worst)  # on main: $0, and the cap never bound
+    assert ledger.snapshot().spent_usd == pytest.approx(3 * worst)
+
+
+# -- 3. cache writes and reasoning tokens, one pricing module ------------------------------------------
+def test_anthropic_cache_writes_are_billed_at_their_own_rate(loopback: LoopbackServer) -> None:
+    loopback.set_default(
+        metered(
+            ok("hi there", input_tokens=1000, output_tokens=50), cached_tokens=100, cache_write_tokens=600
+        )
+    )
+    config = ClientConfig(
+        models=("anthropic/claude-sonnet-4-5",), api_base=loopback.url, api_key=KEY, retry=ONCE
+    )
+    with Client(config) as client:
+        answer = client.complete("hi", max_tokens=64, temperature=0)
+    assert answer.usage == Usage(1000, 50, cached_tokens=100, cache_write_tokens=600)
+    # $3/M input, $0.30/M cache reads, $3.75/M cache writes (1.25x), $15/M output
+    assert answer.cost_usd == pytest.approx((300 * 3 + 100 * 0.3 + 600 * 3.75 + 50 * 15) / 1e6)
+
+
+def test_reasoning_tokens_have_a_field_and_a_rate_of_their_own(loopback: LoopbackServer) -> None:
+    loopback.set_default(metered(ok("42", input_tokens=20, output_tokens=50), reasoning_tokens=40))
+    with client_for(loopback, "openai/o3-mini") as client:
+        answer = client.complete("think", max_tokens=64, temperature=1)
+    assert answer.usage.reasoning_tokens == 40 and answer.usage.output_tokens == 50
+    assert answer.cost_usd == pytest.approx((20 * 1.1 + 50 * 4.4) / 1e6)  # the map: reasoning at output rate
+    priced = ModelPrice(1.0, 2.0, reasoning_per_mtok=8.0)
+    assert priced.cost(answer.usage) == pytest.approx((20 * 1 + 10 * 2 + 40 * 8) / 1e6)
+    assert Completion.from_dict(answer.to_dict()).usage == answer.usage  # the cache and run store keep it
