@@ -13,6 +13,7 @@ import pytest
 
 from promptlift import Client, ClientConfig, Secret
 from promptlift.client.config import Budget, ModelPrice
+from promptlift.client.ratelimit import TokenBucket
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import BudgetExceeded
 from promptlift.pricing import estimate_input_tokens
@@ -127,3 +128,14 @@ def test_reasoning_tokens_have_a_field_and_a_rate_of_their_own(loopback: Loopbac
     priced = ModelPrice(1.0, 2.0, reasoning_per_mtok=8.0)
     assert priced.cost(answer.usage) == pytest.approx((20 * 1 + 10 * 2 + 40 * 8) / 1e6)
     assert Completion.from_dict(answer.to_dict()).usage == answer.usage  # the cache and run store keep it
+
+
+# -- 4. tpm for calls larger than the bucket -------------------------------------------------------------
+def test_calls_larger_than_the_bucket_put_it_in_debt() -> None:
+    now = [100.0]
+    bucket = TokenBucket(rate_per_s=6000 / 60, capacity=6000 / 60, clock=lambda: now[0])  # tpm 6000
+    waits = [bucket.take(1010) for _ in range(5)]
+    # each goes once the bucket is full again after the one before; on main: 0, 1, 2, 3, 4 s
+    assert waits == pytest.approx([0.0, 10.1, 20.2, 30.3, 40.4])
+    now[0] += 40.4
+    assert bucket.take(1) == pytest.approx(9.1 + 0.01)  # the last big call's debt is still owed

@@ -3,8 +3,10 @@
 Each ``RateLimit`` (per model, per provider, or ``*``) is a pair of buckets. A call takes one
 request and its estimated tokens from every bucket that matches its model *at once*, then sleeps
 until the buckets would have had that much: a bucket may go negative, and the deficit is the
-queue. So calls wait in arrival order and are never rejected. After the call the token estimate
-is reconciled with the real usage (a larger answer deepens the deficit, a smaller one refunds).
+queue. So calls wait in arrival order and are never rejected; a call larger than a bucket still goes
+(once the bucket is full) and leaves the bucket in debt by the rest, which the next calls wait out.
+After the call the token estimate is reconciled with the real usage (a larger answer deepens the
+deficit, a smaller one refunds).
 
 Adaptive slow-down: a 429 halves the bucket's rate (down to a tenth of the configured rate) and,
 when the provider sent Retry-After, pauses the bucket until then; each success afterwards gives
@@ -62,17 +64,19 @@ class TokenBucket:
         self.updated = max(self.updated, now)
 
     def take(self, amount: float) -> float:
-        """Take ``amount`` now; return how many seconds the caller must wait before sending."""
+        """Take ``amount`` now; return how many seconds the caller must wait before sending.
+
+        A call may go once the bucket holds its amount. One bigger than the whole bucket could never
+        fit: it goes once the bucket is full, and takes all of its amount, so the bucket goes into
+        debt and the calls after it wait that debt out (taking only a bucketful undercounted it)."""
         with self._lock:
             now = self.clock()
             self._refill(now)
-            # A single call bigger than the whole bucket waits for a full bucket, then goes.
-            amount = min(amount, self.capacity)
+            needed = min(amount, self.capacity)  # what must be in the bucket before this call goes
+            short = needed - self.level
             self.level -= amount
-            wait = max(0.0, self.paused_until - now)
-            if self.level < 0:
-                wait = max(wait, -self.level / self.rate + max(0.0, self.paused_until - now))
-            return wait
+            paused = max(0.0, self.paused_until - now)
+            return paused + short / self.rate if short > 0 else paused
 
     def give_back(self, amount: float) -> None:
         """Refund (positive) or charge more (negative) after the fact."""
