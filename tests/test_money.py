@@ -7,15 +7,17 @@ Everything that involves a server runs the real LiteLLM over real HTTP against t
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
 
 from promptlift import Client, ClientConfig, Secret
 from promptlift.client.config import Budget, ModelPrice
+from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.ratelimit import TokenBucket
 from promptlift.client.retry import RetryPolicy
-from promptlift.errors import BudgetExceeded
+from promptlift.errors import AuthenticationFailed, BudgetExceeded
 from promptlift.pricing import estimate_input_tokens
 from promptlift.testing.server import LoopbackServer, metered, ok, server_error
 from promptlift.types import Completion, Usage
@@ -139,3 +141,51 @@ def test_calls_larger_than_the_bucket_put_it_in_debt() -> None:
     assert waits == pytest.approx([0.0, 10.1, 20.2, 30.3, 40.4])
     now[0] += 40.4
     assert bucket.take(1) == pytest.approx(9.1 + 0.01)  # the last big call's debt is still owed
+
+
+# -- 5. metrics after a fallback and after a credential refresh ------------------------------------------
+def test_metrics_bill_the_model_that_answered(loopback: LoopbackServer) -> None:
+    loopback.set_default(server_error(), model="a")
+    loopback.set_default(ok("b here", input_tokens=7, output_tokens=3), model="b")
+    prices = {"openai/a": ModelPrice(1.0, 1.0), "openai/b": ModelPrice(10.0, 10.0)}
+    with client_for(loopback, "openai/a", "openai/b", prices=prices) as client:
+        answer = client.complete("hi", max_tokens=5, temperature=0)
+        snap = client.metrics_snapshot()
+    assert answer.model == "openai/b" and answer.fallback_used
+    a, b = snap.models["openai/a"], snap.models["openai/b"]
+    assert (a.calls, a.fallbacks, a.input_tokens, a.output_tokens, a.cost_usd) == (1, 1, 0, 0, 0.0)
+    assert (b.input_tokens, b.output_tokens) == (7, 3) and b.cost_usd == pytest.approx(100 / 1e6)
+    assert snap.total.cost_usd == pytest.approx(answer.cost_usd)
+
+
+def test_attempts_count_the_request_a_credential_refresh_made(loopback: LoopbackServer) -> None:
+    loopback.require_key("fresh-key-0000000002")
+    keys = itertools.chain(["stale-key-0000000001"], itertools.repeat("fresh-key-0000000002"))
+    config = ClientConfig(
+        models=("openai/m",),
+        api_base=loopback.openai_base,
+        retry=ONCE,
+        credential_provider=lambda _: next(keys),
+    )
+    with Client(config) as client:
+        answer = client.complete("hi", max_tokens=5, temperature=0)
+        snap = client.metrics_snapshot()
+    assert len(loopback.requests) == 2
+    assert answer.attempts == 2  # on main: 1
+    assert snap.total.attempts == 2 and snap.total.attempt_errors == {"AuthenticationFailed": 1}
+
+
+def test_attempts_count_a_refresh_that_is_refused_too(loopback: LoopbackServer) -> None:
+    loopback.require_key("a-key-nobody-has-0003")
+    config = ClientConfig(
+        models=("openai/m",),
+        api_base=loopback.openai_base,
+        retry=ONCE,
+        fallback=FallbackPolicy(failure_threshold=0),
+        credential_provider=lambda _: "never-right-00000004",
+    )
+    with Client(config) as client:
+        with pytest.raises(AuthenticationFailed) as failed:
+            client.complete("hi", max_tokens=5, temperature=0)
+        snap = client.metrics_snapshot()
+    assert len(loopback.requests) == 2 and failed.value.attempts == 2 and snap.total.attempts == 2

@@ -323,7 +323,14 @@ class LiteLLMProvider(Provider):
                 raise
         log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
         key = await self.credentials.refresh(provider, stale=key)
-        return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, key)
+        try:
+            completion = await self._send(
+                litellm, self._kwargs(request, key, api_base), request, provider, key
+            )
+        except errors.ProviderError as exc:
+            exc.requests = exc.attempts = 2  # the refused request and this one
+            raise
+        return completion.replace(attempts=2)
 
     async def _send(
         self,
