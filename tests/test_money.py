@@ -7,18 +7,25 @@ Everything that involves a server runs the real LiteLLM over real HTTP against t
 
 from __future__ import annotations
 
+import ast
 import itertools
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from promptlift import Client, ClientConfig, Secret
+from promptlift.cli import main
 from promptlift.client.config import Budget, ModelPrice
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.ratelimit import TokenBucket
 from promptlift.client.retry import RetryPolicy
-from promptlift.errors import AuthenticationFailed, BudgetExceeded
-from promptlift.pricing import estimate_input_tokens
+from promptlift.errors import AuthenticationFailed, BudgetExceeded, UserError
+from promptlift.optimize.config import load_config
+from promptlift.optimize.plan import make_plan
+from promptlift.pricing import estimate_input_tokens, price_of
 from promptlift.testing.server import LoopbackServer, metered, ok, server_error
 from promptlift.types import Completion, Usage
 
@@ -132,6 +139,28 @@ def test_reasoning_tokens_have_a_field_and_a_rate_of_their_own(loopback: Loopbac
     assert Completion.from_dict(answer.to_dict()).usage == answer.usage  # the cache and run store keep it
 
 
+def test_the_planner_reads_prices_without_litellm_or_the_provider_layer(tmp_path: Path) -> None:
+    plan_source = Path(__file__).parents[1] / "src" / "promptlift" / "optimize" / "plan.py"
+    imported = [
+        node.module or ""
+        for node in ast.walk(ast.parse(plan_source.read_text()))
+        if isinstance(node, ast.ImportFrom)
+    ]
+    assert not [m for m in imported if m.startswith(("promptlift.providers", "litellm"))]
+    path = write_config(tmp_path, "model: openai/gpt-4o-mini\noptimizer: {name: fewshot}\n")
+    code = (
+        "import sys\n"
+        "from promptlift.optimize.config import load_config\n"
+        "from promptlift.optimize.plan import make_plan\n"
+        f"plan = make_plan(load_config({str(path)!r}))\n"
+        "assert plan.paid and plan.cost_usd[1] > 0, plan.cost_usd\n"  # priced from LiteLLM's map
+        "assert 'litellm' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert price_of("openai/gpt-4o-mini") == ModelPrice(0.15, 0.6, 0.075, None, None)
+
+
 # -- 4. tpm for calls larger than the bucket -------------------------------------------------------------
 def test_calls_larger_than_the_bucket_put_it_in_debt() -> None:
     now = [100.0]
@@ -189,3 +218,56 @@ def test_attempts_count_a_refresh_that_is_refused_too(loopback: LoopbackServer) 
             client.complete("hi", max_tokens=5, temperature=0)
         snap = client.metrics_snapshot()
     assert len(loopback.requests) == 2 and failed.value.attempts == 2 and snap.total.attempts == 2
+
+
+# -- 6 and 7. what the plan says ----------------------------------------------------------------------------
+def write_config(tmp_path: Path, body: str) -> Path:
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(f'{{"text": "word{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(40)))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "prompt: {system: 'Label it.', user: 'Text: {text}\\nLabel:', params: {max_tokens: 4}}\n"
+        "dataset: {path: rows.jsonl}\nmetric: {type: exact_match, field: label}\n" + body
+    )
+    return path
+
+
+def test_a_server_priced_at_zero_is_not_called_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = "model: openai/my-server\napi_base: http://127.0.0.1:9/v1\nprices: {openai/my-server: [0, 0]}\n"
+    path = write_config(tmp_path, body + "optimizer: {name: fewshot}\n")
+    plan = make_plan(load_config(path))
+    assert plan.cost_usd == (0.0, 0.0) and not plan.paid
+    assert plan.cost_text() == "$0 (openai/my-server priced at $0)"
+    assert main(["optimize", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "local" not in out and "openai/my-server priced at $0" in out
+
+
+def test_a_budget_too_small_for_one_candidate_is_refused_before_any_call(
+    tmp_path: Path, loopback: LoopbackServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 40 rows: validation 10, test 10. The starting prompt on both, one candidate and the best on
+    # test take 40 calls; with 30 the run would spend 20 and could never try a candidate.
+    served = f"model: openai/m\napi_base: {loopback.openai_base}\nprices: {{openai/m: [0, 0]}}\n"
+    path = write_config(tmp_path, served + "optimizer: {name: fewshot}\nbudget: {max_calls: 30}\n")
+    plan = make_plan(load_config(path))
+    assert len(plan.problems) == 1 and "at least 40" in plan.problems[0]
+    assert "error: the budget is too small for one candidate" in plan.render()
+    with pytest.raises(UserError, match="too small for one candidate"):
+        plan.check()
+    assert main(["optimize", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("promptlift: warning:")]
+    assert len(errors) == 1 and "raise budget.max_calls to at least 40" in errors[0]
+    assert main(["optimize", str(path), "--yes"]) == 2  # on main: ran, spent 20 calls, tried nothing
+    assert loopback.requests == []
+    enough = write_config(tmp_path, served + "optimizer: {name: fewshot}\nbudget: {max_calls: 40}\n")
+    assert make_plan(load_config(enough)).problems == ()
+
+
+def test_a_cost_cap_too_small_for_one_candidate_is_a_plan_problem(tmp_path: Path) -> None:
+    body = "model: openai/gpt-4o-mini\noptimizer: {name: fewshot}\nbudget: {max_cost_usd: 0.000001}\n"
+    plan = make_plan(load_config(write_config(tmp_path, body)))
+    assert len(plan.problems) == 1 and "max_cost_usd" in plan.problems[0]

@@ -45,8 +45,10 @@ def run_optimize(args: argparse.Namespace) -> int:
     plan = make_plan(config)
     if args.dry_run:
         print(json.dumps(plan.to_dict()) if args.json else plan.render())
+        plan.check()  # a run that could not score one candidate: exit 2, as the run itself would
         return 0
     print(plan.render(), file=sys.stderr if args.json else sys.stdout)
+    plan.check()
     interactive = sys.stdin.isatty()
     if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=input):
         print("promptlift: not run", file=sys.stderr)
