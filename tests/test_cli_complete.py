@@ -41,7 +41,15 @@ def test_json_output_has_every_listed_field(loopback: LoopbackServer, capsys: Ca
     assert (
         out["content"] == "bonjour" and out["model"] == "openai/gpt-4o-mini" and out["provider"] == "openai"
     )
-    assert out["usage"] == {"input_tokens": 9, "output_tokens": 1, "total_tokens": 10, "cached_tokens": 0}
+    assert out["usage"] == {
+        "input_tokens": 9,
+        "output_tokens": 1,
+        "total_tokens": 10,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "reported": True,
+    }
     assert out["attempts"] == 1 and out["fallback_used"] is False and out["cached"] is False
     body = loopback.requests[0].json
     assert body["messages"][0] == {"role": "system", "content": "answer in French"}

@@ -38,7 +38,8 @@ def test_local_is_free_and_unknown_is_zero() -> None:
 def test_estimates() -> None:
     request = CompletionRequest("openai/gpt-4o-mini", (Message("user", "hello " * 100),), max_tokens=50)
     tokens = pricing.estimate_input_tokens(request)
-    assert 100 <= tokens <= 120
+    # No tokenizer: it leans high (GPT-4o's tokenizer counts 100 tokens, plus framing), never low.
+    assert 110 <= tokens <= 2 * 110
     worst = pricing.estimate_cost_usd(request)
     assert worst == pytest.approx(tokens * 0.15e-6 + 50 * 0.6e-6)
 

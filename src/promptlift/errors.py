@@ -74,11 +74,14 @@ class ProviderError(PromptliftError):
     """A model call failed. ``retryable`` says whether the same call may succeed later.
 
     ``attempts`` is how many requests were sent for this call on this model (set by the retry
-    wrapper; 1 when nothing retried it).
+    wrapper; 1 when nothing retried it). ``requests`` is how many the provider itself sent for the
+    one attempt that raised this (2 when it retried a 401 with a refreshed credential); set only by
+    the provider, so an error object raised again (a test double's) is never counted twice.
     """
 
     retryable: bool = False
     attempts: int = 1
+    requests: int = 1
 
     def __init__(
         self,

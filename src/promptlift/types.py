@@ -94,21 +94,48 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one call, as the provider billed them (``promptlift.pricing`` prices each part).
+
+    ``input_tokens`` counts every prompt token; of them ``cached_tokens`` were read from the
+    provider's prompt cache and ``cache_write_tokens`` written to it (Anthropic bills writes at
+    1.25x input). ``output_tokens`` counts every generated token, ``reasoning_tokens`` (hidden
+    thinking) among them. ``reported`` False: the provider answered without usage, and the counts
+    are promptlift's worst-case estimate of the call (what a budget charges for it).
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    reported: bool = True
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "reported": self.reported,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The inverse of ``to_dict``; fields an older record lacks take their defaults."""
+        return cls(
+            int(data.get("input_tokens", 0)),
+            int(data.get("output_tokens", 0)),
+            int(data.get("cached_tokens", 0)),
+            int(data.get("cache_write_tokens", 0)),
+            int(data.get("reasoning_tokens", 0)),
+            bool(data.get("reported", True)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +224,7 @@ class Completion:
             content=data["content"],
             model=data["model"],
             provider=data["provider"],
-            usage=Usage(
-                int(usage.get("input_tokens", 0)),
-                int(usage.get("output_tokens", 0)),
-                int(usage.get("cached_tokens", 0)),
-            ),
+            usage=Usage.from_dict(usage),
             cost_usd=float(data.get("cost_usd", 0.0)),
             latency_s=float(data.get("latency_s", 0.0)),
             finish_reason=str(data.get("finish_reason", "stop")),

@@ -62,8 +62,10 @@ def run_optimize(args: argparse.Namespace) -> int:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
         print(dumps(plan.to_dict()) if args.json else plan.render())
+        plan.check()  # a run that could not score one candidate: exit 2, as the run itself would
         return 0
     print(plan.render(), file=sys.stderr if args.json else sys.stdout)
+    plan.check()
     interactive = sys.stdin.isatty()
     if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=_ask):
         print("promptlift: not run", file=sys.stderr)
@@ -146,7 +148,6 @@ def _with_hosts(config: Any, args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from promptlift.cli.endpoints import allowed_hosts
-
     from promptlift.client.config import ModelSpec
     from promptlift.providers.credentials import check_host
 

@@ -1,15 +1,21 @@
 """Caps on spend — USD, tokens, calls — enforced before a call is sent, as a provider wrapper.
 
 Before each call the wrapper estimates the call's worst case (counted input tokens plus
-``max_tokens`` at the model's price) and reserves it in every ledger that applies: the client's,
-and the run's when the call is made inside ``budget_scope``. If any ledger cannot hold the
-reservation with what is already spent *and* reserved by calls in flight, the call is not sent and
-``BudgetExceeded`` is raised. After the call the reservation is replaced by the real usage and cost.
-So the caps hold with any number of calls in flight, as long as the estimate is an upper bound:
-the answer is capped by ``max_tokens`` (a request without one is sent with the budget's
-``default_max_tokens`` as its ``output_cap``), input tokens are counted by the pricing in use, and
-every model that may answer has a known price (a cost cap refuses, with ``ConfigError``, a model
-whose price nobody knows: its calls would count as $0).
+``max_tokens`` at the model's price, ``promptlift.pricing``) and reserves it in every ledger that
+applies: the client's, and the run's when the call is made inside ``budget_scope``. If any ledger
+cannot hold the reservation with what is already spent *and* reserved by calls in flight, the call
+is not sent and ``BudgetExceeded`` is raised. When the fallback chain moves a call to another
+model, ``ChainReservation`` (below the fallback) raises the reservation to that model's worst case
+before calling it, or refuses. After the call the reservation is replaced by the real usage and
+cost. So the caps hold with any number of calls in flight, as long as the estimate is an upper
+bound: the answer is capped by ``max_tokens`` (a request without one is sent with the budget's
+``default_max_tokens`` as its ``output_cap``), input tokens are counted leaning high, and every
+model that may answer has a known price (a cost cap refuses, with ``ConfigError``, a model whose
+price nobody knows: its calls would count as $0).
+
+What a provider gets wrong is still counted: a 200 without usage is charged at the call's worst
+case, and a provider that reports more tokens than ``max_tokens`` allows is charged what it
+reported; once that passes a cap, one warning says by how much and nothing more is sent.
 
 A cache hit costs nothing new: even when the budget is exhausted, or the model unpriced, an answer
 already in the cache is served (the wrapper asks the cache, through ``lookup``, before refusing).
@@ -23,79 +29,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from promptlift.client.config import Budget, ModelPrice
-from promptlift.client.ratelimit import estimate_input_tokens
+from promptlift.client.config import Budget
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.log import get_logger
+from promptlift.pricing import PriceBook
 from promptlift.providers.base import Provider
 from promptlift.providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from promptlift.types import Completion, CompletionRequest, Usage
 
 log = get_logger("budget")
 T = TypeVar("T")
-
-
-class Pricing(Protocol):
-    """What a budget needs to know about money: a token count and a price per model."""
-
-    def input_tokens(self, request: CompletionRequest) -> int:
-        """An upper-leaning count of the request's input tokens."""
-
-    def price(self, model: str) -> ModelPrice | None:
-        """The model's price, or None when it is not known."""
-
-
-class TablePricing:
-    """Prices from an explicit table; input tokens estimated at ~3 characters a token.
-
-    A stand-in until the provider layer's price map (LiteLLM's offline map) is wired in; it never
-    imports litellm.
-    """
-
-    def __init__(self, prices: Mapping[str, ModelPrice] | None = None):
-        self.prices = dict(prices or {})
-
-    def input_tokens(self, request: CompletionRequest) -> int:
-        return estimate_input_tokens(request)
-
-    def price(self, model: str) -> ModelPrice | None:
-        return self.prices.get(model)
-
-
-class MapPricing(TablePricing):
-    """The table first, then LiteLLM's offline price map and token counter (``providers.pricing``).
-
-    For clients over the LiteLLM provider; importing it loads litellm.
-    """
-
-    def __init__(self, prices: Mapping[str, ModelPrice] | None = None):
-        super().__init__(prices)
-        self._looked_up: dict[str, ModelPrice | None] = {}
-
-    def input_tokens(self, request: CompletionRequest) -> int:
-        from promptlift.providers import pricing
-
-        return pricing.estimate_input_tokens(request)
-
-    def price(self, model: str) -> ModelPrice | None:
-        if model in self.prices:
-            return self.prices[model]
-        if model not in self._looked_up:
-            from promptlift.providers import pricing
-
-            found = pricing.price_of(model)
-            self._looked_up[model] = (
-                ModelPrice(found.input_per_mtok, found.output_per_mtok) if found is not None else None
-            )
-        return self._looked_up[model]
-
-
-def cost_of(price: ModelPrice, input_tokens: int, output_tokens: int) -> float:
-    return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6
 
 
 @dataclass(frozen=True)
@@ -131,6 +78,7 @@ class BudgetLedger:
         self.in_flight = 0
         self.refused = 0
         self.closed = False
+        self._overshoot_told = False
         self._lock = threading.Lock()
 
     def _check(self, r: Reservation) -> None:
@@ -187,6 +135,26 @@ class BudgetLedger:
             if sent:
                 self.calls += r.calls
 
+    def overshoot(self) -> str | None:
+        """Once, the first time spend has passed a cap (a provider that reported more tokens than
+        ``max_tokens`` allows): what was spent and by how much it passed. Every further call is
+        refused by ``reserve`` (nothing fits under a cap already passed)."""
+        b = self.budget
+        with self._lock:
+            if self._overshoot_told:
+                return None
+            said = None
+            if b.max_cost_usd is not None and self.spent_usd > b.max_cost_usd + 1e-12:
+                over = self.spent_usd - b.max_cost_usd
+                said = f"${self.spent_usd:.6f} spent, ${over:.6f} over the cap of ${b.max_cost_usd:.6f}"
+            elif b.max_tokens is not None and self.spent_tokens > b.max_tokens:
+                over_t = self.spent_tokens - b.max_tokens
+                said = f"{self.spent_tokens} tokens used, {over_t} over the cap of {b.max_tokens}"
+            if said is None:
+                return None
+            self._overshoot_told = True
+            return f"{self.name} budget overshot: {said}"
+
     def close(self) -> None:
         """Refuse every further call (answers already cached are still served)."""
         with self._lock:
@@ -231,11 +199,43 @@ def budget_scope(budget: Budget | BudgetLedger, name: str = "run") -> Iterator[B
 Lookup = Callable[[CompletionRequest], Completion | None]
 
 
+@dataclass
+class _Hold:
+    """One call's reservation in the ledgers that hold it. It grows when the call moves down the
+    fallback chain to a dearer model (``ChainReservation``); the call is alone in using it."""
+
+    ledgers: list[BudgetLedger]
+    reservation: Reservation
+    owner: BudgetedProvider  # whose prices and ceilings the call is reserved by
+
+
+_holding: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar(
+    "promptlift_budget_hold", default=None
+)
+
+
+def _reserve_in(ledgers: Sequence[BudgetLedger], r: Reservation) -> list[BudgetLedger]:
+    """Hold ``r`` in every ledger, or in none (``BudgetExceeded``)."""
+    held: list[BudgetLedger] = []
+    try:
+        for ledger in ledgers:
+            ledger.reserve(r)
+            held.append(ledger)
+    except BudgetExceeded:
+        for ledger in held:
+            ledger.release(r, sent=False)
+        raise
+    return held
+
+
 class BudgetedProvider(Provider):
     """Reserves each call's worst case in every applicable ledger before sending it.
 
-    ``lookup`` (the cache's) lets an exhausted budget still serve answers already paid for.
-    A completion without a cost (a model the price map does not know) is priced from ``pricing``.
+    The worst case is priced at the model the request names; when the fallback chain moves the call
+    to a dearer model, ``ChainReservation`` (below the fallback) reserves the difference before that
+    model is called, or refuses the call there. ``lookup`` (the cache's) lets an exhausted budget
+    still serve answers already paid for. A completion without a cost is priced from ``pricing``;
+    one whose provider reported no usage is counted at the worst case, never at $0.
     """
 
     name = "budget"
@@ -243,7 +243,7 @@ class BudgetedProvider(Provider):
     def __init__(
         self,
         inner: Provider,
-        pricing: Pricing,
+        pricing: PriceBook,
         *,
         ledger: BudgetLedger | None = None,
         lookup: Lookup | None = None,
@@ -255,6 +255,7 @@ class BudgetedProvider(Provider):
         self.lookup = lookup
         self.chain = tuple(chain)  # the fallback chain: a request for its first model may be served by any
         self._warned: set[str] = set()
+        self._warned_lock = threading.Lock()
 
     def capped(self, request: CompletionRequest) -> CompletionRequest:
         """The request as sent under a budget: with a ceiling on the answer (``output_cap``, sent as
@@ -276,35 +277,82 @@ class BudgetedProvider(Provider):
         models = self.chain if self.chain and request.model == self.chain[0] else (request.model,)
         return [m for m in models if self.pricing.price(m) is None]
 
-    def estimate(self, request: CompletionRequest) -> Reservation:
-        """The worst case of one call: counted input + max_tokens, at the model's price."""
-        input_tokens = self.pricing.input_tokens(request)
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        with self._warned_lock:
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            log.warning(message, *args)
+
+    def worst_case(self, request: CompletionRequest) -> tuple[Usage, float]:
+        """The most one call of ``request`` may use and cost: counted input + max_tokens, priced at
+        the model it names."""
         if request.answer_limit is None:  # not yet capped (acomplete caps before it estimates)
             request = self.capped(request)
-        output_tokens = request.answer_limit or 0
+        usage = Usage(self.pricing.input_tokens(request), request.answer_limit or 0, reported=False)
         price = self.pricing.price(request.model)
-        if price is None and request.model not in self._warned:
-            self._warned.add(request.model)
-            log.warning("no price known for %s: its calls are reserved at $0", request.model)
-        cost = cost_of(price, input_tokens, output_tokens) if price else 0.0
-        return Reservation(cost_usd=cost, tokens=input_tokens + output_tokens)
+        if price is None:
+            self._warn_once(
+                request.model, "no price known for %s: its calls are reserved at $0", request.model
+            )
+        return usage, price.cost(usage) if price else 0.0
+
+    def estimate(self, request: CompletionRequest) -> Reservation:
+        """The worst case of one call, as a reservation."""
+        usage, cost = self.worst_case(request)
+        return Reservation(cost_usd=cost, tokens=usage.total_tokens)
 
     def _ledgers(self) -> Sequence[BudgetLedger]:
         return (self.ledger, *scoped_ledgers()) if self.ledger else scoped_ledgers()
 
-    def _priced(self, completion: Completion) -> Completion:
-        if completion.cost_usd or completion.cached:
+    def _priced(self, request: CompletionRequest, completion: Completion) -> Completion:
+        if completion.cached:
             return completion
-        price = self.pricing.price(completion.model)
-        if price is None:
+        if not completion.usage.reported:
+            # A 200 without usage: unseen spend would let any cap run over, so it counts as the most
+            # the call could have used, at the model that answered.
+            usage, cost = self.worst_case(self.capped(request.replace(model=completion.model)))
+            self._warn_once(
+                "no-usage:" + completion.model,
+                "%s answered without reporting its usage: each such call is counted at its worst case "
+                "(%d tokens, $%.6f)",
+                completion.model,
+                usage.total_tokens,
+                cost,
+            )
+            return completion.replace(usage=usage, cost_usd=cost)
+        if completion.cost_usd:
             return completion
-        usage: Usage = completion.usage
-        return completion.replace(cost_usd=cost_of(price, usage.input_tokens, usage.output_tokens))
+        priced = self.pricing.cost(completion.model, completion.usage)
+        return completion if priced is None else completion.replace(cost_usd=priced)
+
+    def grow(self, hold: _Hold, request: CompletionRequest) -> None:
+        """Before ``request`` goes to the model it names (a fallback), raise the call's reservation to
+        that model's worst case if it is dearer; ``BudgetExceeded`` if a ledger cannot hold it."""
+        needed = self.estimate(request)
+        held = hold.reservation
+        extra = Reservation(
+            cost_usd=max(0.0, needed.cost_usd - held.cost_usd),
+            tokens=max(0, needed.tokens - held.tokens),
+            calls=0,
+        )
+        if extra.cost_usd <= 0 and extra.tokens <= 0:
+            return
+        try:
+            _reserve_in(hold.ledgers, extra)
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(
+                f"falling back to {request.model} could cost up to ${needed.cost_usd:.6f}: {exc}",
+                limit=exc.limit,
+                spent=exc.spent,
+                cap=exc.cap,
+            ) from None
+        hold.reservation = Reservation(held.cost_usd + extra.cost_usd, held.tokens + extra.tokens, held.calls)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         ledgers = self._ledgers()
         if not ledgers:
-            return self._priced(await self.inner.acomplete(request))
+            return self._priced(request, await self.inner.acomplete(request))
         unpriced = self._unpriced(request) if any(x.budget.max_cost_usd is not None for x in ledgers) else []
         if unpriced:
             # Their calls would count as $0 and the cap would never bind: refuse before spending anything
@@ -319,31 +367,60 @@ class BudgetedProvider(Provider):
             )
         request = self.capped(request)
         reservation = self.estimate(request)
-        held: list[BudgetLedger] = []
         try:
-            for ledger in ledgers:
-                ledger.reserve(reservation)
-                held.append(ledger)
+            hold = _Hold(_reserve_in(ledgers, reservation), reservation, self)
         except BudgetExceeded:
-            for ledger in held:
-                ledger.release(reservation, sent=False)
             hit = self.lookup(request) if self.lookup is not None else None
             if hit is not None:
                 return hit
             raise
         completion: Completion | None = None
+        token = _holding.set(hold)
         try:
-            completion = self._priced(await self.inner.acomplete(request))
+            completion = self._priced(request, await self.inner.acomplete(request))
             return completion
         finally:
-            spent = completion is not None and not completion.cached
-            for ledger in held:
-                ledger.release(
-                    reservation,
-                    cost_usd=completion.cost_usd if spent and completion else 0.0,
-                    tokens=completion.usage.total_tokens if spent and completion else 0,
-                    sent=completion is None or not completion.cached,
+            _holding.reset(token)
+            self._settle(hold, request, completion)
+
+    def _settle(self, hold: _Hold, request: CompletionRequest, completion: Completion | None) -> None:
+        spent = completion is not None and not completion.cached
+        for ledger in hold.ledgers:
+            ledger.release(
+                hold.reservation,
+                cost_usd=completion.cost_usd if spent and completion else 0.0,
+                tokens=completion.usage.total_tokens if spent and completion else 0,
+                sent=completion is None or not completion.cached,
+            )
+            over = ledger.overshoot()
+            if over and completion is not None:
+                log.warning(
+                    "%s; %s reported %d output tokens for a limit of %s: no further calls are sent",
+                    over,
+                    completion.model,
+                    completion.usage.output_tokens,
+                    request.answer_limit,
                 )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ChainReservation(Provider):
+    """Below the fallback: before each model of the chain is called, the call's reservation is
+    raised to that model's worst case (``BudgetedProvider.grow``), so a fallback to a dearer model
+    cannot spend past a cap that the first model's price would have respected."""
+
+    name = "budget-chain"
+
+    def __init__(self, inner: Provider):
+        self.inner = inner
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        hold = _holding.get()  # set by the budget wrapper above, for this call only
+        if hold is not None:
+            hold.owner.grow(hold, request)
+        return await self.inner.acomplete(request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

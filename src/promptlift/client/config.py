@@ -10,6 +10,7 @@ from typing import Any
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
+from promptlift.pricing import ModelPrice  # USD per million tokens, for models the map lacks
 from promptlift.providers.credentials import KeySource, VertexConfig
 from promptlift.providers.endpoints import ModelSpec, split_endpoint
 from promptlift.secrets import Secret
@@ -64,14 +65,6 @@ class RateLimit:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
                 raise ConfigError(f"RateLimit({self.scope!r}): {name} must be a positive number, got {value}")
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens, for models the price map does not know (custom, local)."""
-
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
 
 
 @dataclass(frozen=True)

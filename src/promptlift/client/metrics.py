@@ -34,6 +34,7 @@ from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
 
 call_log = get_logger("calls")
+REFRESHED_AFTER = "AuthenticationFailed"  # what a request retried with a fresh credential failed with
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class Metrics:
         return agg
 
     def record_call(self, record: CallRecord) -> None:
+        """The call counts under the model asked for; its tokens and cost under the model that
+        answered (after a fallback, not the first model's: that is whose bill they are on)."""
         with self._lock:
             agg = self._agg(record.model)
             agg.calls += 1
@@ -149,12 +152,13 @@ class Metrics:
             if record.error_type:
                 agg.errors[record.error_type] += 1
             agg.latencies.append(record.latency_s)
+            billed = self._agg(record.served_by) if record.served_by else agg
             if record.cached:
-                agg.cached_cost_usd += record.cost_usd
+                billed.cached_cost_usd += record.cost_usd
             else:
-                agg.input_tokens += record.input_tokens
-                agg.output_tokens += record.output_tokens
-                agg.cost_usd += record.cost_usd
+                billed.input_tokens += record.input_tokens
+                billed.output_tokens += record.output_tokens
+                billed.cost_usd += record.cost_usd
         for listener in self.listeners:
             listener(record)
 
@@ -372,10 +376,18 @@ class AttemptMeter(Provider):
         try:
             completion = await self.inner.acomplete(request)
         except PromptliftError as exc:
+            self._refused_before(request.model, getattr(exc, "requests", 1))
             self.metrics.record_attempt(request.model, type(exc).__name__)
             raise
+        self._refused_before(request.model, completion.attempts)
         self.metrics.record_attempt(request.model)
         return completion
+
+    def _refused_before(self, model: str, sent: int) -> None:
+        # A provider sends more than one request for one call only to retry a 401 with a refreshed
+        # credential (providers.litellm): the requests before the last were refused so.
+        for _ in range(max(0, sent - 1)):
+            self.metrics.record_attempt(model, REFRESHED_AFTER)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

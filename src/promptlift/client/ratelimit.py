@@ -3,8 +3,10 @@
 Each ``RateLimit`` (per model, per provider, or ``*``) is a pair of buckets. A call takes one
 request and its estimated tokens from every bucket that matches its model *at once*, then sleeps
 until the buckets would have had that much: a bucket may go negative, and the deficit is the
-queue. So calls wait in arrival order and are never rejected. After the call the token estimate
-is reconciled with the real usage (a larger answer deepens the deficit, a smaller one refunds).
+queue. So calls wait in arrival order and are never rejected; a call larger than a bucket still goes
+(once the bucket is full) and leaves the bucket in debt by the rest, which the next calls wait out.
+After the call the token estimate is reconciled with the real usage (a larger answer deepens the
+deficit, a smaller one refunds).
 
 Adaptive slow-down: a 429 halves the bucket's rate (down to a tenth of the configured rate) and,
 when the provider sent Retry-After, pauses the bucket until then; each success afterwards gives
@@ -20,7 +22,6 @@ so one limiter may be shared by several event loops (the sync API's and the call
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,24 +29,17 @@ from collections.abc import Callable, Sequence
 from promptlift.client.cache import route_of
 from promptlift.client.config import RateLimit
 from promptlift.errors import RateLimited
+from promptlift.pricing import worst_case_usage
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
 
 Clock = Callable[[], float]
 
 
-def estimate_input_tokens(request: CompletionRequest) -> int:
-    """A quick upper-leaning guess of a request's input tokens: ~3 characters a token plus
-    per-message framing. No tokenizer: it runs before every call."""
-    chars = sum(len(m.content) for m in request.messages)
-    return math.ceil(chars / 3) + 4 * len(request.messages) + 3
-
-
 def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
-    """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer."""
-    limit = request.answer_limit
-    out = limit if limit is not None else default_max_tokens
-    return estimate_input_tokens(request) + out
+    """Input estimate plus ``max_tokens`` (or ``default_max_tokens``) for the answer
+    (``promptlift.pricing``: the same estimate the budget reserves)."""
+    return worst_case_usage(request, default_max_tokens).total_tokens
 
 
 class TokenBucket:
@@ -70,17 +64,19 @@ class TokenBucket:
         self.updated = max(self.updated, now)
 
     def take(self, amount: float) -> float:
-        """Take ``amount`` now; return how many seconds the caller must wait before sending."""
+        """Take ``amount`` now; return how many seconds the caller must wait before sending.
+
+        A call may go once the bucket holds its amount. One bigger than the whole bucket could never
+        fit: it goes once the bucket is full, and takes all of its amount, so the bucket goes into
+        debt and the calls after it wait that debt out (taking only a bucketful undercounted it)."""
         with self._lock:
             now = self.clock()
             self._refill(now)
-            # A single call bigger than the whole bucket waits for a full bucket, then goes.
-            amount = min(amount, self.capacity)
+            needed = min(amount, self.capacity)  # what must be in the bucket before this call goes
+            short = needed - self.level
             self.level -= amount
-            wait = max(0.0, self.paused_until - now)
-            if self.level < 0:
-                wait = max(wait, -self.level / self.rate + max(0.0, self.paused_until - now))
-            return wait
+            paused = max(0.0, self.paused_until - now)
+            return paused + short / self.rate if short > 0 else paused
 
     def give_back(self, amount: float) -> None:
         """Refund (positive) or charge more (negative) after the fact."""

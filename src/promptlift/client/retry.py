@@ -295,15 +295,17 @@ class RetryingProvider(Provider):
     async def acomplete(self, request: CompletionRequest) -> Completion:
         started = self._clock()
         attempt = 0
+        sent = 0  # requests on the wire: one attempt may send two (a credential refresh after a 401)
         while True:
             attempt += 1
             try:
                 completion = await self.inner.acomplete(self._bounded(request, started))
             except errors.ProviderError as exc:
+                sent += exc.requests
                 state = RetryState(attempt, exc, self._clock() - started, self._draw())
                 wait = self.strategy.next_wait(state)
                 if wait is None:
-                    exc.attempts = attempt
+                    exc.attempts = sent
                     raise
                 log.info(
                     "attempt %d on %s failed (%s); retrying in %.2f s",
@@ -314,7 +316,7 @@ class RetryingProvider(Provider):
                 )
                 await self._sleep(wait)
                 continue
-            return completion.replace(attempts=attempt)
+            return completion.replace(attempts=sent + completion.attempts)
 
     def _bounded(self, request: CompletionRequest, started: float) -> CompletionRequest:
         if self.policy.deadline is None:

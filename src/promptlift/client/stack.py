@@ -3,7 +3,7 @@
     metrics (one record per call, end to end)   ← outermost
     budget  (reserve the worst case, or refuse; cache hits stay free)
     cache   (answer from memory / SQLite, or store the answer)
-    fallback → retry                            (issue 3)
+    fallback → chain reservation → retry        (a fallback's dearer worst case is reserved)
     rate limit (per attempt, per model actually called; slows down on 429)
     attempt meter (counts what goes on the wire)
     provider (LiteLLM, or the one given)        ← innermost
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptlift.client.budget import BudgetedProvider, BudgetLedger, MapPricing, Pricing, TablePricing
+from promptlift.client.budget import BudgetedProvider, BudgetLedger, ChainReservation
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.calllog import CallLog
 from promptlift.client.config import ClientConfig
@@ -25,6 +25,7 @@ from promptlift.client.fallback import FallbackProvider
 from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
 from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
 from promptlift.client.retry import RetryingProvider
+from promptlift.pricing import PriceBook
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import GOOGLE_AUTH
 from promptlift.providers.endpoints import ModelSpec
@@ -32,7 +33,7 @@ from promptlift.providers.endpoints import ModelSpec
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
     """Return the outermost provider and the named parts (for metrics, stats and tests)."""
-    pricing: Pricing = TablePricing(config.prices)
+    pricing = PriceBook(config.prices, use_map=False)  # a given provider's model names are its own
     if provider is None:
         from promptlift.providers.credentials import Credentials
         from promptlift.providers.litellm import LiteLLMProvider
@@ -47,7 +48,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
             allowed_hosts=config.allowed_hosts,
             vertex=config.vertex,
         )
-        pricing = MapPricing(config.prices)
+        pricing = PriceBook(config.prices)
     parts: dict[str, Provider] = {"provider": provider}
     metrics = Metrics()
     stack: Provider = AttemptMeter(provider, metrics)
@@ -56,7 +57,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     stack = parts["retry"] = RetryingProvider(stack, config.retry)
     endpoints = {model: config.endpoint_of(model) for model in config.chain}
     fallback = FallbackProvider(
-        stack, config.chain, config.fallback, endpoint=config.api_base, endpoints=endpoints
+        ChainReservation(stack), config.chain, config.fallback, endpoint=config.api_base, endpoints=endpoints
     )
     stack = parts["fallback"] = fallback
     cache: CachingProvider | None = None

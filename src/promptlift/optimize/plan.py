@@ -10,10 +10,15 @@ scoring: the initial prompt on validation and test, the best prompt on test. The
 proposal is new and the search runs to its end: duplicates, perfect minibatches and stop rules
 make a real run cheaper, never dearer, and the run's ``max_calls`` caps the estimate.
 
-The cost range prices those calls with ``promptlift.providers.pricing``: the low end counts input
-tokens only, the high end adds ``max_tokens`` of output to every call and 20% more calls. Tokens
-are estimated at about four characters each, so planning never imports LiteLLM or a tokenizer.
+The cost range prices those calls through the client layer (``client.catalog``, backed by
+``promptlift.pricing``): the low end counts input tokens only, the high end adds ``max_tokens`` of
+output to every call and 20% more calls. Tokens are estimated as the budget estimates them, and
+prices are read from LiteLLM's map file, so planning never imports LiteLLM or a tokenizer.
 Embedded ``local/`` models cost zero; a model with no known price makes the cost unknown.
+
+A budget that cannot cover the starting prompt's scoring, one candidate and the final test scoring
+is a plan ``problem``: the run would spend and learn nothing, so ``check()`` refuses it
+(``UserError``) before any call.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlift.client.catalog import ModelPrice, estimate_text_tokens, is_base_model, price_of
 from promptlift.errors import UserError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, split
@@ -155,6 +161,8 @@ class Plan:
     cost_usd: tuple[float, float] | None  # low, high; None when a model's price is unknown
     paid: bool  # some configured model costs money
     judge_model: str | None = None  # an LLM-judge metric's model: one more call per scored answer
+    zero_priced: tuple[str, ...] = ()  # models not local/ whose price is $0 (a free server, `prices:`)
+    problems: tuple[str, ...] = ()  # why the run cannot do its job (a budget too small for one candidate)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -184,7 +192,13 @@ class Plan:
         capped = f" (capped by max_calls {self.budget.max_calls})" if self._capped() else ""
         lines.append(f"  total: ~{self.calls.total} calls{capped} · cost {self.cost_text()}")
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  error: {p}" for p in self.problems]
         return "\n".join(lines)
+
+    def check(self) -> None:
+        """Refuse a run that cannot do its job (``UserError``: exit 2), before it spends anything."""
+        if self.problems:
+            raise UserError(self.problems[0])
 
     def _capped(self) -> bool:
         raw = sum((st.calls for st in self.stages), CallEstimate())
@@ -194,7 +208,11 @@ class Plan:
         if self.cost_usd is None:
             return "unknown (no price known for a configured model)"
         low, high = self.cost_usd
-        return "$0 (local models)" if high == 0 else f"${low:.4f}–${high:.4f}"
+        if high > 0:
+            return f"${low:.4f}–${high:.4f}"
+        if self.zero_priced:
+            return f"$0 ({', '.join(self.zero_priced)} priced at $0)"
+        return "$0 (local models)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,11 +236,12 @@ class Plan:
             "judge_calls": self.calls.judge,
             "cost_usd": list(self.cost_usd) if self.cost_usd else None,
             "paid": self.paid,
+            "problems": list(self.problems),
         }
 
 
 def _tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+    return estimate_text_tokens(text)
 
 
 def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
@@ -277,9 +296,6 @@ def make_plan(
 ) -> Plan:
     """The plan of ``config``; reads the dataset (to size the splits) and sends nothing. ``prices``
     add to (and override) the config's own ``prices:``."""
-    from promptlift.providers import pricing
-    from promptlift.providers.local import is_base_model
-
     prices = {**config.prices, **(prices or {})}
 
     base_of = is_base or is_base_model
@@ -296,36 +312,107 @@ def make_plan(
     calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
     demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)
     row = parts.train[0].fields
-    task_in = task_tokens(config.prompt, row, demos // 2)
-    task_out = int(config.prompt.params.get("max_tokens") or 256)
-    kind = "base" if base else "chat"
-    t_price = pricing.price_of(config.model, prices)
-    r_price = pricing.price_of(config.reasoning_model, prices)
-    j_price = pricing.price_of(judge, prices) if judge else t_price
-    cost: tuple[float, float] | None = None
-    paid = any(
-        p is not None and (p.input_per_token or p.output_per_token) for p in (t_price, r_price, j_price)
-    )
+    t_price = price_of(config.model, prices)
+    r_price = price_of(config.reasoning_model, prices)
+    j_price = price_of(judge, prices) if judge else t_price
+    per_call: CallCosts | None = None
     if t_price is not None and r_price is not None and j_price is not None:
-        r_in, r_out = REASONING_INPUT_TOKENS[kind], REASONING_OUTPUT_TOKENS[kind]
-        task_low = task_in * t_price.input_per_token
-        task_high = task_low + task_out * t_price.output_per_token
-        # The judge reads its instructions, the rubric, the row's input and expected answer and the
-        # output (not the task prompt), and replies in 64 tokens at most.
-        shown = [str(config.metric.get("rubric", ""))]
-        shown += [
-            str(row.get(str(config.metric[k]), "")) for k in ("input_field", "field") if config.metric.get(k)
-        ]
-        judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
-        judge_low = judge_in * j_price.input_per_token
-        judge_high = judge_low + JUDGE_MAX_TOKENS * j_price.output_per_token
-        reason_low = r_in * r_price.input_per_token
-        reason_high = reason_low + r_out * r_price.output_per_token
-        cost = (
-            0.8 * (calls.task * task_low + calls.judge * judge_low + calls.reasoning * reason_low),
-            1.2 * (calls.task * task_high + calls.judge * judge_high + calls.reasoning * reason_high),
+        task_in = task_tokens(config.prompt, row, demos // 2)
+        per_call = _per_call_costs(config, row, task_in, base, (t_price, r_price, j_price))
+    cost = None
+    if per_call is not None:
+        cost = (0.8 * per_call.low(calls), 1.2 * per_call.high(calls))
+    models = [config.model, config.reasoning_model, *([judge] if judge else [])]
+    priced = zip(models, (t_price, r_price, j_price), strict=False)
+    zero = tuple(dict.fromkeys(m for m, p in priced if p and p.free and not m.startswith("local/")))
+    paid = any(p is not None and not p.free for p in (t_price, r_price, j_price))
+    problems = _problems(config.budget, sizes, stages, per_row, per_call)
+    return Plan(
+        config.model,
+        config.reasoning_model,
+        sizes,
+        stages,
+        config.budget,
+        calls,
+        cost,
+        paid,
+        judge,
+        zero_priced=zero,
+        problems=problems,
+    )
+
+
+@dataclass(frozen=True)
+class CallCosts:
+    """USD of one task, judge and reasoning call: input only (low) and with a full answer (high)."""
+
+    task: tuple[float, float]
+    judge: tuple[float, float]
+    reasoning: tuple[float, float]
+
+    def low(self, calls: CallEstimate) -> float:
+        return calls.task * self.task[0] + calls.judge * self.judge[0] + calls.reasoning * self.reasoning[0]
+
+    def high(self, calls: CallEstimate) -> float:
+        return calls.task * self.task[1] + calls.judge * self.judge[1] + calls.reasoning * self.reasoning[1]
+
+
+def _per_call_costs(
+    config: RunConfig, row: Mapping[str, Any], task_in: int, base: bool, prices: tuple[ModelPrice, ...]
+) -> CallCosts:
+    t_price, r_price, j_price = prices
+    kind = "base" if base else "chat"
+    task_out = int(config.prompt.params.get("max_tokens") or 256)
+    # The judge reads its instructions, the rubric, the row's input and expected answer and the
+    # output (not the task prompt), and replies in 64 tokens at most.
+    shown = [str(config.metric.get("rubric", ""))]
+    shown += [
+        str(row.get(str(config.metric[k]), "")) for k in ("input_field", "field") if config.metric.get(k)
+    ]
+    judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
+
+    def priced(price: ModelPrice, tokens_in: int, tokens_out: int) -> tuple[float, float]:
+        low = tokens_in * price.input_per_token
+        return low, low + tokens_out * price.output_per_token
+
+    return CallCosts(
+        task=priced(t_price, task_in, task_out),
+        judge=priced(j_price, judge_in, JUDGE_MAX_TOKENS),
+        reasoning=priced(r_price, REASONING_INPUT_TOKENS[kind], REASONING_OUTPUT_TOKENS[kind]),
+    )
+
+
+def smallest_useful_run(sizes: Sizes, stages: tuple[StagePlan, ...], per_row: int) -> CallEstimate:
+    """The fewest calls a run needs to learn anything: the starting prompt on validation and test,
+    one candidate on validation (after the reasoning call that proposes it, for optimizers that
+    make one), and the best prompt on test."""
+    task = 2 * (sizes.validation + sizes.test)
+    reasoning = 1 if stages and stages[0].calls.reasoning > 0 else 0
+    return CallEstimate(task=task, reasoning=reasoning, judge=task * per_row)
+
+
+def _problems(
+    budget: Budget, sizes: Sizes, stages: tuple[StagePlan, ...], per_row: int, per_call: CallCosts | None
+) -> tuple[str, ...]:
+    need = smallest_useful_run(sizes, stages, per_row)
+    what = (
+        f"scoring the starting prompt on validation and test ({sizes.validation} + {sizes.test} rows), "
+        f"one candidate on validation and the best on test"
+    )
+    found = []
+    if budget.max_calls is not None and budget.max_calls < need.total:
+        found.append(
+            f"the budget is too small for one candidate: {what} take {need.total} calls, and max_calls is "
+            f"{budget.max_calls}; raise budget.max_calls to at least {need.total}, or use smaller splits"
         )
-    return Plan(config.model, config.reasoning_model, sizes, stages, config.budget, calls, cost, paid, judge)
+    if budget.max_cost_usd is not None and per_call is not None:
+        least = 0.8 * per_call.low(need)  # the plan's own low end: input tokens alone
+        if least > budget.max_cost_usd:
+            found.append(
+                f"the budget is too small for one candidate: {what} cost at least ${least:.4f}, and "
+                f"max_cost_usd is ${budget.max_cost_usd:g}; raise budget.max_cost_usd, or use smaller splits"
+            )
+    return tuple(found)
 
 
 def needs_confirmation(plan: Plan, threshold_usd: float) -> bool:

@@ -274,5 +274,5 @@ def naming_key(exc: AuthenticationFailed, key: ResolvedKey) -> AuthenticationFai
         status=exc.status,
         retry_after=exc.retry_after,
     )
-    found.attempts = exc.attempts
+    found.attempts, found.requests = exc.attempts, exc.requests
     return found

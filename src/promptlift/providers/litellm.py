@@ -30,10 +30,9 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from promptlift import errors
+from promptlift import errors, pricing
 from promptlift.log import get_logger, litellm_logging
 from promptlift.providers import local as local_models
-from promptlift.providers import pricing
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import (
     GOOGLE_AUTH,
@@ -363,9 +362,17 @@ class LiteLLMProvider(Provider):
         fresh = await self.credentials.refresh(provider, stale=key.secret)
         key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
         try:
-            return await self._send(litellm, self._kwargs(request, key, api_base), request, provider, fresh)
+            completion = await self._send(
+                litellm, self._kwargs(request, key, api_base), request, provider, fresh
+            )
         except errors.AuthenticationFailed as exc:
+            exc.requests = exc.attempts = 2  # the refused request and this one
             refused = exc
+        except errors.ProviderError as exc:
+            exc.requests = exc.attempts = 2
+            raise
+        else:
+            return completion.replace(attempts=2)
         raise naming_key(refused, key)
 
     async def _send(
@@ -407,9 +414,6 @@ class LiteLLMProvider(Provider):
                 status=200,
             )
         choice = choices[0]
-        usage = getattr(response, "usage", None)
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = getattr(details, "cached_tokens", None) if details is not None else None
         tool_calls = tuple(
             ToolCall.from_dict(tc.model_dump()) for tc in (getattr(message, "tool_calls", None) or ())
         )
@@ -421,11 +425,7 @@ class LiteLLMProvider(Provider):
                 provider=provider,
                 model=request.model,
             )
-        counted = Usage(
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cached_tokens=int(cached or 0),
-        )
+        counted = usage_of(response)
         return Completion(
             content=content,
             model=request.model,
@@ -453,6 +453,27 @@ def _litellm_default_base(provider: str) -> str | None:
     except Exception:  # an unknown route: no endpoint to name
         return None
     return str(found[3]) if len(found) > 3 and found[3] else None
+
+
+def usage_of(response: Any) -> Usage:
+    """The usage LiteLLM normalized, split as providers bill it. LiteLLM's ``prompt_tokens`` counts
+    Anthropic's cache reads and writes too; a 200 without usage comes out as all zeros, which no
+    real call has (every request has input), so it is marked unreported for the budget to charge."""
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens_details", None)
+    completion = getattr(usage, "completion_tokens_details", None)
+    counted = Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(prompt, "cached_tokens", 0) or 0),
+        cache_write_tokens=int(
+            getattr(usage, "cache_creation_input_tokens", 0) or getattr(prompt, "cache_write_tokens", 0) or 0
+        ),
+        reasoning_tokens=int(getattr(completion, "reasoning_tokens", 0) or 0),
+    )
+    if counted.input_tokens == 0 and counted.output_tokens == 0:
+        return Usage(reported=False)
+    return counted
 
 
 # -- error translation ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ these; import them from there.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import itertools
 import json
@@ -26,6 +27,7 @@ __all__ = [
     "forbidden",
     "http_date",
     "malformed_json",
+    "metered",
     "not_found",
     "ok",
     "parsed_calls",
@@ -71,6 +73,14 @@ class Reply:
     action: Literal["answer", "drop", "malformed"] = "answer"
     tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI shape: build with ``tool_call()``
     body: Mapping[str, Any] | None = None  # sent as the JSON body as is, whatever the protocol
+    # How the answer's usage is reported. ``input_tokens`` counts every prompt token (OpenAI's
+    # convention); of them ``cached_tokens`` were read from and ``cache_write_tokens`` written to the
+    # provider's prompt cache; ``reasoning_tokens`` are part of the output. Anthropic's body reports
+    # the three input parts apart. ``report_usage`` False: a 200 with no usage at all.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    report_usage: bool = True
 
 
 def ok(
@@ -92,6 +102,25 @@ def ok(
         output_tokens=output_tokens,
         finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
         tool_calls=tool_calls,
+    )
+
+
+def metered(
+    reply: Reply,
+    *,
+    cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    report_usage: bool = True,
+) -> Reply:
+    """``reply`` with its usage reported so (see ``Reply``): prompt-cache reads and writes, reasoning
+    tokens, or no usage at all (``report_usage=False``)."""
+    return dataclasses.replace(
+        reply,
+        cached_tokens=cached_tokens,
+        cache_write_tokens=cache_write_tokens,
+        reasoning_tokens=reasoning_tokens,
+        report_usage=report_usage,
     )
 
 

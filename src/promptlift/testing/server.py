@@ -71,6 +71,7 @@ from promptlift.testing.replies import (
     forbidden,
     http_date,
     malformed_json,
+    metered,
     not_found,
     ok,
     parsed_calls,
@@ -92,6 +93,7 @@ __all__ = [
     "forbidden",
     "http_date",
     "malformed_json",
+    "metered",
     "not_found",
     "ok",
     "rate_limited",
@@ -212,7 +214,7 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "content": _anthropic_content(reply),
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": n_in, "output_tokens": n_out},
+            "usage": _anthropic_usage(reply, n_in, n_out),
         }
     if request.protocol in ("gemini", "vertex"):
         return generate_content_body(reply, model=model, input_tokens=n_in, output_tokens=n_out)
@@ -239,8 +241,29 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+        **({"usage": _openai_usage(reply, n_in, n_out)} if reply.report_usage else {}),
     }
+
+
+def _openai_usage(reply: Reply, n_in: int, n_out: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+    if reply.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+    if reply.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
+    return usage
+
+
+def _anthropic_usage(reply: Reply, n_in: int, n_out: int) -> dict[str, Any]:
+    """Anthropic counts uncached input apart from the prompt cache's reads and writes."""
+    usage: dict[str, Any] = {
+        "input_tokens": max(0, n_in - reply.cached_tokens - reply.cache_write_tokens),
+        "output_tokens": n_out,
+    }
+    if reply.cached_tokens or reply.cache_write_tokens:
+        usage["cache_creation_input_tokens"] = reply.cache_write_tokens
+        usage["cache_read_input_tokens"] = reply.cached_tokens
+    return usage
 
 
 # Per error kind: (OpenAI type, OpenAI code, Anthropic type, default message). Google's: testing.google.
