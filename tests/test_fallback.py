@@ -112,9 +112,8 @@ def test_breaker_skips_a_dead_model_then_probes_it_after_cooldown() -> None:
 def test_every_breaker_open_raises_unavailable_with_retry_after() -> None:
     clock = Clock()
     inner = by_model(a=errors.ProviderUnavailable("down"), b=errors.ProviderUnavailable("down"))
-    provider = FallbackProvider(
-        inner, ["a", "b"], FallbackPolicy(failure_threshold=1, cooldown=20), clock=clock
-    )
+    policy = FallbackPolicy(failure_threshold=1, cooldown=20, wait_for_probe=False)  # fail fast
+    provider = FallbackProvider(inner, ["a", "b"], policy, clock=clock)
     with pytest.raises(errors.ProviderUnavailable):
         asyncio.run(provider.acomplete(REQ))
     clock.now = 5

@@ -9,7 +9,8 @@ call time.
     │   ├── ConfigError                a malformed config, an unknown model, a missing key
     │   ├── DatasetError               empty file, ragged row, missing field
     │   ├── TemplateError              placeholder not in the dataset, bad braces
-    │   └── LocalModelError            embedded model: runtime missing, weights corrupt, unknown name
+    │   ├── LocalModelError            embedded model: runtime missing, weights corrupt, unknown name
+    │   └── ClientClosed               a Client (or its cache) used after close()
     ├── BudgetExceeded                 the call was not sent: it would cross a limit
     └── ProviderError                  a call failed (provider, model, status, retry_after)
         ├── RateLimited                429                                      retryable
@@ -54,6 +55,10 @@ class TemplateError(UserError):
 
 class LocalModelError(ConfigError):
     """The embedded model cannot run: runtime not installed, weights corrupt, unknown model."""
+
+
+class ClientClosed(UserError):
+    """A ``Client`` (or the response cache it held) was used after ``close()``: make a new client."""
 
 
 class BudgetExceeded(PromptliftError):

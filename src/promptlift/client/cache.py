@@ -18,6 +18,7 @@ done inline under a lock (a lookup is well under a millisecond, cheaper than a t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,12 +26,12 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from promptlift.client.config import CacheConfig
-from promptlift.errors import ConfigError
+from promptlift.errors import ClientClosed, ConfigError
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.secrets import Secret
@@ -71,6 +72,8 @@ CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
 )
 _HEADER_PARAMS = ("extra_headers", "headers")
+
+_CLOSED = "the response cache was closed with its client (Client.close()): make a new Client to use it"
 
 
 def route_of(model: str) -> str:
@@ -503,6 +506,19 @@ class ResponseCache:
         self.store = SQLiteStore(config.path, max_entries=config.max_entries) if config.path else None
         self._counts = {"hits": 0, "misses": 0, "memory_hits": 0}
         self._lock = threading.Lock()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[None]:
+        """Refuse use after ``close()`` with one typed error, not sqlite3's ProgrammingError."""
+        if self._closed:
+            raise ClientClosed(_CLOSED)
+        try:
+            yield
+        except sqlite3.ProgrammingError:
+            if self._closed:  # closed by another thread while this call was using the file
+                raise ClientClosed(_CLOSED) from None
+            raise
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -510,14 +526,15 @@ class ResponseCache:
 
     def get(self, key: str) -> Completion | None:
         now = time.time()
-        value = self.memory.get(key, now)
-        if value is not None:
-            self._count("memory_hits")
-        elif self.store is not None:
-            found = self.store.get(self.config.namespace, key, now)
-            if found is not None:
-                value = found[0]
-                self.memory.put(key, value, found[1])
+        with self._open():
+            value = self.memory.get(key, now)
+            if value is not None:
+                self._count("memory_hits")
+            elif self.store is not None:
+                found = self.store.get(self.config.namespace, key, now)
+                if found is not None:
+                    value = found[0]
+                    self.memory.put(key, value, found[1])
         if value is None:
             self._count("misses")
             return None
@@ -528,28 +545,33 @@ class ResponseCache:
         now = time.time()
         expires = now + self.config.ttl_s if self.config.ttl_s is not None else None
         value = json.dumps(completion.replace(cached=False).to_dict(), separators=(",", ":"))
-        self.memory.put(key, value, expires)
-        if self.store is not None:
-            self.store.put(self.config.namespace, key, value, now, expires)
+        with self._open():
+            self.memory.put(key, value, expires)
+            if self.store is not None:
+                self.store.put(self.config.namespace, key, value, now, expires)
 
     def stats(self) -> CacheStats:
         with self._lock:
             counts = dict(self._counts)
-        if self.store is not None:
-            summary = self.store.summary()
-            entries, size = int(summary["entries"]), int(summary["bytes"])
-        else:
-            entries, size = len(self.memory), self.memory.bytes()
+        with self._open():
+            if self.store is not None:
+                summary = self.store.summary()
+                entries, size = int(summary["entries"]), int(summary["bytes"])
+            else:
+                entries, size = len(self.memory), self.memory.bytes()
         return CacheStats(counts["hits"], counts["misses"], counts["memory_hits"], entries, size)
 
     def clear(self, *, all_namespaces: bool = False) -> int:
         """Drop this namespace's entries (or every namespace's); returns how many rows went."""
-        self.memory.clear()
-        if self.store is None:
-            return 0
-        return self.store.clear(None if all_namespaces else self.config.namespace)
+        with self._open():
+            self.memory.clear()
+            if self.store is None:
+                return 0
+            return self.store.clear(None if all_namespaces else self.config.namespace)
 
     def close(self) -> None:
+        """Idempotent; afterwards every method raises ``ClientClosed``."""
+        self._closed = True
         if self.store is not None:
             self.store.close()
 

@@ -22,7 +22,7 @@ from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.stack import build_stack
-from promptlift.errors import NotSent, PromptliftError, UserError
+from promptlift.errors import ClientClosed, NotSent, PromptliftError, UserError
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest, Message, messages_from
 
@@ -30,6 +30,8 @@ T = TypeVar("T")
 OnResult = Callable[[int, "Completion | PromptliftError"], "Awaitable[None] | None"]
 
 DEFAULT_MODEL = "local/gemma-3-270m"
+
+_CLOSED = "this Client is closed (close(), or the end of its `with` block): make a new Client to call models"
 
 
 class _LoopThread:
@@ -68,6 +70,10 @@ class Client:
 
     ``config`` holds every knob (retry, fallback, cache, rate limits, budget); ``provider``
     replaces the LiteLLM provider at the bottom of the stack (a scripted provider in tests).
+
+    After ``close()`` every call (``complete``, ``acomplete``, ``batch``, ``abatch``) and the cache
+    raise ``ClientClosed``; ``metrics``, ``metrics_snapshot()`` and ``budget`` stay readable (they are
+    in memory, and final). Calls still in flight when ``close()`` runs may fail with it too.
     """
 
     def __init__(self, config: ClientConfig | None = None, *, provider: Provider | None = None):
@@ -78,6 +84,10 @@ class Client:
         self._closed = False
         # One limit for every caller: sync and async, every thread and loop, nested batches.
         self._limit = SharedLimit(self.config.concurrency)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed(_CLOSED)
 
     @property
     def model(self) -> str:
@@ -108,6 +118,7 @@ class Client:
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> Completion:
         """One call through the whole stack. Raises a ``promptlift.errors`` error on failure."""
+        self._check_open()
         if not isinstance(request, CompletionRequest):
             request = self.request(request, **params)
         async with self._limit:
@@ -131,6 +142,7 @@ class Client:
         in a rate limit or a retry's backoff); the items never started are ``NotSent`` errors in
         place, and ``on_result`` is not called for them.
         """
+        self._check_open()
         results: list[Completion | PromptliftError | None] = [None] * len(requests)
         queue = iter(range(len(requests)))
 
@@ -162,8 +174,10 @@ class Client:
 
     # -- sync API ----------------------------------------------------------------------------
     def _loop(self) -> _LoopThread:
+        self._check_open()
         if self._loop_thread is None:
             with self._loop_lock:
+                self._check_open()  # under the lock: a loop thread started after close() would leak
                 if self._loop_thread is None:
                     self._loop_thread = _LoopThread()
         return self._loop_thread
@@ -200,6 +214,7 @@ class Client:
 
     @property
     def cache(self) -> ResponseCache | None:
+        self._check_open()
         part = self.parts.get("cache")
         return part.cache if isinstance(part, CachingProvider) else None
 
@@ -216,12 +231,14 @@ class Client:
         return budget_scope(budget, name)
 
     def close(self) -> None:
-        """Release connections and files (cache, call log) and stop the sync API's loop thread."""
+        """Release connections and files (cache, call log) and stop the sync API's loop thread.
+
+        Idempotent and thread-safe: only the first call does the work."""
         with self._loop_lock:
+            if self._closed:
+                return
+            self._closed = True
             loop_thread, self._loop_thread = self._loop_thread, None
-        if self._closed:
-            return
-        self._closed = True
         loop_thread = loop_thread or _LoopThread()
         try:
             loop_thread.run(self._stack.aclose())
@@ -232,6 +249,7 @@ class Client:
             loop_thread.loop.close()
 
     def __enter__(self) -> Client:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -422,11 +422,14 @@ class LoopbackServer:
 
     Use as a context manager (or call ``start``/``close``). ``url`` is ``http://127.0.0.1:PORT``;
     ``openai_base`` (``url + "/v1"``) is what OpenAI-compatible clients take as ``api_base``.
+    ``port`` 0 (the default) takes an ephemeral port; a given one lets a test stand a new server up
+    where a closed one was (a restart, as clients see it).
     ``handler``, when set, is asked first for every request and may return a Reply or None.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
+        self._port = port
         self.handler: Chooser | None = None
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
@@ -442,7 +445,8 @@ class LoopbackServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LoopbackServer:
-        httpd = _Server((self.host, 0), _Handler)
+        self._closing.clear()
+        httpd = _Server((self.host, self._port), _Handler)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(
