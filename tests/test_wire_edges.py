@@ -1,0 +1,96 @@
+"""What real gateways and servers send, end to end: the real LiteLLM over real HTTP to the loopback
+server. Waits are asserted as the value the retry policy was given (an injected sleep), never timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+
+import pytest
+
+from promptlift import Secret, errors
+from promptlift.client.retry import RetryingProvider, RetryPolicy
+from promptlift.providers.litellm import LiteLLMProvider
+from promptlift.testing.server import LoopbackServer, ok, rate_limited
+from promptlift.types import CompletionRequest, Message
+
+KEY = "sk-wire-edges-0123456789"
+
+
+def _waits_before_success(srv: LoopbackServer, headers: Mapping[str, str]) -> list[float]:
+    """One 429 carrying ``headers``, then an answer; the waits the retry policy asked to sleep."""
+    srv.script(dataclasses.replace(rate_limited(), headers=dict(headers)), ok("after the wait"))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    provider = LiteLLMProvider(api_base=srv.openai_base, api_key=Secret(KEY))
+    retrying = RetryingProvider(
+        provider, RetryPolicy(max_attempts=2, initial_wait=0.3, max_wait=120), sleep=sleep
+    )
+    request = CompletionRequest(model="openai/gpt-4o-mini", messages=(Message("user", "hi"),))
+    completion = asyncio.run(retrying.acomplete(request))
+    assert completion.content == "after the wait" and completion.attempts == 2
+    assert len(srv.requests) == 2
+    return waits
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"llm_provider-retry-after": "60"}, 60.0),  # a LiteLLM proxy's own rpm limiter
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"llm_provider-retry-after-ms": "2500"}, 2.5),
+        ({"Retry-After": "7", "llm_provider-retry-after": "20"}, 20.0),  # the longer hop wins
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}, 90.0),
+        (
+            {
+                "x-ratelimit-remaining-requests": "12",
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "20ms",
+            },
+            0.02,
+        ),
+    ],
+)
+def test_every_retry_after_header_a_gateway_sends_sets_the_wait(
+    loopback: LoopbackServer, headers: dict[str, str], wait: float
+) -> None:
+    assert _waits_before_success(loopback, headers) == [pytest.approx(wait)]
+
+
+def test_a_reset_of_a_limit_with_room_left_is_not_a_wait(loopback: LoopbackServer) -> None:
+    headers = {"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "50s"}
+    (wait,) = _waits_before_success(loopback, headers)
+    assert wait <= 0.3  # the policy's own backoff (full jitter from 0.3 s), not the 50 s reset
+
+
+def test_retry_after_header_forms() -> None:
+    from promptlift.providers.litellm import parse_duration, retry_after_from_headers
+
+    assert retry_after_from_headers({"Retry-After-Ms": "250"}) == 0.25
+    assert retry_after_from_headers({"retry-after-ms": "soon", "retry-after": "3"}) == 3.0
+    assert (
+        retry_after_from_headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
+    )
+    assert retry_after_from_headers({"content-type": "application/json"}) is None
+    assert [parse_duration(v) for v in ("1h2m3.5s", "20ms", "4", "5 minutes", "")] == [
+        3723.5,
+        0.02,
+        4.0,
+        None,
+        None,
+    ]
+
+
+def test_an_error_carries_the_proxied_wait(loopback: LoopbackServer) -> None:
+    loopback.script(dataclasses.replace(rate_limited(), headers={"llm_provider-retry-after": "60"}))
+    provider = LiteLLMProvider(api_base=loopback.openai_base, api_key=Secret(KEY))
+    request = CompletionRequest(model="openai/gpt-4o-mini", messages=(Message("user", "hi"),))
+    with pytest.raises(errors.RateLimited) as info:
+        asyncio.run(provider.acomplete(request))
+    assert info.value.retry_after == 60.0
