@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from promptlift import Secret, errors
+from promptlift import Client, ClientConfig, Secret, errors
+from promptlift.cli import main
 from promptlift.client.retry import RetryingProvider, RetryPolicy
 from promptlift.providers.litellm import LiteLLMProvider
 from promptlift.testing.server import LoopbackServer, ok, rate_limited
@@ -94,3 +95,43 @@ def test_an_error_carries_the_proxied_wait(loopback: LoopbackServer) -> None:
     with pytest.raises(errors.RateLimited) as info:
         asyncio.run(provider.acomplete(request))
     assert info.value.retry_after == 60.0
+
+
+# -- an endpoint that is not an http(s) URL -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api_base", "problem"),
+    [
+        ("not a url", "contains spaces"),
+        ("localhost:8000/v1", "does not start with http:// or https://"),
+        ("ftp://files.example.com/v1", "scheme is not http or https"),
+        ("http://", "has no host"),
+        ("http://127.0.0.1:80x/v1", "port is not a number"),
+    ],
+)
+def test_an_endpoint_that_is_not_a_url_is_refused_when_the_client_is_built(
+    api_base: str, problem: str
+) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        Client(ClientConfig(models=("openai/gpt-4o-mini",), api_base=api_base, api_key=Secret(KEY)))
+    assert problem in str(info.value) and "http://localhost:8000/v1" in str(info.value)
+
+
+def test_an_endpoint_problem_never_quotes_the_value() -> None:
+    pasted = "sk-my-real-key-pasted-in-the-wrong-box"  # not a registered Secret: only its shape is known
+    with pytest.raises(errors.ConfigError) as info:
+        Client(ClientConfig(models=("openai/gpt-4o-mini",), api_base=pasted.replace("-", " ")))
+    assert "pasted" not in str(info.value)
+
+
+def test_cli_refuses_a_non_url_api_base_in_one_line_before_any_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        ["complete", "--model", "openai/gpt-4o-mini", "--api-base", "not a url", "--max-retries", "3", "hi"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "ConfigError" in err and "not an http(s) URL" in err
+    assert "Traceback" not in err and "retry" not in err.lower()
