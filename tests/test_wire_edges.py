@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
 from promptlift import Client, ClientConfig, Secret, errors
 from promptlift.cli import main
+from promptlift.client.calllog import CallLog
+from promptlift.client.config import CallLogConfig
 from promptlift.client.retry import RetryingProvider, RetryPolicy
+from promptlift.optimize.store import RunStore
 from promptlift.providers.litellm import LiteLLMProvider
 from promptlift.testing.server import LoopbackServer, ok, rate_limited
 from promptlift.types import CompletionRequest, Message
@@ -135,3 +139,50 @@ def test_cli_refuses_a_non_url_api_base_in_one_line_before_any_call(
     assert code == 2
     assert err.count("\n") == 1 and "ConfigError" in err and "not an http(s) URL" in err
     assert "Traceback" not in err and "retry" not in err.lower()
+
+
+# -- credentials in an endpoint's query ---------------------------------------------------------
+
+QUERY_SECRETS = ("gw-query-key-7f3a9c", "gw-query-token-81b2d4")
+
+
+def test_query_credentials_in_api_base_never_reach_the_call_log(
+    loopback: LoopbackServer, tmp_path: Path
+) -> None:
+    """LiteLLM appends its route's path after the query (``?api-key=K/chat/completions``), so such an
+    endpoint is answered 404 here; the row is written either way, and must not hold the key."""
+    api_base = f"{loopback.openai_base}?api-key={QUERY_SECRETS[0]}&token={QUERY_SECRETS[1]}&api-version=1"
+    config = ClientConfig(
+        models=("openai/gpt-4o-mini",),
+        api_base=api_base,
+        api_key=Secret(KEY),
+        retry=RetryPolicy(max_attempts=1),
+        call_log=CallLogConfig(str(tmp_path / "calls.sqlite"), log_content=True),
+    )
+    with Client(config) as client, pytest.raises(errors.ProviderError):
+        client.complete("hi")
+    assert QUERY_SECRETS[0] in loopback.requests[0].query["api-key"]  # it did go on the wire
+    (row,) = CallLog(str(tmp_path / "calls.sqlite")).rows()
+    assert row["ok"] == 0 and row["api_base"].endswith("?api-key=***&token=***&api-version=1")
+    _assert_nowhere_in(tmp_path, QUERY_SECRETS)
+
+
+def test_query_credentials_in_api_base_never_reach_the_run_store(tmp_path: Path) -> None:
+    api_base = f"https://gw.example.com/v1?api-key={QUERY_SECRETS[0]}&token={QUERY_SECRETS[1]}"
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run("fewshot", {"model": "openai/gpt-4o-mini", "api_base": api_base})
+    store.finish_run(run_id, "failed", {"error": f"ConnectionFailed: the connection to {api_base} failed"})
+    stored = store.run(run_id)
+    store.close()
+    assert stored["config"]["api_base"] == "https://gw.example.com/v1?api-key=***&token=***"
+    assert stored["result"]["error"].startswith("ConnectionFailed")
+    _assert_nowhere_in(tmp_path, QUERY_SECRETS)
+
+
+def _assert_nowhere_in(folder: Path, secrets: tuple[str, ...]) -> None:
+    """No file under ``folder`` (the database, its WAL and shared-memory files) holds a secret."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert not any(s.encode() in data for s in secrets), path
