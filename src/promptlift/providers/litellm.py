@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 from promptlift import errors
@@ -43,6 +43,7 @@ from promptlift.providers.credentials import (
     check_host,
     require_google_auth,
 )
+from promptlift.providers.render import render_plain
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
@@ -288,7 +289,7 @@ class LiteLLMProvider(Provider):
     def _kwargs(self, request: CompletionRequest, key: Secret | None, api_base: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": [m.to_dict() for m in request.messages],
+            "messages": _messages_for(request, provider_of(request.model)),
             "timeout": request.timeout,
             "num_retries": 0,
             "max_retries": 0,
@@ -338,7 +339,8 @@ class LiteLLMProvider(Provider):
         started = time.perf_counter()
         failure: errors.PromptliftError | None = None
         try:
-            response = await litellm.acompletion(**kwargs)
+            async with _closed_after(provider, kwargs):
+                response = await litellm.acompletion(**kwargs)
         except errors.PromptliftError as exc:  # raised by the embedded route: already ours
             failure = exc
         except Exception as exc:  # the one boundary where foreign errors become ours
@@ -384,6 +386,46 @@ class LiteLLMProvider(Provider):
             finish_reason=finish,
             tool_calls=tool_calls,
         )
+
+
+# -- text-completion routes ----------------------------------------------------------------------
+
+
+def _messages_for(request: CompletionRequest, provider: str) -> list[dict[str, str]]:
+    """The messages as LiteLLM should get them. A text-completion route (``/v1/completions``, for
+    base models) takes one prompt, but LiteLLM sends each message as a prompt of its own: a list,
+    which OpenAI answers as a batch (the first answer is the system message's continuation) and a
+    llama.cpp server refuses with a 500, retried to no avail. So a conversation is rendered into
+    one prompt, as for the embedded base model; a single message is sent as it is."""
+    if provider.startswith("text-completion") and len(request.messages) > 1:
+        return [{"role": "user", "content": render_plain(request.messages)}]
+    return [m.to_dict() for m in request.messages]
+
+
+@contextlib.asynccontextmanager
+async def _closed_after(provider: str, kwargs: dict[str, Any]) -> AsyncIterator[None]:
+    """For ``text-completion-openai/``, an OpenAI SDK client of ours, closed when the call ends.
+
+    LiteLLM 1.110.2 builds a new SDK client (with a new aiohttp session) for every call on this
+    route, caches none and closes none: 14-18 "Unclosed client session" lines per batch, and the
+    sockets with them. Given a client, LiteLLM uses it as is, so it must carry the endpoint and key.
+    """
+    if provider != "text-completion-openai" or "client" in kwargs:
+        yield
+        return
+    import openai
+
+    async with openai.AsyncOpenAI(
+        api_key=kwargs.get("api_key"),
+        base_url=kwargs.get("api_base") or os.environ.get("OPENAI_API_BASE") or None,
+        timeout=kwargs["timeout"],
+        max_retries=0,
+    ) as client:  # closes its connection pool on the way out, whatever the call did
+        kwargs["client"] = client
+        try:
+            yield
+        finally:
+            del kwargs["client"]  # a retry with a fresh key builds its own
 
 
 # -- error translation ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 Protocols, chosen by the request path (so one server serves every route at once):
 
     openai     POST .../chat/completions                       (vLLM, llama.cpp server, Ollama /v1)
+    completions POST .../completions                           (text completion, for base models)
     azure      POST /openai/deployments/<deployment>/chat/completions?api-version=...
     anthropic  POST .../messages
     gemini     POST .../models/<model>:generateContent           (AI Studio)
@@ -101,7 +102,9 @@ __all__ = [
     "unauthorized",
 ]
 
-Protocol = Literal["openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "unknown"]
+Protocol = Literal[
+    "openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "completions", "unknown"
+]
 
 
 # -- recorded requests -----------------------------------------------------------------------------
@@ -142,6 +145,8 @@ def _classify(path: str, body: Any) -> tuple[Protocol, str]:
         return "azure", m.group(1)
     if path.endswith("/chat/completions"):
         return "openai", model
+    if path.endswith("/completions"):
+        return "completions", model
     if path.endswith("/messages"):
         return "anthropic", model
     if m := _VERTEX_PATH.search(path):
@@ -179,6 +184,8 @@ def _words(request: RecordedRequest) -> int:
             texts.append(content)
         elif isinstance(content, list):
             texts.extend(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    prompt = body.get("prompt")  # text completion: a string, or a list of them (a batch)
+    texts.extend([prompt] if isinstance(prompt, str) else [p for p in prompt or () if isinstance(p, str)])
     system = body.get("system")
     if isinstance(system, str):
         texts.append(system)
@@ -226,6 +233,8 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "prompt_eval_count": n_in,
             "eval_count": n_out,
         }
+    if request.protocol == "completions":
+        return _completion_body(reply, model, n_in, n_out)
     text = reply.content if reply.content or not reply.tool_calls else None
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if reply.tool_calls:
@@ -239,6 +248,20 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+    }
+
+
+def _completion_body(reply: Reply, model: str, n_in: int, n_out: int) -> dict[str, Any]:
+    """OpenAI's legacy ``/completions`` answer (what llama.cpp and vLLM serve for base models)."""
+    return {
+        "id": f"cmpl-{next(_ids)}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "text": reply.content, "logprobs": None, "finish_reason": reply.finish_reason}
+        ],
         "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
     }
 
