@@ -78,7 +78,7 @@ def test_a_reset_of_a_limit_with_room_left_is_not_a_wait(loopback: LoopbackServe
 
 
 def test_retry_after_header_forms() -> None:
-    from promptlift.providers.litellm import parse_duration, retry_after_from_headers
+    from promptlift.providers.retry_after import parse_duration, retry_after_from_headers
 
     assert retry_after_from_headers({"Retry-After-Ms": "250"}) == 0.25
     assert retry_after_from_headers({"retry-after-ms": "soon", "retry-after": "3"}) == 3.0
