@@ -14,13 +14,15 @@ _KEY_PATTERNS = re.compile(
 )
 
 # Credentials inside URLs and headers: the password of ``scheme://user:password@host`` (up to the
-# last ``@`` of the authority), and the value of a ``key=``/``token=``/``sig=``-style query parameter
-# or an ``x-api-key:``-style header. A value ends at a character that cannot be in it, so text around
-# it (JSON quotes, commas, escapes) survives.
+# last ``@`` of the authority), and the value of a query parameter named like a credential (``key``,
+# ``token``, ``sig``, ``code`` (Azure Functions), or ending in one after ``-``/``_``:
+# ``subscription-key``, ``access-token``, ``client_secret``) or of an ``x-api-key:``-style header.
+# A value ends at a character that cannot be in it, so text around it (JSON quotes, commas, escapes)
+# survives.
 _URL_SECRETS = re.compile(
     r"(?<=://)([^/\s:@]*:)[^/\s]+(?=@[^/\s@]+)"
-    r"|(?i:([?&](?:key|api[_-]?key|token|access_token|refresh_token|client_secret|sig|signature"
-    r"|x-amz-signature|x-amz-security-token|password)=))[^&#\s\"'\\<>,;)\]}]+"
+    r"|(?i:([?&](?:[\w.-]*[_-])?(?:key|api[_-]?key|token|secret|password|passwd|signature|sig|auth"
+    r"|code|credential)s?=))[^&#\s\"'\\<>,;)\]}]+"
     r"|(?i:((?:x-api-key|api-key|x-goog-api-key|client_secret|refresh_token)[\"']?\s*[:=]\s*[\"']?))"
     r"[^\s\"'\\<>,;)\]}&]{6,}"
 )

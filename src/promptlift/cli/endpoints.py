@@ -68,7 +68,15 @@ def model_and_value(item: str, flag: str) -> tuple[str | None, str]:
     if _URL.match(item):
         return None, item
     model, sep, value = item.partition("=")
-    if not sep or not model.strip() or not value.strip():
+    if not sep:  # not quoted: a key pasted into the wrong flag must not be printed
+        from promptlift.providers.credentials import endpoint_problem
+
+        problem = endpoint_problem(item) or "it is not a URL"
+        raise ConfigError(
+            f"{flag} is not an http(s) URL ({problem}): give URL or MODEL=URL, "
+            "e.g. http://localhost:8000/v1"
+        )
+    if not model.strip() or not value.strip():
         raise ConfigError(f"{flag} takes MODEL=VALUE, got {item!r}")
     return model.strip(), value.strip()
 

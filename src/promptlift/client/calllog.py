@@ -97,7 +97,7 @@ class CallLog:
             record.model,
             record.provider,
             record.served_by,
-            request.api_base,
+            redact(request.api_base) if request.api_base else None,  # ?api-key=... of Azure-style gateways
             redact(json.dumps(request.generation_params(), sort_keys=True, default=str)),
             int(record.ok),
             record.error_type or None,

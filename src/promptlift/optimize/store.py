@@ -22,6 +22,7 @@ from typing import Any
 
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
+from promptlift.secrets import redact
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -43,6 +44,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+
+def _redacted_json(value: Any) -> str:
+    """A run's config and result as stored: an endpoint's ``?api-key=``, a key in ``extra`` or in an
+    error message never reach the file (a store is shared, copied and attached to reports). The
+    cache keys on the endpoint itself; the store only records what the run was given."""
+    return redact(dumps(value, default=str))  # strict JSON: NaN and infinities as null
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -101,7 +109,7 @@ class RunStore:
         now = time.time()
         self._write(
             "INSERT INTO runs (id, created, updated, optimizer, status, config) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now, now, optimizer, "running", dumps(config, default=str)),
+            (run_id, now, now, optimizer, "running", _redacted_json(config)),
         )
         return run_id
 
@@ -129,7 +137,7 @@ class RunStore:
     def finish_run(self, run_id: str, status: str, result: Mapping[str, Any] | None) -> None:
         self._write(
             "UPDATE runs SET status = ?, result = ?, updated = ? WHERE id = ?",
-            (status, dumps(result, default=str) if result is not None else None, time.time(), run_id),
+            (status, _redacted_json(result) if result is not None else None, time.time(), run_id),
         )
 
     # -- candidates and steps ------------------------------------------------------------------

@@ -230,13 +230,48 @@ def _is_private(api_base: str) -> bool:
     )
 
 
+def endpoint_problem(api_base: str) -> str | None:
+    """What makes ``api_base`` unusable as an endpoint (not an http(s) URL with a host), or None.
+
+    The answer never quotes the value: a key pasted into the wrong setting must not be printed.
+    """
+    if any(c.isspace() for c in api_base.strip()):
+        return "it contains spaces"
+    value = api_base.strip()
+    if "://" not in value:
+        return "it does not start with http:// or https://"
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "its scheme is not http or https"  # not quoted: it may be the start of a key
+    try:
+        parts.port  # noqa: B018 - parsing it is the check: ``http://host:abc`` raises here
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if not parts.hostname:
+        return "it has no host"
+    return None
+
+
+def check_url(api_base: str) -> None:
+    """Raise ConfigError unless ``api_base`` is an http(s) URL with a host (LiteLLM would send the
+    request anyway and report the failure as a 500, which is retried)."""
+    problem = endpoint_problem(api_base)
+    if problem is not None:
+        raise ConfigError(
+            f"api_base is not an http(s) URL: {problem}; give the server's address, "
+            "e.g. http://localhost:8000/v1 or https://api.example.com/v1"
+        )
+
+
 def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "api_base") -> None:
-    """Raise ConfigError unless ``api_base``'s host is allowed (and it holds no password).
+    """Raise ConfigError unless ``api_base`` is an http(s) URL whose host is allowed (and it holds
+    no password).
 
     ``allowed`` None allows any host. Entries are host names (``api.openai.com``), a leading-dot
     suffix (``.openai.azure.com`` matches every subdomain) or ``host:port``. ``what`` names where
     the endpoint was set, for the message (``OPENAI_API_BASE (environment)``).
     """
+    check_url(api_base)
     parts = urlsplit(api_base)
     if parts.password is not None:  # LiteLLM's HTTP client refuses it beside the key, as a retried 500
         raise ConfigError(

@@ -21,17 +21,16 @@ client with a credential provider fetches a fresh key and sends the request once
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import os
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from promptlift import errors, pricing
-from promptlift.log import get_logger, litellm_logging
+from promptlift.log import get_logger, litellm_import, litellm_prints_off
 from promptlift.providers import local as local_models
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import (
@@ -44,6 +43,9 @@ from promptlift.providers.credentials import (
     require_google_auth,
 )
 from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, split_endpoint
+from promptlift.providers.render import render_plain
+from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
+from promptlift.providers.retry_after import retry_after_from_headers
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
@@ -62,12 +64,12 @@ def import_litellm() -> Any:
                 # Read the bundled price map instead of fetching it; never fetch tokenizers.
                 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
                 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-                import litellm
+                with litellm_import():  # then its loggers silent, unless -vv or LITELLM_LOG asked
+                    import litellm
 
                 _preimport_noisy_modules()
-                litellm_logging()  # its own loggers silent, unless -vv or LITELLM_LOG asked for them
                 litellm.telemetry = False
-                litellm.suppress_debug_info = True
+                litellm_prints_off(litellm)
                 litellm.drop_params = False
                 _register_local(litellm)
                 _litellm = litellm
@@ -309,7 +311,7 @@ class LiteLLMProvider(Provider):
         spec = self.chain.spec(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": [m.to_dict() for m in request.messages],
+            "messages": _messages_for(request, provider_of(request.model)),
             "timeout": request.timeout,
             "num_retries": 0,
             "max_retries": 0,
@@ -385,8 +387,10 @@ class LiteLLMProvider(Provider):
     ) -> Completion:
         started = time.perf_counter()
         failure: errors.PromptliftError | None = None
+        litellm_prints_off(litellm)  # the user's code may have set litellm.set_verbose since
         try:
-            response = await litellm.acompletion(**kwargs)
+            async with _closed_after(provider, kwargs):
+                response = await litellm.acompletion(**kwargs)
         except errors.PromptliftError as exc:  # raised by the embedded route: already ours
             failure = exc
         except Exception as exc:  # the one boundary where foreign errors become ours
@@ -476,30 +480,53 @@ def usage_of(response: Any) -> Usage:
     return counted
 
 
+# -- text-completion routes ----------------------------------------------------------------------
+
+
+def _messages_for(request: CompletionRequest, provider: str) -> list[dict[str, str]]:
+    """The messages as LiteLLM should get them. A text-completion route (``/v1/completions``, for
+    base models) takes one prompt, but LiteLLM sends each message as a prompt of its own: a list,
+    which OpenAI answers as a batch (the first answer is the system message's continuation) and a
+    llama.cpp server refuses with a 500, retried to no avail. So a conversation is rendered into
+    one prompt, as for the embedded base model; a single message is sent as it is."""
+    if provider.startswith("text-completion") and len(request.messages) > 1:
+        return [{"role": "user", "content": render_plain(request.messages)}]
+    return [m.to_dict() for m in request.messages]
+
+
+@contextlib.asynccontextmanager
+async def _closed_after(provider: str, kwargs: dict[str, Any]) -> AsyncIterator[None]:
+    """For ``text-completion-openai/``, an OpenAI SDK client of ours, closed when the call ends.
+
+    LiteLLM 1.110.2 builds a new SDK client (with a new aiohttp session) for every call on this
+    route, caches none and closes none: 14-18 "Unclosed client session" lines per batch, and the
+    sockets with them. Given a client, LiteLLM uses it as is, so it must carry the endpoint and key.
+    """
+    if provider != "text-completion-openai" or "client" in kwargs:
+        yield
+        return
+    import openai
+
+    async with openai.AsyncOpenAI(
+        api_key=kwargs.get("api_key"),
+        base_url=kwargs.get("api_base") or os.environ.get("OPENAI_API_BASE") or None,
+        timeout=kwargs["timeout"],
+        max_retries=0,
+    ) as client:  # closes its connection pool on the way out, whatever the call did
+        kwargs["client"] = client
+        try:
+            yield
+        finally:
+            del kwargs["client"]  # a retry with a fresh key builds its own
+
+
 # -- error translation ---------------------------------------------------------------------------
 
 
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    return parse_retry_after(value) if value else None
-
-
-def parse_retry_after(value: str, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (never negative)."""
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return retry_after_from_headers(headers) if headers else None
 
 
 # Recognised in the error code or body as well as the message: an OpenAI-style 400 with code

@@ -11,6 +11,7 @@
 Protocols, chosen by the request path (so one server serves every route at once):
 
     openai     POST .../chat/completions                       (vLLM, llama.cpp server, Ollama /v1)
+    completions POST .../completions                           (text completion, for base models)
     azure      POST /openai/deployments/<deployment>/chat/completions?api-version=...
     anthropic  POST .../messages
     gemini     POST .../models/<model>:generateContent           (AI Studio)
@@ -103,7 +104,9 @@ __all__ = [
     "unauthorized",
 ]
 
-Protocol = Literal["openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "unknown"]
+Protocol = Literal[
+    "openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "completions", "unknown"
+]
 
 
 # -- recorded requests -----------------------------------------------------------------------------
@@ -144,6 +147,8 @@ def _classify(path: str, body: Any) -> tuple[Protocol, str]:
         return "azure", m.group(1)
     if path.endswith("/chat/completions"):
         return "openai", model
+    if path.endswith("/completions"):
+        return "completions", model
     if path.endswith("/messages"):
         return "anthropic", model
     if m := _VERTEX_PATH.search(path):
@@ -181,6 +186,8 @@ def _words(request: RecordedRequest) -> int:
             texts.append(content)
         elif isinstance(content, list):
             texts.extend(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    prompt = body.get("prompt")  # text completion: a string, or a list of them (a batch)
+    texts.extend([prompt] if isinstance(prompt, str) else [p for p in prompt or () if isinstance(p, str)])
     system = body.get("system")
     if isinstance(system, str):
         texts.append(system)
@@ -228,6 +235,8 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "prompt_eval_count": n_in,
             "eval_count": n_out,
         }
+    if request.protocol == "completions":
+        return _completion_body(reply, model, n_in, n_out)
     text = reply.content if reply.content or not reply.tool_calls else None
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if reply.tool_calls:
@@ -264,6 +273,20 @@ def _anthropic_usage(reply: Reply, n_in: int, n_out: int) -> dict[str, Any]:
         usage["cache_creation_input_tokens"] = reply.cache_write_tokens
         usage["cache_read_input_tokens"] = reply.cached_tokens
     return usage
+
+
+def _completion_body(reply: Reply, model: str, n_in: int, n_out: int) -> dict[str, Any]:
+    """OpenAI's legacy ``/completions`` answer (what llama.cpp and vLLM serve for base models)."""
+    return {
+        "id": f"cmpl-{next(_ids)}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "text": reply.content, "logprobs": None, "finish_reason": reply.finish_reason}
+        ],
+        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+    }
 
 
 # Per error kind: (OpenAI type, OpenAI code, Anthropic type, default message). Google's: testing.google.
