@@ -197,14 +197,16 @@ def test_breaker_skips_a_dead_endpoint_then_probes_it(loopback: LoopbackServer) 
         api_base=loopback.openai_base,
         api_key=Secret(KEY),
         retry=RetryPolicy(max_attempts=2, initial_wait=0.01),
-        fallback=FallbackPolicy(failure_threshold=1, cooldown=0.5),
+        fallback=FallbackPolicy(failure_threshold=1, cooldown=30),
     )
+    now = [0.0]
     with Client(config) as client:
+        # The breaker's clock, not the wall's: on a loaded machine call 2 came after a real 0.5 s
+        # cool-down had ended, and probed where the test means it to skip.
+        client.parts["fallback"]._clock = lambda: now[0]  # type: ignore[attr-defined]
         client.complete("one")
         client.complete("two")
-        import time
-
-        time.sleep(0.6)
+        now[0] += 31
         client.complete("three")
     # call 1: dead twice (its retries), then alive; call 2: dead skipped; call 3: the half-open
     # probe of dead (one call, with its retries) fails, and alive answers.
