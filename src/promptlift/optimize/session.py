@@ -152,6 +152,8 @@ def run_config(
                     f"--new-run to start a new run from this one (cached answers are not paid again)"
                 )
             first = None if changed else resume
+            if first:
+                store.claim_run(first)  # running again, owned by this process (not shown killed)
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
@@ -169,6 +171,8 @@ def run_config(
             run_id = stage_run_id(first, stage) if first else None
             if store is not None and run_id and stage and not _has_run(store, run_id):
                 store.create_run(optimizer.name, {**config.raw, "pipeline_of": first, "stage": stage}, run_id)
+            elif store is not None and run_id and stage:
+                store.claim_run(run_id)
             settings = RunSettings(
                 task_model=config.model,
                 reasoning_model=config.reasoning_model,
