@@ -26,6 +26,7 @@ from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
+from promptlift.optimize.plan import refuse_budget_below_start
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.schema import suggest
@@ -135,6 +136,14 @@ def run_config(
     ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
     then a new run starts from this config (recorded with ``resumed_from``)."""
     prepared = prepare(config)
+    calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row
+    try:
+        refuse_budget_below_start(
+            config.budget, len(prepared.splits.validation), len(prepared.splits.test), calls_per_row
+        )
+    except ConfigError:
+        prepared.client.close()
+        raise
     field = config.metric.get("field")
     optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
     store = RunStore(config.store) if config.store else None
