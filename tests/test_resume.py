@@ -67,7 +67,18 @@ def cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def listed(config: Path) -> list[dict[str, Any]]:
+    """``promptlift runs CONFIG --json``, in a process of its own as a user would run it."""
+    out = finish(cli("runs", str(config), "--json"))
+    assert isinstance(out, list)
+    return out
+
+
+def statuses(config: Path, status: str) -> list[str]:
+    return [r["id"] for r in listed(config) if r["status"] == status]
+
+
+def finish(proc: subprocess.Popen[str]) -> Any:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return json.loads(out)
@@ -100,21 +111,19 @@ def test_killed_run_resumes_to_the_same_result_without_paying_twice(
         config = write_config(tmp_path / "b", split_run.openai_base, optimizer)
         first = cli("optimize", str(config), "--json")
         assert reached.wait(120), "the first process never got to the kill point"
+        # a pipeline's later stages are runs of their own, "<run>.<stage>"
+        (run,) = [r for r in listed(config) if "." not in r["id"]]
+        live = run["id"] + (".1" if optimizer == PIPELINE else "")
+        assert statuses(config, "running") == [live]  # its process is there, waiting on the gate
         os.kill(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)  # reap it and close its pipes
         release.set()
         answered_before_kill = {r.body for r in split_run.requests[:kill_at]}
-
-        from promptlift.optimize.store import RunStore
-
-        store = RunStore(tmp_path / "b" / "runs")
-        runs = store.runs()  # a pipeline's later stages are runs of their own, "<run>.<stage>"
-        (run,) = [r for r in runs if "." not in r["id"]]
-        running = [r["id"] for r in runs if r["status"] == "running"]
-        assert running == ([f"{run['id']}.1"] if optimizer == PIPELINE else [run["id"]])  # killed where meant
-        store.close()
+        assert statuses(config, "killed") == [live]  # killed where meant, and shown so
+        assert statuses(config, "running") == []
         split_run.handler = fake_model
         resumed = finish(cli("optimize", str(config), "--resume", run["id"], "--json"))
+        assert {r["status"] for r in listed(config)} == {"finished"}
 
     after = split_run.requests[kill_at + 1 :]
     assert not answered_before_kill & {r.body for r in after}, (

@@ -52,3 +52,36 @@ def test_runs_takes_the_config_and_shows_a_failed_run_as_failed(
     assert runs[finished]["status"] == "finished"
     (failed,) = [r for r in runs.values() if r["id"] != finished]
     assert failed["status"] == "failed"
+
+
+def test_no_argument_finds_the_store_a_config_below_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `make demo` the runs are in examples/sentiment/runs/ (relative to its config): a bare
+    `promptlift runs` at the repository root lists them, and says which store it read."""
+    from promptlift.optimize.store import RunStore
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs"]) == 2  # no store anywhere: how to name one
+    assert "promptlift runs CONFIG.yaml" in capsys.readouterr().err
+    demo = tmp_path / "examples" / "sentiment"
+    demo.mkdir(parents=True)
+    (demo / "config.yaml").write_text("model: m\nstore: runs/\n")
+    (tmp_path / "examples" / "notes.yaml").write_text("- not a config\n")
+    store = RunStore(demo / "runs")
+    run_id = store.create_run("fewshot", {})
+    store.close()
+    assert main(["runs", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["id"] for r in json.loads(captured.out)] == [run_id]
+    assert "examples/sentiment/config.yaml" in captured.err
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (other / "c.yml").write_text("store: ~/other/mine\n")  # `~` expanded, as a run expands it
+    RunStore(other / "mine").close()
+    assert main(["runs"]) == 2  # two stores: named, and how to pick one
+    err = capsys.readouterr().err
+    assert "examples/sentiment/config.yaml" in err and "other/c.yml" in err
+    RunStore(tmp_path / "runs").close()
+    assert main(["runs", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []  # ./runs/ first

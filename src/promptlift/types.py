@@ -225,8 +225,8 @@ class Completion:
             model=data["model"],
             provider=data["provider"],
             usage=Usage.from_dict(usage),
-            cost_usd=float(data.get("cost_usd", 0.0)),
-            latency_s=float(data.get("latency_s", 0.0)),
+            cost_usd=float(data.get("cost_usd") or 0.0),  # null: a NaN written as strict JSON
+            latency_s=float(data.get("latency_s") or 0.0),
             finish_reason=str(data.get("finish_reason", "stop")),
             attempts=int(data.get("attempts", 1)),
             fallback_used=bool(data.get("fallback_used", False)),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from promptlift.errors import ConfigError
+from promptlift.jsonout import dumps
 
 
 @dataclass
@@ -71,7 +72,9 @@ def same_id(a: Any, b: Any) -> bool:
 
 
 def dump(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+    """One output line; a NaN (a cost or score a provider got wrong) is written as null, not as a
+    ValueError that would lose the line."""
+    return dumps(record, ensure_ascii=False) + "\n"
 
 
 class OrderedWriter:

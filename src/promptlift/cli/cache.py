@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
+
+from promptlift.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     store = SQLiteStore(path)
     try:
         if args.action == "stats":
-            print(json.dumps(store.summary(), indent=2, sort_keys=True))
+            # Only counts and sizes from SQLite, so no NaN can arise; dumps keeps it so if a rate joins.
+            print(dumps(store.summary(), indent=2, sort_keys=True))
         else:
             removed = store.clear(args.namespace)
             where = f"namespace {args.namespace!r}" if args.namespace else "every namespace"

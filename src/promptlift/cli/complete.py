@@ -11,10 +11,10 @@ line naming the error type.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from promptlift.cli.validators import non_negative_int, positive_float, positive_int, temperature
+from promptlift.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"promptlift: error: {_one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, UserError) else 1
     if args.json:
-        print(json.dumps(completion.to_dict()))
+        print(dumps(completion.to_dict()))
     else:
         print(completion.content)
     return 0

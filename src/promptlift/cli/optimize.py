@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from promptlift.cli.validators import non_negative_float
@@ -42,8 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument(
         "store",
         nargs="?",
-        default="runs/",
-        help="the store folder or file, or a run's CONFIG.yaml (its store:); default runs/",
+        help="the store folder or file, or a run's CONFIG.yaml (its store:); default ./runs/, else the "
+        "one store that a config under this folder names",
     )
     r.add_argument("--json", action="store_true")
     r.set_defaults(run=run_runs)
@@ -113,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_runs(args: argparse.Namespace) -> int:
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(_store_path(args.store), create=False)
+    store = RunStore(_store_path(args.store) if args.store else _default_store(), create=False)
     rows: list[dict[str, Any]] = []
     for run in store.runs():
         full = store.run(run["id"])
@@ -128,6 +129,54 @@ def run_runs(args: argparse.Namespace) -> int:
             best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
             print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
     return 0
+
+
+def _default_store() -> str:
+    """``./runs/`` if it holds a store; else the one existing store named by a config in this folder
+    or up to two below it (``make demo`` writes to ``examples/sentiment/runs/``, relative to its
+    config). Several are an error listing them, none one saying how to name a store."""
+    from promptlift.errors import ConfigError
+
+    if Path("runs/runs.sqlite").is_file():
+        return "runs/"
+    found = _config_stores(Path("."))
+    if len(set(found.values())) == 1:  # configs beside each other often share one store
+        config, store = next(iter(found.items()))
+        print(f"promptlift: listing {store} (the store: of {config})", file=sys.stderr)
+        return str(store)
+    if found:
+        named = ", ".join(f"{c} ({s})" for c, s in list(found.items())[:5])
+        raise ConfigError(
+            f"no run store at runs/; configs here name several: {named}: pick one with "
+            f"promptlift runs CONFIG.yaml"
+        )
+    raise ConfigError(
+        "no run store at runs/ and no config under this folder names one; name the store folder (a "
+        "config's `store:`, relative to the config) or the run's config: promptlift runs CONFIG.yaml"
+    )
+
+
+def _config_stores(root: Path) -> dict[str, Path]:
+    """Config files (``*.yaml``/``*.yml``, up to two folders down, hidden ones skipped) whose
+    ``store:`` exists, resolved as a run resolves it (relative to the config, ``~`` expanded)."""
+    import yaml
+
+    found: dict[str, Path] = {}
+    for pattern in ("*.y*ml", "*/*.y*ml", "*/*/*.y*ml"):
+        for path in sorted(root.glob(pattern)):
+            if any(part.startswith(".") for part in path.parts) or path.suffix not in (".yaml", ".yml"):
+                continue
+            try:
+                store = yaml.safe_load(path.read_text(encoding="utf-8")).get("store")
+            except Exception:  # any YAML that is not a readable mapping is not a run config
+                continue
+            if not isinstance(store, str):
+                continue
+            where = Path(store).expanduser()
+            where = where if where.is_absolute() else path.parent / where
+            if (where / "runs.sqlite").is_file() or (where.suffix and where.is_file()):
+                found[str(path)] = where
+    return found
 
 
 def _store_path(given: str) -> str:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from promptlift.client.config import CacheConfig
 from promptlift.errors import ClientClosed, ConfigError
+from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.secrets import Secret
@@ -544,7 +545,7 @@ class ResponseCache:
     def put(self, key: str, completion: Completion) -> None:
         now = time.time()
         expires = now + self.config.ttl_s if self.config.ttl_s is not None else None
-        value = json.dumps(completion.replace(cached=False).to_dict(), separators=(",", ":"))
+        value = dumps(completion.replace(cached=False).to_dict(), separators=(",", ":"))
         with self._open():
             self.memory.put(key, value, expires)
             if self.store is not None:

@@ -11,7 +11,6 @@ several processes may append to it. Thread-safe (one connection under a lock).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from promptlift.client.cache import open_sqlite
 from promptlift.client.metrics import CallRecord
 from promptlift.errors import PromptliftError
+from promptlift.jsonout import dumps
 from promptlift.secrets import redact
 from promptlift.types import Completion, CompletionRequest
 
@@ -90,7 +90,7 @@ class CallLog:
     ) -> None:
         messages = response = None
         if self.log_content:
-            messages = redact(json.dumps([m.to_dict() for m in request.messages], ensure_ascii=False))
+            messages = redact(dumps([m.to_dict() for m in request.messages], ensure_ascii=False))
             response = redact(completion.content) if completion is not None else None
         row: tuple[Any, ...] = (
             record.started,
@@ -98,7 +98,7 @@ class CallLog:
             record.provider,
             record.served_by,
             redact(request.api_base) if request.api_base else None,  # ?api-key=... of Azure-style gateways
-            redact(json.dumps(request.generation_params(), sort_keys=True, default=str)),
+            redact(dumps(request.generation_params(), sort_keys=True, default=str)),
             int(record.ok),
             record.error_type or None,
             redact(str(error)) if error is not None else None,

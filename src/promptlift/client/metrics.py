@@ -18,7 +18,6 @@ OpenTelemetry spans are not emitted (the SDK is not a dependency).
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 from promptlift.client.cache import route_of
 from promptlift.errors import PromptliftError
+from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
 from promptlift.types import Completion, CompletionRequest
@@ -118,7 +118,7 @@ class MetricsSnapshot:
         return {"models": {k: asdict(v) for k, v in self.models.items()}, "total": asdict(self.total)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def to_prometheus(self, prefix: str = "promptlift") -> str:
         return _prometheus(self, prefix)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlift.client.catalog import ModelPrice, estimate_text_tokens, is_base_model, price_of
-from promptlift.errors import UserError
+from promptlift.errors import ConfigError, UserError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, split
 from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
@@ -120,6 +120,21 @@ ESTIMATORS: dict[str, Callable[[Any, Sizes, bool], CallEstimate]] = {
 def driver_calls(sizes: Sizes) -> CallEstimate:
     """The scoring every run does around its search: initial on validation and test, best on test."""
     return CallEstimate(task=sizes.validation + 2 * sizes.test)
+
+
+def refuse_budget_below_start(budget: Budget, validation: int, test: int, calls_per_row: int) -> None:
+    """A ``ConfigError`` when ``max_calls`` cannot cover scoring the starting prompt on validation and
+    test (``calls_per_row`` counts a judge's call): such a run could only fail after paying for part
+    of it, so it is refused before any call, as ``eval`` refuses it."""
+    needed = (validation + test) * calls_per_row
+    if budget.max_calls is None or needed <= budget.max_calls:
+        return
+    judged = f", {calls_per_row} calls a row with the judge" if calls_per_row > 1 else ""
+    raise ConfigError(
+        f"optimize needs at least {needed} calls to score the starting prompt ({validation} validation + "
+        f"{test} test rows{judged}) but budget.max_calls is {budget.max_calls:g}; raise max_calls or use "
+        f"smaller splits"
+    )
 
 
 def estimate_calls(optimizer: Optimizer, sizes: Sizes, *, base_reasoning: bool) -> CallEstimate:
@@ -308,6 +323,7 @@ def make_plan(
         str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
     )
     per_row = LLMJudge.calls_per_row if judge else 0
+    refuse_budget_below_start(config.budget, sizes.validation, sizes.test, 1 + per_row)
     stages = tuple(_stage(config, spec.name, spec.params, sizes, base, per_row) for spec in config.optimizers)
     calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
     demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)

@@ -26,6 +26,7 @@ from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
+from promptlift.optimize.plan import refuse_budget_below_start
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.schema import suggest
@@ -136,6 +137,14 @@ def run_config(
     ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
     then a new run starts from this config (recorded with ``resumed_from``)."""
     prepared = prepare(config)
+    calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row
+    try:
+        refuse_budget_below_start(
+            config.budget, len(prepared.splits.validation), len(prepared.splits.test), calls_per_row
+        )
+    except ConfigError:
+        prepared.client.close()
+        raise
     field = config.metric.get("field")
     optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
     store = RunStore(config.store) if config.store else None
@@ -153,6 +162,8 @@ def run_config(
                     f"--new-run to start a new run from this one (cached answers are not paid again)"
                 )
             first = None if changed else resume
+            if first:
+                store.claim_run(first)  # running again, owned by this process (not shown killed)
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
@@ -170,6 +181,8 @@ def run_config(
             run_id = stage_run_id(first, stage) if first else None
             if store is not None and run_id and stage and not _has_run(store, run_id):
                 store.create_run(optimizer.name, {**config.raw, "pipeline_of": first, "stage": stage}, run_id)
+            elif store is not None and run_id and stage:
+                store.claim_run(run_id)
             settings = RunSettings(
                 task_model=config.model,
                 reasoning_model=config.reasoning_model,

@@ -22,6 +22,7 @@ from typing import Any
 
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
+from promptlift.optimize.liveness import listed_status, owner
 from promptlift.secrets import redact
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -43,6 +44,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    # Who runs it (``liveness.owner``), so a listing can tell a killed run from a running one.
+    ("002_run_owner", "ALTER TABLE runs ADD COLUMN owner TEXT"),
 ]
 
 
@@ -51,6 +54,9 @@ def _redacted_json(value: Any) -> str:
     error message never reach the file (a store is shared, copied and attached to reports). The
     cache keys on the endpoint itself; the store only records what the run was given."""
     return redact(dumps(value, default=str))  # strict JSON: NaN and infinities as null
+
+
+HEARTBEAT_S = 10.0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -79,6 +85,7 @@ class RunStore:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the run store at {self.path}: {exc}") from None
         self._lock = threading.Lock()
+        self._touched: dict[str, float] = {}
         self._migrate()
 
     def _migrate(self) -> None:
@@ -103,36 +110,71 @@ class RunStore:
         with self._lock:
             self._conn.execute(sql, params)
 
+    def _write_and_touch(self, run_id: str, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._conn.execute(sql, params)
+            self._touch(run_id)
+
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, optimizer: str, config: Mapping[str, Any], run_id: str | None = None) -> str:
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
         self._write(
-            "INSERT INTO runs (id, created, updated, optimizer, status, config) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now, now, optimizer, "running", _redacted_json(config)),
+            "INSERT INTO runs (id, created, updated, optimizer, status, config, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, now, now, optimizer, "running", _redacted_json(config), dumps(owner())),
         )
         return run_id
+
+    def claim_run(self, run_id: str) -> None:
+        """Mark a stored run as running again, owned by this process (``--resume``)."""
+        self._write(
+            "UPDATE runs SET status = 'running', owner = ?, updated = ? WHERE id = ?",
+            (dumps(owner()), time.time(), run_id),
+        )
+
+    @staticmethod
+    def _status(status: str, recorded: str | None, updated: float) -> str:
+        """The stored status, except that a ``running`` run whose process is gone is ``killed``
+        (``liveness.listed_status``): a SIGKILL or a reboot never writes a run's end."""
+        return listed_status(status, json.loads(recorded) if recorded else None, updated, time.time())
 
     def run(self, run_id: str) -> dict[str, Any]:
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, created, updated, optimizer, status, config, result FROM runs WHERE id = ?",
+                "SELECT id, created, updated, optimizer, status, config, result, owner FROM runs "
+                "WHERE id = ?",
                 (run_id,),
             ).fetchone()
         if row is None:
             raise ConfigError(f"no run {run_id!r} in {self.path}; `promptlift runs` lists the runs there")
         keys = ("id", "created", "updated", "optimizer", "status", "config", "result")
-        out = dict(zip(keys, row, strict=True))
+        out = dict(zip(keys, row[:-1], strict=True))
+        out["status"] = self._status(out["status"], row[-1], out["updated"])
         out["config"] = json.loads(out["config"])
         out["result"] = json.loads(out["result"]) if out["result"] else None
         return out
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs, newest first; ``status`` as ``run`` gives it."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, created, optimizer, status FROM runs ORDER BY created DESC LIMIT ?", (limit,)
+                "SELECT id, created, optimizer, status, owner, updated FROM runs ORDER BY created DESC "
+                "LIMIT ?",
+                (limit,),
             ).fetchall()
-        return [dict(zip(("id", "created", "optimizer", "status"), r, strict=True)) for r in rows]
+        return [
+            {"id": i, "created": c, "optimizer": o, "status": self._status(s, w, u)}
+            for i, c, o, s, w, u in rows
+        ]
+
+    def _touch(self, run_id: str) -> None:
+        """The run's heartbeat: another host's listing reads its age (``liveness.STALE_AFTER_S``).
+        At most one write per ``HEARTBEAT_S`` per run: a step is written per scored row."""
+        now = time.time()
+        if now - self._touched.get(run_id, 0.0) >= HEARTBEAT_S:
+            self._conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now, run_id))
+            self._touched[run_id] = now
 
     def finish_run(self, run_id: str, status: str, result: Mapping[str, Any] | None) -> None:
         self._write(
@@ -142,7 +184,8 @@ class RunStore:
 
     # -- candidates and steps ------------------------------------------------------------------
     def add_candidate(self, run_id: str, record: Mapping[str, Any]) -> None:
-        self._write(
+        self._write_and_touch(
+            run_id,
             "INSERT OR REPLACE INTO candidates (run_id, id, created, round, parent, origin, prompt, score, "
             "evaluation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -180,7 +223,8 @@ class RunStore:
         return {k: json.loads(v) for k, v in rows}
 
     def put_step(self, run_id: str, key: str, value: Any) -> None:
-        self._write(
+        self._write_and_touch(
+            run_id,
             "INSERT OR REPLACE INTO steps (run_id, key, created, value) VALUES (?, ?, ?, ?)",
             (run_id, key, time.time(), dumps(value)),
         )
