@@ -73,8 +73,7 @@ def model_and_value(item: str, flag: str) -> tuple[str | None, str]:
 
         problem = endpoint_problem(item) or "it is not a URL"
         raise ConfigError(
-            f"{flag} is not an http(s) URL ({problem}): give URL or MODEL=URL, "
-            "e.g. http://localhost:8000/v1"
+            f"{flag} is not an http(s) URL ({problem}): give URL or MODEL=URL, e.g. http://localhost:8000/v1"
         )
     if not model.strip() or not value.strip():
         raise ConfigError(f"{flag} takes MODEL=VALUE, got {item!r}")
