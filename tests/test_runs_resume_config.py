@@ -58,3 +58,40 @@ def test_resume_refuses_a_changed_config_and_new_run_starts_a_fresh_one(
         assert store.run(run_id)["config"]["prompt"]["system"] == "Label it."  # the old run is untouched
     finally:
         store.close()
+
+
+MAPPED = (
+    "model: [{{model: openai/loop, api_base: '{base}', api_key_env: {env}}}]\n"
+    "prompt: {{system: 'Label it.', user: 'Text: {{text}}\\nLabel:', params: {{max_tokens: 2}}}}\n"
+    "dataset: {{path: rows.jsonl}}\nmetric: {{type: exact_match, field: label}}\n"
+    "optimizer: {{name: fewshot, params: {{trials: 3}}}}\n"
+    "budget: {{max_calls: 60}}\nstore: runs/\ncache: false\n"
+)
+
+
+def test_resume_holds_when_a_models_own_endpoint_or_key_variable_moves(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A `model:` mapping carries how its calls are made (endpoint, key variable) beside the model:
+    # moving the server, or naming the key's variable differently, is not another search.
+    monkeypatch.setenv("KEY_A", "sk-test-not-a-real-key-aaa")
+    monkeypatch.setenv("KEY_B", "sk-test-not-a-real-key-bbb")
+    loopback.set_default(ok("a"))
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(16)))
+    config = tmp_path / "config.yaml"
+    config.write_text(MAPPED.format(base=loopback.openai_base, env="KEY_A"))
+    assert main(["optimize", str(config), "--yes", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    sent = len(loopback.requests)
+
+    with LoopbackServer() as moved:
+        moved.set_default(ok("a"))
+        config.write_text(MAPPED.format(base=moved.openai_base, env="KEY_B"))
+        code = main(["optimize", str(config), "--yes", "--json", "--resume", run_id])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert json.loads(captured.out)["run_id"] == run_id
+        assert len(loopback.requests) == sent and not moved.requests  # a finished run: nothing sent

@@ -229,7 +229,28 @@ def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, A
     rows = Dataset.load(config.dataset_path).rows
     digest = hashlib.sha256(json.dumps([r.fields for r in rows], sort_keys=True, default=str).encode())
     out = {k: config.raw.get(k) for k in IDENTITY_KEYS}
+    for key in ("model", "reasoning_model"):
+        out[key] = _search_models(out[key])
     return {**out, "optimizer_params": params, "dataset_rows": digest.hexdigest()[:20]}
+
+
+# A `model:` mapping's keys that say where and with which key its calls go, not what they ask (the
+# store also redacts an endpoint's query credentials, so a stored one would never compare equal).
+_CALL_KEYS = frozenset({"api_base", "api_key_env"})
+_EXTRA_CALL_KEYS = frozenset({"api_base", "base_url", "api_key", "api_version"})
+
+
+def _search_models(value: Any) -> Any:
+    """``model:`` as the search sees it: each mapping without its endpoint and key."""
+    if isinstance(value, list):
+        return [_search_models(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    out = {k: v for k, v in value.items() if k not in _CALL_KEYS}
+    extra = out.get("extra")
+    if isinstance(extra, Mapping):
+        out["extra"] = {k: v for k, v in extra.items() if k not in _EXTRA_CALL_KEYS}
+    return out["model"] if set(out) <= {"model", "extra"} and not out.get("extra") else out
 
 
 def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
