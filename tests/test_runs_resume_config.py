@@ -95,3 +95,31 @@ def test_resume_holds_when_a_models_own_endpoint_or_key_variable_moves(
         assert code == 0, captured.err
         assert json.loads(captured.out)["run_id"] == run_id
         assert len(loopback.requests) == sent and not moved.requests  # a finished run: nothing sent
+
+
+def test_resume_accepts_the_same_search_whatever_the_store_redacted_or_the_endpoint(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The store keeps a redacted config (a prompt may hold ``token=...``, an endpoint ``?key=``),
+    and a model's endpoint may move: neither is another search, so --resume goes on."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    loopback.set_default(ok("a"))
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(16)))
+    config = tmp_path / "config.yaml"
+    system = "Label it. Never print token=abcdefghijklmnop1234."  # redact() takes the value out
+
+    def write(model: str) -> str:
+        body = CONFIG.format(base=loopback.openai_base, system=system, concurrency=2)
+        config.write_text(body.replace("model: openai/loop\n", model))
+        return str(config)
+
+    assert main(["optimize", write("model: openai/loop\n"), "--yes", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    moved = f"model: [{{model: openai/loop, api_base: '{loopback.openai_base}'}}]\n"
+    assert main(["optimize", write(moved), "--yes", "--json", "--resume", run_id]) == 0, (
+        capsys.readouterr().err
+    )
+    assert json.loads(capsys.readouterr().out)["run_id"] == run_id

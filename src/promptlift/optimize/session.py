@@ -259,7 +259,10 @@ def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str
     old = stored.get("identity") or {k: stored.get(k) for k in IDENTITY_KEYS}
 
     def canon(value: Any) -> str:
-        return json.dumps(value, sort_keys=True, default=str)
+        if isinstance(value, list) and len(value) == 1:  # `model: [x]` is `model: x`
+            value = value[0]
+        # The store holds its config redacted (secrets.redact): both sides are compared redacted.
+        return redact(json.dumps(value, sort_keys=True, default=str))
 
     return [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
 
