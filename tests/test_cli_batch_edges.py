@@ -257,3 +257,14 @@ def test_the_library_refuses_limits_that_mean_nothing_with_a_config_error() -> N
             RateLimit("*", **bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="concurrency must be at least 1"):
         Client(ClientConfig(concurrency=0))
+
+
+def test_blank_lines_are_skipped_and_keep_their_numbers(server: LoopbackServer, tmp_path: Path) -> None:
+    """The README: one output line per input line, blank lines skipped; ``line`` is the input's."""
+    server.set_default(ok("fine"))
+    inp = write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "p1"}, "", "   ", {"id": "b", "prompt": "p2"}])
+    out = tmp_path / "out.jsonl"
+    assert run(server, inp, out) == 0
+    records = read(out)
+    assert [(r["id"], r["line"], r["ok"]) for r in records] == [("a", 1, True), ("b", 4, True)]
+    assert len(server.requests) == 2
