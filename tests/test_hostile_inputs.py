@@ -177,6 +177,39 @@ CASES = [
     Case("complete --temperature nan", argv=("complete", "hi", "--temperature", "nan"), says="--temperature"),
     Case("complete --timeout -1", argv=("complete", "hi", "--timeout", "-1"), says="--timeout"),
     Case("complete --max-retries -2", argv=("complete", "hi", "--max-retries", "-2"), says="--max-retries"),
+    # -- the breaker and price knobs (fallback:, prices: rates, --breaker-*) ----------------------------
+    Case(
+        "fallback threshold misspelt",
+        {"fallback.failure_treshold": 2},
+        says="did you mean `failure_threshold`",
+    ),
+    Case(
+        "fallback threshold negative", {"fallback.failure_threshold": -1}, says="`fallback.failure_threshold`"
+    ),
+    Case("fallback threshold fraction", {"fallback.failure_threshold": 1.5}, says="whole number"),
+    Case("fallback cooldown text", {"fallback.cooldown": "soon"}, says="`fallback.cooldown`"),
+    Case("fallback cooldown NaN", {"fallback.cooldown": float("nan")}, says="`fallback.cooldown`"),
+    Case("fallback wait_for_probe text", {"fallback.wait_for_probe": "no"}, says="true or false"),
+    Case("fallback a list", {"fallback": [1]}, says="`fallback` must be a mapping"),
+    Case(
+        "price rate misspelt",
+        {"prices": {"m/x": {"input": 1, "output": 2, "cache_writes": 3}}},
+        says="did you mean `cache_write`",
+    ),
+    Case(
+        "price rate negative",
+        {"prices": {"m/x": {"input": 1, "output": 2, "reasoning": -1}}},
+        says="reasoning",
+    ),
+    Case("price rate NaN", {"prices": {"m/x": {"input": float("nan"), "output": 2}}}, says="input"),
+    Case("price mapping without output", {"prices": {"m/x": {"input": 1}}}, says="output"),
+    Case(
+        "batch --breaker-threshold -1",
+        argv=("batch", "--input", "d.jsonl", "--output", "o.jsonl", "--breaker-threshold", "-1"),
+        says="--breaker-threshold",
+    ),
+    Case("complete --breaker-cooldown nan", argv=("complete", "hi", "--breaker-cooldown", "nan")),
+    Case("complete --breaker-threshold 1.5", argv=("complete", "hi", "--breaker-threshold", "1.5")),
 ]
 
 

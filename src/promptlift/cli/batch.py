@@ -55,15 +55,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--temperature", type=float, help="for lines that do not set one")
     p.add_argument("--max-tokens", type=int, help="for lines that do not set one")
     p.add_argument(
-        "--input-price", type=float, metavar="USD_PER_MTOK", help="price of a model not in the map"
+        "--input-price",
+        type=float,
+        metavar="USD_PER_MTOK",
+        help="price of a model not in the map (cache reads and writes are charged at it too)",
     )
     p.add_argument(
-        "--output-price", type=float, metavar="USD_PER_MTOK", help="price of a model not in the map"
+        "--output-price",
+        type=float,
+        metavar="USD_PER_MTOK",
+        help="price of a model not in the map (reasoning tokens are charged at it too)",
     )
     p.add_argument("--metrics-json", metavar="PATH", help="also write the final metrics as JSON")
     from promptlift.cli.endpoints import add_allow_host
 
     add_allow_host(p)
+    from promptlift.cli.breaker import add_breaker_flags
+
+    add_breaker_flags(p)
     p.set_defaults(run=run)
 
 
@@ -90,6 +99,9 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
     from promptlift.cli.endpoints import allowed_hosts
 
     changes["allowed_hosts"] = allowed_hosts(args)
+    from promptlift.cli.breaker import fallback_policy
+
+    changes["fallback"] = fallback_policy(args)
     return ClientConfig(
         models=models, api_base=args.api_base, timeout=args.timeout, concurrency=args.concurrency, **changes
     )

@@ -3,7 +3,9 @@
 Repeated ``--model`` is a fallback chain, tried in order; a ``--model`` may be a mapping with its
 own endpoint, key variable and extra (``cli.endpoints``). ``--api-base URL`` applies to every model,
 ``--api-base MODEL=URL`` to one; ``--allow-host`` limits where calls may go.
-``--max-retries N`` allows N retries, so N+1 attempts on each model before the next is tried.
+``--max-retries N`` allows N retries, so N+1 attempts on each model before the next is tried;
+``--breaker-threshold``, ``--breaker-cooldown`` and ``--no-wait-for-probe`` set the chain's
+circuit breakers (``cli.breaker``).
 Exit codes: 0 answered, 1 the call failed, 2 a usage or configuration error; a failure prints one
 line naming the error type.
 """
@@ -48,6 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from promptlift.cli.endpoints import add_allow_host
 
     add_allow_host(p)
+    from promptlift.cli.breaker import add_breaker_flags
+
+    add_breaker_flags(p)
     p.set_defaults(run=run)
 
 
@@ -58,6 +63,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from promptlift.cli.breaker import fallback_policy
     from promptlift.cli.endpoints import allowed_hosts, model_value, with_api_bases
     from promptlift.client import Client, ClientConfig
     from promptlift.client.retry import RetryPolicy
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             allowed_hosts=allowed_hosts(args),
             timeout=args.timeout,
             retry=RetryPolicy.with_max_retries(args.max_retries),
+            fallback=fallback_policy(args),
         )
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": args.prompt}

@@ -33,7 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument(
         "--api-base", action="append", default=[], metavar="MODEL=URL", help="endpoint of one model"
     )
-    c.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT", help="USD per 1M tokens")
+    c.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="MODEL=IN,OUT",
+        help="USD per 1M input and output tokens; cache and reasoning tokens at these rates "
+        "(for their own rates, a mapping in the config's prices:)",
+    )
     c.add_argument("--target", type=fraction, help="report the cheapest model scoring at least this (0 to 1)")
     c.add_argument("--rows", default="test", choices=("test", "validation", "all"), help="rows to score")
     c.add_argument(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,22 @@ class FallbackPolicy:
     cooldown: float = 30.0
     on_context_window: bool = True
     wait_for_probe: bool = True
+
+    def __post_init__(self) -> None:
+        # A fractional or negative threshold, or a negative or infinite cool-down, would silently
+        # mean "never open" or "never close": refused where it is given, in code, YAML or a flag.
+        threshold = self.failure_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise errors.ConfigError(
+                f"failure_threshold must be a whole number of at least 0 (0: no breaker), got {threshold!r}"
+            )
+        cooldown = self.cooldown
+        if (
+            isinstance(cooldown, bool)
+            or not isinstance(cooldown, int | float)
+            or not 0 <= cooldown < math.inf
+        ):
+            raise errors.ConfigError(f"cooldown must be a number of seconds of at least 0, got {cooldown!r}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from promptlift.client.config import ModelPrice, ModelSpec, RateLimit
+from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
 from promptlift.optimize.metrics import check_metric
@@ -22,6 +23,7 @@ from promptlift.optimize.schema import (
     Schema,
     any_text,
     choice,
+    flag,
     mapping,
     number,
     optional,
@@ -50,6 +52,7 @@ TOP_KEYS = {
     "rate_limits",
     "prices",
     "allowed_hosts",
+    "fallback",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
@@ -87,6 +90,7 @@ class RunConfig:
     # The chain as given: a name, or a ModelSpec where `model:` gave a mapping (its own endpoint...).
     chain: tuple[str | ModelSpec, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None  # the only hosts calls may go to; None: any
+    fallback: FallbackPolicy = field(default_factory=FallbackPolicy)  # the chain's breakers
 
     @property
     def client_models(self) -> tuple[str | ModelSpec, ...]:
@@ -133,6 +137,22 @@ BUDGET = Schema(
 ACCEPTANCE = Schema(
     {"rule": choice("best", "significant"), "alpha": number(0.0, 0.5, above=True)},
     example="{rule: significant, alpha: 0.05}",
+)
+FALLBACK = Schema(
+    {"failure_threshold": whole(0), "cooldown": number(0.0), "wait_for_probe": flag},
+    example="{failure_threshold: 5, cooldown: 30, wait_for_probe: true}",
+)
+# USD per 1M tokens; a rate left out is charged at the input (cache rates) or output (reasoning) rate.
+PRICE = Schema(
+    {
+        "input": number(0.0),
+        "output": number(0.0),
+        "cached_input": number(0.0),
+        "cache_write": number(0.0),
+        "reasoning": number(0.0),
+    },
+    required=("input", "output"),
+    example="{input: 0.15, output: 0.6, cached_input: 0.075}",
 )
 OPTIMIZER = Schema({"name": text, "params": mapping}, required=("name",), example="{name: fewshot}")
 # The run-wide scalars; `model` and `api_base` are the endpoint part's shape and checked there.
@@ -337,27 +357,37 @@ def _rate_limits(value: Any, where: str) -> tuple[RateLimit, ...]:
 
 def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
     """``prices: {azure/my-deployment: [0.15, 0.60]}``: USD per million input and output tokens,
-    for models the price map does not know (a deployment name, a fine-tune, a server of your own)."""
+    for models the price map does not know (a deployment name, a fine-tune, a server of your own);
+    or a mapping ``{input, output, cached_input, cache_write, reasoning}`` for the other rates."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: `prices` must map models to [input, output] USD per 1M tokens")
     out = {}
     for model, price in value.items():
-        pair = [price.get("input"), price.get("output")] if isinstance(price, Mapping) else price
+        if isinstance(price, Mapping):
+            rates = PRICE(price, At(where, "prices") / model)
+            out[str(model)] = ModelPrice(
+                rates["input"],
+                rates["output"],
+                cached_input_per_mtok=rates.get("cached_input"),
+                cache_write_per_mtok=rates.get("cache_write"),
+                reasoning_per_mtok=rates.get("reasoning"),
+            )
+            continue
         if (
-            not isinstance(pair, list)
-            or len(pair) != 2
+            not isinstance(price, list)
+            or len(price) != 2
             or any(
                 isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0
-                for x in pair
+                for x in price
             )
         ):
             raise ConfigError(
                 f"{where}: the price of {model} must be [input, output] USD per 1M tokens, like [0.15, 0.60] "
-                f"(0 for a free server), got {price!r}"
+                f"(0 for a free server), or a mapping like {PRICE.example}, got {price!r}"
             )
-        out[str(model)] = ModelPrice(float(pair[0]), float(pair[1]))
+        out[str(model)] = ModelPrice(float(price[0]), float(price[1]))
     return out
 
 
@@ -382,6 +412,12 @@ def _acceptance(value: Any, where: str) -> Acceptance:
     """``acceptance: {rule: significant, alpha: 0.05}``: see ``promptlift.optimize.run.Acceptance``."""
     checked = ACCEPTANCE(value, At(where, "acceptance"))
     return Acceptance(checked.get("rule", "best"), checked.get("alpha", 0.05))
+
+
+def _fallback(value: Any, where: str) -> FallbackPolicy:
+    """``fallback: {failure_threshold: 5, cooldown: 30, wait_for_probe: true}``: the chain's breakers."""
+    checked = FALLBACK(value, At(where, "fallback"))
+    return FallbackPolicy(**checked)
 
 
 def _read(path: Path) -> Any:
@@ -440,4 +476,5 @@ def load_config(path: str | Path) -> RunConfig:
         prices=_prices(raw.get("prices"), where),
         chain=chain if any(isinstance(m, ModelSpec) for m in chain) else (),
         allowed_hosts=_allowed_hosts(raw.get("allowed_hosts"), raw, chain, where),
+        fallback=_fallback(raw.get("fallback"), where),
     )

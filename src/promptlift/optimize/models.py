@@ -133,6 +133,7 @@ def _score(
             prices=prices,
             retry=config.retry,
             rate_limits=config.rate_limits,
+            fallback=config.fallback,
         )
     )
     try:

@@ -111,6 +111,7 @@ def prepare(config: RunConfig) -> Prepared:
             retry=config.retry,
             rate_limits=config.rate_limits,
             prices=dict(config.prices),
+            fallback=config.fallback,
         )
     )
     field = config.metric.get("field")
