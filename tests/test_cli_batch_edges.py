@@ -268,3 +268,21 @@ def test_blank_lines_are_skipped_and_keep_their_numbers(server: LoopbackServer, 
     records = read(out)
     assert [(r["id"], r["line"], r["ok"]) for r in records] == [("a", 1, True), ("b", 4, True)]
     assert len(server.requests) == 2
+
+
+def test_batch_takes_an_endpoint_per_model_and_refuses_one_for_a_model_not_in_the_run(
+    server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--api-base MODEL=URL`` as on ``complete``: the model's calls go there, and a misspelt model
+    name is one line, exit 2, nothing sent (it would otherwise go to the public endpoint)."""
+    server.set_default(ok("fine"))
+    inp = write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "p1"}])
+    out = tmp_path / "out.jsonl"
+    argv = ["batch", "--input", str(inp), "--output", str(out), "--model", "openai/x", "--timeout", "10"]
+    assert main([*argv, "--api-base", f"openai/x={server.openai_base}"]) == 0
+    assert [r["ok"] for r in read(out)] == [True] and len(server.requests) == 1
+    capsys.readouterr()
+    typo = tmp_path / "typo.jsonl"
+    argv[4] = str(typo)
+    assert main([*argv, "--api-base", f"openai/y={server.openai_base}"]) == 2
+    assert "openai/y" in one_error_line(capsys) and not typo.exists() and len(server.requests) == 1

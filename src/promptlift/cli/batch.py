@@ -39,8 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("batch", help="answer every prompt of a JSONL file, concurrently, within limits")
     p.add_argument("--input", required=True, metavar="IN.jsonl")
     p.add_argument("--output", required=True, metavar="OUT.jsonl")
-    p.add_argument("--model", action="append", default=[], help="model; repeat for a fallback chain")
-    p.add_argument("--api-base", help="endpoint for every model given")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model, or a mapping '{model: M, api_base: URL, api_key_env: VAR, extra: {...}}'; "
+        "repeat for a fallback chain",
+    )
+    p.add_argument(
+        "--api-base",
+        action="append",
+        default=[],
+        metavar="[MODEL=]URL",
+        help="endpoint of every model, or of one (MODEL=URL; repeat)",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
     p.add_argument("--rpm", type=float, help="requests per minute, every model together")
     p.add_argument("--tpm", type=float, help="tokens per minute, every model together")
@@ -77,11 +89,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def build_config(args: argparse.Namespace) -> ClientConfig:
+    from promptlift.cli.endpoints import model_value, with_api_bases
     from promptlift.client import ClientConfig
     from promptlift.client.cache import default_cache_path
     from promptlift.client.config import Budget, CacheConfig, ModelPrice, RateLimit
 
-    models = tuple(args.model)
+    models, api_base = with_api_bases([model_value(m) for m in args.model], args.api_base)
     changes: dict[str, Any] = {}
     if args.rpm is not None or args.tpm is not None:
         changes["rate_limits"] = (RateLimit("*", rpm=args.rpm, tpm=args.tpm),)
@@ -103,7 +116,7 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
 
     changes["fallback"] = fallback_policy(args)
     return ClientConfig(
-        models=models, api_base=args.api_base, timeout=args.timeout, concurrency=args.concurrency, **changes
+        models=models, api_base=api_base, timeout=args.timeout, concurrency=args.concurrency, **changes
     )
 
 
