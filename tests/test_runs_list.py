@@ -68,6 +68,8 @@ def test_no_argument_finds_the_store_a_config_below_names(
     demo.mkdir(parents=True)
     (demo / "config.yaml").write_text("model: m\nstore: runs/\n")
     (tmp_path / "examples" / "notes.yaml").write_text("- not a config\n")
+    assert main(["runs"]) == 2  # a config names a store no run has written yet: it says so
+    assert "names a store that exists yet" in capsys.readouterr().err
     store = RunStore(demo / "runs")
     run_id = store.create_run("fewshot", {})
     store.close()

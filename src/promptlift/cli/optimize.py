@@ -151,8 +151,9 @@ def _default_store() -> str:
             f"promptlift runs CONFIG.yaml"
         )
     raise ConfigError(
-        "no run store at runs/ and no config under this folder names one; name the store folder (a "
-        "config's `store:`, relative to the config) or the run's config: promptlift runs CONFIG.yaml"
+        "no run store at runs/, and no config under this folder names a store that exists yet (one "
+        "appears when a run writes to it); name the store folder (a config's `store:`, relative to the "
+        "config) or the run's config: promptlift runs CONFIG.yaml"
     )
 
 
