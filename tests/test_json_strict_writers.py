@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from promptlift import pricing
 from promptlift.cli import main
 from promptlift.client.metrics import MetricsSnapshot, ModelStats
-from promptlift.providers import pricing
 from promptlift.testing.server import LoopbackServer, ok
 
 

@@ -28,7 +28,7 @@ from promptlift.optimize.plan import (
 )
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Budget, RunSettings
-from promptlift.providers.pricing import Price
+from promptlift.pricing import ModelPrice as Price
 from promptlift.testing.conformance import REASONING_MODEL, TASK_MODEL, synthetic_splits
 from promptlift.testing.doubles import FunctionProvider
 from promptlift.types import CompletionRequest

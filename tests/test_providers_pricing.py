@@ -6,16 +6,16 @@ import asyncio
 
 import pytest
 
+from promptlift import pricing
 from promptlift.client.config import ModelPrice
 from promptlift.errors import ConfigError
-from promptlift.providers import pricing
 from promptlift.providers.credentials import Credentials, check_host
 from promptlift.types import CompletionRequest, Message, Usage
 
 
 def test_registered_price_wins_over_the_map_and_accepts_per_million() -> None:
     prices = {"openai/gpt-4o-mini": ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0)}
-    assert pricing.price_of("openai/gpt-4o-mini", prices) == pricing.Price.per_million(1.0, 2.0)
+    assert pricing.price_of("openai/gpt-4o-mini", prices) == pricing.ModelPrice.per_million(1.0, 2.0)
     assert pricing.cost_usd("openai/gpt-4o-mini", Usage(1_000_000, 500_000), prices) == pytest.approx(2.0)
 
 
