@@ -1,5 +1,7 @@
 """`optimize` with a max_calls too small to score the starting prompt is refused before any call
-(exit 2, one line naming the calls needed), as `eval` refuses it; at exactly that many it runs."""
+(exit 2, one line naming the calls needed), as `eval` refuses it. Between that and one candidate the
+plan refuses it (too small for one candidate: it could only score the start); at exactly one
+candidate's worth it runs, within its budget."""
 
 from __future__ import annotations
 
@@ -47,10 +49,16 @@ def test_a_budget_below_the_starting_scoring_is_refused_before_any_call(
     assert not (tmp_path / "runs").exists()  # nothing recorded either
 
 
-def test_a_budget_of_exactly_the_starting_scoring_runs(
-    tmp_path: Path, loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+def test_a_budget_of_exactly_one_candidate_runs_and_one_less_is_refused(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     loopback.set_default(ok("a"))
-    assert main(["optimize", str(config(tmp_path, loopback.openai_base, max_calls=10)), "--yes"]) == 0
-    assert len(loopback.requests) == 10
+    # start 5 + 5, one candidate on 5 validation rows, the best on 5 test rows: 20 calls
+    assert main(["optimize", str(config(tmp_path, loopback.openai_base, max_calls=19)), "--yes"]) == 2
+    assert "too small for one candidate" in capsys.readouterr().err and loopback.requests == []
+    assert main(["optimize", str(config(tmp_path, loopback.openai_base, max_calls=20)), "--yes"]) == 0
+    assert 10 < len(loopback.requests) <= 20
