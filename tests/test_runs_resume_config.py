@@ -123,3 +123,23 @@ def test_resume_accepts_the_same_search_whatever_the_store_redacted_or_the_endpo
         capsys.readouterr().err
     )
     assert json.loads(capsys.readouterr().out)["run_id"] == run_id
+
+
+def test_a_changed_optimizer_param_is_named_once(
+    tmp_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    loopback.set_default(ok("a"))
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(16)))
+    config = tmp_path / "config.yaml"
+    body = CONFIG.format(base=loopback.openai_base, system="Label it.", concurrency=2)
+    config.write_text(body)
+    assert main(["optimize", str(config), "--yes", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    config.write_text(body.replace("{trials: 3}", "{trials: 3, max_demos: 2}"))
+    assert main(["optimize", str(config), "--yes", "--resume", run_id]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "(optimizer_params changed)" in err, err

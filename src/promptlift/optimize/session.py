@@ -265,7 +265,18 @@ def _changed(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str
         # The store holds its config redacted (secrets.redact): both sides are compared redacted.
         return redact(json.dumps(value, sort_keys=True, default=str))
 
-    return [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
+    changed = [k for k in identity if k in old and canon(old[k]) != canon(identity[k])]
+    if "optimizer_params" in changed and _optimizer_names(old.get("optimizer")) == _optimizer_names(
+        identity.get("optimizer")
+    ):  # the same optimizers with other params: `optimizer:` differs only by those params
+        changed = [k for k in changed if k != "optimizer"]
+    return changed
+
+
+def _optimizer_names(value: Any) -> list[Any]:
+    """``optimizer:`` as its names: a name, a ``{name, params}`` mapping, or a list (a pipeline)."""
+    items = value if isinstance(value, list) else [value]
+    return [item.get("name") if isinstance(item, Mapping) else item for item in items]
 
 
 def _mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
