@@ -68,3 +68,11 @@ def _fresh_parameter_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptlift.providers import litellm as litellm_provider
 
     monkeypatch.setattr(litellm_provider, "_warned_params", set())
+
+
+# -- isolation: no test reads or writes the user's response cache ----------------------------------
+@pytest.fixture(autouse=True)
+def _own_default_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``promptlift batch`` without ``--cache`` uses ``~/.cache/promptlift``: a test that ran before
+    (or the user's own runs) would answer this test's lines from it, and the test would see no request."""
+    monkeypatch.setenv("PROMPTLIFT_CACHE", str(tmp_path_factory.mktemp("cache") / "cache.sqlite"))

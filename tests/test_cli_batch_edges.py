@@ -264,7 +264,7 @@ def test_blank_lines_are_skipped_and_keep_their_numbers(server: LoopbackServer, 
     server.set_default(ok("fine"))
     inp = write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "p1"}, "", "   ", {"id": "b", "prompt": "p2"}])
     out = tmp_path / "out.jsonl"
-    assert run(server, inp, out) == 0
+    assert run(server, inp, out, "--no-cache") == 0
     records = read(out)
     assert [(r["id"], r["line"], r["ok"]) for r in records] == [("a", 1, True), ("b", 4, True)]
     assert len(server.requests) == 2
@@ -279,6 +279,7 @@ def test_batch_takes_an_endpoint_per_model_and_refuses_one_for_a_model_not_in_th
     inp = write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "p1"}])
     out = tmp_path / "out.jsonl"
     argv = ["batch", "--input", str(inp), "--output", str(out), "--model", "openai/x", "--timeout", "10"]
+    argv += ["--cache", str(tmp_path / "cache.sqlite")]  # its own cache: this prompt may be cached elsewhere
     assert main([*argv, "--api-base", f"openai/x={server.openai_base}"]) == 0
     assert [r["ok"] for r in read(out)] == [True] and len(server.requests) == 1
     capsys.readouterr()
