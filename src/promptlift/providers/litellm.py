@@ -21,6 +21,7 @@ client with a credential provider fetches a fresh key and sends the request once
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import socket
 import threading
@@ -269,6 +270,16 @@ class LiteLLMProvider(Provider):
             vertex_location=self.vertex.location if self.vertex else None,
             discover=lambda: _litellm_default_base(provider),
         )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients LiteLLM cached for this event loop (its cache keys them by loop).
+
+        Left there, they outlive the loop: LiteLLM evicts them only by age or when 200 are cached,
+        and an evicted async client can no longer be closed without its loop, so its sockets are
+        left to the garbage collector ("unclosed socket" ResourceWarnings, file descriptors held)."""
+        if _litellm is None:
+            return
+        await close_loop_clients(_litellm)
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params = request.generation_params()
@@ -674,3 +685,30 @@ def _translate(
             status, message = None, _connection_message(transport, api_base or f"the {provider} endpoint")
     retry_after = _retry_after(exc) if kind in (errors.RateLimited, errors.ProviderUnavailable) else None
     return kind(message, provider=provider, model=model, status=status, retry_after=retry_after)
+
+
+async def close_loop_clients(litellm: Any) -> int:
+    """Close and drop every client in LiteLLM's client cache bound to the running loop; the count."""
+    from litellm.caching.evicted_client_closer import running_loop_token
+
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    token = running_loop_token()
+    entries = getattr(cache, "cache_dict", None)
+    if token is None or not isinstance(entries, dict):
+        return 0
+    mine = [key for key in list(entries) if isinstance(key, str) and key.endswith(f"-{token}")]
+    closed = 0
+    for key in mine:
+        client = entries.pop(key, None)
+        getattr(cache, "ttl_dict", {}).pop(key, None)
+        close = getattr(client, "aclose", None) or getattr(client, "close", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+            closed += 1
+        except Exception as exc:  # a client already closed, or of a shape we do not know
+            log.debug("closing a cached LiteLLM client failed: %s", type(exc).__name__)
+    return closed

@@ -590,6 +590,11 @@ class LoopbackServer:
                 self._issued.append(payload["access_token"])
         return status, payload
 
+    def open_connections(self) -> int:
+        """Client connections the server holds open now (a pool's kept-alive ones included)."""
+        with self._lock:
+            return len(self._sockets)
+
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.add(sock)
