@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from promptlift.cli.endpoints import add_allow_host, add_chain_flags, allowed_hosts, chain_from_flags
 from promptlift.errors import ConfigError, DatasetError, PromptliftError
 
 if TYPE_CHECKING:
@@ -39,20 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("batch", help="answer every prompt of a JSONL file, concurrently, within limits")
     p.add_argument("--input", required=True, metavar="IN.jsonl")
     p.add_argument("--output", required=True, metavar="OUT.jsonl")
-    p.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        help="model, or a mapping '{model: M, api_base: URL, api_key_env: VAR, extra: {...}}'; "
-        "repeat for a fallback chain",
-    )
-    p.add_argument(
-        "--api-base",
-        action="append",
-        default=[],
-        metavar="[MODEL=]URL",
-        help="endpoint of every model, or of one (MODEL=URL; repeat)",
-    )
+    add_chain_flags(p)
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
     p.add_argument("--rpm", type=float, help="requests per minute, every model together")
     p.add_argument("--tpm", type=float, help="tokens per minute, every model together")
@@ -79,7 +67,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="price of a model not in the map (reasoning tokens are charged at it too)",
     )
     p.add_argument("--metrics-json", metavar="PATH", help="also write the final metrics as JSON")
-    from promptlift.cli.endpoints import add_allow_host
 
     add_allow_host(p)
     from promptlift.cli.breaker import add_breaker_flags
@@ -89,12 +76,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def build_config(args: argparse.Namespace) -> ClientConfig:
-    from promptlift.cli.endpoints import model_value, with_api_bases
     from promptlift.client import ClientConfig
     from promptlift.client.cache import default_cache_path
     from promptlift.client.config import Budget, CacheConfig, ModelPrice, RateLimit
 
-    models, api_base = with_api_bases([model_value(m) for m in args.model], args.api_base)
+    models, api_base = chain_from_flags(args)
     changes: dict[str, Any] = {}
     if args.rpm is not None or args.tpm is not None:
         changes["rate_limits"] = (RateLimit("*", rpm=args.rpm, tpm=args.tpm),)
@@ -109,7 +95,6 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
         from promptlift.client.retry import RetryPolicy
 
         changes["retry"] = RetryPolicy.with_max_retries(args.max_retries)
-    from promptlift.cli.endpoints import allowed_hosts
 
     changes["allowed_hosts"] = allowed_hosts(args)
     from promptlift.cli.breaker import fallback_policy

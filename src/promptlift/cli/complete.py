@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from promptlift.cli.endpoints import add_allow_host, add_chain_flags, allowed_hosts, chain_from_flags
 from promptlift.cli.validators import non_negative_int, positive_float, positive_int, temperature
 from promptlift.jsonout import dumps
 
@@ -22,20 +23,7 @@ from promptlift.jsonout import dumps
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("complete", help="send one prompt to a model (a fallback chain with repeated --model)")
     p.add_argument("prompt", help="the user message")
-    p.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        help="model, or a mapping '{model: M, api_base: URL, api_key_env: VAR, extra: {...}}'; "
-        "repeat for a fallback chain",
-    )
-    p.add_argument(
-        "--api-base",
-        action="append",
-        default=[],
-        metavar="[MODEL=]URL",
-        help="endpoint of every model, or of one (MODEL=URL; repeat)",
-    )
+    add_chain_flags(p)
     p.add_argument("--system", help="a system message")
     p.add_argument("--temperature", type=temperature)
     p.add_argument("--max-tokens", type=positive_int)
@@ -47,7 +35,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="retries per model before falling back (default 2: 3 attempts)",
     )
     p.add_argument("--json", action="store_true", help="print the normalized completion as JSON")
-    from promptlift.cli.endpoints import add_allow_host
 
     add_allow_host(p)
     from promptlift.cli.breaker import add_breaker_flags
@@ -64,13 +51,12 @@ def _one_line(exc: BaseException) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from promptlift.cli.breaker import fallback_policy
-    from promptlift.cli.endpoints import allowed_hosts, model_value, with_api_bases
     from promptlift.client import Client, ClientConfig
     from promptlift.client.retry import RetryPolicy
     from promptlift.errors import PromptliftError, UserError
 
     try:
-        models, api_base = with_api_bases([model_value(m) for m in args.model], args.api_base)
+        models, api_base = chain_from_flags(args)
         config = ClientConfig(
             models=models,
             api_base=api_base,

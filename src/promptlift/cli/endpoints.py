@@ -36,6 +36,29 @@ def add_allow_host(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_chain_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (repeat: a fallback chain; a name or a mapping) and ``--api-base [MODEL=]URL``."""
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model, or a mapping '{model: M, api_base: URL, api_key_env: VAR, extra: {...}}'; "
+        "repeat for a fallback chain",
+    )
+    parser.add_argument(
+        "--api-base",
+        action="append",
+        default=[],
+        metavar="[MODEL=]URL",
+        help="endpoint of every model, or of one (MODEL=URL; repeat)",
+    )
+
+
+def chain_from_flags(args: argparse.Namespace) -> tuple[tuple[str | ModelSpec, ...], str | None]:
+    """``(the chain, each model with its own endpoint, the endpoint of every other model)``."""
+    return with_api_bases([model_value(m) for m in args.model], args.api_base)
+
+
 def allowed_hosts(
     args: argparse.Namespace, configured: tuple[str, ...] | None = None
 ) -> tuple[str, ...] | None:
