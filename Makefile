@@ -43,6 +43,7 @@ bench: setup
 	$(RUN) python -m bench.client_throughput
 	$(RUN) python -m bench.seeds
 	$(RUN) python -m bench.judge
+	$(RUN) python -m bench.plan_start
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
