@@ -35,6 +35,7 @@ from promptlift.errors import ClientClosed, ConfigError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
+from promptlift.providers.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 from promptlift.secrets import Secret
 from promptlift.types import Completion, CompletionRequest
 
@@ -42,36 +43,6 @@ log = get_logger("cache")
 
 T = TypeVar("T")
 
-# The credential parameters LiteLLM 1.110.2 accepts (``CredentialLiteLLMParams`` in
-# ``litellm/types/router.py``, plus the Azure token callback): they choose who pays, never what the
-# model answers, so they stay out of the key. Named one by one, not by a substring such as "token":
-# ``max_completion_tokens`` or ``thinking.budget_tokens`` change the answer and must key it.
-CREDENTIAL_PARAMS = frozenset(
-    {
-        "api_key",
-        "azure_ad_token",
-        "azure_ad_token_provider",
-        "azure_password",
-        "azure_username",
-        "client_id",
-        "client_secret",
-        "tenant_id",
-        "vertex_credentials",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "aws_session_name",
-        "aws_profile_name",
-        "aws_role_name",
-        "aws_web_identity_token",
-        "aws_external_id",
-        "litellm_credential_name",
-    }
-)
-# Headers that carry a credential, inside ``extra_headers`` / ``headers`` (compared lower-case).
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
-)
 _HEADER_PARAMS = ("extra_headers", "headers")
 
 _CLOSED = "the response cache was closed with its client (Client.close()): make a new Client to use it"

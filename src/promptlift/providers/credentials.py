@@ -54,6 +54,42 @@ KeySource = Callable[[str], "str | Secret | Awaitable[str | Secret]"]
 """A credential provider: called with the provider name (``azure``), returns a fresh key or token."""
 
 
+# The credential parameters LiteLLM 1.110.2 accepts (``CredentialLiteLLMParams`` in
+# ``litellm/types/router.py``, plus the Azure token callback): they choose who pays, never what the
+# model answers, so they stay out of the key. Named one by one, not by a substring such as "token":
+# ``max_completion_tokens`` or ``thinking.budget_tokens`` change the answer and must key it.
+# The cache key leaves them all out; ``SECRET_PARAMS``, the ones that are a secret themselves, are
+# also refused in a client's or a model's ``extra`` (sent to every model, shown in reprs).
+SECRET_PARAMS = frozenset(
+    {
+        "api_key",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "azure_password",
+        "client_secret",
+        "vertex_credentials",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_web_identity_token",
+    }
+)
+CREDENTIAL_PARAMS = SECRET_PARAMS | {
+    "azure_username",
+    "client_id",
+    "tenant_id",
+    "aws_session_name",
+    "aws_profile_name",
+    "aws_role_name",
+    "aws_external_id",
+    "litellm_credential_name",
+}
+# Headers that carry a credential, inside ``extra_headers`` / ``headers`` (compared lower-case).
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
+)
+
+
 @dataclass(frozen=True)
 class ResolvedKey:
     """A key for one call, and where it came from in words an error message may carry: the

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlift.errors import ConfigError
-from promptlift.providers.credentials import GOOGLE_AUTH, ModelKey, check_host
+from promptlift.providers.credentials import GOOGLE_AUTH, SECRET_PARAMS, ModelKey, check_host
 from promptlift.secrets import Secret
 
 # What LiteLLM 1.110.2 reads, in its order, when a call names no api_base (litellm/main.py and
@@ -51,10 +51,9 @@ DEFAULT_BASES: Mapping[str, str] = {
     "ollama_chat": "http://localhost:11434",
 }
 
-# ``extra`` entries that are an endpoint (folded into api_base) or a credential (refused: ``extra``
-# is sent to every model of a chain and printed in the config's repr).
+# ``extra`` entries that are an endpoint (folded into api_base); a secret there is refused
+# (``SECRET_PARAMS``: ``extra`` is sent to every model of a chain and printed in the config's repr).
 _ENDPOINT_EXTRA = ("api_base", "base_url")
-_CREDENTIAL_EXTRA = ("api_key", "azure_ad_token", "vertex_credentials", "aws_secret_access_key")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -65,7 +64,7 @@ def split_endpoint(
 
     Raises ConfigError for two different endpoints, and for a credential inside ``extra``.
     """
-    for name in _CREDENTIAL_EXTRA:
+    for name in sorted(SECRET_PARAMS):
         if extra.get(name):  # the message must not quote the value
             raise ConfigError(
                 f"{where}: extra `{name}` would be sent to every model it applies to; give the key as "
