@@ -38,6 +38,7 @@ from promptlift.optimize.optimizers.pareto import planned_proposals
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
+from promptlift.types import Usage
 
 PARETO_ACCEPTANCE = 0.25  # the share of reflective proposals assumed to pass the minibatch test
 REASONING_INPUT_TOKENS = {"chat": 700, "base": 150}  # a reflection request / a completion scaffold
@@ -388,8 +389,7 @@ def _per_call_costs(
     judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
 
     def priced(price: ModelPrice, tokens_in: int, tokens_out: int) -> tuple[float, float]:
-        low = tokens_in * price.input_per_token
-        return low, low + tokens_out * price.output_per_token
+        return price.cost(Usage(tokens_in, 0)), price.cost(Usage(tokens_in, tokens_out))  # the one formula
 
     return CallCosts(
         task=priced(t_price, task_in, task_out),
