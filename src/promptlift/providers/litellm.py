@@ -351,8 +351,8 @@ class LiteLLMProvider(Provider):
         provider = provider_of(request.model)
         local = provider == local_models.PROVIDER
         api_base = None if local else (request.api_base or self.chain.endpoint(request.model))
-        if api_base:
-            check_host(api_base, self.allowed_hosts)
+        if api_base and self.allowed_hosts is None:  # a URL with no password; with a list, below
+            check_host(api_base, None)
         self._check_endpoint(provider, api_base)
         if local:
             local_models.engine_for(request.model).check_ready()
