@@ -207,6 +207,7 @@ class _Hold:
     ledgers: list[BudgetLedger]
     reservation: Reservation
     owner: BudgetedProvider  # whose prices and ceilings the call is reserved by
+    models: set[str]  # the models already reserved for: going back to one needs nothing more
 
 
 _holding: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar(
@@ -329,6 +330,8 @@ class BudgetedProvider(Provider):
     def grow(self, hold: _Hold, request: CompletionRequest) -> None:
         """Before ``request`` goes to the model it names (a fallback), raise the call's reservation to
         that model's worst case if it is dearer; ``BudgetExceeded`` if a ledger cannot hold it."""
+        if request.model in hold.models:  # the first model's call (every call): already reserved
+            return
         needed = self.estimate(request)
         held = hold.reservation
         extra = Reservation(
@@ -337,6 +340,7 @@ class BudgetedProvider(Provider):
             calls=0,
         )
         if extra.cost_usd <= 0 and extra.tokens <= 0:
+            hold.models.add(request.model)
             return
         try:
             _reserve_in(hold.ledgers, extra)
@@ -348,6 +352,7 @@ class BudgetedProvider(Provider):
                 cap=exc.cap,
             ) from None
         hold.reservation = Reservation(held.cost_usd + extra.cost_usd, held.tokens + extra.tokens, held.calls)
+        hold.models.add(request.model)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         ledgers = self._ledgers()
@@ -368,7 +373,7 @@ class BudgetedProvider(Provider):
         request = self.capped(request)
         reservation = self.estimate(request)
         try:
-            hold = _Hold(_reserve_in(ledgers, reservation), reservation, self)
+            hold = _Hold(_reserve_in(ledgers, reservation), reservation, self, {request.model})
         except BudgetExceeded:
             hit = self.lookup(request) if self.lookup is not None else None
             if hit is not None:
