@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.log import get_logger
-from promptlift.types import CompletionRequest, Usage
+from promptlift.types import CompletionRequest, Message, Usage
 
 __all__ = [
     "FREE",
@@ -222,10 +222,25 @@ def estimate_text_tokens(text: str) -> int:
     return math.ceil(ascii_chars / 3) + (len(text) - ascii_chars)
 
 
+IMAGE_TOKENS = 1600  # an upper-leaning count for one image part (OpenAI bills ~765-1105 at high detail)
+
+
+def estimate_message_tokens(message: Message) -> int:
+    """An upper-leaning count of one message's tokens: text, images, and the tool calls it carries."""
+    tokens = estimate_text_tokens(message.text) + IMAGE_TOKENS * len(message.images)
+    for call in message.tool_calls:
+        tokens += (
+            estimate_text_tokens(call.name) + estimate_text_tokens(call.arguments) + MESSAGE_FRAMING_TOKENS
+        )
+    return tokens
+
+
 def estimate_input_tokens(request: CompletionRequest) -> int:
-    """An upper-leaning count of a request's input tokens: its messages plus their framing."""
+    """An upper-leaning count of a request's input tokens: its messages, the tools' schemas (sent
+    as input on every call), and their framing."""
     framing = MESSAGE_FRAMING_TOKENS * len(request.messages) + REQUEST_FRAMING_TOKENS
-    return sum(estimate_text_tokens(m.content) for m in request.messages) + framing
+    tools = sum(estimate_text_tokens(json.dumps(t, sort_keys=True)) for t in request.tools)
+    return sum(estimate_message_tokens(m) for m in request.messages) + tools + framing
 
 
 def worst_case_usage(request: CompletionRequest, default_max_tokens: int = 4096) -> Usage:

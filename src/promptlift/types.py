@@ -12,34 +12,167 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One piece of a message's content: text, or an image by URL (``https://…`` or a ``data:`` URL)."""
+
+    kind: Literal["text", "image"]
+    text: str = ""
+    url: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "image":
+            return {"type": "image_url", "image_url": {"url": self.url}}
+        return {"type": "text", "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | str) -> Part:
+        """OpenAI's content-part shapes (``text``, ``image_url`` as a URL or ``{"url"}``), or a string."""
+        if isinstance(data, str):
+            return cls("text", data)
+        kind = data.get("type")
+        if kind == "text" and isinstance(data.get("text"), str):
+            return cls("text", data["text"])
+        if kind == "image_url":
+            image = data.get("image_url")
+            url = image.get("url") if isinstance(image, Mapping) else image
+            if isinstance(url, str) and url:
+                return cls("image", url=url)
+        raise ValueError(
+            f"a content part is {{type: text, text: ...}} or {{type: image_url, image_url: {{url: ...}}}}, "
+            f"got {dict(data)!r}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model asked for, the same whichever provider answered.
+
+    ``arguments`` is the JSON text of the call's arguments, as the model wrote it: it may not parse
+    (models make mistakes), so it is kept as text and ``parsed_arguments()`` decodes it on demand.
+    ``id`` is the provider's (LiteLLM makes one up for Gemini, whose calls carry none).
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded; raises ``json.JSONDecodeError`` when the model wrote bad JSON."""
+        return json.loads(self.arguments)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    def to_openai(self) -> dict[str, Any]:
+        """The call as an assistant message carries it in OpenAI's format (LiteLLM's lingua franca)."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """Our own ``to_dict`` shape, or OpenAI's (``{"id", "function": {"name", "arguments"}}``)."""
+        function = data.get("function")
+        inner: Mapping[str, Any] = function if isinstance(function, Mapping) else data
+        arguments = inner.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        arguments = arguments if arguments.strip() else "{}"  # a call without arguments: an empty object
+        return cls(name=str(inner.get("name") or ""), arguments=arguments, id=str(data.get("id") or ""))
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    role: Role
-    content: str
+    """One turn of a conversation, in the shape every route is translated from.
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    ``content`` is text, or a tuple of ``Part`` (text and images). An assistant turn may carry the
+    ``tool_calls`` it made (its content then often empty); a ``tool`` turn answers one of them: its
+    ``tool_call_id`` names the call and ``name`` the tool (Gemini matches results by name).
+    """
+
+    role: Role
+    content: str | tuple[Part, ...] = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"a message's role is one of {', '.join(ROLES)}, got {self.role!r}")
+        if not isinstance(self.content, str):
+            parts = tuple(p if isinstance(p, Part) else Part.from_dict(p) for p in self.content)
+            object.__setattr__(self, "content", parts)
+        if any(not isinstance(t, ToolCall) for t in self.tool_calls):
+            calls = tuple(t if isinstance(t, ToolCall) else ToolCall.from_dict(t) for t in self.tool_calls)
+            object.__setattr__(self, "tool_calls", calls)
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only an assistant message carries tool calls, not a {self.role} message")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+
+    @property
+    def text(self) -> str:
+        """The content's text (an image part adds none)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.kind == "text")
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return (
+            () if isinstance(self.content, str) else tuple(p.url for p in self.content if p.kind == "image")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's message format, which LiteLLM translates for every other route."""
+        content: Any = self.content if isinstance(self.content, str) else [p.to_dict() for p in self.content]
+        if self.tool_calls and content == "":
+            content = None  # an empty text block next to tool calls is refused by Anthropic
+        out: dict[str, Any] = {"role": self.role, "content": content}
+        if self.tool_calls:
+            out["tool_calls"] = [t.to_openai() for t in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """An OpenAI-style message dict (``to_dict``'s shape); ``ValueError`` names what is wrong."""
+        role, content = data.get("role"), data.get("content")
+        if role not in ROLES:
+            raise ValueError(f"a message needs a role ({', '.join(ROLES)}), got {dict(data)!r}")
+        calls = data.get("tool_calls") or ()
+        if content is None and (calls or role == "tool"):
+            content = ""
+        if isinstance(content, list | tuple):
+            content = tuple(Part.from_dict(p) for p in content)
+        elif not isinstance(content, str):
+            raise ValueError(f"a message's content is a string or a list of parts, got {dict(data)!r}")
+        if not isinstance(calls, list | tuple) or not all(isinstance(c, Mapping) for c in calls):
+            raise ValueError(f"a message's tool_calls is a list of calls, got {calls!r}")
+        return cls(
+            role,
+            content,
+            tuple(ToolCall.from_dict(c) for c in calls),
+            str(data.get("tool_call_id") or ""),
+            str(data.get("name") or ""),
+        )
 
 
 def messages_from(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
     """Accept a bare string (one user turn), Message objects or OpenAI-style dicts."""
     if isinstance(value, str):
         return (Message("user", value),)
-    out: list[Message] = []
-    for item in value:
-        if isinstance(item, Message):
-            out.append(item)
-            continue
-        role, content = item.get("role"), item.get("content")
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ValueError(
-                f"a message needs role system/user/assistant and string content, got {dict(item)!r}"
-            )
-        out.append(Message(role, content))
-    return tuple(out)
+    return tuple(item if isinstance(item, Message) else Message.from_dict(item) for item in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +188,9 @@ class CompletionRequest:
     seed: int | None = None
     response_format: Mapping[str, Any] | None = None
     tools: tuple[Mapping[str, Any], ...] = ()
+    # "auto", "none", "required", or {"type": "function", "function": {"name": ...}} (OpenAI's shape)
+    tool_choice: str | Mapping[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     timeout: float = 120.0  # seconds; LiteLLM's own default is 6000 s
     api_base: str | None = None
     # Which sample this is when the same sampled request is asked for n times (cache key only).
@@ -76,6 +212,12 @@ class CompletionRequest:
             params["stop"] = list(self.stop)
         if self.tools:
             params["tools"] = [dict(t) for t in self.tools]
+            if self.tool_choice is not None:
+                params["tool_choice"] = (
+                    self.tool_choice if isinstance(self.tool_choice, str) else dict(self.tool_choice)
+                )
+            if self.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = self.parallel_tool_calls
         return {k: v for k, v in params.items() if v is not None}
 
     @property
@@ -136,38 +278,6 @@ class Usage:
             int(data.get("reasoning_tokens", 0)),
             bool(data.get("reported", True)),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """One function call the model asked for, the same whichever provider answered.
-
-    ``arguments`` is the JSON text of the call's arguments, as the model wrote it: it may not parse
-    (models make mistakes), so it is kept as text and ``parsed_arguments()`` decodes it on demand.
-    ``id`` is the provider's (LiteLLM makes one up for Gemini, whose calls carry none).
-    """
-
-    name: str
-    arguments: str = "{}"
-    id: str = ""
-
-    def parsed_arguments(self) -> Any:
-        """The arguments decoded; raises ``json.JSONDecodeError`` when the model wrote bad JSON."""
-        return json.loads(self.arguments)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
-        """Our own ``to_dict`` shape, or OpenAI's (``{"id", "function": {"name", "arguments"}}``)."""
-        function = data.get("function")
-        inner: Mapping[str, Any] = function if isinstance(function, Mapping) else data
-        arguments = inner.get("arguments")
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments if arguments is not None else {})
-        arguments = arguments if arguments.strip() else "{}"  # a call without arguments: an empty object
-        return cls(name=str(inner.get("name") or ""), arguments=arguments, id=str(data.get("id") or ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError
 from promptlift.optimize.metrics import check_metric
-from promptlift.optimize.prompt import Prompt, check_params
+from promptlift.optimize.prompt import Demo, Prompt, check_params, placeholders
 from promptlift.optimize.run import Acceptance, Budget
 from promptlift.optimize.schema import (
     At,
@@ -102,8 +102,27 @@ class RunConfig:
         return self.models[0]
 
 
+DEMO = Schema(
+    {"fields": mapping, "answer": any_text},
+    required=("fields", "answer"),
+    example='{fields: {text: "..."}, answer: "..."}',
+)
+
+
+def _demos(value: Any, at: At) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        at.fail(f"a list of demos like {DEMO.example}", value)
+    return [DEMO(item, at / i) for i, item in enumerate(value)]
+
+
 PROMPT = Schema(
-    {"system": any_text, "user": text, "params": lambda value, at: check_params(value, at)},
+    {
+        "system": any_text,
+        "user": text,
+        # what a run exports (Prompt.to_dict) loads back: the best prompt pastes into the next config
+        "demos": _demos,
+        "params": lambda value, at: check_params(value, at),
+    },
     required=("user",),
     example='{system: "...", user: "Review: {text}"}',
 )
@@ -194,9 +213,22 @@ def _budget(value: Any, where: str) -> Budget:
 def _prompt(value: Any, where: str) -> Prompt:
     if value is None:
         raise ConfigError(f"{where}: `prompt` is missing; add one like {PROMPT.example}")
-    checked = PROMPT(value, At(where, "prompt"))
+    at = At(where, "prompt")
+    checked = PROMPT(value, at)
+    demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
+    slots = placeholders(checked["user"], f"{where}: prompt.user")
+    for i, demo in enumerate(demos):
+        missing = [name for name in slots if name not in demo.fields]
+        if missing:
+            raise (at / "demos" / i / "fields").error(
+                f"`{(at / 'demos' / i / 'fields').path}` has no {', '.join(missing)} for the user "
+                f"template's {{{'}, {'.join(missing)}}}; add the field(s) to the demo"
+            )
     return Prompt(
-        user=checked["user"], system=checked.get("system") or "", params=dict(value.get("params") or {})
+        user=checked["user"],
+        system=checked.get("system") or "",
+        demos=demos,
+        params=dict(value.get("params") or {}),
     )
 
 

@@ -263,8 +263,8 @@ def _tokens(text: str) -> int:
 def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
     """About how many input tokens one task call takes (``demos`` extra worked examples)."""
     messages = prompt.messages(row)
-    user = _tokens(messages[-1].content) + 4
-    return sum(_tokens(m.content) + 4 for m in messages) + demos * 2 * user
+    user = _tokens(messages[-1].text) + 4
+    return sum(_tokens(m.text) + 4 for m in messages) + demos * 2 * user
 
 
 def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget, per_row: int = 0) -> str | None:

@@ -313,7 +313,7 @@ class Search:
         msgs = messages_from(messages)
         temp = self.settings.reasoning_temperature if temperature is None else temperature
         seed = self.settings.seed * 1_000_003 + self._reasoning_calls
-        inputs = [[m.role, m.content] for m in msgs] + [temp, max_tokens, list(stop)]
+        inputs = [[m.role, m.text] for m in msgs] + [temp, max_tokens, list(stop)]
         key = f"reason:{self._reasoning_calls}:{_digest(inputs)}"
         stored = self._replay.get(key)
         if stored is not None:

@@ -32,14 +32,19 @@ def render_plain(messages: Sequence[Message]) -> str:
     blocks: list[str] = []
     pending_user: str | None = None
     for message in messages:
-        text = message.content.strip()
+        text = message.text.strip()
+        if message.tool_calls:  # a base model reads a call as a line of text, as it would write one
+            calls = "\n".join(f"Action: {c.name}({c.arguments})" for c in message.tool_calls)
+            text = f"{text}\n{calls}".strip()
+        if message.role == "tool":  # a tool's result reads as the next input
+            text = f"Observation: {text}"
         if message.role == "system":
             if pending_user is not None:
                 blocks.append(pending_user)
                 pending_user = None
             if text:
                 blocks.append(text)
-        elif message.role == "user":
+        elif message.role in ("user", "tool"):
             if pending_user is not None:
                 blocks.append(pending_user)
             pending_user = text

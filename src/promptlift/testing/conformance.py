@@ -50,8 +50,8 @@ def synthetic_model(request: CompletionRequest) -> str:
     if request.model == REASONING_MODEL:
         return "Count the letters of the word: more than 5 is long, otherwise short."
     demos = sum(1 for m in request.messages if m.role == "assistant")
-    system = " ".join(m.content for m in request.messages if m.role == "system")
-    word = request.messages[-1].content.split()[-2]  # "Word: <word>\nLength:"
+    system = " ".join(m.text for m in request.messages if m.role == "system")
+    word = request.messages[-1].text.split()[-2]  # "Word: <word>\nLength:"
     if demos >= 2 or "Count the letters" in system:
         return "long" if len(word) > 5 else "short"
     return "unsure"
@@ -100,13 +100,13 @@ class OptimizerConformance:
 
     def test_never_shows_the_test_split_to_the_optimizer(self) -> None:
         result, provider = self.run()
-        shown = [r for r in provider.requests if any(TEST_MARK in m.content for m in r.messages)]
+        shown = [r for r in provider.requests if any(TEST_MARK in m.text for m in r.messages)]
         test_rows = len(result.initial_test.rows)
         scorings = 1 if result.best.prompt == result.initial.prompt else 2
         assert len(shown) == test_rows * scorings  # the driver's start and end scoring only
         for request in shown:  # and never inside a demo, an instruction or a reasoning call
             assert request.model == TASK_MODEL
-            assert all(TEST_MARK not in m.content for m in request.messages[:-1])
+            assert all(TEST_MARK not in m.text for m in request.messages[:-1])
 
     def test_is_reproducible_with_a_seed(self) -> None:
         first, _ = self.run()

@@ -22,7 +22,7 @@ Reply = str | Completion | PromptliftError
 def _completion(request: CompletionRequest, reply: str | Completion, provider: str) -> Completion:
     if isinstance(reply, Completion):
         return reply
-    words = sum(len(m.content.split()) for m in request.messages)
+    words = sum(len(m.text.split()) for m in request.messages)
     return Completion(
         content=reply,
         model=request.model,
