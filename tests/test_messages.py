@@ -171,3 +171,16 @@ def test_a_bad_demo_in_yaml_is_one_line_naming_it(tmp_path: Path, demos: Any, sa
     with pytest.raises(ConfigError, match=says) as caught:
         load_config(_config(tmp_path, prompt))
     assert "\n" not in str(caught.value)
+
+
+def test_a_base_model_reads_tool_calls_and_results_as_action_and_observation_lines() -> None:
+    from promptlift.providers.render import render_plain
+
+    text = render_plain(
+        [
+            Message("user", "Weather in Oslo?"),
+            Message("assistant", "", (CALL,)),
+            Message("tool", "12 C", tool_call_id="call_1"),
+        ]
+    )
+    assert text == 'Weather in Oslo?\nAction: get_weather({"city": "Oslo"})\n\nObservation: 12 C\n'

@@ -132,6 +132,8 @@ def test_parallel_calls_of_one_tool_run_side_by_side() -> None:
     ("kwargs", "says"),
     [
         ({"name": "get weather", "description": ""}, "letters, digits"),
+        ({"name": "météo", "description": ""}, "letters, digits"),  # non-ASCII: refused by providers
+        ({"name": "w" * 65, "description": ""}, "at most 64"),
         ({"name": "w", "description": "", "parameters": {"type": "string"}}, "type object"),
         ({"name": "w", "description": "", "timeout_s": 0}, "timeout_s"),
     ],

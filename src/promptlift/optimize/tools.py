@@ -14,6 +14,7 @@ import asyncio
 import enum
 import inspect
 import json
+import re
 import time
 import types
 import typing
@@ -24,6 +25,7 @@ from typing import Any
 from promptlift.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 30.0
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what OpenAI, Anthropic and Gemini all accept (ASCII)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Tool:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        if not self.name.replace("_", "").replace("-", "").isalnum() or len(self.name) > 64:
+        if not _TOOL_NAME.fullmatch(self.name):
             raise ConfigError(
                 f"tool name {self.name!r}: use letters, digits, _ and - (at most 64), "
                 "as every provider requires"
