@@ -13,7 +13,7 @@ store keeps and reflective optimizers read as feedback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,11 +139,13 @@ async def run_agent(
     tools: Sequence[Tool],
     *,
     max_steps: int = DEFAULT_MAX_STEPS,
+    on_call: Callable[[Completion], None] | None = None,
     **params: Any,
 ) -> Trajectory:
     """Run the loop from ``messages`` with ``tools`` offered on every call; ``params`` go to each
     request (model, temperature, tool_choice, ...). Model-call failures raise (the client's typed
-    errors, after its retries); tool failures never do."""
+    errors, after its retries); tool failures never do. ``on_call`` sees each model call as it
+    returns, so a caller's ledger counts the calls of a loop that then fails."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     by_name = {tool.name: tool for tool in tools}
@@ -154,6 +156,8 @@ async def run_agent(
     for _ in range(max_steps):
         completion = await client.acomplete(client.request(history, tools=specs, **params))
         completions.append(completion)
+        if on_call is not None:
+            on_call(completion)
         steps.append(ModelStep.of(completion))
         history.append(Message("assistant", completion.content, completion.tool_calls))
         if not completion.tool_calls:

@@ -13,9 +13,10 @@ import yaml
 from promptlift.client.config import ModelPrice, ModelSpec, RateLimit
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
-from promptlift.errors import ConfigError
+from promptlift.errors import ConfigError, TemplateError
+from promptlift.optimize.agent import DEFAULT_MAX_STEPS
 from promptlift.optimize.metrics import check_metric
-from promptlift.optimize.prompt import Demo, Prompt, check_params, placeholders
+from promptlift.optimize.prompt import Demo, Prompt, Turn, check_params, placeholders
 from promptlift.optimize.run import Acceptance, Budget
 from promptlift.optimize.schema import (
     At,
@@ -31,6 +32,7 @@ from promptlift.optimize.schema import (
     text,
     whole,
 )
+from promptlift.optimize.tools import Tool
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 TOP_KEYS = {
@@ -115,15 +117,57 @@ def _demos(value: Any, at: At) -> list[dict[str, Any]]:
     return [DEMO(item, at / i) for i, item in enumerate(value)]
 
 
+TURN = Schema(
+    {"role": choice("system", "user", "assistant"), "content": any_text, "history": text},
+    example='{role: user, content: "Review: {text}"} or {history: conversation}',
+)
+
+
+def _turns(value: Any, at: At) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        at.fail(f"a list of messages like {TURN.example}", value)
+    out = []
+    for i, item in enumerate(value):
+        turn = TURN(item, at / i)
+        if "history" in turn and len(turn) > 1:
+            raise (at / i).error(f"`{(at / i).path}`: a history slot is `{{history: FIELD}}` alone")
+        if "history" not in turn and "content" not in turn:
+            raise (at / i).error(f"`{(at / i).path}` needs `content:` (or is a `{{history: FIELD}}` slot)")
+        out.append(turn)
+    return out
+
+
+TOOL = Schema(
+    {
+        "function": text,
+        "name": text,
+        "description": any_text,
+        "parameters": mapping,
+        "timeout_s": number(0.0, above=True),
+    },
+    example='{function: "tools:lookup"}',
+)
+
+
+def _tools(value: Any, at: At) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        at.fail(f"a list of tools like {TOOL.example}", value)
+    return [TOOL(item, at / i) for i, item in enumerate(value)]
+
+
 PROMPT = Schema(
     {
         "system": any_text,
         "user": text,
+        # a multi-turn prompt: templated messages and {history: FIELD} slots, before `user`
+        "messages": _turns,
         # what a run exports (Prompt.to_dict) loads back: the best prompt pastes into the next config
+        "turns": _turns,
         "demos": _demos,
         "params": lambda value, at: check_params(value, at),
+        "tools": _tools,
+        "max_steps": whole(1),
     },
-    required=("user",),
     example='{system: "...", user: "Review: {text}"}',
 )
 SPLIT = Schema(
@@ -210,11 +254,29 @@ def _budget(value: Any, where: str) -> Budget:
     return Budget(checked.get("max_calls"), checked.get("max_cost_usd"), checked.get("max_minutes"))
 
 
-def _prompt(value: Any, where: str) -> Prompt:
+def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:
     if value is None:
         raise ConfigError(f"{where}: `prompt` is missing; add one like {PROMPT.example}")
     at = At(where, "prompt")
     checked = PROMPT(value, at)
+    if "messages" in checked and "turns" in checked:
+        raise at.error(f"`{at.path}`: give `messages:` or `turns:`, not both (they are the same list)")
+    turns = [dict(t) for t in checked.get("messages") or checked.get("turns") or ()]
+    user = checked.get("user")
+    if user is None and turns and turns[-1].get("role") == "user":
+        user = turns.pop()["content"]  # a conversation's last user message is the input template
+    if not user and not any("history" in t for t in turns):
+        raise at.error(
+            f"`{(at / 'user').path}` is missing; add the input template, like {PROMPT.example}, "
+            "or end `messages:` with a user message or a {history: FIELD} slot"
+        )
+    tools = []
+    for i, spec in enumerate(checked.get("tools") or ()):
+        try:
+            tools.append(Tool.from_dict(spec, base_dir=base_dir))
+        except ConfigError as exc:
+            raise (at / "tools" / i).error(f"`{(at / 'tools' / i).path}`: {exc}") from None
+    checked["user"] = user or ""
     demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
     slots = placeholders(checked["user"], f"{where}: prompt.user")
     for i, demo in enumerate(demos):
@@ -224,12 +286,18 @@ def _prompt(value: Any, where: str) -> Prompt:
                 f"`{(at / 'demos' / i / 'fields').path}` has no {', '.join(missing)} for the user "
                 f"template's {{{'}, {'.join(missing)}}}; add the field(s) to the demo"
             )
-    return Prompt(
-        user=checked["user"],
-        system=checked.get("system") or "",
-        demos=demos,
-        params=dict(value.get("params") or {}),
-    )
+    try:
+        return Prompt(
+            user=checked["user"],
+            system=checked.get("system") or "",
+            demos=demos,
+            params=dict(value.get("params") or {}),
+            turns=tuple(Turn.from_dict(t) for t in turns),
+            tools=tuple(tools),
+            max_steps=checked.get("max_steps", DEFAULT_MAX_STEPS),
+        )
+    except TemplateError as exc:
+        raise at.error(f"`{at.path}`: {exc}") from None
 
 
 def _model_chain(value: Any, where: str) -> tuple[str | ModelSpec, ...]:
@@ -490,7 +558,7 @@ def load_config(path: str | Path) -> RunConfig:
         models=models,
         reasoning_model=scalars["reasoning_model"] or models[0],
         api_base=scalars["api_base"],
-        prompt=_prompt(raw.get("prompt"), where),
+        prompt=_prompt(raw.get("prompt"), where, path.parent),
         dataset_path=_relative(path, dataset["path"]),
         split=dataset["split"],
         metric=metric,

@@ -1,13 +1,15 @@
 """Scoring a prompt on rows: every row's output, score and reason, and what it cost.
 
-The evaluator sends one request per row through the client's batch API, so the client's
-concurrency limit, rate limits, cache and budget all apply. Requests for one prompt are sent
-together and in row order: on the embedded model they share the prompt's prefix (system text and
-demos) and run back to back on its single worker, so the KV cache is reused.
+Every call goes through the client, so its concurrency limit, rate limits, cache and budget all
+apply. A prompt without tools makes one call per row; a prompt with tools runs the agent loop per
+row (``promptlift.optimize.agent``), and the row keeps its whole trajectory. Rows are taken in
+order by at most ``concurrency`` workers: on the embedded model the calls of one prompt share its
+prefix (system text and demos) and run back to back on its single worker, so the KV cache is reused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,10 +17,11 @@ from typing import Any
 
 from promptlift.client import Client
 from promptlift.errors import BadRequest, PromptliftError, UserError
+from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
 from promptlift.optimize.prompt import Prompt
-from promptlift.types import Completion
+from promptlift.types import Completion, Message
 
 CALL_FAILED = "the call failed"
 
@@ -30,24 +33,35 @@ class RowResult:
     score: float
     reason: str = ""
     error: str = ""  # "ErrorType: message" when the call failed
+    trajectory: Trajectory | None = None  # an agent's row: every model call, tool call and message
+
+    @property
+    def steps(self) -> int:
+        """Model calls the row took (1 for a single-call prompt)."""
+        return self.trajectory.model_calls if self.trajectory is not None else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "index": self.index,
             "output": self.output,
             "score": self.score,
             "reason": self.reason,
             "error": self.error,
         }
+        if self.trajectory is not None:
+            out["trajectory"] = self.trajectory.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RowResult:
+        trajectory = d.get("trajectory")
         return cls(
             int(d["index"]),
             str(d["output"]),
             float(d["score"]),
             str(d.get("reason", "")),
             str(d.get("error", "")),
+            Trajectory.from_dict(trajectory) if trajectory else None,
         )
 
 
@@ -148,15 +162,23 @@ class Evaluation:
         return cls(tuple(RowResult.from_dict(r) for r in d["rows"]), Spend.from_dict(d["spend"]))
 
 
-async def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
+def reads_trajectory(metric: Metric) -> bool:
+    """A metric that scores the trajectory too is called ``metric(row, output, trajectory)``."""
+    return bool(getattr(metric, "reads_trajectory", False))
+
+
+async def _score(
+    metric: Metric, row: Row, output: str, trajectory: Trajectory | None = None
+) -> tuple[Score, str]:
     """The metric's score of one output, and the error when the metric broke on it.
 
     A model call inside the metric (an LLM judge's) that failed for a reason outside this row — a
     budget refusal, a provider down — is raised, as a task call's would be: scoring 0 would corrupt
     the candidate's score."""
     try:
+        extra = (trajectory,) if reads_trajectory(metric) else ()
         ascore = getattr(metric, "ascore", None)
-        result: Any = await ascore(row, output) if ascore is not None else metric(row, output)
+        result: Any = await ascore(row, output, *extra) if ascore is not None else metric(row, output, *extra)
     except UserError:
         raise
     except PromptliftError as exc:
@@ -179,6 +201,28 @@ async def _score(metric: Metric, row: Row, output: str) -> tuple[Score, str]:
 RowDone = Callable[[int, RowResult, Spend], None]
 
 
+async def _in_order(
+    items: Sequence[int], job: Callable[[int], Any], workers: int, *, stop: Callable[[], bool]
+) -> None:
+    """``job(item)`` for each item, taken in order by at most ``workers`` workers; once ``stop()``
+    is true no new item is started (those started finish). A cancellation ends every worker."""
+    queue = iter(items)  # shared: each item is taken by exactly one worker
+
+    async def worker() -> None:
+        for item in queue:
+            if stop():
+                return
+            await job(item)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(items)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _row_fault(error: PromptliftError) -> bool:
     """True for a failure caused by this row's request (refused as a bad request, filtered, too
     long): the row scores 0 with the reason. Anything else — a budget refusal, a provider
@@ -195,10 +239,21 @@ class Evaluator:
         self.metric = metric
         self.model = model or client.model
 
-    @property
-    def calls_per_row(self) -> int:
-        """Calls one scored row sends: the task call, and the metric's own (an LLM judge's)."""
-        return 1 + int(getattr(self.metric, "calls_per_row", 0))
+    def _refuse_all_failed(self, out: Sequence[RowResult], row_faults: Sequence[PromptliftError]) -> None:
+        """Every row failing the same way says the setup is wrong, not the prompt: raise."""
+        failed_calls = [r for r in out if r.reason == CALL_FAILED]
+        if out and len(failed_calls) == len(out):
+            if row_faults:
+                raise row_faults[0]
+            raise UserError(f"every call of this evaluation failed: {failed_calls[0].error}")
+        if out and sum(1 for r in out if r.error and r.reason != CALL_FAILED) == len(out):
+            raise UserError(f"the metric {self.metric.name!r} failed on every row: {out[0].error}")
+
+    def calls_per_row(self, prompt: Prompt | None = None) -> int:
+        """Calls one scored row may send at most: the task call (an agent's step limit), and the
+        metric's own (an LLM judge's)."""
+        task = prompt.calls_per_row if prompt is not None else 1
+        return task + int(getattr(self.metric, "calls_per_row", 0))
 
     async def evaluate(
         self,
@@ -222,48 +277,71 @@ class Evaluator:
         finished: dict[int, tuple[RowResult, Spend]] = dict(done or {})
         todo = [pos for pos in range(len(rows)) if pos not in finished]
         params = {"temperature": 0.0, **dict(prompt.params)}
-        requests = [
-            self.client.request(prompt.messages(rows[pos].fields), model=self.model, **params) for pos in todo
-        ]
+        # Every row's messages before any call: a malformed row (a history field that is not a
+        # conversation) is one clear error, not a failure after paying for the rows before it.
+        conversations = {pos: prompt.messages(rows[pos].fields) for pos in todo}
         fatal: list[BaseException] = []
+        row_faults: list[PromptliftError] = []
         paid = on_spend or (lambda spend: None)
 
-        async def handle(k: int, result: Completion | PromptliftError) -> None:
-            """Score one answer as its call ends. Async, so the batch's worker awaits it: a metric
-            that calls a model (a judge) runs beside the other workers' calls, never blocking them."""
-            pos, row = todo[k], rows[todo[k]]
-            if isinstance(result, PromptliftError):
-                if not _row_fault(result):
-                    fatal.append(result)  # nothing about this row: stop, keep what was answered
-                    return
-                finished[pos] = (
-                    RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(result).__name__}: {result}"),
-                    Spend(),
+        async def answer(pos: int, calls: list[Completion]) -> Trajectory:
+            messages = conversations[pos]
+
+            def record(completion: Completion) -> None:
+                calls.append(completion)
+                paid(Spend.of([completion]))
+
+            if prompt.tools:
+                return await run_agent(
+                    self.client,
+                    messages,
+                    prompt.tools,
+                    max_steps=prompt.max_steps,
+                    on_call=record,
+                    model=self.model,
+                    **params,
                 )
+            completion = await self.client.acomplete(
+                self.client.request(messages, model=self.model, **params)
+            )
+            record(completion)
+            history = (*messages, Message("assistant", completion.content, completion.tool_calls))
+            return Trajectory(
+                completion.content, (ModelStep.of(completion),), history, "answer", (completion,)
+            )
+
+        async def one(pos: int) -> None:
+            """Answer and score one row. The metric runs in the same worker, so a judge's call runs
+            beside the other workers' calls, never blocking them."""
+            row, calls = rows[pos], list[Completion]()
+            try:
+                trajectory = await answer(pos, calls)
+            except PromptliftError as exc:
+                if not _row_fault(exc):
+                    fatal.append(exc)  # nothing about this row: stop, keep what was answered
+                    return
+                row_faults.append(exc)
+                result = RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(exc).__name__}: {exc}")
+                finished[pos] = result, Spend.of(calls)
             else:
-                paid(Spend.of([result]))
                 try:
-                    score, error = await _score(self.metric, row, result.content)
+                    score, error = await _score(self.metric, row, trajectory.output, trajectory)
                 except Exception as exc:  # a judge's call failed outside this row, or the metric refused
                     fatal.append(exc)
                     return
                 paid(Spend.of(score.calls))
-                output = RowResult(row.index, result.content, score.value, score.reason or error, error)
-                finished[pos] = output, Spend.of([result, *score.calls])
+                kept = trajectory if prompt.tools else None  # a single call's record is its output
+                result = RowResult(
+                    row.index, trajectory.output, score.value, score.reason or error, error, kept
+                )
+                finished[pos] = result, Spend.of([*calls, *score.calls])
             if on_row is not None:
                 on_row(pos, *finished[pos])
 
-        results = await self.client.abatch(requests, on_result=handle, stop=lambda: bool(fatal))
+        await _in_order(todo, one, self.client.config.concurrency, stop=lambda: bool(fatal))
         if fatal:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]
-        failed_calls = [r for r in out if r.reason == CALL_FAILED]
-        if rows and len(failed_calls) == len(rows):
-            first = next((r for r in results if isinstance(r, PromptliftError)), None)
-            if first is not None:
-                raise first
-            raise UserError(f"every call of this evaluation failed: {failed_calls[0].error}")
-        if rows and sum(1 for r in out if r.error and r.reason != CALL_FAILED) == len(rows):
-            raise UserError(f"the metric {self.metric.name!r} failed on every row: {out[0].error}")
+        self._refuse_all_failed(out, row_faults)
         spend = sum((finished[pos][1] for pos in range(len(rows))), Spend())
         return Evaluation(tuple(out), spend)

@@ -325,23 +325,27 @@ def metric_from_config(
     return FunctionMetric(load_callable(spec["function"], base_dir=base_dir))
 
 
-def load_callable(target: str, *, base_dir: str | Path | None = None) -> Callable[..., Any]:
+def load_callable(
+    target: str, *, base_dir: str | Path | None = None, what: str = "python metric"
+) -> Callable[..., Any]:
     """``package.module:function`` → the function, with a clear error when it is not there. A module
     in ``base_dir`` (the config's folder) is found without setting PYTHONPATH."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise ConfigError(f"python metric {target!r}: write it as 'module:function'")
+        raise ConfigError(f"{what} {target!r}: write it as 'module:function'")
     try:
         module = _import(module_name, base_dir)
     except ImportError as exc:
-        raise ConfigError(f"python metric {target!r}: cannot import {module_name!r} ({exc})") from None
+        raise ConfigError(f"{what} {target!r}: cannot import {module_name!r} ({exc})") from None
     except Exception as exc:  # the user's module failed while importing: say so in one line
         raise ConfigError(
-            f"python metric {target!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
+            f"{what} {target!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
         ) from None
-    fn = getattr(module, attr, None)
+    fn: Any = module
+    for name in attr.split("."):  # a nested name (Class.method) resolves too
+        fn = getattr(fn, name, None)
     if not callable(fn):
-        raise ConfigError(f"python metric {target!r}: {module_name} has no function {attr!r}")
+        raise ConfigError(f"{what} {target!r}: {module_name} has no function {attr!r}")
     return fn  # type: ignore[no-any-return]
 
 

@@ -223,7 +223,7 @@ class Search:
             self.ledger.task = self.ledger.task + evaluation.spend  # what it cost the first time
         else:
             # all rows, even if some are checkpointed: replays decide alike
-            self._ensure_budget(len(rows) * self.evaluator.calls_per_row, role)
+            self._ensure_budget(len(rows) * self.evaluator.calls_per_row(prompt), role)
             done = self._replay_rows.get(key)
             self.ledger.task = self.ledger.task + sum((spend for _, spend in (done or {}).values()), Spend())
 

@@ -138,7 +138,7 @@ def run_config(
     ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
     then a new run starts from this config (recorded with ``resumed_from``)."""
     prepared = prepare(config)
-    calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row
+    calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row(config.prompt)
     try:
         refuse_budget_below_start(
             config.budget, len(prepared.splits.validation), len(prepared.splits.test), calls_per_row
@@ -323,10 +323,11 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
     budget = config.budget
     rows = len(prepared.splits.validation) + len(prepared.splits.test)
-    if budget.max_calls is not None and rows * evaluator.calls_per_row > budget.max_calls:
+    needed = rows * evaluator.calls_per_row(config.prompt)
+    if budget.max_calls is not None and needed > budget.max_calls:
         prepared.client.close()
         raise ConfigError(
-            f"eval needs {rows * evaluator.calls_per_row} calls ({len(prepared.splits.validation)} "
+            f"eval needs {needed} calls ({len(prepared.splits.validation)} "
             f"validation + {len(prepared.splits.test)} test rows) but budget.max_calls is "
             f"{budget.max_calls:g}; raise it or use smaller splits"
         )

@@ -11,6 +11,7 @@ error text the model is shown (``ToolOutcome.error``), so one bad call costs a s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import inspect
 import json
@@ -20,6 +21,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ConfigError
@@ -61,8 +63,9 @@ class Tool:
                 f"tool {self.name!r}: parameters must be a JSON schema of type object, "
                 f"got type {self.parameters.get('type')!r}"
             )
-        if not self.timeout_s > 0:
+        if not (isinstance(self.timeout_s, int | float) and self.timeout_s > 0):
             raise ConfigError(f"tool {self.name!r}: timeout_s must be above 0, got {self.timeout_s!r}")
+        object.__setattr__(self, "timeout_s", float(self.timeout_s))  # 3 and 3.0: one key
 
     @classmethod
     def from_function(
@@ -99,6 +102,54 @@ class Tool:
             parameters,
             function,
             timeout_s,
+        )
+
+    @property
+    def reference(self) -> str:
+        """``module:qualname`` of the function, what a config names it by ("" without one)."""
+        fn = self.function
+        if fn is None:
+            return ""
+        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+
+    def with_description(self, description: str) -> Tool:
+        return dataclasses.replace(self, description=description)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON that ``from_dict`` (and a YAML config's ``tools:``) loads back; the function is
+        named by reference, so a tool defined in ``__main__`` or as a lambda does not load elsewhere."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+            "timeout_s": self.timeout_s,
+        }
+        if self.function is not None:
+            out["function"] = self.reference
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Tool:
+        """A tool from ``to_dict``'s shape or a config's: ``function: "module:name"`` alone derives
+        the rest from the function (``from_function``); name, description and parameters given
+        beside it win."""
+        from promptlift.optimize.metrics import load_callable
+
+        target = data.get("function")
+        timeout_s = float(data.get("timeout_s", DEFAULT_TIMEOUT_S))
+        if target:
+            function = load_callable(str(target), base_dir=base_dir, what="tool")
+            base = cls.from_function(function, name=data.get("name"), timeout_s=timeout_s)
+        elif data.get("name"):
+            base = cls(str(data["name"]), "", timeout_s=timeout_s)
+        else:
+            raise ConfigError("a tool needs `function: module:name`, or a `name:` and `parameters:`")
+        description, parameters = data.get("description"), data.get("parameters")
+        return dataclasses.replace(
+            base,
+            name=str(data.get("name") or base.name),
+            description=base.description if description is None else str(description),
+            parameters=base.parameters if parameters is None else dict(parameters),
         )
 
     def spec(self) -> dict[str, Any]:

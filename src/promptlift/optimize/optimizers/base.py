@@ -94,20 +94,20 @@ class Optimizer(abc.ABC):
             initial = await ctx.evaluate(prompt, origin="initial")
             initial_test = await ctx.evaluate_test(prompt)
         except StopRun as stop:
-            calls = (len(splits.validation) + len(splits.test)) * evaluator.calls_per_row
+            calls = (len(splits.validation) + len(splits.test)) * evaluator.calls_per_row(prompt)
             raise BudgetExceeded(
                 f"the budget does not cover scoring the starting prompt on the validation and test "
                 f"splits ({calls} calls): {stop.reason}; raise "
                 f"budget.max_calls / max_cost_usd or use smaller splits",
                 limit="run",
             ) from None
-        ctx.reserve(len(splits.test) * evaluator.calls_per_row)
+        ctx.reserve(len(splits.test) * evaluator.calls_per_row(prompt))
         try:
             await self.search(ctx, initial)
             stop_reason = "completed"
         except StopRun as stop:
             stop_reason = stop.reason
-        ctx.reserve(-len(splits.test) * evaluator.calls_per_row)
+        ctx.reserve(-len(splits.test) * evaluator.calls_per_row(prompt))
         best = ctx.best
         best_test = initial_test
         if best.prompt != prompt:

@@ -207,7 +207,7 @@ class _State:
     def room(self) -> int:
         """Metric calls (rows scored) left: this search's own budget, within what the run has left.
         A row costs ``calls_per_row`` calls (two with an LLM judge)."""
-        per_row = self.ctx.evaluator.calls_per_row
+        per_row = self.ctx.evaluator.calls_per_row(self.ctx.history[0].prompt)
         own = self.opt.max_metric_calls - (self.ctx.ledger.task.calls - self.baseline) // per_row
         run = self.ctx.calls_left()
         return own if run is None else min(own, run // per_row)
