@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from promptlift import Client, ClientConfig, Completion, CompletionRequest, ToolCall
-from promptlift.errors import ConfigError, TemplateError
+from promptlift.errors import ConfigError, TemplateError, UserError
 from promptlift.optimize.config import load_config
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult
@@ -145,7 +145,8 @@ def write_config(tmp_path: Path, prompt_yaml: str) -> Path:
     (tmp_path / "mytools.py").write_text(TOOLS_PY)
     (tmp_path / "data.jsonl").write_text(
         "\n".join(
-            json.dumps({"country": c, "answer": a}) for c, a in [("France", "Paris"), ("Peru", "Lima")] * 3
+            json.dumps({"country": c, "answer": c[::-1]})
+            for c in ["France", "Peru", "Chad", "Fiji", "Oman", "Laos", "Mali", "Cuba"]
         )
     )
     path = tmp_path / "config.yaml"
@@ -270,3 +271,24 @@ def test_a_row_checkpointed_mid_evaluation_is_not_run_again() -> None:
     second, provider = evaluate(AGENT, rows("France", "Peru"), done=done)
     assert len(provider.requests) == 2  # only Peru's two calls
     assert second.rows[0].trajectory == first.rows[0].trajectory
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+def test_the_plan_counts_an_agents_step_limit_per_row(tmp_path: Path) -> None:
+    from promptlift.optimize.plan import make_plan
+
+    single = make_plan(load_config(write_config(tmp_path, 'user: "Capital of {country}?"')))
+    agent_path = write_config(
+        tmp_path, 'user: "Capital of {country}?"\ntools: [{function: "mytools:capital"}]\nmax_steps: 3'
+    )
+    plan = make_plan(load_config(agent_path))
+    assert plan.steps == 3 and plan.calls.task == 3 * single.calls.task
+    assert plan.calls.reasoning == single.calls.reasoning  # the reasoning model's calls do not loop
+    assert "at most 3 model calls per row" in plan.render()
+    assert plan.cost_usd is not None and single.cost_usd is not None
+    assert plan.cost_usd[1] > 3 * single.cost_usd[1]  # three calls a row, each with the tool's schema
+    # a call budget that covers the start only if the agent answered at once is refused before any call
+    text = agent_path.read_text() + "budget: {max_calls: 12}\n"
+    agent_path.write_text(text)
+    with pytest.raises(UserError, match="max_calls"):
+        make_plan(load_config(agent_path)).check()

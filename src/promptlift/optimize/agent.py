@@ -100,6 +100,23 @@ class Trajectory:
     def cost_usd(self) -> float:
         return sum(s.cost_usd for s in self.steps if isinstance(s, ModelStep))
 
+    def summary(self, width: int = 160) -> str:
+        """The steps as short lines, for a reflecting model: each tool call with its arguments and
+        what came back (or the error), and how the loop ended."""
+
+        def cut(text: str) -> str:
+            text = " ".join(text.split())
+            return text if len(text) <= width else text[: width - 3] + "..."
+
+        lines = []
+        for step in self.steps:
+            if isinstance(step, ToolStep):
+                got = f"error: {step.outcome.error}" if step.outcome.error else step.outcome.result
+                lines.append(f"called {step.call.name}({cut(step.call.arguments)}) -> {cut(got)}")
+        if self.stopped != "answer":
+            lines.append(f"stopped: {self.stopped} after {self.model_calls} model calls")
+        return "\n".join(lines) or "answered without calling a tool"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,

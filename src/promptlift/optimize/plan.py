@@ -23,6 +23,7 @@ is a plan ``problem``: the run would spend and learn nothing, so ``check()`` ref
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,11 @@ class CallEstimate:
     def judged(self, per_row: int) -> CallEstimate:
         """With a metric that makes ``per_row`` calls for every answer it scores."""
         return CallEstimate(self.task, self.reasoning, self.task * per_row)
+
+    def agent(self, steps: int) -> CallEstimate:
+        """Task rows as model calls for an agent of at most ``steps`` calls per row (the judge still
+        scores one answer per row)."""
+        return CallEstimate(self.task * steps, self.reasoning, self.judge)
 
 
 # -- one estimator per optimizer: the search's own calls, the driver's scoring excluded --------------
@@ -151,8 +157,7 @@ def cap(calls: CallEstimate, budget: Budget) -> CallEstimate:
         return calls
     share = budget.max_calls / calls.total
     task = math.floor(calls.task * share)
-    per_row = calls.judge // calls.task if calls.task else 0  # judge calls per task call: a whole number
-    judge = per_row * task
+    judge = math.floor(calls.judge * share)
     return CallEstimate(task, min(calls.reasoning, int(budget.max_calls) - task - judge), judge)
 
 
@@ -177,6 +182,7 @@ class Plan:
     cost_usd: tuple[float, float] | None  # low, high; None when a model's price is unknown
     paid: bool  # some configured model costs money
     judge_model: str | None = None  # an LLM-judge metric's model: one more call per scored answer
+    steps: int = 1  # model calls per row at most: an agent's step limit (task calls count it)
     zero_priced: tuple[str, ...] = ()  # models not local/ whose price is $0 (a free server, `prices:`)
     problems: tuple[str, ...] = ()  # why the run cannot do its job (a budget too small for one candidate)
 
@@ -200,6 +206,11 @@ class Plan:
             if st.presets:
                 shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
                 lines.append(f"    presets (calls): {shown}")
+        if self.steps > 1:
+            lines.append(
+                f"  agent: at most {self.steps} model calls per row (max_steps); task calls above count "
+                f"that bound, so a loop that answers sooner costs less"
+            )
         if self.judge_model:
             lines.append(
                 f"  judge: ~{self.calls.judge} calls on {self.judge_model} (one per scored answer; the "
@@ -253,6 +264,7 @@ class Plan:
             "cost_usd": list(self.cost_usd) if self.cost_usd else None,
             "paid": self.paid,
             "problems": list(self.problems),
+            "steps_per_row": self.steps,
         }
 
 
@@ -265,6 +277,11 @@ def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
     messages = prompt.messages(row)
     user = _tokens(messages[-1].text) + 4
     return sum(_tokens(m.text) + 4 for m in messages) + demos * 2 * user
+
+
+def tool_tokens(prompt: Prompt) -> int:
+    """About how many input tokens the tools' schemas add to every call of an agent."""
+    return sum(_tokens(json.dumps(t.spec())) for t in prompt.tools)
 
 
 def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget, per_row: int = 0) -> str | None:
@@ -295,11 +312,12 @@ def _stage(
         for p in PRESETS.get(spec_name, {})
     }
     warning = _pareto_warning(optimizer, sizes, config.budget, per_row)
+    steps = config.prompt.calls_per_row
     return StagePlan(
         optimizer=spec_name,
         params=optimizer.params(),
-        calls=estimate_calls(optimizer, sizes, base_reasoning=base).judged(per_row),
-        presets=presets,
+        calls=estimate_calls(optimizer, sizes, base_reasoning=base).judged(per_row).agent(steps),
+        presets={p: c.agent(steps) for p, c in presets.items()},
         warnings=(warning,) if warning else (),
     )
 
@@ -324,7 +342,8 @@ def make_plan(
         str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
     )
     per_row = LLMJudge.calls_per_row if judge else 0
-    refuse_budget_below_start(config.budget, sizes.validation, sizes.test, 1 + per_row)
+    steps = config.prompt.calls_per_row
+    refuse_budget_below_start(config.budget, sizes.validation, sizes.test, steps + per_row)
     stages = tuple(_stage(config, spec.name, spec.params, sizes, base, per_row) for spec in config.optimizers)
     calls = cap(sum((st.calls for st in stages), CallEstimate()), config.budget)
     demos = max((int(st.params.get("max_demos", 0)) for st in stages), default=0)
@@ -334,7 +353,7 @@ def make_plan(
     j_price = price_of(judge, prices) if judge else t_price
     per_call: CallCosts | None = None
     if t_price is not None and r_price is not None and j_price is not None:
-        task_in = task_tokens(config.prompt, row, demos // 2)
+        task_in = task_tokens(config.prompt, row, demos // 2) + tool_tokens(config.prompt)
         per_call = _per_call_costs(config, row, task_in, base, (t_price, r_price, j_price))
     cost = None
     if per_call is not None:
@@ -343,7 +362,7 @@ def make_plan(
     priced = zip(models, (t_price, r_price, j_price), strict=False)
     zero = tuple(dict.fromkeys(m for m, p in priced if p and p.free and not m.startswith("local/")))
     paid = any(p is not None and not p.free for p in (t_price, r_price, j_price))
-    problems = _problems(config.budget, sizes, stages, per_row, per_call)
+    problems = _problems(config.budget, sizes, stages, per_row, per_call, steps)
     return Plan(
         config.model,
         config.reasoning_model,
@@ -356,6 +375,7 @@ def make_plan(
         judge,
         zero_priced=zero,
         problems=problems,
+        steps=steps,
     )
 
 
@@ -398,19 +418,26 @@ def _per_call_costs(
     )
 
 
-def smallest_useful_run(sizes: Sizes, stages: tuple[StagePlan, ...], per_row: int) -> CallEstimate:
+def smallest_useful_run(
+    sizes: Sizes, stages: tuple[StagePlan, ...], per_row: int, steps: int = 1
+) -> CallEstimate:
     """The fewest calls a run needs to learn anything: the starting prompt on validation and test,
     one candidate on validation (after the reasoning call that proposes it, for optimizers that
     make one), and the best prompt on test."""
-    task = 2 * (sizes.validation + sizes.test)
+    rows = 2 * (sizes.validation + sizes.test)
     reasoning = 1 if stages and stages[0].calls.reasoning > 0 else 0
-    return CallEstimate(task=task, reasoning=reasoning, judge=task * per_row)
+    return CallEstimate(task=rows * steps, reasoning=reasoning, judge=rows * per_row)
 
 
 def _problems(
-    budget: Budget, sizes: Sizes, stages: tuple[StagePlan, ...], per_row: int, per_call: CallCosts | None
+    budget: Budget,
+    sizes: Sizes,
+    stages: tuple[StagePlan, ...],
+    per_row: int,
+    per_call: CallCosts | None,
+    steps: int = 1,
 ) -> tuple[str, ...]:
-    need = smallest_useful_run(sizes, stages, per_row)
+    need = smallest_useful_run(sizes, stages, per_row, steps)
     what = (
         f"scoring the starting prompt on validation and test ({sizes.validation} + {sizes.test} rows), "
         f"one candidate on validation and the best on test"
@@ -422,7 +449,8 @@ def _problems(
             f"{budget.max_calls}; raise budget.max_calls to at least {need.total}, or use smaller splits"
         )
     if budget.max_cost_usd is not None and per_call is not None:
-        least = 0.8 * per_call.low(need)  # the plan's own low end: input tokens alone
+        # the plan's own low end: input tokens alone, an agent answering at its first call
+        least = 0.8 * per_call.low(smallest_useful_run(sizes, stages, per_row))
         if least > budget.max_cost_usd:
             found.append(
                 f"the budget is too small for one candidate: {what} cost at least ${least:.4f}, and "

@@ -11,10 +11,15 @@ close to a member's (Jaccard distance of word sets below ``min_distance``) is di
 is scored, and survivors are ranked with a bonus for being unlike the others
 (``diversity_weight`` × mean distance to the rest).
 
-Multi-objective mode: with ``objectives: [score, length]`` (or ``[score, cost]``) survivors are
-ranked first by Pareto rank on score against prompt length in tokens (or cost per call), so short
-or cheap prompts that score nearly as well survive; the run's best is still the highest score, and
-the final front is reported as a ``front`` event.
+``parts`` names what mutations rewrite: the instruction ("system", the default), and for an agent
+"tools" (each tool's description) — each mutation picks one at random; crossovers combine
+instructions.
+
+Multi-objective mode: with ``objectives: [score, length]`` (or ``cost``, or ``steps``) survivors are
+ranked first by Pareto rank on score against prompt length in tokens (or cost per row, or model
+calls per row: an agent's steps), so short, cheap or quick prompts that score nearly as well
+survive; the run's best is still the highest score, and the final front is reported as a ``front``
+event.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.optimizers.reflection import combine, mutate, system_ok
+from promptlift.optimize.optimizers.reflection import PART_NAMES, combine, expand_parts, mutate, part_ok
 from promptlift.optimize.prompt import Prompt, fill
 from promptlift.optimize.run import Candidate, Search
 
-OBJECTIVES = ("score", "length", "cost")
+OBJECTIVES = ("score", "length", "cost", "steps")
 
 
 # -- pure functions --------------------------------------------------------------------------------
@@ -111,6 +116,7 @@ class Evolutionary(Optimizer):
     min_distance: float = 0.15
     diversity_weight: float = 0.1
     objectives: list[str] = field(default_factory=lambda: ["score"])
+    parts: list[str] = field(default_factory=lambda: ["system"])
     name: ClassVar[str] = "evolutionary"
 
     def __post_init__(self) -> None:
@@ -120,8 +126,12 @@ class Evolutionary(Optimizer):
             raise ConfigError("evolutionary: needs population >= 2 and 0 <= elites < population")
         if not self.objectives or self.objectives[0] != "score" or set(self.objectives) - set(OBJECTIVES):
             raise ConfigError(
-                f"evolutionary: `objectives` must start with 'score' and may add 'length' or 'cost', "
-                f"got {self.objectives!r}"
+                f"evolutionary: `objectives` must start with 'score' and may add 'length', 'cost' or "
+                f"'steps', got {self.objectives!r}"
+            )
+        if not self.parts or set(self.parts) - set(PART_NAMES):
+            raise ConfigError(
+                f"evolutionary: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
             )
 
     def params(self) -> dict[str, Any]:
@@ -133,17 +143,20 @@ class Evolutionary(Optimizer):
             "min_distance": self.min_distance,
             "diversity_weight": self.diversity_weight,
             "objectives": list(self.objectives),
+            "parts": list(self.parts),
         }
 
     def member(self, c: Candidate) -> Member:
         values = [c.score]
         for name in self.objectives[1:]:
+            rows = max(1, len(c.evaluation.rows))
             if name == "length":
                 values.append(-float(prompt_tokens(c.prompt)))
-            else:  # cost per call; tokens per call when calls are free
+            elif name == "steps":  # model calls per row: an agent's loop length
+                values.append(-sum(r.steps for r in c.evaluation.rows) / rows)
+            else:  # cost per row (an agent's row is several calls); tokens per row when calls are free
                 spend = c.evaluation.spend
-                per_call = spend.cost_usd or spend.tokens
-                values.append(-per_call / max(1, spend.calls))
+                values.append(-(spend.work_cost_usd or spend.tokens) / rows)
         return Member(c.id, tuple(values), c.prompt.system)
 
     async def search(self, ctx: Search, start: Candidate) -> None:
@@ -177,22 +190,34 @@ class Evolutionary(Optimizer):
     ) -> list[Candidate]:
         """Up to ``n`` new scored children; gives up after ``2n`` attempts (duplicates, collapse)."""
         children: list[Candidate] = []
-        seen = [c.prompt.system for c in ctx.history]
+        seen: dict[str, list[str]] = {}
+        for c in ctx.history:
+            for name, text in c.prompt.components().items():
+                seen.setdefault(name, []).append(text)
         for _ in range(2 * n):
             if len(children) >= n:
                 break
             parent = self.tournament(ctx, population)
+            part = "system"
             if crossover and len(population) >= 2 and ctx.rng.random() < self.crossover_rate:
                 other = self.tournament(ctx, [c for c in population if c.id != parent.id])
                 text = await combine(ctx, parent.prompt.system, other.prompt.system)
                 origin = f"crossover {parent.id}x{other.id}"
             else:
-                text, origin = await mutate(ctx, parent.prompt.system), "mutation"
-            if not system_ok(parent.prompt, ctx.train.fields, text):
+                parts = expand_parts(parent.prompt, self.parts)
+                part = (
+                    ctx.rng.choice(parts) if len(parts) > 1 else parts[0]
+                )  # one part: the seed's draws stay as before
+                current = parent.prompt.components()[part]
+                text = await mutate(ctx, current)
+                origin = "mutation" if part == "system" else f"mutation {part}"
+            if not part_ok(parent.prompt, part, ctx.train.fields, text):
                 continue
-            if any(distance(text, s) < self.min_distance for s in seen):
-                continue  # too close to a prompt already tried: keep the population diverse
-            seen.append(text)
-            child = await ctx.evaluate(parent.prompt.replace(system=text), parent=parent.id, origin=origin)
+            if any(distance(text, s) < self.min_distance for s in seen.get(part, ())):
+                continue  # too close to a text already tried: keep the population diverse
+            seen.setdefault(part, []).append(text)
+            child = await ctx.evaluate(
+                parent.prompt.with_component(part, text), parent=parent.id, origin=origin
+            )
             children.append(child)
         return children

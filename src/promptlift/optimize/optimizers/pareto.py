@@ -31,13 +31,11 @@ from promptlift.errors import ConfigError
 from promptlift.log import get_logger
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.optimizers.reflection import keeps_slots, reflect, system_ok
+from promptlift.optimize.optimizers.reflection import PART_NAMES, expand_parts, part_ok, reflect
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Candidate, Search
 
 log = get_logger("optimize.pareto")
-
-PARTS = ("system", "user", "demos", "params")
 
 
 # -- the algorithm as pure functions ---------------------------------------------------------------
@@ -115,26 +113,27 @@ def common_ancestor(a: int, b: int, parents: Mapping[int, int | None]) -> int | 
     return next((c for c in line_a[1:] if c in shared), None)
 
 
-def _part(prompt: Prompt, name: str) -> Any:
-    value = getattr(prompt, name)
-    return dict(value) if name == "params" else value
+def _pick(va: Any, vb: Any, v0: Any, prefer_a: bool) -> Any:
+    if va == vb or vb == v0:
+        return va
+    if va == v0:
+        return vb
+    return va if prefer_a else vb
 
 
 def merge_prompts(ancestor: Prompt, a: Prompt, b: Prompt, *, prefer_a: bool) -> Prompt | None:
-    """Per part, keep the side that changed it from ``ancestor``; when both did, the preferred one.
-
-    None when the merge equals ``a`` or ``b`` (nothing new to try).
-    """
-    changes: dict[str, Any] = {}
-    for name in PARTS:
-        va, vb, v0 = _part(a, name), _part(b, name), _part(ancestor, name)
-        if va == vb or vb == v0:
-            changes[name] = va
-        elif va == v0:
-            changes[name] = vb
-        else:
-            changes[name] = va if prefer_a else vb
-    merged = a.replace(**changes)
+    """Per part — each text component (instruction, templates, tool descriptions), the demos and
+    the parameters — keep the side that changed it from ``ancestor``; when both did, the preferred
+    one. None when the merge equals ``a`` or ``b`` (nothing new to try)."""
+    ca, cb, c0 = a.components(), b.components(), ancestor.components()
+    merged = a
+    for name, va in ca.items():
+        if name in cb and name in c0:
+            merged = merged.with_component(name, _pick(va, cb[name], c0[name], prefer_a))
+    merged = merged.replace(
+        demos=_pick(a.demos, b.demos, ancestor.demos, prefer_a),
+        params=_pick(dict(a.params), dict(b.params), dict(ancestor.params), prefer_a),
+    )
     return None if merged in (a, b) else merged
 
 
@@ -161,8 +160,10 @@ class Pareto(Optimizer):
     def __post_init__(self) -> None:
         if self.minibatch < 1 or self.max_metric_calls < 1:
             raise ConfigError("pareto: `minibatch` and `max_metric_calls` must be at least 1")
-        if not self.parts or set(self.parts) - {"system", "user"}:
-            raise ConfigError(f"pareto: `parts` must list 'system' and/or 'user', got {self.parts!r}")
+        if not self.parts or set(self.parts) - set(PART_NAMES):
+            raise ConfigError(
+                f"pareto: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
+            )
 
     def params(self) -> dict[str, Any]:
         return {
@@ -226,14 +227,12 @@ class _State:
         before = await ctx.score(parent.prompt, rows)
         if all(s >= 1.0 for s in before.scores):
             return False  # nothing to learn from a perfect minibatch; save the reasoning call
-        part = self.parts[iteration % len(self.parts)]
+        parts = expand_parts(parent.prompt, self.parts)
+        part = parts[iteration % len(parts)]
         text = await reflect(ctx, parent.prompt, part, before)
-        if part == "user":
-            if not text or text == parent.prompt.user or not keeps_slots(parent.prompt.user, text):
-                return False
-        elif not system_ok(parent.prompt, ctx.train.fields, text):
+        if not part_ok(parent.prompt, part, ctx.train.fields, text):
             return False
-        child = parent.prompt.replace(**{part: text})
+        child = parent.prompt.with_component(part, text)
         if child.key() in self.tried:
             return False
         self.tried.add(child.key())

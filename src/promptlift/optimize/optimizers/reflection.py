@@ -27,7 +27,7 @@ The {part} currently reads:
 {text}
 
 Each input is given to the model as:
-{user}
+{user}{tools}
 
 Here is how the prompt did on a few inputs (score 1 is right, 0 is wrong):
 {examples}
@@ -116,7 +116,16 @@ def example_lines(ctx: Search, prompt: Prompt, evaluation: Evaluation, limit: in
         row = by_index.get(result.index)
         shown = fill(prompt.user, row.fields) if row else "?"
         feedback = f"\n  Feedback: {result.reason}" if result.reason else ""
-        lines.append(f"- Input: {shown!r}\n  Output: {result.output!r}  Score: {result.score:g}{feedback}")
+        steps = ""
+        if (
+            result.trajectory is not None
+        ):  # an agent's row: which tools it called, with what, and what came back
+            steps = "\n  Steps:\n" + "\n".join(
+                f"    {line}" for line in result.trajectory.summary().splitlines()
+            )
+        lines.append(
+            f"- Input: {shown!r}{steps}\n  Output: {result.output!r}  Score: {result.score:g}{feedback}"
+        )
     return "\n".join(lines) or "(no rows)"
 
 
@@ -125,25 +134,75 @@ async def _scaffolded(ctx: Search, scaffold: str, **values: str) -> str:
     return clean_instruction(await ctx.reason(text, max_tokens=80, stop=("\n",)))
 
 
+# What an optimizer's `parts` may name: "tools" is every tool's description, "turns" every templated turn.
+PART_NAMES = ("system", "user", "turns", "tools")
+
+
+def part_name(part: str) -> str:
+    """How a reflection request names a component (``Prompt.components``)."""
+    if part.startswith("tool:"):
+        return f"description of the tool {part.removeprefix('tool:')!r}"
+    return {"system": "instruction", "user": "input template"}.get(part, "conversation turn")
+
+
+def tools_lines(prompt: Prompt) -> str:
+    if not prompt.tools:
+        return ""
+    listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
+    return f"\n\nThe model may call these tools (name: description):\n{listed}"
+
+
+def expand_parts(prompt: Prompt, parts: Sequence[str]) -> list[str]:
+    """Component names for an optimizer's ``parts`` setting: "tools" stands for each tool's
+    description, "turns" for each templated turn; a part the prompt lacks is dropped."""
+    have = prompt.components()
+    out: list[str] = []
+    for part in parts:
+        if part == "tools":
+            out += [name for name in have if name.startswith("tool:")]
+        elif part == "turns":
+            out += [name for name in have if name.startswith("turn:")]
+        elif part in have:
+            out.append(part)
+    return out or ["system"]
+
+
 async def reflect(ctx: Search, prompt: Prompt, part: str, evaluation: Evaluation) -> str:
-    """A new ``part`` ("system" or "user") written after reading ``evaluation``'s rows."""
-    current = prompt.system if part == "system" else prompt.user
+    """A new text for the component ``part`` ("system", "user", "turn:N", "tool:NAME") written
+    after reading ``evaluation``'s rows (with their trajectories, for an agent)."""
+    current = prompt.components()[part]
     if is_base(ctx):
         return await _scaffolded(ctx, SCAFFOLD, instruction=current or "(no instruction)")
-    name = "instruction" if part == "system" else "input template"
     extra = ""
-    if part == "user":
-        slots = ", ".join("{" + p + "}" for p in placeholders(prompt.user))
-        extra = f" Keep the placeholders {slots} exactly as written: they are filled with each input."
+    if part == "user" or part.startswith("turn:"):
+        slots = ", ".join("{" + p + "}" for p in placeholders(current))
+        if slots:
+            extra = f" Keep the placeholders {slots} exactly as written: they are filled with each input."
+    elif part.startswith("tool:"):
+        extra = " The model reads it to decide when to call the tool and with what arguments."
     text = REFLECT.format(
-        part=name,
+        part=part_name(part),
         text=current or "(empty)",
         user=prompt.user,
+        tools=tools_lines(prompt),
         examples=example_lines(ctx, prompt, evaluation),
         extra=extra,
     )
     reply = await ctx.reason(text, max_tokens=400)
-    return reply.strip() if part == "user" else clean_instruction(reply)
+    return reply.strip() if part == "user" or part.startswith("turn:") else clean_instruction(reply)
+
+
+def part_ok(prompt: Prompt, part: str, fields: Sequence[str], text: str) -> bool:
+    """A proposed text for ``part`` is usable: non-empty, new, and keeping the placeholders a
+    template needs (an instruction may name dataset fields; a tool description is plain text)."""
+    current = prompt.components().get(part)
+    if not text or text == current:
+        return False
+    if part == "system":
+        return system_ok(prompt, fields, text)
+    if part == "user" or part.startswith("turn:"):
+        return keeps_slots(current or "", text)
+    return True
 
 
 async def mutate(ctx: Search, text: str) -> str:
