@@ -8,6 +8,10 @@ It runs the optimizer against a ``FunctionProvider`` on a small synthetic task, 
 and no model, and checks the contract of ``promptlift.optimize.optimizers.base``: every stop rule
 and budget is respected, the test split is never shown to the optimizer, a seed reproduces the run,
 and the history is complete. Plain ``assert``s: any test runner that collects ``Test*`` classes runs it.
+
+``AgentConformance`` runs the same promises on an agent: the prompt has a tool, the task model
+calls it only when the instruction or the tool's description says what it is for, and every row
+is a tool loop of two model calls.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, RunSettings
 from promptlift.optimize.stop import MaxRounds, StopRule
+from promptlift.optimize.tools import Tool
 from promptlift.testing.doubles import FunctionProvider
-from promptlift.types import CompletionRequest
+from promptlift.types import Completion, CompletionRequest, ToolCall
 
 TASK_MODEL = "scripted/task"
 REASONING_MODEL = "scripted/reasoner"
@@ -57,18 +62,51 @@ def synthetic_model(request: CompletionRequest) -> str:
     return "unsure"
 
 
+def letters(word: str) -> int:
+    """A tool."""
+    return len(word)
+
+
+AGENT_HINT = "count the letters"
+
+
+def synthetic_agent(request: CompletionRequest) -> str | Completion:
+    """The agent's task model: it calls ``letters`` only when the instruction or the tool's
+    description says to count letters (the reasoning model proposes that text for either), then
+    answers from the tool's result; without the hint it answers "unsure"."""
+    if request.model == REASONING_MODEL:
+        return "Count the letters of the word: more than 5 is long, otherwise short."
+    last = request.messages[-1]
+    if last.role == "tool":
+        return "long" if int(last.text) > 5 else "short"
+    system = " ".join(m.text for m in request.messages if m.role == "system")
+    described = " ".join(str(t.get("function", {}).get("description", "")) for t in request.tools)
+    if AGENT_HINT in (system + " " + described).lower():
+        word = last.text.split()[-2]
+        call = ToolCall("letters", f'{{"word": "{word}"}}', f"call_{len(request.messages)}")
+        return Completion("", request.model, "function", tool_calls=(call,))
+    return "unsure"
+
+
 class OptimizerConformance:
     """Subclass and implement ``make_optimizer``; every ``test_*`` method is one promise."""
 
     seed = 0
+    agent = False  # AgentConformance: the same promises on a prompt with a tool
 
     def make_optimizer(self) -> Optimizer:
         raise NotImplementedError
 
+    def make_prompt(self) -> Prompt:
+        prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
+        if self.agent:
+            return prompt.replace(tools=(Tool.from_function(letters),), max_steps=3)
+        return prompt
+
     def run(
         self, *, budget: Budget | None = None, stop: StopRule | None = None, seed: int | None = None
     ) -> tuple[OptimizationResult, FunctionProvider]:
-        provider = FunctionProvider(synthetic_model)
+        provider = FunctionProvider(synthetic_agent if self.agent else synthetic_model)
         client = Client(ClientConfig(models=(TASK_MODEL,), concurrency=4), provider=provider)
         settings = RunSettings(
             task_model=TASK_MODEL,
@@ -77,7 +115,7 @@ class OptimizerConformance:
             stop=stop or MaxRounds(6),
             seed=self.seed if seed is None else seed,
         )
-        prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
+        prompt = self.make_prompt()
         try:
             result = self.make_optimizer().optimize(
                 prompt, synthetic_splits(), ExactMatch("label"), client=client, settings=settings
@@ -103,10 +141,15 @@ class OptimizerConformance:
         shown = [r for r in provider.requests if any(TEST_MARK in m.text for m in r.messages)]
         test_rows = len(result.initial_test.rows)
         scorings = 1 if result.best.prompt == result.initial.prompt else 2
-        assert len(shown) == test_rows * scorings  # the driver's start and end scoring only
+        firsts = [
+            r for r in shown if TEST_MARK in r.messages[-1].text
+        ]  # a row's first call (an agent's loop goes on)
+        assert len(firsts) == test_rows * scorings  # the driver's start and end scoring only
         for request in shown:  # and never inside a demo, an instruction or a reasoning call
             assert request.model == TASK_MODEL
-            assert all(TEST_MARK not in m.text for m in request.messages[:-1])
+            user_turns = [i for i, m in enumerate(request.messages) if m.role == "user"]
+            marked = [i for i, m in enumerate(request.messages) if TEST_MARK in m.text]
+            assert marked == user_turns[-1:], "the test row appears only as the input being answered"
 
     def test_is_reproducible_with_a_seed(self) -> None:
         first, _ = self.run()
@@ -126,3 +169,17 @@ class OptimizerConformance:
         assert result.best.score == max(c.score for c in result.history)
         assert result.best.score >= result.initial.score
         assert result.task_spend.calls + result.reasoning_spend.calls == result.spend.calls
+
+
+class AgentConformance(OptimizerConformance):
+    """The same promises on an agent (a tool, a loop of two model calls per row); a subclass also
+    checks that the optimizer finds the gain the instruction or the tool's description gives."""
+
+    agent = True
+
+    def test_an_agent_run_keeps_every_rows_trajectory(self) -> None:
+        result, provider = self.run()
+        for candidate in result.history:
+            for row in candidate.evaluation.rows:
+                assert row.trajectory is not None and row.trajectory.model_calls >= 1
+        assert result.spend.calls == len(provider.requests)
