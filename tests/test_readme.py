@@ -46,7 +46,7 @@ def test_quickstart_commands_are_make_targets() -> None:
 
 def _readme_config(tmp_path: Path) -> Path:
     """The README's config block, written as is beside a copy of the example dataset it names."""
-    (block,) = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    block = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)[0]
     shutil.copy(Path(__file__).parent.parent / "examples/sentiment/reviews.jsonl", tmp_path / "reviews.jsonl")
     path = tmp_path / "config.yaml"
     path.write_text(block, encoding="utf-8")
@@ -80,3 +80,19 @@ def test_the_readme_python_metric_form_loads_a_module_beside_the_config(
     assert config.metric == {"type": "python", "function": "readme_metric_mod:score", "field": "label"}
     metric = metric_from_config(config.metric, base_dir=tmp_path)
     assert metric(Row(0, {"label": "Positive"}), " positive").value == 1.0
+
+
+def test_the_readme_agent_block_loads_as_written(tmp_path: Path) -> None:
+    """The agent prompt the README shows, beside the agent example's tools: every key it names is
+    taken, the history slot and the tools' overrides included."""
+    block = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)[1]
+    shutil.copy(Path(__file__).parent.parent / "examples/agent/directory.py", tmp_path / "directory.py")
+    shutil.copy(Path(__file__).parent.parent / "examples/agent/questions.jsonl", tmp_path / "q.jsonl")
+    path = tmp_path / "config.yaml"
+    path.write_text(block + "dataset: {path: q.jsonl}\nmetric: {type: contains, field: city}\n")
+    prompt = load_config(path).prompt
+    assert [t.history or t.role for t in prompt.turns] == ["user", "assistant", "conversation"]
+    assert prompt.user == "{question}" and prompt.max_steps == 5
+    assert [t.name for t in prompt.tools] == ["find_employee", "team_office"]
+    assert prompt.tools[1].description == "The city of a team's office." and prompt.tools[1].timeout_s == 5
+    assert prompt.params["tool_choice"] == "auto"
