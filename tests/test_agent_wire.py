@@ -37,7 +37,7 @@ from promptlift.optimize.agent import ModelStep, ToolStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Splits
 from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import ExactMatch
-from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.prompt import Prompt, Turn
 from promptlift.optimize.run import RunSettings, Search
 from promptlift.optimize.store import RunStore
 from promptlift.optimize.tools import Tool
@@ -76,11 +76,20 @@ async def forecast(city: str) -> str:
     return city
 
 
+def humidity(city: str) -> int:
+    """Today's humidity in a city (its service times out at once: a timeout of its own)."""
+    raise TimeoutError(f"the humidity service timed out for {city}")  # socket.timeout is TimeoutError
+
+
 # -- scripted models -------------------------------------------------------------------------------
 
 
 def results_of(request: RecordedRequest) -> list[WireResult]:
-    return [r for turn in request.conversation for r in turn.results]
+    """The tool results sent since the user's last turn (a history's earlier ones are not the
+    model's own doing in this loop)."""
+    turns = request.conversation
+    last_user = max(i for i, t in enumerate(turns) if t.role == "user")
+    return [r for turn in turns[last_user + 1 :] for r in turn.results]
 
 
 def user_text(request: RecordedRequest) -> str:
@@ -176,19 +185,36 @@ def assert_ids_pair_up(trajectory: Trajectory) -> None:
 # -- the loop ---------------------------------------------------------------------------------------
 
 
-@route
-def test_parallel_calls_run_side_by_side_and_every_result_reaches_the_model(
-    loopback: LoopbackServer, route: str
-) -> None:
-    both_running = threading.Barrier(2, timeout=2.0)  # breaks unless both calls are in at once
+def side_by_side(kind: str) -> Callable[..., Any]:
+    """``temperature`` that answers only once a second call is running beside it: a function run
+    in a worker thread, or a coroutine run on the loop. Two calls one after the other break the
+    barrier (after 2 s) and the first one's error reaches the model."""
+    if kind == "thread":
+        in_threads = threading.Barrier(2, timeout=2.0)
 
-    def side_by_side(city: str) -> int:
+        def thread_tool(city: str) -> int:
+            """Today's temperature in a city, in Celsius."""
+            in_threads.wait()
+            return temperature(city)
+
+        return thread_tool
+    on_the_loop = asyncio.Barrier(2)
+
+    async def coroutine_tool(city: str) -> int:
         """Today's temperature in a city, in Celsius."""
-        both_running.wait()
+        await asyncio.wait_for(on_the_loop.wait(), 2.0)
         return temperature(city)
 
+    return coroutine_tool
+
+
+@route
+@pytest.mark.parametrize("kind", ["thread", "coroutine"])
+def test_parallel_calls_run_side_by_side_and_every_result_reaches_the_model(
+    loopback: LoopbackServer, route: str, kind: str
+) -> None:
     loopback.handler = weather_model
-    tool = Tool.from_function(side_by_side, name="temperature", timeout_s=5.0)
+    tool = Tool.from_function(side_by_side(kind), name="temperature", timeout_s=5.0)
     trajectory = run(route, loopback, [tool])
 
     assert [
@@ -224,10 +250,13 @@ def test_parallel_calls_run_side_by_side_and_every_result_reaches_the_model(
 def test_a_raising_a_timed_out_and_an_unknown_tool_reach_the_model_as_error_text(
     loopback: LoopbackServer, route: str
 ) -> None:
+    """A tool's own TimeoutError (a network timeout inside it) is its error, not the loop's
+    deadline: the model is told what the tool said, not that it did not answer in time."""
     calls = (
         tool_call("temperature", {"city": "Atlantis"}, id="call_raises"),
         tool_call("forecast", {"city": "Oslo"}, id="call_hangs"),
-        tool_call("humidity", {"city": "Oslo"}, id="call_unknown"),
+        tool_call("wind", {"city": "Oslo"}, id="call_unknown"),
+        tool_call("humidity", {"city": "Oslo"}, id="call_own_timeout"),
     )
 
     def model(request: RecordedRequest) -> Reply:
@@ -235,13 +264,18 @@ def test_a_raising_a_timed_out_and_an_unknown_tool_reach_the_model_as_error_text
         return ok(" / ".join(r.content for r in results)) if results else ok("", tool_calls=calls)
 
     loopback.handler = model
-    tools = [Tool.from_function(temperature), Tool.from_function(forecast, timeout_s=0.2)]
+    tools = [
+        Tool.from_function(temperature),
+        Tool.from_function(forecast, timeout_s=0.2),
+        Tool.from_function(humidity, timeout_s=5.0),
+    ]
     trajectory = run(route, loopback, tools)
 
     errors = [
         "LookupError: no such city",
         "the tool did not answer within 0.2 s",
-        "there is no tool 'humidity'; the tools are: temperature, forecast",
+        "there is no tool 'wind'; the tools are: temperature, forecast, humidity",
+        "TimeoutError: the humidity service timed out for Oslo",
     ]
     assert [s.outcome.error for s in trajectory.tool_calls] == errors
     assert all(s.outcome.result == "" for s in trajectory.tool_calls)
@@ -249,9 +283,9 @@ def test_a_raising_a_timed_out_and_an_unknown_tool_reach_the_model_as_error_text
     assert_ids_pair_up(trajectory)
 
     _, second = loopback.requests
-    ids = ["", "", ""] if route == "gemini" else ["call_raises", "call_hangs", "call_unknown"]
-    names = ["temperature", "forecast", "humidity"]
-    arguments = [{"city": "Atlantis"}, {"city": "Oslo"}, {"city": "Oslo"}]
+    ids = [""] * 4 if route == "gemini" else ["call_raises", "call_hangs", "call_unknown", "call_own_timeout"]
+    names = ["temperature", "forecast", "wind", "humidity"]
+    arguments = [{"city": "Atlantis"}, {"city": "Oslo"}, {"city": "Oslo"}, {"city": "Oslo"}]
     sent = exchange(
         route,
         list(zip(ids, names, arguments, strict=True)),
@@ -543,6 +577,67 @@ def test_a_budget_stopping_an_evaluation_inside_a_rows_loop_raises_its_typed_err
 
 
 # -- the evaluator and the run store -----------------------------------------------------------------
+
+
+def contains(sequence: Sequence[Any], part: Sequence[Any]) -> bool:
+    return any(list(sequence[i : i + len(part)]) == list(part) for i in range(len(sequence)))
+
+
+@route
+def test_a_multi_turn_prompt_with_a_tool_exchange_in_its_history_reaches_each_provider_and_replays(
+    loopback: LoopbackServer, route: str, tmp_path: Path
+) -> None:
+    """A row's conversation carries an earlier tool call and its result: each provider gets them in
+    its own format before the new question, then the loop's own exchange; a second evaluation
+    through a new client is answered from the cache."""
+    before = {
+        "id": "call_before",
+        "type": "function",
+        "function": {"name": "temperature", "arguments": '{"city": "Oslo"}'},
+    }
+    history = [
+        {"role": "user", "content": "Oslo"},
+        {"role": "assistant", "content": "", "tool_calls": [before]},
+        {"role": "tool", "tool_call_id": "call_before", "name": "temperature", "content": "4"},
+        {"role": "assistant", "content": "4"},
+    ]
+    data = Dataset.from_records([{"conversation": history, "question": "Rome", "answer": "18"}])
+    prompt = Prompt(
+        user="{question}",
+        system=SYSTEM,
+        turns=(Turn(history="conversation"),),
+        tools=(Tool.from_function(temperature),),
+        max_steps=3,
+    )
+    loopback.handler = weather_model
+    model = ROUTES[route][0]
+    cache = CacheConfig(path=str(tmp_path / "cache.sqlite"))
+
+    def evaluate() -> Evaluation:
+        with Client(config(route, loopback, cache=cache)) as client:
+            return asyncio.run(Evaluator(client, ExactMatch("answer"), model).evaluate(prompt, data))
+
+    paid = evaluate()
+    assert paid.scores == [1.0] and paid.spend.calls == 2
+    first, second = loopback.requests
+    old_id, new_id = ("", "") if route == "gemini" else ("call_before", "call_rome")
+    earlier = exchange(route, [(old_id, "temperature", {"city": "Oslo"})], [(old_id, "temperature", "4")])
+    now = exchange(route, [(new_id, "temperature", {"city": "Rome"})], [(new_id, "temperature", "18")])
+    assert contains(turns_of(route, first.json), earlier) and contains(turns_of(route, second.json), earlier)
+    assert turns_of(route, second.json)[-len(now) :] == now
+    assert [t.role for t in first.conversation] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+
+    replayed = evaluate()
+    assert len(loopback.requests) == 2 and replayed.spend.calls == 0 and replayed.spend.cached_calls == 2
+    trajectory, again = paid.rows[0].trajectory, replayed.rows[0].trajectory
+    assert trajectory is not None and again is not None and comparable(again) == comparable(trajectory)
 
 
 @route

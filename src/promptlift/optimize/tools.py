@@ -188,14 +188,17 @@ class Tool:
             problems = [f"unknown argument(s) {', '.join(unknown)}"] if unknown else []
             problems += [f"missing argument(s) {', '.join(missing)}"] if missing else []
             return done(error=f"{'; '.join(problems)} (the tool takes: {', '.join(properties) or 'nothing'})")
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            if inspect.iscoroutinefunction(self.function):
-                value = await asyncio.wait_for(self.function(**kwargs), self.timeout_s)
-            else:
-                value = await asyncio.wait_for(asyncio.to_thread(self.function, **kwargs), self.timeout_s)
-        except TimeoutError:
-            return done(error=f"the tool did not answer within {self.timeout_s:g} s")
+            async with deadline:
+                if inspect.iscoroutinefunction(self.function):
+                    value = await self.function(**kwargs)
+                else:
+                    value = await asyncio.to_thread(self.function, **kwargs)
         except Exception as exc:  # the user's code: any failure is the model's to see, never a crash
+            # A TimeoutError of the tool's own (socket.timeout is one) is its error, not our deadline.
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return done(error=f"the tool did not answer within {self.timeout_s:g} s")
             return done(error=f"{type(exc).__name__}: {exc}")
         return done(
             result=value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)

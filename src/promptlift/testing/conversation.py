@@ -109,8 +109,9 @@ def _openai(body: Mapping[str, Any]) -> list[Turn]:
     for message in _dicts(body.get("messages")):
         role = str(message.get("role", ""))
         text = _text(message.get("content"))
-        if role == "tool":
-            result = WireResult(str(message.get("tool_call_id", "")), str(message.get("name", "")), text)
+        if role in ("tool", "function"):  # "function": the deprecated spelling of a tool result
+            name = message.get("name") or message.get("tool_name") or ""  # tool_name: Ollama's
+            result = WireResult(str(message.get("tool_call_id", "")), str(name), text)
             turns.append(Turn("tool", results=(result,)))
             continue
         calls = tuple(
