@@ -150,6 +150,8 @@ def test_parallel_calls_of_one_tool_run_side_by_side() -> None:
         ({"name": "get weather", "description": ""}, "letters, digits"),
         ({"name": "météo", "description": ""}, "letters, digits"),  # non-ASCII: refused by providers
         ({"name": "w" * 65, "description": ""}, "at most 64"),
+        ({"name": "2nd_hop", "description": ""}, "starting with a letter or _"),  # Gemini refuses it
+        ({"name": "-w", "description": ""}, "starting with a letter or _"),
         ({"name": "w", "description": "", "parameters": {"type": "string"}}, "type object"),
         ({"name": "w", "description": "", "timeout_s": 0}, "timeout_s"),
     ],

@@ -27,7 +27,8 @@ from typing import Any
 from promptlift.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 30.0
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what OpenAI, Anthropic and Gemini all accept (ASCII)
+# What OpenAI, Anthropic and Gemini all accept (ASCII); Gemini's must start with a letter or _.
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class Tool:
     def __post_init__(self) -> None:
         if not _TOOL_NAME.fullmatch(self.name):
             raise ConfigError(
-                f"tool name {self.name!r}: use letters, digits, _ and - (at most 64), "
-                "as every provider requires"
+                f"tool name {self.name!r}: use letters, digits, _ and - (at most 64, starting with "
+                "a letter or _), as every provider requires"
             )
         if self.parameters.get("type") != "object":
             raise ConfigError(
