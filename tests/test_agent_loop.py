@@ -96,10 +96,18 @@ def test_a_tool_that_times_out_does_not_stop_the_row() -> None:
 
 def test_the_step_limit_ends_a_model_that_never_stops_calling_tools() -> None:
     def model(request: CompletionRequest) -> Completion:
-        return reply(request, "still looking", ToolCall("temperature", '{"city": "Oslo"}', "c"))
+        return reply(request, "still looking", ToolCall("counted", '{"city": "Oslo"}', "c"))
 
-    trajectory, provider = run(model, "x", [Tool.from_function(temperature)], max_steps=3)
+    ran: list[str] = []
+
+    def counted(city: str) -> int:
+        """Today's temperature in a city, in Celsius."""
+        ran.append(city)
+        return temperature(city)
+
+    trajectory, provider = run(model, "x", [Tool.from_function(counted)], max_steps=3)
     assert trajectory.stopped == "step limit" and trajectory.model_calls == 3 == len(provider.requests)
+    assert ran == ["Oslo", "Oslo"]  # the last call's tool is not run: no model would read its result
 
 
 def test_a_model_answering_without_tools_takes_one_call() -> None:

@@ -165,7 +165,8 @@ async def run_agent(
     ("required", or a named function) holds for the first model call only, and the later ones are
     "auto": a model obliged to call a tool on every step could never answer, and every row would
     end at the step limit. Model-call failures raise (the client's typed errors, after its
-    retries); tool failures never do. ``on_call`` sees each model call as it returns, so a
+    retries); tool failures never do. At the step limit, the tools the last call asked for are not
+    run (no model would read their results, and a tool may have side effects). ``on_call`` sees each model call as it returns, so a
     caller's ledger counts the calls of a loop that then fails."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
@@ -185,6 +186,8 @@ async def run_agent(
         history.append(Message("assistant", completion.content, completion.tool_calls))
         if not completion.tool_calls:
             return Trajectory(completion.content, tuple(steps), tuple(history), "answer", tuple(completions))
+        if step == max_steps - 1:
+            break  # no model call is left to read the results: the tools asked for are not run
         outcomes = await asyncio.gather(*(_call(by_name, call) for call in completion.tool_calls))
         for call, outcome in zip(completion.tool_calls, outcomes, strict=True):
             steps.append(ToolStep(call, outcome))
