@@ -21,7 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from promptlift.errors import ConfigError
-from promptlift.optimize.schema import At, Check, Schema, flag, number, optional, suggest, text, texts
+from promptlift.optimize.schema import (
+    At,
+    Check,
+    Schema,
+    choice,
+    flag,
+    number,
+    optional,
+    suggest,
+    text,
+    texts,
+)
 
 if TYPE_CHECKING:
     from promptlift.client import Client
@@ -190,6 +201,9 @@ class FunctionMetric:
         return Score(float(result))
 
 
+MATCHES = ("exact", "numeric", "set", "contains")  # json_fields' ways to compare a field
+
+
 JUDGE_MAX_TOKENS = 64  # a score and one sentence of reasons
 _JUDGE = (
     "You grade an answer against a rubric. Reply with a score from 0 to 10 on the first line, "
@@ -253,7 +267,37 @@ METRICS: dict[str, Schema] = {
     ),
     # `field` names the answer (what fewshot shows in its demos); the function reads what it likes
     "python": Schema({**_OPTIONAL_FIELD, "function": text}, required=("function",)),
+    "json_fields": Schema(
+        {**_OPTIONAL_FIELD, "fields": lambda v, at: _json_fields(v, at)}, required=("fields",)
+    ),
 }
+_FIELD_MATCH = Schema(
+    {
+        "expected": text,
+        "match": choice(*MATCHES),
+        "abs_tol": number(0.0),
+        "rel_tol": number(0.0),
+        "weight": number(0.0),
+    },
+    example="{expected: price, match: numeric, abs_tol: 0.01, weight: 2}",
+)
+
+
+def _json_fields(value: Any, at: At) -> dict[str, dict[str, Any]]:
+    """``fields: {label: label, price: {expected: price, match: numeric, abs_tol: 0.01}}``: each
+    answer path with the dataset field it is checked against (the path itself when not given)."""
+    if not isinstance(value, Mapping) or not value:
+        at.fail(f"a mapping of answer fields, like {{label: {_FIELD_MATCH.example}}}", value)
+    out = {}
+    for path, spec in value.items():
+        if isinstance(spec, str):
+            spec = {"expected": spec}
+        checked = _FIELD_MATCH(spec, at / path)
+        checked.setdefault("expected", str(path))
+        out[str(path)] = checked
+    if sum(f.get("weight", 1.0) for f in out.values()) <= 0:
+        raise at.error(f"`{at.path}`: the weights are all 0; give at least one field a weight above 0")
+    return out
 
 
 def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None = None) -> dict[str, Any]:
@@ -283,7 +327,10 @@ def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None
 
 def metric_fields(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The dataset fields a (checked) metric reads, as (key, field) pairs."""
-    return [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+    out = [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+    for path, check in (spec.get("fields") or {}).items():
+        out.append((f"fields.{path}.expected", str(check["expected"])))
+    return out
 
 
 def _labels(spec: Mapping[str, Any], values: Sequence[str]) -> tuple[str, ...]:
@@ -318,6 +365,10 @@ def metric_from_config(
         return TokenF1(str(field))
     if kind == "choice":
         return Choice(str(field), _labels(spec, field_values))
+    if kind == "json_fields":
+        from promptlift.optimize.json_metrics import FieldMatch, JsonFields  # it imports this module
+
+        return JsonFields({path: FieldMatch(**check) for path, check in spec["fields"].items()}, field)
     if kind == "llm_judge":
         if client is None:
             raise ConfigError("metric 'llm_judge' runs through the run's client: pass `client=`")

@@ -146,10 +146,14 @@ def part_name(part: str) -> str:
 
 
 def tools_lines(prompt: Prompt) -> str:
-    if not prompt.tools:
-        return ""
-    listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
-    return f"\n\nThe model may call these tools (name: description):\n{listed}"
+    """The tools the model may call, and the JSON schema its answer must follow, when it has them."""
+    out = ""
+    if prompt.tools:
+        listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
+        out = f"\n\nThe model may call these tools (name: description):\n{listed}"
+    if prompt.output_schema is not None:
+        out += f"\n\nThe model answers with JSON for this schema:\n{prompt.output_schema.describe()}"
+    return out
 
 
 def expand_parts(prompt: Prompt, parts: Sequence[str]) -> list[str]:
