@@ -16,11 +16,13 @@ is a tool loop of two model calls.
 ``StructuredConformance`` runs them on a prompt with an output schema: the task model answers JSON
 (fenced or bare, as models do) when it knows the label and a sentence when it does not, which the
 evaluator scores 0 with its reason; a ``json_fields`` metric scores the rest.
+``StructuredAgentConformance`` is both at once: an agent whose final answer follows the schema.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
@@ -112,17 +114,24 @@ LABEL_SCHEMA = OutputSchema(
 )
 
 
-def synthetic_structured(request: CompletionRequest) -> str:
-    """``synthetic_model`` answering in JSON: ``{"label": ...}`` (in a fence for odd-length words)
-    when it knows, a sentence that is no JSON when it does not."""
-    answer = synthetic_model(request)
-    if request.model == REASONING_MODEL:
-        return answer
-    if answer == "unsure":
-        return "I am not sure about this word."
-    obj = json.dumps({"label": answer})
-    word = request.messages[-1].text.split()[-2]
-    return f"Here it is:\n```json\n{obj}\n```" if len(word) % 2 else obj
+def in_json(
+    model: Callable[[CompletionRequest], str | Completion],
+) -> Callable[[CompletionRequest], str | Completion]:
+    """``model`` (``synthetic_model`` or ``synthetic_agent``) answering in JSON: ``{"label": ...}``
+    (in a fence with prose around it for odd-length words, as models do) when it knows, a sentence
+    that is no JSON when it does not. Tool calls and the reasoning model's text pass through."""
+
+    def answer(request: CompletionRequest) -> str | Completion:
+        reply = model(request)
+        if request.model == REASONING_MODEL or not isinstance(reply, str):
+            return reply
+        if reply == "unsure":
+            return "I am not sure about this word."
+        obj = json.dumps({"label": reply})
+        word = next(m.text for m in reversed(request.messages) if m.role == "user").split()[-2]
+        return f"Here it is:\n```json\n{obj}\n```" if len(word) % 2 else obj
+
+    return answer
 
 
 class OptimizerConformance:
@@ -149,9 +158,8 @@ class OptimizerConformance:
         return ExactMatch("label")
 
     def model(self, request: CompletionRequest) -> str | Completion:
-        if self.structured:
-            return synthetic_structured(request)
-        return synthetic_agent(request) if self.agent else synthetic_model(request)
+        base = synthetic_agent if self.agent else synthetic_model
+        return in_json(base)(request) if self.structured else base(request)
 
     def run(
         self, *, budget: Budget | None = None, stop: StopRule | None = None, seed: int | None = None
@@ -267,3 +275,8 @@ class StructuredConformance(OptimizerConformance):
         for row in rows:
             if row not in broken:
                 assert row.score == 1.0 and row.reason == "", row  # fenced or bare, the JSON is read
+
+
+class StructuredAgentConformance(StructuredConformance, AgentConformance):
+    """An agent with an output schema: every promise of both (the schema is asked for on every
+    call of the loop, and the final answer is the one validated)."""
