@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from promptlift.optimize.plan import tool_tokens
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.session import load_splits
 from promptlift.optimize.structured import OutputSchema, extract_json
+from promptlift.optimize.tools import Tool
 from promptlift.testing import FunctionProvider
 from promptlift.testing.server import LoopbackServer, ok
 
@@ -499,3 +501,45 @@ def test_a_request_without_a_schema_sends_no_response_format(loopback: LoopbackS
         asyncio.run(Evaluator(client, Counting()).evaluate(Prompt(user="{text}"), [Row(0, {"text": "x"})]))
     (request,) = loopback.requests
     assert "response_format" not in request.json
+
+
+def letters(word: str) -> int:
+    """The number of letters in a word."""
+    return len(word)
+
+
+def test_an_anthropic_agent_whose_schema_would_become_a_forced_tool_is_refused_or_warned(
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """claude-3-5-haiku has no native structured output: LiteLLM sends the schema as a forced
+    json_tool_call tool, so an agent's own tools could never be called. Strict mode refuses it
+    before any request; otherwise a warning says so. A model with native structured output gets
+    the schema as output_format, and its tools stay callable."""
+    agent = Prompt(user="Word: {text}", tools=(Tool.from_function(letters),), output_schema=SCHEMA)
+    data = [Row(0, {"text": "tea"})]
+
+    def build(model: str, strict: bool) -> ClientConfig:
+        return ClientConfig(models=(model,), api_base=loopback.url, api_key=Secret(KEY), strict_params=strict)
+
+    with (
+        Client(build("anthropic/claude-3-5-haiku-20241022", True)) as client,
+        pytest.raises(ConfigError, match=r"json_tool_call tool on every call.*own tools are never called"),
+    ):
+        asyncio.run(Evaluator(client, Counting()).evaluate(agent, data))
+    assert loopback.requests == []
+
+    loopback.set_default(ok(GOOD))
+    with (
+        caplog.at_level(logging.WARNING, logger="promptlift"),
+        Client(build("anthropic/claude-3-5-haiku-20241022", False)) as client,
+    ):
+        asyncio.run(Evaluator(client, Counting()).evaluate(agent, data))
+    assert any("own tools are never called" in r.getMessage() for r in caplog.records)
+    assert loopback.requests[-1].json["tool_choice"] == {"name": "json_tool_call", "type": "tool"}
+
+    with Client(build("anthropic/claude-sonnet-4-5-20250929", True)) as client:
+        evaluation = asyncio.run(Evaluator(client, Counting()).evaluate(agent, data))
+    assert evaluation.scores == [1.0]
+    body = loopback.requests[-1].json
+    assert body["output_format"]["type"] == "json_schema"
+    assert [t["name"] for t in body["tools"]] == ["letters"] and "tool_choice" not in body
