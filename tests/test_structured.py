@@ -543,3 +543,6 @@ def test_an_anthropic_agent_whose_schema_would_become_a_forced_tool_is_refused_o
     body = loopback.requests[-1].json
     assert body["output_format"]["type"] == "json_schema"
     assert [t["name"] for t in body["tools"]] == ["letters"] and "tool_choice" not in body
+    # LiteLLM closes the schema's objects for output_format; the prompt's own schema is untouched
+    assert body["output_format"]["schema"]["properties"]["items"]["items"]["additionalProperties"] is False
+    assert agent.output_schema is not None and agent.output_schema.schema == ORDER

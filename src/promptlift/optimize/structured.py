@@ -12,6 +12,8 @@ validate against the schema. A failure is one line naming the failing path, like
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -143,10 +145,15 @@ class OutputSchema:
         )
 
     def response_format(self) -> dict[str, Any]:
-        """The request's ``response_format`` (OpenAI's shape; LiteLLM maps it for other routes)."""
+        """The request's ``response_format`` (OpenAI's shape; LiteLLM maps it for other routes). A
+        copy each time: a route's translation may edit the schema it is given."""
         return {
             "type": "json_schema",
-            "json_schema": {"name": self.name, "schema": dict(self.schema), "strict": self.strict},
+            "json_schema": {
+                "name": self.name,
+                "schema": copy.deepcopy(dict(self.schema)),
+                "strict": self.strict,
+            },
         }
 
     def parse(self, text: str) -> Parsed:
@@ -154,14 +161,17 @@ class OutputSchema:
         found = extract_json(text)
         if not found.ok:
             return found
-        validator = jsonschema.validators.validator_for(self.schema)(self.schema)
-        error: ValidationError | None = best_match(validator.iter_errors(found.value))
+        error: ValidationError | None = best_match(self._validator.iter_errors(found.value))
         if error is None:
             return found
         return Parsed(error=f"{json_path(error.absolute_path)}: {_one_line(error.message)}")
 
+    @functools.cached_property
+    def _validator(self) -> Any:  # built once per schema, not per answer
+        return jsonschema.validators.validator_for(self.schema)(self.schema)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "schema": dict(self.schema), "strict": self.strict}
+        return {"name": self.name, "schema": copy.deepcopy(dict(self.schema)), "strict": self.strict}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OutputSchema:
