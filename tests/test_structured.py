@@ -23,6 +23,7 @@ from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import NOT_VALID_JSON, Evaluation, Evaluator
 from promptlift.optimize.json_metrics import FieldMatch, JsonFields
 from promptlift.optimize.metrics import Score, check_metric, metric_fields, metric_from_config
+from promptlift.optimize.optimizers.fewshot import demo_answer
 from promptlift.optimize.plan import tool_tokens
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.session import load_splits
@@ -546,3 +547,18 @@ def test_an_anthropic_agent_whose_schema_would_become_a_forced_tool_is_refused_o
     # LiteLLM closes the schema's objects for output_format; the prompt's own schema is untouched
     assert body["output_format"]["schema"]["properties"]["items"]["items"]["additionalProperties"] is False
     assert agent.output_schema is not None and agent.output_schema.schema == ORDER
+
+
+# -- fewshot's demos on a structured prompt --------------------------------------------------------
+def test_fewshot_on_a_structured_prompt_needs_demo_answers_that_follow_the_schema(tmp_path: Path) -> None:
+    schema = "output_schema: {type: object, properties: {customer: {type: string}}, required: [customer]}"
+    bare = write_config(tmp_path, f'user: "Order: {{text}}"\n{schema}')  # metric field: customer, a bare name
+    with pytest.raises(
+        ConfigError, match=r"fewshot shows `customer` as each demo's answer.*row 1's is not valid"
+    ):
+        load_splits(load_config(bare))
+    (tmp_path / "data.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"order {i}", "customer": {"customer": "Ada"}}) for i in range(8))
+    )  # a native object in the JSONL: shown as JSON
+    load_splits(load_config(bare))
+    assert demo_answer({"customer": "Ada"}) == '{"customer": "Ada"}' and demo_answer("long") == "long"
