@@ -152,6 +152,15 @@ def test_the_schema_is_part_of_the_prompts_identity_and_round_trips() -> None:
     assert "[output schema order]" in structured.describe()
 
 
+def test_from_dict_takes_the_exported_shape_or_a_bare_schema() -> None:
+    assert Prompt.from_dict({"user": "{text}", "output_schema": ORDER}).output_schema == OutputSchema(
+        "output", ORDER
+    )
+    assert OutputSchema.from_dict(SCHEMA.to_dict()) == SCHEMA
+    with pytest.raises(ConfigError, match=r"`output_schema.strict` must be true or false"):
+        OutputSchema.from_dict({"schema": ORDER, "strict": "yes"})
+
+
 def test_a_response_format_param_beside_a_schema_is_refused() -> None:
     with pytest.raises(ConfigError, match="drop the param"):
         Prompt(user="{text}", params={"response_format": {"type": "json_object"}}, output_schema=SCHEMA)
