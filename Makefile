@@ -44,6 +44,7 @@ bench: setup
 	$(RUN) python -m bench.seeds
 	$(RUN) python -m bench.judge
 	$(RUN) python -m bench.plan_start
+	$(RUN) python -m bench.agent
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -79,3 +79,85 @@ def test_weighted_mixes_the_answer_and_the_trajectory() -> None:
     assert metric.reads_trajectory and metric.calls_per_row == 0
     with pytest.raises(ConfigError):
         Weighted(((ExactMatch("answer"), 0.0),))
+
+
+def _from_yaml(spec: dict, tmp_path=None):
+    from promptlift.optimize.metrics import metric_from_config
+
+    return metric_from_config(spec, base_dir=tmp_path)
+
+
+def test_yaml_names_the_trajectory_metrics_and_a_weighted_mix() -> None:
+    tool = _from_yaml({"type": "tool_called", "tool": "capital", "arguments": {"country": "{country}"}})
+    assert scores(tool)[0] == [1.0, 1.0]
+    assert scores(_from_yaml({"type": "steps", "max": 1}))[0] == [0.5, 0.5]  # two model calls each
+    mix = _from_yaml(
+        {
+            "type": "weighted",
+            "parts": [
+                {"type": "exact_match", "field": "answer", "weight": 3},
+                {"type": "tool_called", "tool": "capital", "arguments": {"country": "Spain"}},
+            ],
+        }
+    )
+    values, reasons = scores(mix)
+    assert values == [0.75, 0.75]
+    assert all(r.startswith("tool_called: expected a call to capital") for r in reasons)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"type": "tool_called"}, "tool"),
+        ({"type": "steps", "max": 0}, "`metric.max`"),
+        ({"type": "tool_called", "tool": "t", "arguments": {"x": "{oops"}}, "`metric.arguments.x`"),
+        ({"type": "weighted", "parts": []}, "`metric.parts`"),
+        (
+            {"type": "weighted", "parts": [{"type": "exact_match", "field": "a", "weight": -1}]},
+            "`metric.parts.0.weight`",
+        ),
+        ({"type": "weighted", "parts": [{"type": "contain", "field": "a"}]}, "`metric.parts.0.type`"),
+        ({"type": "weighted", "parts": [{"type": "exact_match", "field": "a", "weight": 0}]}, "sum above 0"),
+    ],
+)
+def test_a_bad_trajectory_metric_in_yaml_is_one_line_naming_its_key(spec: dict, says: str) -> None:
+    from promptlift.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        _from_yaml(spec)
+    message = str(caught.value)
+    assert says in message and "\n" not in message
+
+
+def test_the_fields_a_weighted_metric_reads_include_its_parts_and_tool_argument_slots() -> None:
+    from promptlift.optimize.metrics import check_metric, metric_fields
+
+    spec = check_metric(
+        {
+            "type": "weighted",
+            "parts": [
+                {"type": "exact_match", "field": "answer"},
+                {"type": "tool_called", "tool": "capital", "arguments": {"country": "{country}", "n": 2}},
+            ],
+        }
+    )
+    assert metric_fields(spec) == [
+        ("field", "answer"),  # the first part's answer field is the mix's (what fewshot shows)
+        ("parts.0.field", "answer"),
+        ("parts.1.arguments.country", "country"),
+    ]
+
+
+def test_a_python_metric_with_three_arguments_reads_the_trajectory(tmp_path) -> None:
+    (tmp_path / "mymetric.py").write_text(
+        "def score(row, output, trajectory):\n"
+        "    return 1.0 if [s.call.name for s in trajectory.tool_calls] == ['capital'] else 0.0\n"
+        "def plain(row, output):\n"
+        "    return float(output == row['answer'])\n"
+    )
+    assert scores(_from_yaml({"python": "mymetric:score"}, tmp_path))[0] == [1.0, 1.0]
+    assert scores(_from_yaml({"python": "mymetric:plain"}, tmp_path))[0] == [1.0, 1.0]
+    # the same three-argument metric on a single-call prompt sees no tool call
+    plain = Prompt(user="Capital of {country}")
+    answer = lambda r: Completion("Paris", r.model, "function")  # noqa: E731
+    assert scores(_from_yaml({"python": "mymetric:score"}, tmp_path), plain, answer)[0] == [0.0, 0.0]

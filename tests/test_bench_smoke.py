@@ -233,3 +233,16 @@ def test_the_grid_resumes_across_slices_and_keeps_sizes_apart(tmp_path: Path) ->
         (0, 80, 0.4),  # other sizes are another cell
         (1, 40, 0.2),
     ]
+
+
+def test_bench_agent_runs_an_optimizer_on_the_agent_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import agent
+
+    monkeypatch.syspath_prepend(str(agent.EXAMPLE))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bench-not-a-real-key")
+    cell = agent.run_one("pareto [tools]", agent.SYSTEMS["pareto [tools]"], tmp_path)
+    assert (cell["test_initial"], cell["test_best"]) == (0.0, 1.0)
+    assert cell["changed"] == ["tool:find_employee"] and cell["model_calls_per_row"] > 2
+    assert "| pareto [tools] | 0.00 → 1.00 |" in agent.render([cell])

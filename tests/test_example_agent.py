@@ -21,36 +21,14 @@ import pytest
 import yaml
 
 from promptlift.optimize.store import RunStore
-from promptlift.testing.server import LoopbackServer, RecordedRequest, Reply, ok, tool_call
+from promptlift.testing.server import LoopbackServer
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent"
 sys.path.insert(0, str(EXAMPLE))
-from directory import EMPLOYEES, TEAM_OFFICES  # noqa: E402
-
-HINT = "then call team_office"
-PROPOSAL = "Answer with the city only. First call find_employee with the full name, then call team_office."
-
-
-def scripted(request: RecordedRequest) -> Reply:
-    body = request.json
-    messages = body["messages"]
-    if not body.get("tools"):  # the reasoning model
-        seen_steps = "called find_employee(" in json.dumps(messages)
-        return ok(PROPOSAL if seen_steps else "Answer the question carefully.")
-    last = messages[-1]
-    if last["role"] == "user":
-        name = next(n for n in EMPLOYEES if n in last["content"])
-        return ok("", tool_calls=(tool_call("find_employee", {"name": name}, id="call_1"),))
-    if last["role"] == "tool" and last["content"] in TEAM_OFFICES.values():
-        return ok(last["content"])
-    found = json.loads(last["content"])
-    told = " ".join(str(m.get("content") or "") for m in messages if m["role"] == "system")
-    told += " ".join(t["function"]["description"] for t in body["tools"])
-    if HINT not in told:
-        return ok(f"They are on the {found['team']} team.")
-    return ok("", tool_calls=(tool_call("team_office", {"team": found["team"]}, id="call_2"),))
+from scripted import HINT  # noqa: E402
+from scripted import handle as scripted  # noqa: E402
 
 
 def copy_example(tmp_path: Path, api_base: str) -> Path:
@@ -99,3 +77,66 @@ def test_the_agent_example_gains_by_reflecting_on_its_trajectories(tmp_path: Pat
         assert "sk-test" not in json.dumps(store.candidates(result["run_id"]))
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "metaprompt", "params": {"rounds": 2, "candidates_per_round": 2}},
+        # its grouping step gets a one-line reply without "- ": that line is the mode it fixes
+        {"name": "failure_modes", "params": {"rounds": 1, "sample": 6, "max_modes": 2}},
+    ],
+    ids=lambda o: o["name"],
+)
+def test_the_other_reflective_optimizers_read_the_steps_too(
+    tmp_path: Path, optimizer: dict[str, Any]
+) -> None:
+    with LoopbackServer() as server:
+        server.handler = scripted
+        config = copy_example(tmp_path, server.openai_base)
+        data = yaml.safe_load(config.read_text())
+        data["optimizer"] = optimizer
+        config.write_text(yaml.safe_dump(data))
+        result = run_cli("optimize", str(config), "--json")
+    assert (result["test_initial_score"], result["test_best_score"]) == (0.0, 1.0), result
+    assert HINT in result["best_prompt"]["system"]
+
+
+def test_a_weighted_answer_and_trajectory_metric_from_yaml_scores_the_example(tmp_path: Path) -> None:
+    """`eval` with `{type: weighted, parts: [contains, tool_called]}`: the careless agent misses
+    both (it answers with the team and never asks for the office), told the second hop it gets both."""
+    metric = {
+        "type": "weighted",
+        "parts": [
+            {"type": "contains", "field": "city", "weight": 2},
+            {"type": "tool_called", "tool": "team_office"},
+        ],
+    }
+    means = {}
+    with LoopbackServer() as server:
+        server.handler = scripted
+        for system in ("Answer the question.", f"Answer with the city: find the person, {HINT}."):
+            config = copy_example(tmp_path / str(len(means)), server.openai_base)
+            data = yaml.safe_load(config.read_text())
+            data["metric"] = metric
+            data["prompt"]["system"] = system
+            config.write_text(yaml.safe_dump(data))
+            means[system] = run_cli("eval", str(config), "--json")["test_score"]
+    assert list(means.values()) == [0.0, 1.0]
+
+
+def test_a_tool_called_argument_slot_the_dataset_lacks_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = copy_example(tmp_path, "http://127.0.0.1:9")
+    data = yaml.safe_load(config.read_text())
+    data["metric"] = {"type": "tool_called", "tool": "team_office", "arguments": {"team": "{teem}"}}
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptlift", "eval", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"},
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "`metric.arguments.team` is 'teem'" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

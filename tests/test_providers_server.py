@@ -10,6 +10,9 @@ import pytest
 
 from promptlift.testing.server import (
     LoopbackServer,
+    Turn,
+    WireCall,
+    WireResult,
     content_filtered,
     context_length_exceeded,
     drop_connection,
@@ -128,3 +131,77 @@ def test_close_does_not_wait_for_slow_replies() -> None:
     started = time.monotonic()
     srv.close()
     assert time.monotonic() - started < 2
+
+
+def test_the_conversation_reads_alike_whatever_protocol_carried_it(srv: LoopbackServer) -> None:
+    """The same exchange in each protocol's own spelling: Anthropic's string system and a result's
+    content as text blocks; Gemini's camelCase parts with Gemini 3.5's ids; Vertex as Gemini."""
+    call = WireCall("c1", "get_weather", {"city": "Oslo"})
+    want = (
+        Turn("system", "Be brief."),
+        Turn("user", "Weather?"),
+        Turn("assistant", "Looking.", (call,)),
+        Turn("tool", results=(WireResult("c1", "get_weather", "4 C"),)),
+    )
+    use = {"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Oslo"}}
+    result = {"type": "tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": "4 C"}]}
+    anthropic = {
+        "model": "claude",
+        "system": "Be brief.",
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Looking."}, use]},
+            {"role": "user", "content": [result]},
+        ],
+    }
+    function_call = {"functionCall": {"id": "c1", "name": "get_weather", "args": {"city": "Oslo"}}}
+    response = {"functionResponse": {"id": "c1", "name": "get_weather", "response": {"content": "4 C"}}}
+    gemini = {
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "tools": [{"functionDeclarations": [{"name": "get_weather"}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "Weather?"}]},
+            {"role": "model", "parts": [{"text": "Looking."}, function_call]},
+            {"role": "user", "parts": [response]},
+        ],
+    }
+    function = {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    openai = {
+        "model": "gpt",
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather?"}]},
+            {"role": "assistant", "content": "Looking.", "tool_calls": [{"id": "c1", "function": function}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "4 C"},  # no name: the call's
+        ],
+    }
+    post(srv, "/v1/messages", anthropic)
+    post(srv, "/v1beta/models/gem:generateContent", gemini)
+    post(srv, "/v1/projects/p/locations/l/publishers/google/models/gem:generateContent", gemini)
+    post(srv, "/v1/chat/completions", openai)
+    post(srv, "/openai/deployments/d/chat/completions", openai)
+    requests = srv.requests
+    assert [r.protocol for r in requests] == ["anthropic", "gemini", "vertex", "openai", "azure"]
+    for request in requests:
+        assert (request.conversation, request.tools) == (want, ("get_weather",)), request.protocol
+
+
+def test_a_conversation_keeps_what_a_script_needs_to_see_as_it_was_sent(srv: LoopbackServer) -> None:
+    # Gemini takes a result as an object: LiteLLM sends a JSON object's text as that object.
+    parts = [{"function_response": {"name": "f", "response": {"a": [1, 2]}}}]
+    post(srv, "/v1beta/models/gem:generateContent", {"contents": [{"role": "user", "parts": parts}]})
+    # Arguments that are not a JSON object are kept whole; a text beside results keeps the user role.
+    broken = {"id": "c", "function": {"name": "f", "arguments": '{"a": '}}
+    messages = [{"role": "assistant", "content": None, "tool_calls": [broken]}]
+    post(srv, "/v1/chat/completions", {"model": "m", "messages": messages})
+    result = {"type": "tool_result", "tool_use_id": "x", "content": "done"}
+    mixed = [{"role": "user", "content": [result, {"type": "text", "text": "and now?"}]}]
+    post(srv, "/v1/messages", {"model": "c", "messages": mixed})
+    post(srv, "/token", {"grant_type": "x"})
+    gemini, openai, anthropic, token = srv.requests
+    assert gemini.conversation == (Turn("tool", results=(WireResult("", "f", '{"a": [1, 2]}'),)),)
+    assert openai.conversation == (Turn("assistant", calls=(WireCall("c", "f", {"": '{"a": '}),)),)
+    assert anthropic.conversation == (Turn("user", "and now?", results=(WireResult("x", "", "done"),)),)
+    assert token.conversation == () and token.tools == () and openai.tools == ()

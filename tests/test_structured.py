@@ -571,3 +571,18 @@ def test_fewshot_on_a_structured_prompt_needs_demo_answers_that_follow_the_schem
     )  # a native object in the JSONL: shown as JSON
     load_splits(load_config(bare))
     assert demo_answer({"customer": "Ada"}) == '{"customer": "Ada"}' and demo_answer("long") == "long"
+
+
+def test_a_weighted_metric_takes_json_fields_as_a_part() -> None:
+    spec = {
+        "type": "weighted",
+        "parts": [
+            {"type": "json_fields", "fields": {"city": "city"}, "weight": 3},
+            {"type": "steps", "max": 1, "weight": 1},
+        ],
+    }
+    assert ("parts.0.fields.city.expected", "city") in metric_fields(check_metric(spec))
+    metric = metric_from_config(spec)
+    assert metric(ROW, '{"city": "Oslo"}', None).value == 1.0  # type: ignore[call-arg]
+    missed = metric(ROW, '{"city": "Rome"}', None)  # type: ignore[call-arg]
+    assert missed.value == pytest.approx(0.25) and 'city: expected "Oslo", got "Rome"' in missed.reason

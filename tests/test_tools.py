@@ -108,6 +108,22 @@ def test_an_async_tool_that_never_answers_times_out_into_an_error() -> None:
     assert fine.result == "deep:q:a,b" and fine.error == ""
 
 
+def test_a_timeout_raised_inside_a_tool_is_its_own_error_not_the_deadline() -> None:
+    """socket.timeout is TimeoutError: a tool whose HTTP call timed out said so, at once; it was
+    not cut off at its ``timeout_s``."""
+
+    def fetch(url: str) -> str:
+        raise TimeoutError("timed out")
+
+    async def afetch(url: str) -> str:
+        raise TimeoutError(f"no answer from {url}")
+
+    for function, said in ((fetch, "timed out"), (afetch, "no answer from http://x")):
+        outcome = asyncio.run(Tool.from_function(function, timeout_s=5).run('{"url": "http://x"}'))
+        assert (outcome.error, outcome.result) == (f"TimeoutError: {said}", "")
+        assert outcome.latency_s < 1
+
+
 def test_parallel_calls_of_one_tool_run_side_by_side() -> None:
     started: list[str] = []
     release = asyncio.Event()
@@ -134,6 +150,8 @@ def test_parallel_calls_of_one_tool_run_side_by_side() -> None:
         ({"name": "get weather", "description": ""}, "letters, digits"),
         ({"name": "météo", "description": ""}, "letters, digits"),  # non-ASCII: refused by providers
         ({"name": "w" * 65, "description": ""}, "at most 64"),
+        ({"name": "2nd_hop", "description": ""}, "starting with a letter or _"),  # Gemini refuses it
+        ({"name": "-w", "description": ""}, "starting with a letter or _"),
         ({"name": "w", "description": "", "parameters": {"type": "string"}}, "type object"),
         ({"name": "w", "description": "", "timeout_s": 0}, "timeout_s"),
     ],

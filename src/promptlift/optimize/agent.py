@@ -4,6 +4,7 @@ Every model call goes through the one ``Client`` (budget, cache, retries, rate l
 replayed after a kill -9 is answered from the cache step by step (the calls are deterministic at
 temperature 0: the same history makes the same request). Tool calls of one answer run side by side;
 a tool that raises or times out gives the model an error text (``promptlift.optimize.tools``).
+A ``tool_choice`` that obliges a call is asked for on the first model call only (``run_agent``).
 
 The trajectory keeps every step — each model call (its answer, tool calls, tokens, cost, latency,
 cache hit) and each tool call (arguments, result or error, latency) — as plain data that the run
@@ -160,9 +161,12 @@ async def run_agent(
     **params: Any,
 ) -> Trajectory:
     """Run the loop from ``messages`` with ``tools`` offered on every call; ``params`` go to each
-    request (model, temperature, tool_choice, ...). Model-call failures raise (the client's typed
-    errors, after its retries); tool failures never do. ``on_call`` sees each model call as it
-    returns, so a caller's ledger counts the calls of a loop that then fails."""
+    request (model, temperature, tool_choice, ...), except that a ``tool_choice`` obliging a call
+    ("required", or a named function) holds for the first model call only, and the later ones are
+    "auto": a model obliged to call a tool on every step could never answer, and every row would
+    end at the step limit. Model-call failures raise (the client's typed errors, after its
+    retries); tool failures never do. ``on_call`` sees each model call as it returns, so a
+    caller's ledger counts the calls of a loop that then fails."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     by_name = {tool.name: tool for tool in tools}
@@ -170,8 +174,10 @@ async def run_agent(
     history = list(messages)
     steps: list[Step] = []
     completions: list[Completion] = []
-    for _ in range(max_steps):
-        completion = await client.acomplete(client.request(history, tools=specs, **params))
+    later = {**params, "tool_choice": "auto"} if _obliges_a_call(params.get("tool_choice")) else params
+    for step in range(max_steps):
+        sent = params if step == 0 else later
+        completion = await client.acomplete(client.request(history, tools=specs, **sent))
         completions.append(completion)
         if on_call is not None:
             on_call(completion)
@@ -185,6 +191,11 @@ async def run_agent(
             history.append(Message("tool", outcome.shown, tool_call_id=call.id, name=call.name))
     last = completions[-1].content
     return Trajectory(last, tuple(steps), tuple(history), "step limit", tuple(completions))
+
+
+def _obliges_a_call(tool_choice: Any) -> bool:
+    """Whether ``tool_choice`` obliges a call: "required", or a named function (a mapping)."""
+    return tool_choice == "required" or isinstance(tool_choice, Mapping)
 
 
 async def _call(tools: Mapping[str, Tool], call: ToolCall) -> ToolOutcome:

@@ -10,6 +10,7 @@ says how many calls it makes per row (``calls_per_row``), which budgets and plan
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import re
 import string
@@ -21,21 +22,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from promptlift.errors import ConfigError
+from promptlift.optimize.prompt import placeholders
 from promptlift.optimize.schema import (
     At,
     Check,
     Schema,
     choice,
     flag,
+    mapping,
+    mappings,
     number,
     optional,
     suggest,
     text,
     texts,
+    whole,
 )
 
 if TYPE_CHECKING:
     from promptlift.client import Client
+    from promptlift.optimize.agent import Trajectory
     from promptlift.optimize.dataset import Row
     from promptlift.types import Completion
 
@@ -187,15 +193,31 @@ class Choice:
         )
 
 
+def _takes_three(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts a third positional argument (the trajectory)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: called the two-argument way
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
 @dataclass(frozen=True)
 class FunctionMetric:
-    """Any callable ``(row_fields, output) -> float | Score``."""
+    """Any callable ``(row_fields, output) -> float | Score``; one that takes a third argument,
+    ``(row_fields, output, trajectory)``, is given the row's trajectory too."""
 
-    fn: Callable[[Mapping[str, Any], str], float | Score]
+    fn: Callable[..., float | Score]
     name: str = "python"
 
-    def __call__(self, row: Row, output: str) -> Score:
-        result = self.fn(row.fields, output)
+    @property
+    def reads_trajectory(self) -> bool:
+        return _takes_three(self.fn)
+
+    def __call__(self, row: Row, output: str, trajectory: Trajectory | None = None) -> Score:
+        extra = (trajectory,) if self.reads_trajectory else ()
+        result = self.fn(row.fields, output, *extra)
         if isinstance(result, Score):
             return result
         return Score(float(result))
@@ -270,6 +292,13 @@ METRICS: dict[str, Schema] = {
     "json_fields": Schema(
         {**_OPTIONAL_FIELD, "fields": lambda v, at: _json_fields(v, at)}, required=("fields",)
     ),
+    # an agent's trajectory: the right tool with the right arguments ({field} templates), few steps
+    "tool_called": Schema(
+        {**_OPTIONAL_FIELD, "tool": text, "arguments": optional(mapping), **_NORMALIZE}, required=("tool",)
+    ),
+    "steps": Schema({**_OPTIONAL_FIELD, "max": whole(1)}, required=("max",)),
+    # a weighted mean of other metrics; each part is a metric's mapping with an optional `weight:`
+    "weighted": Schema({**_OPTIONAL_FIELD, "parts": mappings}, required=("parts",)),
 }
 _FIELD_MATCH = Schema(
     {
@@ -322,15 +351,43 @@ def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None
         (at / "labels").fail("a non-empty list of labels", [])
     if kind == "python":
         load_callable(checked["function"], base_dir=base_dir)
+    for key, value in (checked.get("arguments") or {}).items():  # tool_called's templates
+        if isinstance(value, str):
+            placeholders(value, str(at / "arguments" / key))
+    if kind == "weighted":
+        if not checked["parts"]:
+            (at / "parts").fail("a non-empty list of metrics, each with an optional `weight:`", [])
+        checked["parts"] = [
+            _weighted_part(part, at / "parts" / i, base_dir) for i, part in enumerate(checked["parts"])
+        ]
+        if sum(p["weight"] for p in checked["parts"]) <= 0:
+            raise at.error(f"`{(at / 'parts').path}`: the weights must sum above 0")
+        if not checked.get("field"):  # the answer field fewshot shows: the first part's that names one
+            checked["field"] = next((p["field"] for p in checked["parts"] if p.get("field")), None)
     return checked
 
 
+def _weighted_part(part: Mapping[str, Any], at: At, base_dir: str | Path | None) -> dict[str, Any]:
+    """A weighted metric's part, checked: the part's own metric config plus its ``weight`` (1 by
+    default), in the shape it was written in, so checking it again changes nothing."""
+    part = dict(part)
+    weight = number(0.0)(part.pop("weight", 1.0), at / "weight")
+    return {**check_metric(part, at, base_dir=base_dir), "weight": weight}
+
+
 def metric_fields(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The dataset fields a (checked) metric reads, as (key, field) pairs."""
-    out = [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+    """The dataset fields a (checked) metric reads, as (key, field) pairs: a weighted metric's
+    parts' too, the ``{field}`` slots of a tool_called metric's arguments, and the expected field
+    of each of a json_fields metric's fields."""
+    fields = [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+    for key, value in (spec.get("arguments") or {}).items():
+        if isinstance(value, str):
+            fields += [(f"arguments.{key}", name) for name in placeholders(value)]
     for path, check in (spec.get("fields") or {}).items():
-        out.append((f"fields.{path}.expected", str(check["expected"])))
-    return out
+        fields.append((f"fields.{path}.expected", str(check["expected"])))
+    for i, part in enumerate(spec.get("parts") or ()):
+        fields += [(f"parts.{i}.{key}", name) for key, name in metric_fields(part)]
+    return fields
 
 
 def _labels(spec: Mapping[str, Any], values: Sequence[str]) -> tuple[str, ...]:
@@ -373,7 +430,35 @@ def metric_from_config(
         if client is None:
             raise ConfigError("metric 'llm_judge' runs through the run's client: pass `client=`")
         return LLMJudge(client, spec["rubric"], spec.get("model"), spec.get("input_field"), field)
+    if kind in ("tool_called", "steps", "weighted"):
+        return _agent_metric(spec, field_values=field_values, client=client, base_dir=base_dir)
     return FunctionMetric(load_callable(spec["function"], base_dir=base_dir))
+
+
+def _agent_metric(
+    spec: Mapping[str, Any],
+    *,
+    field_values: Sequence[str],
+    client: Client | None,
+    base_dir: str | Path | None,
+) -> Metric:
+    # agent_metrics builds on this module (Score, Normalize), so it is imported when needed
+    from promptlift.optimize.agent_metrics import Steps, ToolCalled, Weighted
+
+    kind = spec["type"]
+    if kind == "tool_called":
+        norm = Normalize(case=spec.get("ignore_case", True), whitespace=spec.get("ignore_whitespace", True))
+        return ToolCalled(spec["tool"], spec.get("arguments"), norm)
+    if kind == "steps":
+        return Steps(spec["max"])
+    parts = []
+    for part in spec["parts"]:
+        part = dict(part)
+        weight = part.pop("weight")
+        parts.append(
+            (metric_from_config(part, field_values=field_values, client=client, base_dir=base_dir), weight)
+        )
+    return Weighted(tuple(parts))
 
 
 def load_callable(

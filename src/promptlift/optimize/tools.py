@@ -27,7 +27,8 @@ from typing import Any
 from promptlift.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 30.0
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what OpenAI, Anthropic and Gemini all accept (ASCII)
+# What OpenAI, Anthropic and Gemini all accept (ASCII); Gemini's must start with a letter or _.
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class Tool:
     def __post_init__(self) -> None:
         if not _TOOL_NAME.fullmatch(self.name):
             raise ConfigError(
-                f"tool name {self.name!r}: use letters, digits, _ and - (at most 64), "
-                "as every provider requires"
+                f"tool name {self.name!r}: use letters, digits, _ and - (at most 64, starting with "
+                "a letter or _), as every provider requires"
             )
         if self.parameters.get("type") != "object":
             raise ConfigError(
@@ -188,14 +189,17 @@ class Tool:
             problems = [f"unknown argument(s) {', '.join(unknown)}"] if unknown else []
             problems += [f"missing argument(s) {', '.join(missing)}"] if missing else []
             return done(error=f"{'; '.join(problems)} (the tool takes: {', '.join(properties) or 'nothing'})")
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            if inspect.iscoroutinefunction(self.function):
-                value = await asyncio.wait_for(self.function(**kwargs), self.timeout_s)
-            else:
-                value = await asyncio.wait_for(asyncio.to_thread(self.function, **kwargs), self.timeout_s)
-        except TimeoutError:
-            return done(error=f"the tool did not answer within {self.timeout_s:g} s")
+            async with deadline:
+                if inspect.iscoroutinefunction(self.function):
+                    value = await self.function(**kwargs)
+                else:
+                    value = await asyncio.to_thread(self.function, **kwargs)
         except Exception as exc:  # the user's code: any failure is the model's to see, never a crash
+            # A TimeoutError of the tool's own (socket.timeout is one) is its error, not our deadline.
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return done(error=f"the tool did not answer within {self.timeout_s:g} s")
             return done(error=f"{type(exc).__name__}: {exc}")
         return done(
             result=value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)

@@ -35,6 +35,9 @@ google-auth retries), any other as ``invalid_grant`` (see ``testing.google.token
 
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
+``conversation`` reads its messages the same way for every protocol (system, user, assistant turns
+with their tool calls, tool turns with their results; ``testing.conversation``), and ``tools`` the
+names of the tools it offers, so one ``handler`` can play a tool-calling model on every route.
 
 Thread-safety: the server answers each connection on its own thread; scripting and reading
 ``requests`` are safe from any thread. Slow replies end early when the server closes.
@@ -57,6 +60,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from promptlift.testing.conversation import Turn, WireCall, WireResult, offered_tools, read_conversation
 from promptlift.testing.google import (
     generate_content_body,
     generate_content_error,
@@ -87,6 +91,9 @@ __all__ = [
     "LoopbackServer",
     "RecordedRequest",
     "Reply",
+    "Turn",
+    "WireCall",
+    "WireResult",
     "bad_request",
     "content_filtered",
     "context_length_exceeded",
@@ -133,6 +140,18 @@ class RecordedRequest:
             return json.loads(self.body) if self.body else None
         except ValueError:
             return None
+
+    @property
+    def conversation(self) -> tuple[Turn, ...]:
+        """The request's turns read alike whatever its protocol: each with its role, text, the tool
+        calls an assistant turn carries and the results a tool turn carries (``testing.conversation``
+        says how each protocol maps). Empty for a body that is not a chat (a token exchange)."""
+        return read_conversation(self.protocol, self.json)
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The names of the tools the request offers the model, in order (none: ``()``)."""
+        return offered_tools(self.protocol, self.json)
 
 
 _VERTEX_PATH = re.compile(r"/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):\w+$")

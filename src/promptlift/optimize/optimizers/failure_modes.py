@@ -109,7 +109,10 @@ class FailureModes(Optimizer):
         reply = await ctx.reason(
             GROUP.format(causes="\n".join(f"- {c}" for c in causes), limit=self.max_modes), max_tokens=300
         )
-        return parse_modes(reply, self.max_modes) or group_failures(failing, self.max_modes)
+        # a reply without "- " lines is one mode, as a cause's is: discarding it lost what was found
+        if not reply.strip():
+            return group_failures(failing, self.max_modes)
+        return parse_modes(reply, self.max_modes) or [reply.strip()]
 
     async def search(self, ctx: Search, start: Candidate) -> None:
         seen = {c.prompt.system for c in ctx.history}

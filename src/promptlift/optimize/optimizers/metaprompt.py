@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
-from promptlift.optimize.evaluation import Evaluation
+from promptlift.optimize.evaluation import Evaluation, RowResult
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.prompt import Prompt, fill
 from promptlift.optimize.run import Candidate, Search
@@ -26,7 +26,7 @@ Current instruction:
 {instruction}
 
 Each input is given to the model as:
-{user}
+{user}{tools}
 
 Rows it got wrong:
 {failures}
@@ -49,6 +49,26 @@ Original: {instruction}
 Rewritten:"""
 
 
+def tools_text(prompt: Prompt) -> str:
+    """The tools an agent prompt offers and the JSON schema a structured prompt's answers follow,
+    as a reflecting model is shown them ("" for a plain prompt)."""
+    out = ""
+    if prompt.tools:
+        listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
+        out = f"\n\nThe model may call these tools (name: description):\n{listed}"
+    if prompt.output_schema is not None:
+        out += f"\n\nThe model answers with JSON for this schema:\n{prompt.output_schema.describe()}"
+    return out
+
+
+def steps_text(result: RowResult) -> str:
+    """An agent row's steps (the tools it called, with what, and what came back) as indented lines
+    under the row a reflecting model reads; "" for a single-call row."""
+    if result.trajectory is None:
+        return ""
+    return "\n  Steps:" + "".join(f"\n    {line}" for line in result.trajectory.summary().splitlines())
+
+
 def _failure_lines(prompt: Prompt, ctx: Search, evaluation: Evaluation, limit: int) -> str:
     rows = {r.index: r for r in ctx.train}
     lines = []
@@ -56,7 +76,8 @@ def _failure_lines(prompt: Prompt, ctx: Search, evaluation: Evaluation, limit: i
         row = rows.get(result.index)
         shown = fill(prompt.user, row.fields) if row else "?"
         lines.append(
-            f"- Input: {shown!r}\n  Output: {result.output!r}\n  Problem: {result.reason or 'wrong'}"
+            f"- Input: {shown!r}{steps_text(result)}\n  Output: {result.output!r}\n"
+            f"  Problem: {result.reason or 'wrong'}"
         )
     return "\n".join(lines) or "(none on this sample)"
 
@@ -103,6 +124,7 @@ class MetaPrompt(Optimizer):
             text = CHAT_TEMPLATE.format(
                 instruction=instruction,
                 user=prompt.user,
+                tools=tools_text(prompt),
                 failures=_failure_lines(prompt, ctx, evaluation, self.show_failures),
             )
             reply = await ctx.reason(text, max_tokens=400)

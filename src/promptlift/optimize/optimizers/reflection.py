@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from promptlift.errors import TemplateError
 from promptlift.optimize.evaluation import Evaluation
-from promptlift.optimize.optimizers.metaprompt import SCAFFOLD, clean_instruction
+from promptlift.optimize.optimizers.metaprompt import SCAFFOLD, clean_instruction, steps_text, tools_text
 from promptlift.optimize.prompt import Prompt, fill, placeholders
 from promptlift.optimize.run import Search
 
@@ -116,15 +116,9 @@ def example_lines(ctx: Search, prompt: Prompt, evaluation: Evaluation, limit: in
         row = by_index.get(result.index)
         shown = fill(prompt.user, row.fields) if row else "?"
         feedback = f"\n  Feedback: {result.reason}" if result.reason else ""
-        steps = ""
-        if (
-            result.trajectory is not None
-        ):  # an agent's row: which tools it called, with what, and what came back
-            steps = "\n  Steps:\n" + "\n".join(
-                f"    {line}" for line in result.trajectory.summary().splitlines()
-            )
         lines.append(
-            f"- Input: {shown!r}{steps}\n  Output: {result.output!r}  Score: {result.score:g}{feedback}"
+            f"- Input: {shown!r}{steps_text(result)}\n"
+            f"  Output: {result.output!r}  Score: {result.score:g}{feedback}"
         )
     return "\n".join(lines) or "(no rows)"
 
@@ -143,17 +137,6 @@ def part_name(part: str) -> str:
     if part.startswith("tool:"):
         return f"description of the tool {part.removeprefix('tool:')!r}"
     return {"system": "instruction", "user": "input template"}.get(part, "conversation turn")
-
-
-def tools_lines(prompt: Prompt) -> str:
-    """The tools the model may call, and the JSON schema its answer must follow, when it has them."""
-    out = ""
-    if prompt.tools:
-        listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
-        out = f"\n\nThe model may call these tools (name: description):\n{listed}"
-    if prompt.output_schema is not None:
-        out += f"\n\nThe model answers with JSON for this schema:\n{prompt.output_schema.describe()}"
-    return out
 
 
 def expand_parts(prompt: Prompt, parts: Sequence[str]) -> list[str]:
@@ -188,7 +171,7 @@ async def reflect(ctx: Search, prompt: Prompt, part: str, evaluation: Evaluation
         part=part_name(part),
         text=current or "(empty)",
         user=prompt.user,
-        tools=tools_lines(prompt),
+        tools=tools_text(prompt),
         examples=example_lines(ctx, prompt, evaluation),
         extra=extra,
     )
