@@ -40,8 +40,15 @@ os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 MODEL = "openai/loopback"
 KEY = "sk-loopback"
-PATHS = ("httpx", "promptlift", "litellm", "router", "dspy")
-NEEDS = {"litellm": "litellm", "router": "litellm", "dspy": "dspy", "httpx": "httpx", "promptlift": "litellm"}
+PATHS = ("httpx", "promptlift", "native", "litellm", "router", "dspy")
+NEEDS = {
+    "litellm": "litellm",
+    "router": "litellm",
+    "dspy": "dspy",
+    "httpx": "httpx",
+    "promptlift": "litellm",
+    "native": "aiohttp",
+}
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class HttpxPath(Path):
 class PromptliftPath(Path):
     name = "promptlift"
 
-    def __init__(self, base: str, retries: int = 2, cache: Any = None):
+    def __init__(self, base: str, retries: int = 2, cache: Any = None, transport: str = "litellm"):
         from promptlift import Client, ClientConfig, Secret
         from promptlift.client.config import ModelPrice
         from promptlift.client.retry import RetryPolicy
@@ -120,6 +127,7 @@ class PromptliftPath(Path):
                 retry=RetryPolicy(max_attempts=retries + 1),
                 cache=cache,
                 prices={MODEL: ModelPrice()},
+                transport=transport,
             )
         )
 
@@ -134,6 +142,15 @@ class PromptliftPath(Path):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.client.close)
+
+
+class NativePath(PromptliftPath):
+    """promptlift's ``Client`` with ``transport="native"``: the same stack, aiohttp under it."""
+
+    name = "native"
+
+    def __init__(self, base: str, retries: int = 2, cache: Any = None):
+        super().__init__(base, retries, cache, transport="native")
 
 
 class LiteLLMPath(Path):
@@ -195,6 +212,7 @@ class DSPyPath(Path):
 BUILDERS: dict[str, Callable[..., Path]] = {
     "httpx": HttpxPath,
     "promptlift": PromptliftPath,
+    "native": NativePath,
     "litellm": LiteLLMPath,
     "router": RouterPath,
     "dspy": DSPyPath,
@@ -228,7 +246,7 @@ async def sequential(path: Path, n: int, start: int) -> list[float]:
 
 
 async def measure_path(name: str, base: str, sizes: Sizes, delay: float) -> dict[str, Any]:
-    path = BUILDERS[name](base, 0 if name != "promptlift" else 2)
+    path = BUILDERS[name](base, 2 if name in ("promptlift", "native") else 0)
     try:
         await run_at(path, 5, 1, 10_000_000)  # warm up: imports, connections
         lat = await sequential(path, sizes.sequential, 0)
@@ -240,12 +258,14 @@ async def measure_path(name: str, base: str, sizes: Sizes, delay: float) -> dict
         }
         for level in sizes.levels:
             n = max(sizes.min_calls, sizes.per_level * level)
+            cpu = time.process_time()  # this process only: the server is a child process of its own
             seconds, oks = await run_at(path, n, level, 1_000_000 * (level + 1))
             out["throughput"][str(level)] = {
                 "calls": n,
                 "ok": oks,
                 "seconds": seconds,
                 "calls_per_s": n / seconds,
+                "cpu_ms_per_call": (time.process_time() - cpu) / n * 1000,
             }
     finally:
         await path.aclose()
@@ -329,14 +349,18 @@ def table(results: dict[str, Any]) -> str:
     head = "| path | mean call ms (50 ms server) | overhead ms | vs httpx ms | " + " | ".join(
         f"calls/s @{lv}" for lv in levels
     )
-    lines = [head + " |", "|---" * (4 + len(levels)) + "|"]
+    head += f" | CPU ms/call @{levels[-1]}"
+    lines = [head + " |", "|---" * (5 + len(levels)) + "|"]
     for name, r in paths.items():
         if "missing" in r:
-            lines.append(f"| {name} | {r['missing']} |" + " |" * (3 + len(levels)))
+            lines.append(f"| {name} | {r['missing']} |" + " |" * (4 + len(levels)))
             continue
         rel = f"{r['sequential_mean_ms'] - floor:+.2f}" if floor else "–"
         tps = " | ".join(f"{r['throughput'][str(lv)]['calls_per_s']:.0f}" for lv in levels)
-        lines.append(f"| {name} | {r['sequential_mean_ms']:.2f} | {r['overhead_ms']:.2f} | {rel} | {tps} |")
+        cpu = r["throughput"][str(levels[-1])].get("cpu_ms_per_call", float("nan"))
+        lines.append(
+            f"| {name} | {r['sequential_mean_ms']:.2f} | {r['overhead_ms']:.2f} | {rel} | {tps} | {cpu:.2f} |"
+        )
     lines += ["", "| cache | mean hit ms |", "|---|---|"]
     lines += [f"| {k.removesuffix('_ms')} | {v:.3f} |" for k, v in results["cache"].items()]
     lines += [

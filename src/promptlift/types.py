@@ -301,6 +301,7 @@ class Completion:
     fallback_used: bool = False
     cached: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
+    served_by: str = ""  # which path sent it: "litellm", "native" ("" for a provider of your own)
 
     def __post_init__(self) -> None:
         # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
@@ -325,6 +326,7 @@ class Completion:
             "fallback_used": self.fallback_used,
             "cached": self.cached,
             "tool_calls": [t.to_dict() for t in self.tool_calls],
+            **({"served_by": self.served_by} if self.served_by else {}),
         }
 
     @classmethod
@@ -342,4 +344,5 @@ class Completion:
             fallback_used=bool(data.get("fallback_used", False)),
             cached=bool(data.get("cached", False)),
             tool_calls=tuple(ToolCall.from_dict(t) for t in data.get("tool_calls") or ()),
+            served_by=str(data.get("served_by") or ""),
         )

@@ -90,6 +90,9 @@ class CallLogConfig:
     log_content: bool = False
 
 
+TRANSPORTS = ("litellm", "native")
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """``models`` is the fallback chain, first choice first; empty means the embedded model.
@@ -118,8 +121,15 @@ class ClientConfig:
     strict_params: bool = False  # refuse a parameter the model lacks, instead of dropping it with a warning
     allowed_hosts: tuple[str, ...] | None = None  # the only api_base hosts calls may go to; None: any
     vertex: VertexConfig | None = None  # project, region, service account of the vertex_ai/ routes
+    # "native": OpenAI-compatible servers (openai/, hosted_vllm/ with an api_base) without LiteLLM
+    # in the call (providers/native.py); every other route still goes through LiteLLM
+    transport: str = "litellm"
 
     def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"ClientConfig(transport={self.transport!r}): use one of {', '.join(TRANSPORTS)}"
+            )
         api_base, extra = split_endpoint(self.api_base, self.extra, "ClientConfig")
         object.__setattr__(self, "api_base", api_base)
         object.__setattr__(self, "extra", extra)

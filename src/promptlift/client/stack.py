@@ -6,7 +6,7 @@
     fallback → chain reservation → retry        (a fallback's dearer worst case is reserved)
     rate limit (per attempt, per model actually called; slows down on 429)
     attempt meter (counts what goes on the wire)
-    provider (LiteLLM, or the one given)        ← innermost
+    provider (LiteLLM, the native OpenAI-compatible path, or the one given)  ← innermost
 
 The rate limiter sits below retry and fallback, not above them: every attempt — a retry, a
 fallback to another model — then waits for the quota of the model it really goes to, and the 429s
@@ -38,16 +38,29 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
         from promptlift.providers.credentials import Credentials
         from promptlift.providers.litellm import LiteLLMProvider
 
+        credentials = Credentials(config.api_key, source=config.credential_provider)
         provider = LiteLLMProvider(
             models=config.models,
             api_base=config.api_base,
             extra=config.extra,
-            credentials=Credentials(config.api_key, source=config.credential_provider),
+            credentials=credentials,
             prices=config.prices,
             strict_params=config.strict_params,
             allowed_hosts=config.allowed_hosts,
             vertex=config.vertex,
         )
+        if config.transport == "native":
+            from promptlift.providers.native import NativeProvider, Transports
+
+            native = NativeProvider(
+                models=config.models,
+                api_base=config.api_base,
+                extra=config.extra,
+                credentials=credentials,  # one credential source: one refresh after a 401, shared
+                prices=config.prices,
+                allowed_hosts=config.allowed_hosts,
+            )
+            provider = Transports(native, provider)
         pricing = PriceBook(config.prices)
     parts: dict[str, Provider] = {"provider": provider}
     metrics = Metrics()

@@ -56,6 +56,7 @@ TOP_KEYS = {
     "prices",
     "allowed_hosts",
     "fallback",
+    "transport",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
@@ -94,6 +95,7 @@ class RunConfig:
     chain: tuple[str | ModelSpec, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None  # the only hosts calls may go to; None: any
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)  # the chain's breakers
+    transport: str = "litellm"  # "native": OpenAI-compatible servers without LiteLLM (ClientConfig)
 
     @property
     def client_models(self) -> tuple[str | ModelSpec, ...]:
@@ -229,6 +231,7 @@ SCALARS: dict[str, tuple[Check, Any]] = {
     "timeout": (number(0.0, above=True), 120.0),
     "store": (optional(text), None),
     "api_base": (optional(text), None),
+    "transport": (choice("litellm", "native"), "litellm"),
 }
 
 
@@ -586,4 +589,5 @@ def load_config(path: str | Path) -> RunConfig:
         chain=chain if any(isinstance(m, ModelSpec) for m in chain) else (),
         allowed_hosts=_allowed_hosts(raw.get("allowed_hosts"), raw, chain, where),
         fallback=_fallback(raw.get("fallback"), where),
+        transport=scalars["transport"],
     )

@@ -127,6 +127,7 @@ def _score(
         ClientConfig(
             models=(own or candidate.model,),
             allowed_hosts=config.allowed_hosts,
+            transport=config.transport,
             api_base=api_base,
             timeout=config.timeout,
             concurrency=config.concurrency,

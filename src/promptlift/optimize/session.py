@@ -113,6 +113,7 @@ def prepare(config: RunConfig) -> Prepared:
             models=config.client_models,
             api_base=config.api_base,
             allowed_hosts=config.allowed_hosts,
+            transport=config.transport,
             timeout=config.timeout,
             concurrency=config.concurrency,
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,

@@ -22,10 +22,17 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from promptlift.errors import AuthenticationFailed, ConfigError
+from promptlift.errors import AuthenticationFailed, ConfigError, ProviderError
+from promptlift.log import get_logger
 from promptlift.secrets import Secret, redact
+
+if TYPE_CHECKING:
+    from promptlift.types import Completion
+
+log = get_logger("providers")
 
 # The environment variables LiteLLM's routes read, first one found wins.
 ENV_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -347,3 +354,38 @@ def naming_key(exc: AuthenticationFailed, key: ResolvedKey) -> AuthenticationFai
     )
     found.attempts, found.requests = exc.attempts, exc.requests
     return found
+
+
+async def send_with_refresh(
+    credentials: Credentials,
+    provider: str,
+    key: ResolvedKey,
+    send: Callable[[ResolvedKey], Awaitable[Completion]],
+    *,
+    model: str,
+) -> Completion:
+    """``send(key)``; after a 401 on a key from the credential provider, once more with a fresh key
+    (the call then counts two requests). A refused key's error says where the key came from."""
+    refused: AuthenticationFailed | None = None
+    try:
+        return await send(key)
+    except AuthenticationFailed as exc:
+        if provider in GOOGLE_AUTH:
+            raise  # no key: the message already names the Google credential
+        refused = exc
+    if not (key.from_source and credentials.can_refresh(provider)):
+        raise naming_key(refused, key)  # outside the except block: nothing in __context__
+    log.info("authentication failed on %s: refreshing the credential and trying once more", model)
+    fresh = await credentials.refresh(provider, stale=key.secret)
+    key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
+    try:
+        completion = await send(key)
+    except AuthenticationFailed as exc:
+        exc.requests = exc.attempts = 2  # the refused request and this one
+        refused = exc
+    except ProviderError as exc:
+        exc.requests = exc.attempts = 2
+        raise
+    else:
+        return completion.replace(attempts=2)
+    raise naming_key(refused, key)

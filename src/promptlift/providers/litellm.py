@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import socket
 import threading
 import time
 import warnings
@@ -40,10 +39,13 @@ from promptlift.providers.credentials import (
     ResolvedKey,
     VertexConfig,
     check_host,
-    naming_key,
     require_google_auth,
+    send_with_refresh,
 )
 from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, split_endpoint
+from promptlift.providers.failures import CONTENT_FILTER_MARKERS as _CONTENT_FILTER_MARKERS
+from promptlift.providers.failures import connection_message as _connection_message
+from promptlift.providers.failures import kind_by_status as _kind_by_status
 from promptlift.providers.render import render_plain
 from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
 from promptlift.providers.retry_after import retry_after_from_headers
@@ -380,33 +382,13 @@ class LiteLLMProvider(Provider):
             require_google_auth()  # else LiteLLM's ImportError recommends the far larger SDK
         own, shared = self.chain.own_key(request.model)
         key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
-        refused: errors.AuthenticationFailed | None = None
-        try:
+
+        async def send(key: ResolvedKey) -> Completion:
             return await self._send(
                 litellm, self._kwargs(request, key, api_base), request, provider, key.secret
             )
-        except errors.AuthenticationFailed as exc:
-            if provider in GOOGLE_AUTH:
-                raise  # no key: the message already names the Google credential
-            refused = exc
-        if not (key.from_source and self.credentials.can_refresh(provider)):
-            raise naming_key(refused, key)  # outside the except block: nothing in __context__
-        log.info("authentication failed on %s: refreshing the credential and trying once more", request.model)
-        fresh = await self.credentials.refresh(provider, stale=key.secret)
-        key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
-        try:
-            completion = await self._send(
-                litellm, self._kwargs(request, key, api_base), request, provider, fresh
-            )
-        except errors.AuthenticationFailed as exc:
-            exc.requests = exc.attempts = 2  # the refused request and this one
-            refused = exc
-        except errors.ProviderError as exc:
-            exc.requests = exc.attempts = 2
-            raise
-        else:
-            return completion.replace(attempts=2)
-        raise naming_key(refused, key)
+
+        return await send_with_refresh(self.credentials, provider, key, send, model=request.model)
 
     async def _send(
         self,
@@ -470,6 +452,7 @@ class LiteLLMProvider(Provider):
             latency_s=latency,
             finish_reason=finish,
             tool_calls=tool_calls,
+            served_by=self.name,
         )
 
 
@@ -560,15 +543,6 @@ def _retry_after(exc: Exception) -> float | None:
     return retry_after_from_headers(headers) if headers else None
 
 
-# Recognised in the error code or body as well as the message: an OpenAI-style 400 with code
-# ``content_policy_violation`` comes back from LiteLLM as a plain BadRequestError (FACTS.md).
-_CONTENT_FILTER_MARKERS = (
-    "content_policy_violation",
-    "content_filter",
-    "responsibleaipolicy",
-    "content filtering policy",
-    "safety system",
-)
 # A dropped or refused connection comes back as a 500 InternalServerError (FACTS.md).
 _CONNECTION_MARKERS = ("connection error", "server disconnected", "connection refused", "connect call failed")
 # Transport failures by class name, from whichever HTTP client LiteLLM used (httpx, aiohttp, openai's).
@@ -586,17 +560,6 @@ _TOKEN_REFUSED_MARKERS = ("invalid_grant", "invalid_client", "unauthorized_clien
 _MALFORMED_MARKERS = ("expecting value", "error converting to valid response", "invalid json")
 
 _MAYBE_MALFORMED = (errors.ProviderUnavailable, errors.BadRequest, errors.ConnectionFailed)
-
-_BY_STATUS: dict[int, type[errors.ProviderError]] = {
-    400: errors.BadRequest,
-    401: errors.AuthenticationFailed,
-    403: errors.PermissionDenied,
-    404: errors.ModelNotFound,
-    408: errors.Timeout,
-    413: errors.ContextWindowExceeded,
-    422: errors.BadRequest,
-    429: errors.RateLimited,
-}
 
 
 def _kind_by_class(litellm: Any, exc: Exception) -> type[errors.ProviderError] | None:
@@ -620,12 +583,6 @@ def _kind_by_class(litellm: Any, exc: Exception) -> type[errors.ProviderError] |
     return None
 
 
-def _kind_by_status(status: int | None) -> type[errors.ProviderError]:
-    if status is None or status >= 500:
-        return errors.ProviderUnavailable
-    return _BY_STATUS.get(status, errors.BadRequest if 400 <= status < 500 else errors.ProviderUnavailable)
-
-
 def _transport_error(exc: BaseException) -> BaseException | None:
     """The deepest transport failure under LiteLLM's error (a socket error, the HTTP client's
     connect or disconnect error), or None when a server answered (a gateway's 502 that merely
@@ -637,17 +594,6 @@ def _transport_error(exc: BaseException) -> BaseException | None:
         if isinstance(cause, OSError) or (foreign and any(w in name for w in _TRANSPORT_NAMES)):
             found = cause
     return found
-
-
-def _connection_message(cause: BaseException, endpoint: str) -> str:
-    """What went wrong with the connection, in words that name the fix."""
-    endpoint = redact(endpoint)
-    if isinstance(cause, ConnectionRefusedError):
-        return f"connection refused at {endpoint}: is the server running, and is api_base right?"
-    if isinstance(cause, socket.gaierror):
-        return f"cannot resolve the host of {endpoint} ({cause.strerror}): is api_base right?"
-    detail = str(cause).strip().split("\n", 1)[0][:200]
-    return f"the connection to {endpoint} failed ({type(cause).__name__}: {redact(detail)})"
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

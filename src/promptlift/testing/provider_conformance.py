@@ -1,0 +1,253 @@
+"""A conformance suite for a provider path, on the wire: subclass it, name the transport, and run it.
+
+    class TestNativeConformance(ProviderConformance):
+        transport = "native"
+
+Each test starts a ``LoopbackServer`` (real HTTP on 127.0.0.1) speaking OpenAI's chat-completions
+format and sends through a real ``Client`` built for ``transport``; override ``make_client`` to
+put another provider under test. The promises are the provider contract (``providers/base.py``):
+the request reaches the server as the caller wrote it, the answer comes back as the same
+``Completion`` (content, usage, cost, finish reason, tool calls), each failure is the same typed
+error with one request sent, Retry-After reaches the error, and the key goes nowhere but the
+``Authorization`` header. Plain ``assert``s, so any runner that collects ``Test*`` classes runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from promptlift import Client, ClientConfig, Secret, errors
+from promptlift.client.config import ModelPrice
+from promptlift.client.fallback import FallbackPolicy
+from promptlift.client.retry import RetryPolicy
+from promptlift.testing.replies import empty_choices
+from promptlift.testing.server import (
+    LoopbackServer,
+    Reply,
+    bad_request,
+    content_filtered,
+    context_length_exceeded,
+    drop_connection,
+    forbidden,
+    malformed_json,
+    metered,
+    not_found,
+    ok,
+    rate_limited,
+    server_error,
+    slow,
+    tool_call,
+    unauthorized,
+)
+
+MODEL = "openai/conformance-model"
+KEY = "sk-conformance-0123456789abcdef"
+PRICE = ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0, cached_input_per_mtok=0.1)
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look a word up.",
+        "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+    },
+}
+
+# Each failure on the wire, the error it must raise, and the status a server sent (None: none did).
+FAILURES: list[tuple[str, Reply, type[errors.ProviderError], int | None]] = [
+    ("429", rate_limited(), errors.RateLimited, 429),
+    ("500", server_error(500), errors.ProviderUnavailable, 500),
+    ("503", server_error(503), errors.ProviderUnavailable, 503),
+    ("401", unauthorized(), errors.AuthenticationFailed, 401),
+    ("403", forbidden(), errors.PermissionDenied, 403),
+    ("404", not_found(), errors.ModelNotFound, 404),
+    ("400", bad_request(), errors.BadRequest, 400),
+    ("context window", context_length_exceeded(), errors.ContextWindowExceeded, 400),
+    ("content filter", content_filtered(), errors.ContentFiltered, 400),
+    ("dropped connection", drop_connection(), errors.ConnectionFailed, None),
+    ("malformed body", malformed_json(), errors.ProviderUnavailable, None),
+    ("no choices", empty_choices(), errors.ProviderUnavailable, None),
+]
+
+
+def raised(client: Client, **call: Any) -> errors.ProviderError:
+    """The provider error a call raises (the test fails if it answers)."""
+    try:
+        client.complete("Say hello.", **call)
+    except errors.ProviderError as exc:
+        return exc
+    raise AssertionError("the call answered; a failure was expected")
+
+
+class ProviderConformance:
+    """The provider contract on the wire, for the path ``transport`` names."""
+
+    transport = "litellm"
+
+    def make_client(self, server: LoopbackServer, **config: Any) -> Client:
+        """A one-model client to ``server``: no retries and no breaker, unless ``config`` says."""
+        settings: dict[str, Any] = {
+            "models": (MODEL,),
+            "api_base": config.pop("api_base", None) or server.url + "/v1",
+            "api_key": Secret(KEY),
+            "transport": self.transport,
+            "retry": RetryPolicy(max_attempts=1),
+            "fallback": FallbackPolicy(failure_threshold=0),
+            "prices": {MODEL: PRICE},
+            "strict_params": True,
+        }
+        return Client(ClientConfig(**{**settings, **config}))
+
+    def test_the_request_reaches_the_server_as_written(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            client.complete(
+                [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Look up 'tarn'."},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [tool_call("lookup", {"word": "tarn"}, id="c1")],
+                    },
+                    {"role": "tool", "tool_call_id": "c1", "content": "a mountain lake"},
+                ],
+                temperature=0.0,
+                max_tokens=32,
+                top_p=0.5,
+                stop=["\n\n"],
+                seed=7,
+                tools=[TOOL],
+                tool_choice={"type": "function", "function": {"name": "lookup"}},
+                response_format={"type": "json_object"},
+            )
+            (request,) = server.requests
+        body = request.json
+        assert request.path.endswith("/chat/completions") and request.key == KEY
+        assert request.headers.get("authorization") == f"Bearer {KEY}"
+        assert body["model"] == "conformance-model"  # the route's prefix is not sent
+        roles = [m["role"] for m in body["messages"]]
+        assert roles == ["system", "user", "assistant", "tool"]
+        assert body["messages"][2]["tool_calls"][0]["id"] == "c1"
+        assert body["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "a mountain lake"}
+        expected = {"temperature": 0.0, "max_tokens": 32, "top_p": 0.5, "stop": ["\n\n"], "seed": 7}
+        assert {k: body.get(k) for k in expected} == expected
+        assert body["tools"] == [TOOL]
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
+        assert body["response_format"] == {"type": "json_object"}
+
+    def test_the_answer_is_one_normalized_completion(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(
+                metered(
+                    ok("Hi there.", input_tokens=120, output_tokens=30),
+                    cached_tokens=100,
+                    reasoning_tokens=10,
+                )
+            )
+            out = client.complete("Say hello.", max_tokens=64)
+        assert (out.content, out.model, out.provider, out.finish_reason) == (
+            "Hi there.",
+            MODEL,
+            "openai",
+            "stop",
+        )
+        assert (out.usage.input_tokens, out.usage.output_tokens) == (120, 30)
+        assert (out.usage.cached_tokens, out.usage.reasoning_tokens) == (100, 10)
+        assert out.usage.reported and out.attempts == 1 and not out.cached
+        assert out.cost_usd > 0 and out.latency_s > 0
+        assert out.served_by == self.transport
+
+    def test_tool_calls_come_back_in_order_with_their_ids(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            calls = (
+                tool_call("lookup", {"word": "tarn"}, id="a1"),
+                tool_call("lookup", {"word": "fell"}, id="a2"),
+            )
+            server.script(ok("", tool_calls=calls))
+            out = client.complete("Look up two words.", tools=[TOOL])
+        assert out.finish_reason == "tool_calls" and out.content == ""
+        assert [(c.name, json.loads(c.arguments), c.id) for c in out.tool_calls] == [
+            ("lookup", {"word": "tarn"}, "a1"),
+            ("lookup", {"word": "fell"}, "a2"),
+        ]
+
+    def test_an_answer_without_usage_is_marked_unreported(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(metered(ok("Hi."), report_usage=False))
+            out = client.complete("Say hello.", max_tokens=16)
+        assert not out.usage.reported
+
+    def test_each_failure_is_its_typed_error_after_one_request(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            for name, reply, kind, status in FAILURES:
+                server.reset()
+                server.script(reply)
+                exc = raised(client)
+                assert type(exc) is kind, f"{name}: {type(exc).__name__}, expected {kind.__name__}"
+                if status is not None:
+                    assert exc.status == status, f"{name}: status {exc.status}"
+                assert exc.retryable == kind.retryable, name
+                assert len(server.requests) == 1, f"{name}: {len(server.requests)} requests"
+
+    def test_retry_after_reaches_the_error(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(rate_limited(retry_after=3))
+            exc = raised(client)
+        assert isinstance(exc, errors.RateLimited) and exc.retry_after == 3.0
+
+    def test_retries_honour_retry_after_and_then_succeed(self) -> None:
+        retry = RetryPolicy(max_attempts=3, initial_wait=0.01)
+        with LoopbackServer() as server, self.make_client(server, retry=retry) as client:
+            server.script(rate_limited(retry_after=0.2), server_error(503), ok("At last."))
+            out = client.complete("Say hello.")
+            times = [r.time for r in server.requests]
+        assert out.content == "At last." and out.attempts == 3
+        assert times[1] - times[0] >= 0.2
+
+    def test_a_slow_answer_is_a_timeout(self) -> None:
+        with LoopbackServer() as server, self.make_client(server, timeout=0.3) as client:
+            server.script(slow(3.0))
+            exc = raised(client)
+        assert isinstance(exc, errors.Timeout) and exc.retryable
+
+    def test_a_refused_connection_names_the_endpoint(self) -> None:
+        with LoopbackServer() as server:
+            base = server.url + "/v1"
+        client = self.make_client(server, api_base=base)  # the server is gone: nothing listens there
+        with client:
+            exc = raised(client)
+        assert isinstance(exc, errors.ConnectionFailed)
+        assert "refused" in str(exc) and "127.0.0.1" in str(exc)
+
+    def test_the_key_never_reaches_an_error_message(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(bad_request(f"Invalid value; your key {KEY} is not allowed this parameter."))
+            exc = raised(client)
+        assert KEY not in str(exc) and KEY not in repr(exc.args) and KEY not in exc.message
+
+    def test_a_401_refreshes_the_credential_once(self) -> None:
+        fresh = iter(["sk-conformance-first-0000", "sk-conformance-second-1111"])
+
+        def source(provider: str) -> str:
+            return next(fresh)
+
+        with (
+            LoopbackServer() as server,
+            self.make_client(server, api_key=None, credential_provider=source) as client,
+        ):
+            server.script(unauthorized(), ok("Welcome back."))
+            out = client.complete("Say hello.")
+            keys = [r.key for r in server.requests]
+        assert out.content == "Welcome back." and out.attempts == 2
+        assert keys == ["sk-conformance-first-0000", "sk-conformance-second-1111"]
+
+    def test_a_host_outside_the_allow_list_is_refused_before_any_request(self) -> None:
+        with LoopbackServer() as server:
+            try:
+                with self.make_client(server, allowed_hosts=("api.example.com",)) as client:
+                    client.complete("Say hello.")
+            except errors.ConfigError as exc:
+                assert "127.0.0.1" in str(exc)
+            else:
+                raise AssertionError("a host outside allowed_hosts was called")
+            assert server.requests == []
