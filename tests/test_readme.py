@@ -96,3 +96,24 @@ def test_the_readme_agent_block_loads_as_written(tmp_path: Path) -> None:
     assert [t.name for t in prompt.tools] == ["find_employee", "team_office"]
     assert prompt.tools[1].description == "The city of a team's office." and prompt.tools[1].timeout_s == 5
     assert prompt.params["tool_choice"] == "auto"
+
+
+def test_the_readme_structured_output_block_loads_and_scores_as_written(tmp_path: Path) -> None:
+    """The structured-output prompt and json_fields metric the README shows: the schema is the
+    prompt's, sent as its response_format, and the metric scores a JSON answer field by field."""
+    block = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)[2]
+    row = {"text": "2 teas for Ada, Oslo", "name": "Ada", "total": 7, "tags": '["tea"]', "city": "Oslo"}
+    answer = {"customer": "ada", "total": 7.004, "tags": ["tea"], "address": {"city": "Oslo, Norway"}}
+    (tmp_path / "orders.jsonl").write_text(json.dumps({**row, "answer": json.dumps(answer)}) + "\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(block + "dataset: {path: orders.jsonl}\noptimizer: fewshot\n")
+    config = load_config(path)
+    schema = config.prompt.output_schema
+    assert schema is not None and (schema.name, schema.strict) == ("order", False)
+    assert schema.schema["required"] == ["customer", "total"]
+    assert config.prompt.request_params()["response_format"]["json_schema"]["name"] == "order"
+    assert schema.parse(json.dumps(answer)).ok and not schema.parse('{"customer": "Ada"}').ok
+    metric = metric_from_config(config.metric)
+    assert metric(Row(0, row), json.dumps(answer)).value == 1.0
+    half = metric(Row(0, row), json.dumps({**answer, "total": 9}))
+    assert half.value == pytest.approx(3 / 5) and half.reason == "total: expected 7, got 9"

@@ -20,6 +20,7 @@ from promptlift.optimize.stop import (
     TargetScore,
 )
 from promptlift.optimize.store import RunStore
+from promptlift.optimize.structured import OutputSchema
 
 __all__ = [
     "OPTIMIZERS",
@@ -39,6 +40,7 @@ __all__ = [
     "NoImprovement",
     "OptimizationResult",
     "Optimizer",
+    "OutputSchema",
     "Prompt",
     "Row",
     "RowResult",

@@ -32,6 +32,7 @@ from promptlift.optimize.schema import (
     text,
     whole,
 )
+from promptlift.optimize.structured import config_output_schema
 from promptlift.optimize.tools import Tool
 
 DEFAULT_MODEL = "local/gemma-3-270m"
@@ -169,6 +170,8 @@ PROMPT = Schema(
         "params": lambda value, at: check_params(value, at),
         "tools": _tools,
         "max_steps": whole(1),
+        # a JSON schema, or {schema, name, strict}: sent as response_format, each answer validated
+        "output_schema": config_output_schema,
     },
     example='{system: "...", user: "Review: {text}"}',
 )
@@ -280,6 +283,11 @@ def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:
         except ConfigError as exc:
             raise (at / "tools" / i).error(f"`{(at / 'tools' / i).path}`: {exc}") from None
     checked["user"] = user or ""
+    if "output_schema" in checked and "response_format" in (checked.get("params") or {}):
+        raise (at / "params" / "response_format").error(
+            f"`{(at / 'params' / 'response_format').path}`: the prompt has an `output_schema`, which is "
+            "sent as the response_format; drop the param"
+        )
     demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
     slots = placeholders(checked["user"], f"{where}: prompt.user")
     for i, demo in enumerate(demos):
@@ -298,6 +306,7 @@ def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:
             turns=tuple(Turn.from_dict(t) for t in turns),
             tools=tuple(tools),
             max_steps=checked.get("max_steps", DEFAULT_MAX_STEPS),
+            output_schema=checked.get("output_schema"),
         )
     except TemplateError as exc:
         raise at.error(f"`{at.path}`: {exc}") from None

@@ -2,7 +2,9 @@
 
 Every call goes through the client, so its concurrency limit, rate limits, cache and budget all
 apply. A prompt without tools makes one call per row; a prompt with tools runs the agent loop per
-row (``promptlift.optimize.agent``), and the row keeps its whole trajectory. Rows are taken in
+row (``promptlift.optimize.agent``), and the row keeps its whole trajectory. A prompt with an output
+schema has each answer validated first: one that is not valid JSON for the schema scores 0 with
+the reason, and the metric gets the answers that are (as text, like any output). Rows are taken in
 order by at most ``concurrency`` workers: on the embedded model the calls of one prompt share its
 prefix (system text and demos) and run back to back on its single worker, so the KV cache is reused.
 """
@@ -24,6 +26,7 @@ from promptlift.optimize.prompt import Prompt
 from promptlift.types import Completion, Message
 
 CALL_FAILED = "the call failed"
+NOT_VALID_JSON = "output is not valid JSON for the schema"
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,19 @@ async def _score(
     return result, ""
 
 
+async def _score_answer(
+    metric: Metric, prompt: Prompt, row: Row, trajectory: Trajectory
+) -> tuple[Score, str]:
+    """The row's score: 0 with the reason when a structured prompt's answer is not valid JSON for
+    its schema (the metric is not called: a judge would be paid to grade a broken answer), else
+    the metric's."""
+    if prompt.output_schema is not None:
+        parsed = prompt.output_schema.parse(trajectory.output)
+        if not parsed.ok:
+            return Score(0.0, f"{NOT_VALID_JSON}: {parsed.error}"), ""
+    return await _score(metric, row, trajectory.output, trajectory)
+
+
 RowDone = Callable[[int, RowResult, Spend], None]
 
 
@@ -276,7 +292,7 @@ class Evaluator:
         rows = list(data)
         finished: dict[int, tuple[RowResult, Spend]] = dict(done or {})
         todo = [pos for pos in range(len(rows)) if pos not in finished]
-        params = {"temperature": 0.0, **dict(prompt.params)}
+        params = prompt.request_params()
         # Every row's messages before any call: a malformed row (a history field that is not a
         # conversation) is one clear error, not a failure after paying for the rows before it.
         conversations = {pos: prompt.messages(rows[pos].fields) for pos in todo}
@@ -325,7 +341,7 @@ class Evaluator:
                 finished[pos] = result, Spend.of(calls)
             else:
                 try:
-                    score, error = await _score(self.metric, row, trajectory.output, trajectory)
+                    score, error = await _score_answer(self.metric, prompt, row, trajectory)
                 except Exception as exc:  # a judge's call failed outside this row, or the metric refused
                     fatal.append(exc)
                     return

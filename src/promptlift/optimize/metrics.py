@@ -27,6 +27,7 @@ from promptlift.optimize.schema import (
     At,
     Check,
     Schema,
+    choice,
     flag,
     mapping,
     mappings,
@@ -222,6 +223,9 @@ class FunctionMetric:
         return Score(float(result))
 
 
+MATCHES = ("exact", "numeric", "set", "contains")  # json_fields' ways to compare a field
+
+
 JUDGE_MAX_TOKENS = 64  # a score and one sentence of reasons
 _JUDGE = (
     "You grade an answer against a rubric. Reply with a score from 0 to 10 on the first line, "
@@ -285,6 +289,9 @@ METRICS: dict[str, Schema] = {
     ),
     # `field` names the answer (what fewshot shows in its demos); the function reads what it likes
     "python": Schema({**_OPTIONAL_FIELD, "function": text}, required=("function",)),
+    "json_fields": Schema(
+        {**_OPTIONAL_FIELD, "fields": lambda v, at: _json_fields(v, at)}, required=("fields",)
+    ),
     # an agent's trajectory: the right tool with the right arguments ({field} templates), few steps
     "tool_called": Schema(
         {**_OPTIONAL_FIELD, "tool": text, "arguments": optional(mapping), **_NORMALIZE}, required=("tool",)
@@ -293,6 +300,33 @@ METRICS: dict[str, Schema] = {
     # a weighted mean of other metrics; each part is a metric's mapping with an optional `weight:`
     "weighted": Schema({**_OPTIONAL_FIELD, "parts": mappings}, required=("parts",)),
 }
+_FIELD_MATCH = Schema(
+    {
+        "expected": text,
+        "match": choice(*MATCHES),
+        "abs_tol": number(0.0),
+        "rel_tol": number(0.0),
+        "weight": number(0.0),
+    },
+    example="{expected: price, match: numeric, abs_tol: 0.01, weight: 2}",
+)
+
+
+def _json_fields(value: Any, at: At) -> dict[str, dict[str, Any]]:
+    """``fields: {label: label, price: {expected: price, match: numeric, abs_tol: 0.01}}``: each
+    answer path with the dataset field it is checked against (the path itself when not given)."""
+    if not isinstance(value, Mapping) or not value:
+        at.fail(f"a mapping of answer fields, like {{label: {_FIELD_MATCH.example}}}", value)
+    out = {}
+    for path, spec in value.items():
+        if isinstance(spec, str):
+            spec = {"expected": spec}
+        checked = _FIELD_MATCH(spec, at / path)
+        checked.setdefault("expected", str(path))
+        out[str(path)] = checked
+    if sum(f.get("weight", 1.0) for f in out.values()) <= 0:
+        raise at.error(f"`{at.path}`: the weights are all 0; give at least one field a weight above 0")
+    return out
 
 
 def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None = None) -> dict[str, Any]:
@@ -343,11 +377,14 @@ def _weighted_part(part: Mapping[str, Any], at: At, base_dir: str | Path | None)
 
 def metric_fields(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The dataset fields a (checked) metric reads, as (key, field) pairs: a weighted metric's
-    parts' too, and the ``{field}`` slots of a tool_called metric's arguments."""
+    parts' too, the ``{field}`` slots of a tool_called metric's arguments, and the expected field
+    of each of a json_fields metric's fields."""
     fields = [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
     for key, value in (spec.get("arguments") or {}).items():
         if isinstance(value, str):
             fields += [(f"arguments.{key}", name) for name in placeholders(value)]
+    for path, check in (spec.get("fields") or {}).items():
+        fields.append((f"fields.{path}.expected", str(check["expected"])))
     for i, part in enumerate(spec.get("parts") or ()):
         fields += [(f"parts.{i}.{key}", name) for key, name in metric_fields(part)]
     return fields
@@ -385,6 +422,10 @@ def metric_from_config(
         return TokenF1(str(field))
     if kind == "choice":
         return Choice(str(field), _labels(spec, field_values))
+    if kind == "json_fields":
+        from promptlift.optimize.json_metrics import FieldMatch, JsonFields  # it imports this module
+
+        return JsonFields({path: FieldMatch(**check) for path, check in spec["fields"].items()}, field)
     if kind == "llm_judge":
         if client is None:
             raise ConfigError("metric 'llm_judge' runs through the run's client: pass `client=`")

@@ -280,8 +280,10 @@ def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
 
 
 def tool_tokens(prompt: Prompt) -> int:
-    """About how many input tokens the tools' schemas add to every call of an agent."""
-    return sum(_tokens(json.dumps(t.spec())) for t in prompt.tools)
+    """About how many input tokens the tools' schemas (and an output schema) add to every call."""
+    schema = prompt.output_schema
+    extra = _tokens(json.dumps(schema.response_format())) if schema is not None else 0
+    return sum(_tokens(json.dumps(t.spec())) for t in prompt.tools) + extra
 
 
 def _pareto_warning(optimizer: Optimizer, sizes: Sizes, budget: Budget, per_row: int = 0) -> str | None:

@@ -5,6 +5,8 @@ The conversation a prompt makes for a row is: the system text, the demos (user/a
 the prompt's ``turns`` (templated messages, and ``history`` slots filled with the conversation a
 row carries), then the ``user`` template (left out when empty, for a conversation that ends in
 the row's own history). A prompt with tools is run as an agent (``promptlift.optimize.agent``).
+A prompt with an ``output_schema`` asks for JSON (``response_format``), and each answer is checked
+against the schema before it is scored (``promptlift.optimize.structured``).
 
 ``{{`` and ``}}`` are literal braces. A placeholder is a bare field name: no attribute access,
 indexing or format spec, so a template can never reach into Python objects.
@@ -20,9 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptlift.errors import TemplateError
+from promptlift.errors import ConfigError, TemplateError
 from promptlift.optimize.agent import DEFAULT_MAX_STEPS
 from promptlift.optimize.schema import At, Schema, flag, mapping, number, texts, whole
+from promptlift.optimize.structured import OutputSchema
 from promptlift.optimize.tools import Tool
 from promptlift.types import Message, messages_from
 
@@ -141,7 +144,9 @@ def history_messages(value: Any, name: str) -> tuple[Message, ...]:
 class Prompt:
     """``system`` and ``user`` are templates; demos become prior user/assistant turns; ``turns``
     come between the demos and ``user``. ``tools`` make the prompt an agent, run for at most
-    ``max_steps`` model calls per row."""
+    ``max_steps`` model calls per row. ``output_schema`` (``OutputSchema.of`` a JSON-schema mapping
+    or a pydantic model class) is sent as the ``response_format`` of every call, and an answer
+    that does not validate scores 0."""
 
     user: str
     system: str = ""
@@ -150,9 +155,17 @@ class Prompt:
     turns: tuple[Turn, ...] = ()
     tools: tuple[Tool, ...] = ()
     max_steps: int = DEFAULT_MAX_STEPS
+    output_schema: OutputSchema | None = None
 
     def __post_init__(self) -> None:
         check_params(self.params)  # checked, not converted: the params are part of the prompt's key
+        if self.output_schema is not None:
+            object.__setattr__(self, "output_schema", OutputSchema.of(self.output_schema))
+            if "response_format" in self.params:
+                raise ConfigError(
+                    "the prompt has an output_schema and a response_format param: the schema is sent "
+                    "as the response_format; drop the param"
+                )
         object.__setattr__(
             self, "turns", tuple(t if isinstance(t, Turn) else Turn.from_dict(t) for t in self.turns)
         )
@@ -175,6 +188,14 @@ class Prompt:
     def calls_per_row(self) -> int:
         """Model calls one row may take at most: one, or the step limit for an agent."""
         return self.max_steps if self.tools else 1
+
+    def request_params(self) -> dict[str, Any]:
+        """The parameters every task call of this prompt is sent with: temperature 0 unless set,
+        the prompt's params, and its schema as the ``response_format``."""
+        params = {"temperature": 0.0, **dict(self.params)}
+        if self.output_schema is not None:
+            params["response_format"] = self.output_schema.response_format()
+        return params
 
     def fields(self) -> list[str]:
         seen = placeholders(self.system, "prompt.system")
@@ -242,8 +263,8 @@ class Prompt:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON; a single-call prompt keeps its old four keys (and so its key), an agent or
-        multi-turn prompt adds the rest."""
+        """Plain JSON; a single-call prompt keeps its old four keys (and so its key), an agent,
+        multi-turn or structured prompt adds the rest."""
         out: dict[str, Any] = {
             "system": self.system,
             "user": self.user,
@@ -255,6 +276,8 @@ class Prompt:
         if self.tools:
             out["tools"] = [t.to_dict() for t in self.tools]
             out["max_steps"] = self.max_steps
+        if self.output_schema is not None:
+            out["output_schema"] = self.output_schema.to_dict()
         return out
 
     @classmethod
@@ -269,6 +292,7 @@ class Prompt:
             turns=tuple(Turn.from_dict(t) for t in data.get("turns") or ()),
             tools=tuple(Tool.from_dict(t, base_dir=base_dir) for t in data.get("tools") or ()),
             max_steps=int(data.get("max_steps") or DEFAULT_MAX_STEPS),
+            output_schema=OutputSchema.from_dict(schema) if (schema := data.get("output_schema")) else None,
         )
 
     def key(self) -> str:
@@ -289,6 +313,8 @@ class Prompt:
             lines.append(f"[user] {self.user}")
         for tool in self.tools:
             lines.append(f"[tool {tool.name}] {tool.description}")
+        if self.output_schema is not None:
+            lines.append(f"[output schema {self.output_schema.name}] {self.output_schema.describe(200)}")
         if self.params:
             lines.append(f"[params] {json.dumps(dict(self.params), sort_keys=True)}")
         return "\n".join(lines)

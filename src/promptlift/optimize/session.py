@@ -25,6 +25,7 @@ from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
+from promptlift.optimize.optimizers.fewshot import check_demo_answers
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
 from promptlift.optimize.plan import refuse_budget_below_start
 from promptlift.optimize.result import OptimizationResult
@@ -49,6 +50,13 @@ def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
     dataset = Dataset.load(config.dataset_path)
     config.prompt.check(dataset.fields)
     check_fields(config, dataset.fields)
+    for spec in config.optimizers:
+        answer_field = spec.params.get("answer_field", config.metric.get("field"))
+        if spec.name == "fewshot" and answer_field:
+            try:
+                check_demo_answers(config.prompt, dataset, str(answer_field))
+            except ConfigError as exc:
+                raise ConfigError(f"{config.path}: {exc}") from None
     for what, path in (("store", _store_file(config.store)), ("cache", config.cache)):
         if path is not None:
             check_sqlite_file(path, f"{config.path}: `{what}`")

@@ -212,6 +212,26 @@ def google_rewrites(request: CompletionRequest) -> list[str]:
     return found
 
 
+def anthropic_rewrites(request: CompletionRequest) -> list[str]:
+    """What LiteLLM will change in an Anthropic request with tools and a JSON-schema response_format
+    on a model without native structured output: the schema becomes a ``json_tool_call`` tool that
+    every call is forced to use, so the request's own tools are never called (an agent with an
+    output schema could not work)."""
+    if provider_of(request.model) != "anthropic" or not request.tools:
+        return []
+    if (request.response_format or {}).get("type") != "json_schema":
+        return []
+    import_litellm()
+    from litellm.llms.anthropic.chat.transformation import AnthropicConfig
+
+    if AnthropicConfig().uses_native_structured_output(request.model.split("/", 1)[1]):
+        return []  # sent as output_format: the tools stay free to call
+    return [
+        "forces a json_tool_call tool on every call for the JSON schema, so the request's own tools "
+        "are never called (the price map does not list native structured output for this model)"
+    ]
+
+
 # Routes through the OpenAI SDK, which refuses to send a request without some key.
 _SDK_WANTS_A_KEY = frozenset({"openai", "text-completion-openai", "hosted_vllm"})
 
@@ -287,7 +307,7 @@ class LiteLLMProvider(Provider):
         params = request.generation_params()
         if request.answer_limit is not None:
             params["max_tokens"] = request.answer_limit  # the caller's, else a budget's ceiling
-        for what in google_rewrites(request):
+        for what in (*google_rewrites(request), *anthropic_rewrites(request)):
             self._refuse_or_warn(
                 request.model,
                 what,

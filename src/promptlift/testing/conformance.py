@@ -12,18 +12,30 @@ and the history is complete. Plain ``assert``s: any test runner that collects ``
 ``AgentConformance`` runs the same promises on an agent: the prompt has a tool, the task model
 calls it only when the instruction or the tool's description says what it is for, and every row
 is a tool loop of two model calls.
+
+``StructuredConformance`` runs them on a prompt with an output schema: the task model answers JSON
+(fenced or bare, as models do) when it knows the label and a sentence when it does not, which the
+evaluator scores 0 with its reason; a ``json_fields`` metric scores the rest.
+``StructuredAgentConformance`` is both at once: an agent whose final answer follows the schema.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from promptlift.client import Client, ClientConfig
 from promptlift.optimize.dataset import Dataset, Splits, split
-from promptlift.optimize.metrics import ExactMatch
+from promptlift.optimize.evaluation import NOT_VALID_JSON
+from promptlift.optimize.json_metrics import FieldMatch, JsonFields
+from promptlift.optimize.metrics import ExactMatch, Metric
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, RunSettings
 from promptlift.optimize.stop import MaxRounds, StopRule
+from promptlift.optimize.structured import OutputSchema
 from promptlift.optimize.tools import Tool
 from promptlift.testing.doubles import FunctionProvider
 from promptlift.types import Completion, CompletionRequest, ToolCall
@@ -33,15 +45,17 @@ REASONING_MODEL = "scripted/reasoner"
 TEST_MARK = "HELD-OUT"
 
 
-def synthetic_splits(n: int = 40, seed: int = 0) -> Splits:
-    """Words labelled by their length; test rows carry a marker so any leak is visible."""
+def synthetic_splits(n: int = 40, seed: int = 0, *, structured: bool = False) -> Splits:
+    """Words labelled by their length; test rows carry a marker so any leak is visible. With
+    ``structured``, each row also has its whole JSON ``answer`` (what fewshot shows as a demo)."""
     words = [f"w{'x' * (i % 7)}{i}" for i in range(n)]
-    data = Dataset.from_records(
-        [{"text": w, "label": "long" if len(w) > 5 else "short"} for w in words], "synthetic"
-    )
+    records: list[dict[str, Any]] = [{"text": w, "label": "long" if len(w) > 5 else "short"} for w in words]
+    if structured:
+        records = [{**r, "answer": json.dumps({"label": r["label"]})} for r in records]
+    data = Dataset.from_records(records, "synthetic")
     parts = split(data, 0.5, 0.25, 0.25, seed)
     marked = Dataset.from_records(
-        [{"text": f"{TEST_MARK} {r['text']}", "label": r["label"]} for r in parts.test], "synthetic-test"
+        [{**r.fields, "text": f"{TEST_MARK} {r['text']}"} for r in parts.test], "synthetic-test"
     )
     return Splits(parts.train, parts.validation, marked)
 
@@ -88,11 +102,44 @@ def synthetic_agent(request: CompletionRequest) -> str | Completion:
     return "unsure"
 
 
+LABEL_SCHEMA = OutputSchema(
+    "verdict",
+    {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["long", "short"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    },
+    strict=True,
+)
+
+
+def in_json(
+    model: Callable[[CompletionRequest], str | Completion],
+) -> Callable[[CompletionRequest], str | Completion]:
+    """``model`` (``synthetic_model`` or ``synthetic_agent``) answering in JSON: ``{"label": ...}``
+    (in a fence with prose around it for odd-length words, as models do) when it knows, a sentence
+    that is no JSON when it does not. Tool calls and the reasoning model's text pass through."""
+
+    def answer(request: CompletionRequest) -> str | Completion:
+        reply = model(request)
+        if request.model == REASONING_MODEL or not isinstance(reply, str):
+            return reply
+        if reply == "unsure":
+            return "I am not sure about this word."
+        obj = json.dumps({"label": reply})
+        word = next(m.text for m in reversed(request.messages) if m.role == "user").split()[-2]
+        return f"Here it is:\n```json\n{obj}\n```" if len(word) % 2 else obj
+
+    return answer
+
+
 class OptimizerConformance:
     """Subclass and implement ``make_optimizer``; every ``test_*`` method is one promise."""
 
     seed = 0
     agent = False  # AgentConformance: the same promises on a prompt with a tool
+    structured = False  # StructuredConformance: the same promises on a prompt with an output schema
 
     def make_optimizer(self) -> Optimizer:
         raise NotImplementedError
@@ -100,13 +147,24 @@ class OptimizerConformance:
     def make_prompt(self) -> Prompt:
         prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
         if self.agent:
-            return prompt.replace(tools=(Tool.from_function(letters),), max_steps=3)
+            prompt = prompt.replace(tools=(Tool.from_function(letters),), max_steps=3)
+        if self.structured:
+            prompt = prompt.replace(output_schema=LABEL_SCHEMA, params={"max_tokens": 16})
         return prompt
+
+    def make_metric(self) -> Metric:
+        if self.structured:
+            return JsonFields({"label": FieldMatch("label")}, field="answer")
+        return ExactMatch("label")
+
+    def model(self, request: CompletionRequest) -> str | Completion:
+        base = synthetic_agent if self.agent else synthetic_model
+        return in_json(base)(request) if self.structured else base(request)
 
     def run(
         self, *, budget: Budget | None = None, stop: StopRule | None = None, seed: int | None = None
     ) -> tuple[OptimizationResult, FunctionProvider]:
-        provider = FunctionProvider(synthetic_agent if self.agent else synthetic_model)
+        provider = FunctionProvider(self.model)
         client = Client(ClientConfig(models=(TASK_MODEL,), concurrency=4), provider=provider)
         settings = RunSettings(
             task_model=TASK_MODEL,
@@ -118,7 +176,11 @@ class OptimizerConformance:
         prompt = self.make_prompt()
         try:
             result = self.make_optimizer().optimize(
-                prompt, synthetic_splits(), ExactMatch("label"), client=client, settings=settings
+                prompt,
+                synthetic_splits(structured=self.structured),
+                self.make_metric(),
+                client=client,
+                settings=settings,
             )
         finally:
             client.close()
@@ -183,3 +245,38 @@ class AgentConformance(OptimizerConformance):
             for row in candidate.evaluation.rows:
                 assert row.trajectory is not None and row.trajectory.model_calls >= 1
         assert result.spend.calls == len(provider.requests)
+
+
+class StructuredConformance(OptimizerConformance):
+    """The same promises on a prompt with an output schema (``LABEL_SCHEMA``), scored by
+    ``json_fields``: every candidate keeps the schema, every task call asks for it, and an answer
+    that is not valid JSON for it scores 0 with the reason."""
+
+    structured = True
+
+    def test_every_candidate_keeps_the_schema_and_every_task_call_asks_for_it(self) -> None:
+        result, provider = self.run()
+        assert all(c.prompt.output_schema == LABEL_SCHEMA for c in result.history)
+        assert result.best.prompt.output_schema == LABEL_SCHEMA
+        wanted = LABEL_SCHEMA.response_format()
+        for request in provider.requests:
+            if request.model == TASK_MODEL:
+                assert request.response_format == wanted
+            else:  # a reasoning call asks for text: the schema is the task's, not the optimizer's
+                assert request.response_format is None
+
+    def test_an_answer_that_is_not_json_scores_0_with_the_reason(self) -> None:
+        result, _ = self.run()
+        rows = result.initial.evaluation.rows
+        broken = [r for r in rows if not r.output.lstrip().startswith(("{", "Here it is"))]
+        assert broken, "the starting prompt gets answers that are not JSON"
+        for row in broken:
+            assert row.score == 0.0 and row.reason.startswith(NOT_VALID_JSON), row
+        for row in rows:
+            if row not in broken:
+                assert row.score == 1.0 and row.reason == "", row  # fenced or bare, the JSON is read
+
+
+class StructuredAgentConformance(StructuredConformance, AgentConformance):
+    """An agent with an output schema: every promise of both (the schema is asked for on every
+    call of the loop, and the final answer is the one validated)."""

@@ -7,15 +7,17 @@ default the search then improves on. Each trial's prompt is scored on the valida
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.prompt import Demo
+from promptlift.optimize.prompt import Demo, Prompt
 from promptlift.optimize.run import Candidate, Search
 
 
@@ -23,7 +25,7 @@ def balanced_order(rows: list[Row], answer_field: str) -> list[int]:
     """Row positions interleaved by answer value (a, b, c, a, b, c, ...), stable within a value."""
     by_answer: dict[str, list[int]] = defaultdict(list)
     for pos, row in enumerate(rows):
-        by_answer[str(row[answer_field])].append(pos)
+        by_answer[demo_answer(row[answer_field])].append(pos)
     queues = [by_answer[k] for k in sorted(by_answer)]
     out: list[int] = []
     while any(queues):
@@ -31,6 +33,27 @@ def balanced_order(rows: list[Row], answer_field: str) -> list[int]:
             if q:
                 out.append(q.pop(0))
     return out
+
+
+def demo_answer(value: Any) -> str:
+    """A dataset value as a demo's answer: an object or a list (a JSONL row's native JSON) as JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+def check_demo_answers(prompt: Prompt, rows: Iterable[Row], answer_field: str) -> None:
+    """A prompt with an output schema shows demo answers that must follow it: a field holding a
+    bare label would teach the model the wrong format. Raises before any call."""
+    schema = prompt.output_schema
+    if schema is None:
+        return
+    for row in rows:
+        parsed = schema.parse(demo_answer(row.get(answer_field, "")))
+        if not parsed.ok:
+            raise ConfigError(
+                f"fewshot shows `{answer_field}` as each demo's answer, but row {row.index + 1}'s is not "
+                f"valid JSON for the prompt's output_schema ({parsed.error}); name a field holding the "
+                "whole JSON answer (fewshot's `answer_field`, or the metric's `field`)"
+            )
 
 
 @dataclass
@@ -65,6 +88,7 @@ class FewShot(Optimizer):
                 f"fewshot: answer_field {self.answer_field!r} is not a dataset field "
                 f"({', '.join(ctx.train.fields)})"
             )
+        check_demo_answers(start.prompt, ctx.train, self.answer_field)
         optuna.logging.set_verbosity(logging.WARNING)
         pool = list(ctx.train)
         hi = min(self.max_demos, len(pool))
@@ -80,7 +104,7 @@ class FewShot(Optimizer):
             picks = [trial.suggest_categorical(f"demo_{i}", list(range(len(pool)))) for i in range(hi)]
             which = trial.suggest_categorical("instruction", list(range(len(instructions))))
             chosen = list(dict.fromkeys(picks[:k]))  # a row shown twice is shown once
-            demos = tuple(Demo(dict(pool[p].fields), str(pool[p][self.answer_field])) for p in chosen)
+            demos = tuple(Demo(dict(pool[p].fields), demo_answer(pool[p][self.answer_field])) for p in chosen)
             prompt = start.prompt.replace(demos=demos, system=instructions[which])
             candidate = await ctx.evaluate(prompt, parent=start.id, origin=f"fewshot trial {trial.number}")
             study.tell(trial, candidate.score)

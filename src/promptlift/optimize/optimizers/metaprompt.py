@@ -50,11 +50,15 @@ Rewritten:"""
 
 
 def tools_text(prompt: Prompt) -> str:
-    """The tools an agent prompt offers, as a reflecting model is shown them ("" without tools)."""
-    if not prompt.tools:
-        return ""
-    listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
-    return f"\n\nThe model may call these tools (name: description):\n{listed}"
+    """The tools an agent prompt offers and the JSON schema a structured prompt's answers follow,
+    as a reflecting model is shown them ("" for a plain prompt)."""
+    out = ""
+    if prompt.tools:
+        listed = "\n".join(f"- {t.name}: {t.description}" for t in prompt.tools)
+        out = f"\n\nThe model may call these tools (name: description):\n{listed}"
+    if prompt.output_schema is not None:
+        out += f"\n\nThe model answers with JSON for this schema:\n{prompt.output_schema.describe()}"
+    return out
 
 
 def steps_text(result: RowResult) -> str:
