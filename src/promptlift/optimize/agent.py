@@ -166,8 +166,8 @@ async def run_agent(
     "auto": a model obliged to call a tool on every step could never answer, and every row would
     end at the step limit. Model-call failures raise (the client's typed errors, after its
     retries); tool failures never do. At the step limit, the tools the last call asked for are not
-    run (no model would read their results, and a tool may have side effects). ``on_call`` sees each model call as it returns, so a
-    caller's ledger counts the calls of a loop that then fails."""
+    run (no model would read their results, and a tool may have side effects). ``on_call`` sees
+    each model call as it returns, so a caller's ledger counts the calls of a loop that then fails."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     by_name = {tool.name: tool for tool in tools}
