@@ -15,11 +15,11 @@ faster). ``promptlift models compare CONFIG --model A --model B --target 0.8`` i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from promptlift.blocking import run_blocking
 from promptlift.client import Client, ClientConfig
 from promptlift.client.config import ModelPrice, ModelSpec
 from promptlift.errors import ConfigError
@@ -141,7 +141,7 @@ def _score(
         metric = metric_from_config(
             config.metric, field_values=values, client=client, base_dir=config.path.parent
         )
-        evaluation = asyncio.run(Evaluator(client, metric, candidate.model).evaluate(prompt, rows))
+        evaluation = run_blocking(Evaluator(client, metric, candidate.model).evaluate(prompt, rows))
         stats = client.metrics_snapshot().total
     finally:
         client.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptlift.blocking import run_blocking
 from promptlift.client import Client, ClientConfig
 from promptlift.client.config import Budget as ClientBudget
 from promptlift.client.config import CacheConfig
@@ -362,7 +363,7 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
                 ) from None
 
     try:
-        validation, test = asyncio.run(capped())
+        validation, test = run_blocking(capped())
     finally:
         prepared.client.close()
     spend = validation.spend + test.spend

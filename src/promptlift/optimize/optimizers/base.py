@@ -10,11 +10,11 @@ on test, and records it all.
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import time
 from typing import Any, ClassVar
 
+from promptlift.blocking import run_blocking
 from promptlift.client import Client
 from promptlift.client.config import Budget as ClientBudget
 from promptlift.errors import BudgetExceeded
@@ -49,8 +49,9 @@ class Optimizer(abc.ABC):
         store: RunStore | None = None,
         run_id: str | None = None,
     ) -> OptimizationResult:
-        """Blocking form of ``aoptimize`` (runs on a private event loop)."""
-        return asyncio.run(
+        """Blocking form of ``aoptimize``: works from plain code and from inside a running event loop
+        (a notebook cell), where the run gets a loop of its own on a worker thread."""
+        return run_blocking(
             self.aoptimize(
                 prompt, splits, metric, client=client, settings=settings, store=store, run_id=run_id
             )

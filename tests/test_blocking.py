@@ -1,0 +1,60 @@
+"""The blocking APIs work inside a running event loop (a notebook cell, an async handler), where
+``asyncio.run`` would refuse to start, and give the same results as outside one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from promptlift import Client, ClientConfig, errors
+from promptlift.blocking import run_blocking
+from promptlift.client.config import Budget
+from promptlift.optimize.optimizers import FewShot
+from promptlift.testing import FunctionProvider
+from promptlift.testing.conformance import TASK_MODEL, OptimizerConformance
+
+
+class _FewShot(OptimizerConformance):
+    def make_optimizer(self):  # type: ignore[no-untyped-def]
+        return FewShot(answer_field="label", max_demos=2, trials=3)
+
+
+def test_optimize_from_inside_a_running_loop_gives_the_same_result() -> None:
+    outside, _ = _FewShot().run(seed=3)
+
+    async def notebook_cell():  # type: ignore[no-untyped-def]
+        return _FewShot().run(seed=3)  # a sync call, as a user types it in a cell
+
+    inside, provider = asyncio.run(notebook_cell())
+    assert inside.best_test.mean == outside.best_test.mean and inside.best.prompt == outside.best.prompt
+    assert [c.prompt for c in inside.history] == [c.prompt for c in outside.history]
+    assert provider.requests  # it really ran
+
+
+def test_a_budget_scope_opened_by_the_caller_holds_inside() -> None:
+    client = Client(ClientConfig(models=(TASK_MODEL,)), provider=FunctionProvider(lambda r: "ok"))
+
+    async def two_calls() -> None:
+        await client.acomplete("one")
+        await client.acomplete("two")
+
+    async def cell() -> None:
+        with client.budget_scope(Budget(max_calls=1)):
+            run_blocking(two_calls())
+
+    with client, pytest.raises(errors.BudgetExceeded):
+        asyncio.run(cell())
+
+
+def test_an_error_inside_is_raised_to_the_caller_as_is() -> None:
+    async def fails() -> None:
+        raise errors.ConfigError("bad setting")
+
+    async def cell() -> None:
+        run_blocking(fails())
+
+    with pytest.raises(errors.ConfigError, match="bad setting"):
+        asyncio.run(cell())
+    with pytest.raises(errors.ConfigError, match="bad setting"):
+        run_blocking(fails())  # and outside a loop
