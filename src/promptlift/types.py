@@ -191,6 +191,11 @@ class CompletionRequest:
     # "auto", "none", "required", or {"type": "function", "function": {"name": ...}} (OpenAI's shape)
     tool_choice: str | Mapping[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    frequency_penalty: float | None = None  # -2..2, OpenAI's meaning
+    presence_penalty: float | None = None
+    # "minimal" | "low" | "medium" | "high": an o-series/GPT-5 model's reasoning, an Anthropic
+    # model's thinking budget, a Gemini 2.5 model's (LiteLLM maps it per provider)
+    reasoning_effort: str | None = None
     timeout: float = 120.0  # seconds; LiteLLM's own default is 6000 s
     api_base: str | None = None
     # Which sample this is when the same sampled request is asked for n times (cache key only).
@@ -207,6 +212,9 @@ class CompletionRequest:
             "top_p": self.top_p,
             "seed": self.seed,
             "response_format": dict(self.response_format) if self.response_format else None,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "reasoning_effort": self.reasoning_effort,
         }
         if self.stop:
             params["stop"] = list(self.stop)

@@ -24,7 +24,7 @@ from typing import Any
 
 from promptlift.errors import ConfigError, TemplateError
 from promptlift.optimize.agent import DEFAULT_MAX_STEPS
-from promptlift.optimize.schema import At, Schema, flag, mapping, number, texts, whole
+from promptlift.optimize.schema import At, Schema, choice, flag, mapping, number, texts, whole
 from promptlift.optimize.structured import OutputSchema
 from promptlift.optimize.tools import Tool
 from promptlift.types import Message, messages_from
@@ -40,6 +40,9 @@ PARAMS = Schema(
         "response_format": mapping,
         "tool_choice": lambda value, at: _tool_choice(value, at),
         "parallel_tool_calls": flag,
+        "frequency_penalty": number(-2.0, 2.0),
+        "presence_penalty": number(-2.0, 2.0),
+        "reasoning_effort": choice("minimal", "low", "medium", "high"),
     },
     example="{temperature: 0, max_tokens: 16}",
 )

@@ -1,0 +1,90 @@
+"""The typed parameters beyond sampling — penalties and reasoning effort — on the wire: each
+provider gets them in its own shape (through real LiteLLM to the loopback server), a model that
+lacks one has it dropped with a warning or, strict, refused before any request; and a prompt's
+YAML params check them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from promptlift import Client, ClientConfig, Secret, errors
+from promptlift.optimize.prompt import check_params
+from promptlift.testing.server import LoopbackServer
+
+PARAMS = {"reasoning_effort": "low", "frequency_penalty": 0.5, "presence_penalty": 0.1, "max_tokens": 2048}
+
+
+def sent(server: LoopbackServer, model: str, strict: bool = False, **params: Any) -> dict[str, Any]:
+    base = server.url + ("/v1" if model.startswith("openai/") else "")
+    config = ClientConfig(
+        models=(model,), api_base=base, api_key=Secret("sk-params-0123456789"), strict_params=strict
+    )
+    with Client(config) as client:
+        client.complete("Think, then answer.", **params)
+    (request,) = server.requests
+    return request.json  # type: ignore[no-any-return]
+
+
+def test_a_reasoning_model_gets_its_effort_and_a_chat_model_its_penalties(loopback: LoopbackServer) -> None:
+    body = sent(loopback, "openai/o4-mini", reasoning_effort="high")
+    assert body["reasoning_effort"] == "high"
+    loopback.reset()
+    body = sent(loopback, "openai/gpt-4o-mini", frequency_penalty=0.5, presence_penalty=-0.25)
+    assert (body["frequency_penalty"], body["presence_penalty"]) == (0.5, -0.25)
+
+
+def test_reasoning_effort_becomes_anthropics_thinking_budget_and_geminis(loopback: LoopbackServer) -> None:
+    body = sent(loopback, "anthropic/claude-sonnet-4-5", reasoning_effort="low", max_tokens=2048)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert "reasoning_effort" not in body
+    loopback.reset()
+    body = sent(loopback, "gemini/gemini-2.5-flash", **PARAMS)
+    generation = body["generationConfig"]
+    assert generation["thinkingConfig"]["thinkingBudget"] == 1024
+    assert (generation["frequency_penalty"], generation["presence_penalty"]) == (0.5, 0.1)
+
+
+def test_a_parameter_the_model_lacks_is_dropped_with_a_warning_or_refused_when_strict(
+    loopback: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = sent(loopback, "anthropic/claude-sonnet-4-5", reasoning_effort="low", frequency_penalty=0.5)
+    assert "frequency_penalty" not in body and "frequency_penalty" in caplog.text
+    loopback.reset()
+    with pytest.raises(errors.ConfigError, match="does not support the parameter 'reasoning_effort'"):
+        sent(loopback, "openai/gpt-4o-mini", strict=True, reasoning_effort="low")
+    assert loopback.requests == []
+
+
+def test_the_native_path_sends_them_as_openai_does(loopback: LoopbackServer) -> None:
+    config = ClientConfig(models=("hosted_vllm/qwen3",), api_base=loopback.url + "/v1", transport="native")
+    with Client(config) as client:
+        out = client.complete(
+            "Think.", reasoning_effort="medium", frequency_penalty=1.0, presence_penalty=0.5
+        )
+    body = loopback.requests[0].json
+    assert out.served_by == "native" and body["model"] == "qwen3"
+    assert (body["reasoning_effort"], body["frequency_penalty"], body["presence_penalty"]) == (
+        "medium",
+        1.0,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"reasoning_effort": "extreme"}, "`prompt.params.reasoning_effort`"),
+        ({"frequency_penalty": 3}, "`prompt.params.frequency_penalty`"),
+        ({"presence_penalty": "a lot"}, "`prompt.params.presence_penalty`"),
+    ],
+)
+def test_a_prompts_bad_params_are_one_line_naming_the_key(params: dict[str, Any], says: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        check_params(params)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert check_params({"reasoning_effort": "minimal", "frequency_penalty": -2}) == {
+        "reasoning_effort": "minimal",
+        "frequency_penalty": -2.0,
+    }
