@@ -6,7 +6,7 @@ It knows nothing about providers: every model call goes through a ``promptlift.C
 from promptlift.optimize.dataset import Dataset, Row, Splits, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
 from promptlift.optimize.metrics import Metric, Score, metric_from_config
-from promptlift.optimize.optimizers import OPTIMIZERS, FewShot, MetaPrompt, Optimizer
+from promptlift.optimize.optimizers import OPTIMIZERS, FewShot, MetaPrompt, Optimizer, register_optimizer
 from promptlift.optimize.prompt import Demo, Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, Candidate, RunSettings, Search, StopRun
@@ -54,5 +54,6 @@ __all__ = [
     "StopRun",
     "TargetScore",
     "metric_from_config",
+    "register_optimizer",
     "split",
 ]

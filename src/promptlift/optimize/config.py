@@ -235,7 +235,9 @@ SCALARS: dict[str, tuple[Check, Any]] = {
 }
 
 
-def _optimizers(value: Any, at: At, answer_field: str | None) -> tuple[OptimizerSpec, ...]:
+def _optimizers(
+    value: Any, at: At, answer_field: str | None, base_dir: Path | None = None
+) -> tuple[OptimizerSpec, ...]:
     """Each optimizer is built once here, so a bad name or param is found before any call."""
     from promptlift.optimize.optimizers import build_optimizer
 
@@ -250,7 +252,9 @@ def _optimizers(value: Any, at: At, answer_field: str | None) -> tuple[Optimizer
         if not isinstance(item, str | Mapping):
             where.fail("an optimizer name, {name, params} or a list of them", item)
         spec = OPTIMIZER({"name": item} if isinstance(item, str) else item, where)
-        build_optimizer(spec["name"], spec.get("params", {}), answer_field=answer_field, at=where)
+        build_optimizer(
+            spec["name"], spec.get("params", {}), answer_field=answer_field, at=where, base_dir=base_dir
+        )
         specs.append(OptimizerSpec(spec["name"], spec.get("params", {})))
     return tuple(specs)
 
@@ -574,7 +578,7 @@ def load_config(path: str | Path) -> RunConfig:
         dataset_path=_relative(path, dataset["path"]),
         split=dataset["split"],
         metric=metric,
-        optimizers=_optimizers(raw.get("optimizer"), top / "optimizer", metric.get("field")),
+        optimizers=_optimizers(raw.get("optimizer"), top / "optimizer", metric.get("field"), path.parent),
         budget=_budget(raw.get("budget"), where),
         seed=scalars["seed"],
         store=_relative(path, store) if store else None,

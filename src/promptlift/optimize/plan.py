@@ -306,7 +306,7 @@ def _stage(
     config: RunConfig, spec_name: str, params: Mapping[str, Any], sizes: Sizes, base: bool, per_row: int
 ) -> StagePlan:
     field_name = config.metric.get("field")
-    optimizer = build_optimizer(spec_name, params, answer_field=field_name)
+    optimizer = build_optimizer(spec_name, params, answer_field=field_name, base_dir=config.path.parent)
     presets = {
         p: estimate_calls(
             build_optimizer(spec_name, {"preset": p}, answer_field=field_name), sizes, base_reasoning=base
@@ -314,6 +314,11 @@ def _stage(
         for p in PRESETS.get(spec_name, {})
     }
     warning = _pareto_warning(optimizer, sizes, config.budget, per_row)
+    if optimizer.name not in ESTIMATORS:
+        warning = (
+            f"{spec_name}: the plan cannot estimate this optimizer's own calls (only the scoring of the "
+            "start and the best prompt is counted); the budget still caps the run"
+        )
     steps = config.prompt.calls_per_row
     return StagePlan(
         optimizer=spec_name,

@@ -157,7 +157,10 @@ def run_config(
         prepared.client.close()
         raise
     field = config.metric.get("field")
-    optimizers = [build_optimizer(s.name, s.params, answer_field=field) for s in config.optimizers]
+    optimizers = [
+        build_optimizer(s.name, s.params, answer_field=field, base_dir=config.path.parent)
+        for s in config.optimizers
+    ]
     store = RunStore(config.store) if config.store else None
     first = resume
     if store is not None:

@@ -1,10 +1,18 @@
-"""The optimizers, one module each, by the name a config uses."""
+"""The optimizers, one module each, by the name a config uses.
+
+A user's optimizer is an ``Optimizer`` subclass: ``register_optimizer(MyOptimizer)`` makes its
+``name`` usable like a built-in one, and a config may name it as ``module:Class`` (a module beside
+the config is found without setting PYTHONPATH). ``promptlift.testing.conformance`` tells whether it
+keeps the contract.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ConfigError
@@ -28,6 +36,50 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
+def register_optimizer(cls: type[Optimizer], *, replace: bool = False) -> type[Optimizer]:
+    """Make ``cls`` available by its ``name`` (in configs and ``build_optimizer``); usable as a
+    class decorator. A built-in's or another class's name is refused unless ``replace``."""
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise ConfigError(f"register_optimizer: {cls!r} is not an Optimizer subclass")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(
+            f"register_optimizer: {cls.__name__} needs a class attribute `name` (an identifier)"
+        )
+    if OPTIMIZERS.get(name, cls) is not cls and not replace:
+        raise ConfigError(
+            f"register_optimizer: the name {name!r} is taken by {OPTIMIZERS[name].__name__}; "
+            "choose another name, or pass replace=True"
+        )
+    OPTIMIZERS[name] = cls
+    return cls
+
+
+def optimizer_class(
+    name: str, *, base_dir: str | Path | None = None, at: At | None = None
+) -> type[Optimizer]:
+    """The class a config's ``optimizer.name`` means: a registered name, or ``module:Class``."""
+    at = at or At("", "optimizer")
+    if ":" in name:
+        from promptlift.optimize.metrics import load_callable
+
+        try:
+            found: Any = load_callable(name, base_dir=base_dir, what="optimizer")
+        except ConfigError as exc:
+            raise at.error(f"`{(at / 'name').path}`: {exc}") from None
+        if not (isinstance(found, type) and issubclass(found, Optimizer)):
+            raise at.error(f"`{(at / 'name').path}`: {name!r} is not an Optimizer subclass")
+        if not isinstance(getattr(found, "name", None), str):
+            raise at.error(f"`{(at / 'name').path}`: {name!r} needs a class attribute `name` (a string)")
+        return found
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        (at / "name").fail(
+            f"one of {', '.join(sorted(OPTIMIZERS))}, or module:Class", name, suggest(name, OPTIMIZERS)
+        )
+    return cls
+
+
 def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with its ``preset`` (light, medium, heavy) expanded; explicit params win."""
     kwargs = dict(params)
@@ -44,11 +96,20 @@ def resolve_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_params(cls: type[Optimizer], params: Mapping[str, Any], at: At) -> None:
     """Each param by name and type, from the optimizer's own fields (its constructor)."""
-    hints = typing.get_type_hints(cls)
-    known: list[str] = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in dataclasses.fields(cls)]
+    else:  # a user's optimizer with its own __init__: its keyword parameters
+        hints = typing.get_type_hints(cls.__init__)
+        signature = inspect.signature(cls.__init__)
+        known = [
+            n
+            for n, p in signature.parameters.items()
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
     refuse_unknown(params, [*known, "preset"], at, what="param")
     for key, value in params.items():
-        if key != "preset":
+        if key != "preset" and key in hints:
             of_type(hints[key])(value, at / key)
 
 
@@ -58,13 +119,13 @@ def build_optimizer(
     *,
     answer_field: str | None = None,
     at: At | None = None,
+    base_dir: str | Path | None = None,
 ) -> Optimizer:
-    """The optimizer ``name`` with ``params`` (a preset expanded), checked by name and type; ``at``
-    says where in a config the optimizer was given, for the error message."""
+    """The optimizer ``name`` (registered, or ``module:Class`` found from ``base_dir``) with
+    ``params`` (a preset expanded), checked by name and type; ``at`` says where in a config the
+    optimizer was given, for the error message."""
     at = at or At("", "optimizer")
-    cls = OPTIMIZERS.get(name)
-    if cls is None:
-        (at / "name").fail(f"one of {', '.join(sorted(OPTIMIZERS))}", name, suggest(name, OPTIMIZERS))
+    cls = optimizer_class(name, base_dir=base_dir, at=at)
     if not isinstance(params, Mapping):
         (at / "params").fail("a mapping", params)
     check_params(cls, params, at / "params")
@@ -82,6 +143,8 @@ def build_optimizer(
         raise at.error(str(exc)) from None
     except TypeError as exc:  # a required field the params do not give
         raise at.error(f"optimizer {name!r}: bad params ({exc})") from None
+    except Exception as exc:  # a user's optimizer failed in its constructor: one line, not its traceback
+        raise at.error(f"optimizer {name!r} failed to start ({type(exc).__name__}: {exc})") from None
 
 
 __all__ = [
@@ -95,5 +158,7 @@ __all__ = [
     "Parameters",
     "Pareto",
     "build_optimizer",
+    "optimizer_class",
+    "register_optimizer",
     "resolve_params",
 ]
