@@ -55,6 +55,7 @@ def test_the_local_agent_example_learns_the_tool_loop_from_worked_demos(tmp_path
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("runs", "__pycache__", "*.md"))
     config = yaml.safe_load((folder / "local.yaml").read_text())
     config["optimizer"]["params"]["trials"] = 1
+    config["budget"]["max_minutes"] = 30  # a busy machine (15 min seen for the full run): not cut short
     (folder / "local.yaml").write_text(yaml.safe_dump(config))
 
     result = run_cli("optimize", str(folder / "local.yaml"), "--json")
