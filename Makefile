@@ -39,6 +39,7 @@ fmt: setup
 ## The benchmarks behind BENCHMARKS.md (each writes bench/results/NAME.json); peers: make bench-peers.
 bench: setup
 	$(RUN) python -m bench.local_model
+	$(RUN) python -m bench.local_agent
 	$(RUN) python -m bench.client_overhead
 	$(RUN) python -m bench.client_throughput
 	$(RUN) python -m bench.seeds

@@ -183,4 +183,5 @@ def test_a_base_model_reads_tool_calls_and_results_as_action_and_observation_lin
             Message("tool", "12 C", tool_call_id="call_1"),
         ]
     )
-    assert text == 'Weather in Oslo?\nAction: get_weather({"city": "Oslo"})\n\nObservation: 12 C\n'
+    # One block, one line per step: the shape a worked exchange has when written out as a demo.
+    assert text == 'Weather in Oslo?\nAction: get_weather({"city": "Oslo"})\nObservation: 12 C\n'

@@ -140,7 +140,15 @@ def _local_call(kwargs: Mapping[str, Any]) -> tuple[local_models.LocalEngine, An
 
 def _local_response(litellm: Any, kwargs: Mapping[str, Any], gen: local_models.Generation) -> Any:
     response = kwargs.get("model_response") or litellm.ModelResponse()
-    response.choices[0].message.content = gen.text.strip()
+    message = response.choices[0].message
+    message.content = gen.text.strip()
+    if gen.tool_calls:  # read from the model's Action lines (providers.react)
+        message.tool_calls = [
+            litellm.types.utils.ChatCompletionMessageToolCall(
+                id=call.id, type="function", function={"name": call.name, "arguments": call.arguments}
+            )
+            for call in gen.tool_calls
+        ]
     response.choices[0].finish_reason = gen.finish_reason
     response.model = f"{local_models.PROVIDER}/{kwargs['model']}"
     usage = litellm.Usage(
@@ -161,7 +169,8 @@ def provider_of(model: str) -> str:
 
 
 # What the embedded route understands; LiteLLM does not know a custom provider's parameters.
-_LOCAL_PARAMS = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed"})
+# ``tools`` are shown to the base model as text and its replies read back (providers.react).
+_LOCAL_PARAMS = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "tools"})
 
 
 def supported_params(model: str) -> frozenset[str] | None:

@@ -8,12 +8,17 @@ worker thread (a single-thread executor). Sync callers from any thread and async
 event loop submit to it and wait; the event loop is never blocked. Requests run in submission
 order, so callers that share a prompt prefix and are submitted back to back reuse the KV cache
 (llama-cpp-python keeps the longest common token prefix of consecutive calls).
+
+Tools: a base model has no tool-calling format, so a request's tools are shown to it as text and
+its reply is read back (``promptlift.providers.react``): generation stops before it would write an
+``Observation:`` itself, and its ``Action: name({...})`` lines become the completion's tool calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import importlib
 import os
 import sys
@@ -26,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ContextWindowExceeded, LocalModelError
+from promptlift.providers import react
 from promptlift.providers.render import BLOCK_SEPARATOR, render_plain
-from promptlift.types import Message
+from promptlift.types import Message, ToolCall
 
 DEFAULT_MAX_TOKENS = 64  # an answer's length when the request sets no max_tokens
 
@@ -148,6 +154,16 @@ class Generation:
     output_tokens: int
     cached_tokens: int
     seconds: float
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def read_as_agent(self, messages: Sequence[Message]) -> Generation:
+        """This generation read as a reply to a request that offered tools: its Action lines as
+        tool calls (``finish_reason`` "tool_calls"), or its final answer (``react.parse_reply``)."""
+        reply = react.parse_reply(self.text, calls_before=react.calls_in(messages))
+        finish = "tool_calls" if reply.tool_calls else self.finish_reason
+        return dataclasses.replace(
+            self, text=reply.content, tool_calls=reply.tool_calls, finish_reason=finish
+        )
 
 
 def _threads_from_env() -> int | None:
@@ -296,11 +312,12 @@ class LocalEngine:
         )
 
     def _submit(self, messages: Sequence[Message], params: dict[str, Any]) -> Any:
-        stop = tuple(params.get("stop") or ())
+        tools = tuple(params.get("tools") or ())
+        stop = tuple(params.get("stop") or ()) + (react.STOP if tools else ())
         temperature = params.get("temperature")
         return self._executor.submit(
             self._generate,
-            render_plain(messages),
+            render_plain(messages, tools),
             int(params.get("max_tokens") or DEFAULT_MAX_TOKENS),
             0.0 if temperature is None else float(temperature),
             1.0 if params.get("top_p") is None else float(params["top_p"]),
@@ -309,14 +326,15 @@ class LocalEngine:
         )
 
     def generate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
-        """Blocking; safe from any thread."""
+        """Blocking; safe from any thread. With ``tools`` in ``params``, the reply is read for
+        tool calls (``Generation.read_as_agent``)."""
         result: Generation = self._submit(messages, params).result()
-        return result
+        return result.read_as_agent(messages) if params.get("tools") else result
 
     async def agenerate(self, messages: Sequence[Message], params: dict[str, Any]) -> Generation:
-        """Never blocks the event loop; safe from any loop."""
+        """Never blocks the event loop; safe from any loop. Tools as in ``generate``."""
         result: Generation = await asyncio.wrap_future(self._submit(messages, params))
-        return result
+        return result.read_as_agent(messages) if params.get("tools") else result
 
 
 _engines: dict[str, LocalEngine] = {}
