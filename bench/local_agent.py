@@ -34,6 +34,13 @@ from bench.common import save
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent"
 DEMO_COUNTS = (0, 2, 4)
+# --descriptions: the 2-demo prompt again with tool descriptions rewritten by hand to name the order
+# of the two lookups (what a reflective optimizer would aim for): do descriptions change anything?
+REWRITTEN = {
+    "find_employee": "Step 1: look up an employee by full name. It gives the employee's team.",
+    "team_office": "Step 2: the office city of a team (a team name such as Payments, never a person's "
+    "name). Call it with the team find_employee gave.",
+}
 SYSTEM = "Answer questions about the company directory. Look the answer up with the tools."
 USER = "Question: {question}"
 
@@ -118,9 +125,26 @@ def line(summary: dict[str, Any]) -> str:
     )
 
 
-async def run(n_rows: int, max_steps: int) -> dict[str, Any]:
-    from promptlift import Client
+async def measure(
+    client: Any, prompt: Any, measured: list[dict[str, str]], max_steps: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Each measured row's loop under ``prompt``, scored; and the seconds it took."""
     from promptlift.optimize.agent import run_agent
+
+    directory, worked = _example()
+    started = time.perf_counter()
+    scored = []
+    for row in measured:
+        name = worked.employee_in(row["question"])
+        trajectory = await run_agent(
+            client, prompt.messages(row), prompt.tools, max_steps=max_steps, **prompt.params
+        )
+        scored.append(score(trajectory, row, name, directory.EMPLOYEES[name][1]))
+    return scored, time.perf_counter() - started
+
+
+async def run(n_rows: int, max_steps: int, descriptions: bool = False) -> dict[str, Any]:
+    from promptlift import Client
     from promptlift.optimize.prompt import Demo, Prompt
     from promptlift.optimize.tools import Tool
 
@@ -141,6 +165,7 @@ async def run(n_rows: int, max_steps: int) -> dict[str, Any]:
     }
     with Client() as client:  # no cache: every call reaches the model
         client.complete("warm up", max_tokens=1)  # loads litellm and the model once
+        prompts = {}
         for count in DEMO_COUNTS:
             prompt = Prompt(
                 user=USER,
@@ -150,16 +175,18 @@ async def run(n_rows: int, max_steps: int) -> dict[str, Any]:
                 max_steps=max_steps,
                 params={"temperature": 0, "max_tokens": 96},
             )
-            started = time.perf_counter()
-            scored = []
-            for row in measured:
-                name = worked.employee_in(row["question"])
-                trajectory = await run_agent(
-                    client, prompt.messages(row), prompt.tools, max_steps=max_steps, **prompt.params
-                )
-                scored.append(score(trajectory, row, name, directory.EMPLOYEES[name][1]))
-            out["by_demos"][str(count)] = summarize(scored, time.perf_counter() - started)
+            prompts[count] = prompt
+            scored, seconds = await measure(client, prompt, measured, max_steps)
+            out["by_demos"][str(count)] = summarize(scored, seconds)
             print(f"{count} demos: {line(out['by_demos'][str(count)])}", flush=True)
+        if descriptions:
+            rewritten = tuple(t.with_description(REWRITTEN[t.name]) for t in tools.values())
+            prompt = prompts[2].replace(tools=rewritten)
+            scored, seconds = await measure(client, prompt, measured, max_steps)
+            out["rewritten_descriptions_2_demos"] = summarize(scored, seconds)
+            print(
+                f"2 demos, rewritten descriptions: {line(out['rewritten_descriptions_2_demos'])}", flush=True
+            )
     return out
 
 
@@ -180,8 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local_agent")
     parser.add_argument("--rows", type=int, default=20, help="questions measured (of 32 not in demos)")
     parser.add_argument("--max-steps", type=int, default=5)
+    parser.add_argument(
+        "--descriptions", action="store_true", help="also: 2 demos, rewritten tool descriptions"
+    )
     args = parser.parse_args(argv)
-    result = asyncio.run(_quietly(run(args.rows, args.max_steps)))
+    result = asyncio.run(_quietly(run(args.rows, args.max_steps, args.descriptions)))
     path = save("local_agent", result)
     print(f"written {path} at {time.strftime('%H:%M')}")
 

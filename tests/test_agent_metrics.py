@@ -141,8 +141,8 @@ def test_the_fields_a_weighted_metric_reads_include_its_parts_and_tool_argument_
             ],
         }
     )
-    assert metric_fields(spec) == [
-        ("field", "answer"),  # the first part's answer field is the mix's (what fewshot shows)
+    assert spec["field"] == "answer"  # the first part's answer field is the mix's (what fewshot shows)
+    assert metric_fields(spec) == [  # reported under the key the user wrote
         ("parts.0.field", "answer"),
         ("parts.1.arguments.country", "country"),
     ]

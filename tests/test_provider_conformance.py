@@ -150,3 +150,33 @@ def test_closing_the_client_from_a_callers_running_loop_closes_that_loops_pool()
         with LoopbackServer() as server:
             asyncio.run(use_then_close(NATIVE.make_client(server)))
         gc.collect()
+
+
+def test_the_native_path_does_not_follow_a_redirect_past_the_allow_list() -> None:
+    from promptlift import errors
+    from promptlift.testing.server import Reply
+
+    with LoopbackServer() as elsewhere, LoopbackServer() as server:
+        server.script(
+            Reply(status=307, headers={"Location": elsewhere.url + "/v1/chat/completions"}, body={})
+        )
+        with NATIVE.make_client(
+            server, allowed_hosts=(f"127.0.0.1:{server.url.rsplit(':', 1)[1]}",)
+        ) as client:
+            exc = raised(client)
+        assert isinstance(exc, errors.BadRequest) and "redirected" in str(exc) and exc.status == 307
+        assert elsewhere.requests == []  # the prompt never reached the other host
+
+
+def test_openais_own_api_and_azure_stay_on_litellm() -> None:
+    from promptlift.providers.native import NativeProvider
+    from promptlift.types import CompletionRequest, Message
+
+    native = NativeProvider()
+    for base, covered in [
+        ("https://api.openai.com/v1", False),
+        ("https://me.openai.azure.com/openai", False),
+        ("http://127.0.0.1:8000/v1", True),
+    ]:
+        request = CompletionRequest("openai/o3-mini", (Message("user", "hi"),), api_base=base)
+        assert native.covers(request) is covered, base

@@ -586,3 +586,33 @@ def test_a_weighted_metric_takes_json_fields_as_a_part() -> None:
     assert metric(ROW, '{"city": "Oslo"}', None).value == 1.0  # type: ignore[call-arg]
     missed = metric(ROW, '{"city": "Rome"}', None)  # type: ignore[call-arg]
     assert missed.value == pytest.approx(0.25) and 'city: expected "Oslo", got "Rome"' in missed.reason
+
+
+def test_a_dangling_ref_in_the_schema_is_one_line_naming_it_before_any_call() -> None:
+    from promptlift.optimize.schema import At
+    from promptlift.optimize.structured import config_output_schema
+
+    bad = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/Nope"}},
+        "$defs": {"X": {"type": "string"}},
+    }
+    for value in (bad, {"schema": bad}):
+        with pytest.raises(ConfigError) as caught:
+            config_output_schema(value, At("c.yaml", "prompt.output_schema"))
+        message = str(caught.value)
+        assert "properties.a.$ref" in message and "'#/$defs/Nope'" in message and "\n" not in message
+        assert message.count("c.yaml") == 1
+    good = {"type": "object", "properties": {"a": {"$ref": "#/$defs/X"}}, "$defs": {"X": {"type": "string"}}}
+    schema = config_output_schema(good, At("c.yaml", "prompt.output_schema"))
+    assert schema.parse('{"a": "x"}').ok and not schema.parse('{"a": 1}').ok
+
+
+def test_a_bad_bare_schema_names_the_file_and_key_once() -> None:
+    from promptlift.optimize.schema import At
+    from promptlift.optimize.structured import config_output_schema
+
+    for value in ({"type": "objekt"}, {"type": "array"}):
+        with pytest.raises(ConfigError) as caught:
+            config_output_schema(value, At("c.yaml", "prompt.output_schema"))
+        assert str(caught.value).count("c.yaml") == 1 and "\n" not in str(caught.value)

@@ -159,3 +159,47 @@ def test_parallel_calls_of_one_tool_run_side_by_side() -> None:
 def test_a_malformed_declaration_is_refused(kwargs: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         Tool(**kwargs)
+
+
+def test_a_tool_that_calls_sys_exit_is_an_error_the_model_sees() -> None:
+    import sys
+
+    def quits(code: int) -> str:
+        """Leaves."""
+        sys.exit(code)
+
+    outcome = asyncio.run(Tool.from_function(quits).run('{"code": 3}'))
+    assert outcome.error == "SystemExit: 3" and not outcome.result
+
+
+def test_sync_tools_that_hang_past_their_timeout_do_not_starve_the_next_ones() -> None:
+    """Hung tools keep their threads (Python cannot stop them); they are not the loop's default
+    executor's threads, so a fast tool and the loop's own work (DNS lookups) still run."""
+    import threading
+
+    release = threading.Event()
+
+    def hangs() -> str:
+        """Never answers until released."""
+        release.wait(30)
+        return "late"
+
+    def fast() -> str:
+        """Answers at once."""
+        return "fast"
+
+    async def scenario() -> tuple[list[str | None], str | None, float]:
+        slow = Tool.from_function(hangs, timeout_s=0.2)
+        hung = await asyncio.gather(*(slow.run("{}") for _ in range(12)))  # twice the default pool here
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        quick = await Tool.from_function(fast, timeout_s=5).run("{}")
+        await loop.getaddrinfo("localhost", 80)  # on the default executor
+        return [o.error for o in hung], quick.result, loop.time() - started
+
+    try:
+        errors, quick, _ = asyncio.run(scenario())
+    finally:
+        release.set()
+    assert all(e and "did not answer within 0.2 s" in e for e in errors)
+    assert quick == "fast"

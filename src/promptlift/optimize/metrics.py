@@ -379,13 +379,19 @@ def metric_fields(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The dataset fields a (checked) metric reads, as (key, field) pairs: a weighted metric's
     parts' too, the ``{field}`` slots of a tool_called metric's arguments, and the expected field
     of each of a json_fields metric's fields."""
-    fields = [(k, str(spec[k])) for k in ("field", "input_field") if spec.get(k)]
+    parts = spec.get("parts") or ()
+    fields = [
+        (k, str(spec[k]))
+        for k in ("field", "input_field")
+        # a weighted metric's `field` copied from a part is reported under the part's key, as written
+        if spec.get(k) and not (k == "field" and any(p.get("field") == spec[k] for p in parts))
+    ]
     for key, value in (spec.get("arguments") or {}).items():
         if isinstance(value, str):
             fields += [(f"arguments.{key}", name) for name in placeholders(value)]
     for path, check in (spec.get("fields") or {}).items():
         fields.append((f"fields.{path}.expected", str(check["expected"])))
-    for i, part in enumerate(spec.get("parts") or ()):
+    for i, part in enumerate(parts):
         fields += [(f"parts.{i}.{key}", name) for key, name in metric_fields(part)]
     return fields
 

@@ -22,6 +22,9 @@ from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.schema import At, flag, refuse_unknown, shown
@@ -95,12 +98,42 @@ def check_json_schema(schema: Any, at: At) -> dict[str, Any]:
         for part in exc.path:
             where = where / part
         raise where.error(f"`{where.path}` is not a valid JSON schema: {_one_line(exc.message)}") from None
+    _check_refs(plain, at)
     if plain.get("type") != "object":
         raise at.error(
             f"`{at.path}` must be a schema of `type: object` (structured output is one JSON object), "
             f"got type {shown(plain.get('type'))}"
         )
     return plain
+
+
+_SELF = "urn:promptlift:output-schema"  # the schema's own URI, so "#/$defs/..." resolves in it
+
+
+def _check_refs(schema: dict[str, Any], at: At) -> None:
+    """Every ``$ref`` in ``schema`` resolves (a dangling one would fail only when an answer reaches
+    it, as a traceback from the validator): checked by resolving each one here."""
+    resource = Resource.from_contents(schema, default_specification=DRAFT202012)
+    resolver = Registry().with_resource(_SELF, resource).resolver(base_uri=_SELF)
+
+    def walk(node: Any, where: At) -> None:
+        if isinstance(node, Mapping):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable as exc:  # PointerToNowhere, or a remote schema (never fetched)
+                    raise where.error(
+                        f"`{(where / '$ref').path}`: {ref!r} points to nothing in the schema "
+                        f"({type(exc).__name__}); define it (under $defs) or fix the reference"
+                    ) from None
+            for key, value in node.items():
+                walk(value, where / key)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, where / i)
+
+    walk(schema, at)
 
 
 @dataclass(frozen=True)
@@ -161,7 +194,10 @@ class OutputSchema:
         found = extract_json(text)
         if not found.ok:
             return found
-        error: ValidationError | None = best_match(self._validator.iter_errors(found.value))
+        try:
+            error: ValidationError | None = best_match(self._validator.iter_errors(found.value))
+        except Unresolvable as exc:  # a reference the schema check could not see (a remote one)
+            return Parsed(error=f"the schema cannot be applied: {type(exc).__name__}: {_one_line(str(exc))}")
         if error is None:
             return found
         return Parsed(error=f"{json_path(error.absolute_path)}: {_one_line(error.message)}")
@@ -192,7 +228,8 @@ def config_output_schema(value: Any, at: At) -> OutputSchema:
     if not isinstance(value, Mapping):
         at.fail("a JSON schema or {schema: ..., name: ..., strict: ...}", value)
     if "schema" not in value:
-        return _built(lambda: OutputSchema.of(check_json_schema(value, at)), at)
+        bare = check_json_schema(value, at)  # its own errors already name the key
+        return _built(lambda: OutputSchema.of(bare), at)
     refuse_unknown(value, _WRAPPED, at)
     schema = check_json_schema(value["schema"], at / "schema")
     strict = flag(value["strict"], at / "strict") if "strict" in value else False

@@ -11,11 +11,15 @@ error text the model is shown (``ToolOutcome.error``), so one bad call costs a s
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import re
+import threading
 import time
 import types
 import typing
@@ -195,8 +199,8 @@ class Tool:
                 if inspect.iscoroutinefunction(self.function):
                     value = await self.function(**kwargs)
                 else:
-                    value = await asyncio.to_thread(self.function, **kwargs)
-        except Exception as exc:  # the user's code: any failure is the model's to see, never a crash
+                    value = await _in_tool_thread(self.function, kwargs)
+        except (Exception, SystemExit) as exc:  # the user's code: the model's to see, never a crash
             # A TimeoutError of the tool's own (socket.timeout is one) is its error, not our deadline.
             if isinstance(exc, TimeoutError) and deadline.expired():
                 return done(error=f"the tool did not answer within {self.timeout_s:g} s")
@@ -204,6 +208,25 @@ class Tool:
         return done(
             result=value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
         )
+
+
+# Sync tools run on threads of their own, not the loop's default executor: a tool that hangs past
+# its timeout keeps its thread (Python cannot stop it), and on the default executor a few of them
+# would stall every other tool and the event loop's DNS lookups for model calls.
+_TOOL_THREADS = 32
+_tool_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_tool_pool_lock = threading.Lock()
+
+
+async def _in_tool_thread(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    global _tool_pool
+    with _tool_pool_lock:
+        if _tool_pool is None:
+            _tool_pool = concurrent.futures.ThreadPoolExecutor(
+                _TOOL_THREADS, thread_name_prefix="promptlift-tool"
+            )
+    call = functools.partial(contextvars.copy_context().run, function, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_tool_pool, call)
 
 
 def _docstring(doc: str) -> tuple[str, dict[str, str]]:

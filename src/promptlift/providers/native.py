@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -105,7 +106,12 @@ class NativeProvider(Provider):
         spec = self.chain.spec(request.model)
         if spec is not None and spec.extra:
             return False
-        return bool(request.api_base or self.chain.endpoint(request.model))
+        api_base = request.api_base or self.chain.endpoint(request.model)
+        if not api_base:
+            return False
+        host = (urlsplit(api_base).hostname or "").lower()
+        # OpenAI's own API needs the o-series' parameters renamed, Azure its deployments: LiteLLM's
+        return host != "api.openai.com" and not host.endswith(".openai.azure.com")
 
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -113,7 +119,11 @@ class NativeProvider(Provider):
         if found is not None and not found[0].closed:
             return found[0]
         # No limit of its own: the client's one concurrency limit bounds the calls in flight.
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        for closed in [lp for lp in self._sessions if lp.is_closed()]:  # their pools closed with them
+            self._sessions.pop(closed, None)
+        session = aiohttp.ClientSession(  # trust_env: HTTP(S)_PROXY and NO_PROXY, as LiteLLM's path
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), trust_env=True
+        )
         # Closed with its loop: a caller's loop (the async API under asyncio.run) ends without telling
         # us, but asyncio.run closes the async generators it started, and this one closes the pool.
         keeper = _closing(session)
@@ -145,6 +155,8 @@ class NativeProvider(Provider):
         cache_key = (url, key.reveal() if key else None)
         headers = self._headers.get(cache_key)
         if headers is None:
+            if len(self._headers) > 64:  # a rotating credential: old keys are not kept around
+                self._headers.clear()
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key.reveal()}"
@@ -189,6 +201,7 @@ class NativeProvider(Provider):
                 data=body,
                 headers=self._headers_for(url, key),
                 timeout=aiohttp.ClientTimeout(total=request.timeout),
+                allow_redirects=False,  # a redirect would take the prompt past the host allow-list
             ) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
@@ -208,7 +221,7 @@ class NativeProvider(Provider):
             )
         if failure is not None:
             raise failure  # outside the except block: no aiohttp exception in __context__
-        if status != 200:
+        if not 200 <= status < 300:
             raise _status_error(status, raw, headers, provider, request.model, key)
         return self._to_completion(raw, request, provider, time.perf_counter() - started)
 
@@ -224,6 +237,23 @@ class NativeProvider(Provider):
                 model=request.model,
                 status=200,
             ) from None
+        if isinstance(data, dict) and data.get("error") and not data.get("choices"):
+            # a proxy's failure inside a 200: the error it names, not a retried "no answer"
+            raise _status_error(_error_status(data["error"]), raw, {}, provider, request.model, None)
+        try:
+            return self._completion_of(data, request, provider, latency)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # a field of the wrong shape
+            failure = errors.ProviderUnavailable(
+                f"malformed response from the provider: {type(exc).__name__} reading the answer ({exc})",
+                provider=provider,
+                model=request.model,
+                status=200,
+            )
+        raise failure  # outside the except block: nothing of the parse in __context__
+
+    def _completion_of(
+        self, data: Any, request: CompletionRequest, provider: str, latency: float
+    ) -> Completion:
         choices = data.get("choices") if isinstance(data, dict) else None
         choice: Any = choices[0] if isinstance(choices, list) and choices else {}
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -235,10 +265,14 @@ class NativeProvider(Provider):
                 status=200,
             )
         tool_calls = tuple(ToolCall.from_dict(tc) for tc in message.get("tool_calls") or ())
+        if any(not call.name for call in tool_calls):
+            raise ValueError("a tool call without a function name")
         finish = str(choice.get("finish_reason") or "stop")
         content = message.get("content") or ""
-        if not isinstance(content, str):  # content parts in an answer: their text, joined
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if isinstance(content, list):  # content parts in an answer: their text, joined
+            content = "".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
+        if not isinstance(content, str):
+            raise TypeError(f"content is a {type(content).__name__}, not text")
         if finish == "content_filter" and not content and not tool_calls:
             raise errors.ContentFiltered(
                 "the provider returned no content: blocked by its content filter",
@@ -277,6 +311,16 @@ def _usage(raw: Any) -> Usage:
     return counted
 
 
+def _error_status(error: Any) -> int:
+    """The status a 200's ``error`` object stands for: its numeric code, else a 400."""
+    code = error.get("code") if isinstance(error, dict) else None
+    try:
+        status = int(code) if code is not None else 400
+    except (TypeError, ValueError):
+        return 400
+    return status if 400 <= status < 600 else 400
+
+
 def _status_error(
     status: int, raw: bytes, headers: Mapping[str, str], provider: str, model: str, key: Secret | None
 ) -> errors.ProviderError:
@@ -297,6 +341,15 @@ def _status_error(
             message = error
     message = redact(message, [key.reveal()] if key else [])
     words = f"{message} {code}".lower()
+    if 300 <= status < 400:
+        where = redact(str(headers.get("Location", "elsewhere")))
+        return errors.BadRequest(
+            f"the server redirected the request (HTTP {status}) to {where}; redirects are not followed "
+            "(they would take the prompt past the host allow-list): set api_base to where it should go",
+            provider=provider,
+            model=model,
+            status=status,
+        )
     kind = kind_by_status(status)
     if kind in (errors.BadRequest, errors.ContextWindowExceeded) and any(
         m in words for m in CONTEXT_WINDOW_MARKERS

@@ -53,6 +53,22 @@ TOOL = {
     },
 }
 
+
+def _answer(content: Any = "Hi.", usage: Any = None) -> dict[str, Any]:
+    """An OpenAI chat-completions body, with the fields a lying server gets wrong set as given."""
+    return {
+        "id": "chatcmpl-conformance",
+        "object": "chat.completion",
+        "model": "conformance-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": usage
+        if usage is not None
+        else {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+
+
 # Each failure on the wire, the error it must raise, and the status a server sent (None: none did).
 FAILURES: list[tuple[str, Reply, type[errors.ProviderError], int | None]] = [
     ("429", rate_limited(), errors.RateLimited, 429),
@@ -67,6 +83,25 @@ FAILURES: list[tuple[str, Reply, type[errors.ProviderError], int | None]] = [
     ("dropped connection", drop_connection(), errors.ConnectionFailed, None),
     ("malformed body", malformed_json(), errors.ProviderUnavailable, None),
     ("no choices", empty_choices(), errors.ProviderUnavailable, None),
+    (
+        "usage of the wrong type",
+        Reply(body=_answer(usage={"prompt_tokens": "n/a"})),
+        errors.ProviderUnavailable,
+        None,
+    ),
+    ("content of the wrong type", Reply(body=_answer(content=7)), errors.ProviderUnavailable, None),
+    (
+        "an error inside a 200",
+        Reply(body={"error": {"message": "Invalid API key.", "code": 401}}),
+        errors.AuthenticationFailed,
+        None,
+    ),
+    (
+        "a prompt too long, inside a 200",
+        Reply(body={"error": {"message": "This model's maximum context length is 8192 tokens."}}),
+        errors.ContextWindowExceeded,
+        None,
+    ),
 ]
 
 
