@@ -58,3 +58,47 @@ def test_an_error_inside_is_raised_to_the_caller_as_is() -> None:
         asyncio.run(cell())
     with pytest.raises(errors.ConfigError, match="bad setting"):
         run_blocking(fails())  # and outside a loop
+
+
+def test_an_interrupt_while_waiting_cancels_the_run_instead_of_waiting_for_it() -> None:
+    import signal
+    import threading
+    import time
+
+    seen: dict[str, float | bool] = {}
+
+    async def long_run() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            raise
+
+    async def cell() -> None:
+        run_blocking(long_run())
+
+    # A notebook's loop, as ipykernel runs it: no asyncio.Runner turning Ctrl-C into a cancellation
+    # of a task that cannot run while the cell blocks; Ctrl-C is a KeyboardInterrupt in the cell.
+    loop = asyncio.new_event_loop()
+    timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))  # Ctrl-C, 0.3 s in
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        timer.cancel()
+        loop.close()
+    seen["seconds"] = time.monotonic() - started
+    assert seen["cancelled"] is True and seen["seconds"] < 10  # not the run's 30 s
+
+
+def test_the_runs_own_timeout_error_is_raised_not_mistaken_for_the_wait() -> None:
+    async def times_out() -> None:
+        raise TimeoutError("the run's own")
+
+    async def cell() -> None:
+        run_blocking(times_out())
+
+    with pytest.raises(TimeoutError, match="the run's own"):
+        asyncio.run(cell())
