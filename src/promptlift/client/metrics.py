@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from promptlift.errors import PromptliftError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 call_log = get_logger("calls")
 REFRESHED_AFTER = "AuthenticationFailed"  # what a request retried with a fresh credential failed with
@@ -319,6 +319,19 @@ class RecordingProvider(Provider):
         self._record(request, started_wall, time.perf_counter() - started, completion, None)
         return completion
 
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """One record per stream, when it ends: its completion, or the error that ended it."""
+        started_wall = time.time()
+        started = time.perf_counter()
+        try:
+            async for event in self.inner.astream(request):
+                if isinstance(event, Completion):
+                    self._record(request, started_wall, time.perf_counter() - started, event, None)
+                yield event
+        except PromptliftError as exc:
+            self._record(request, started_wall, time.perf_counter() - started, None, exc)
+            raise
+
     def _record(
         self,
         request: CompletionRequest,
@@ -382,6 +395,18 @@ class AttemptMeter(Provider):
         self._refused_before(request.model, completion.attempts)
         self.metrics.record_attempt(request.model)
         return completion
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in self.inner.astream(request):
+                if isinstance(event, Completion):
+                    self._refused_before(request.model, event.attempts)
+                    self.metrics.record_attempt(request.model)
+                yield event
+        except PromptliftError as exc:
+            self._refused_before(request.model, getattr(exc, "requests", 1))
+            self.metrics.record_attempt(request.model, type(exc).__name__)
+            raise
 
     def _refused_before(self, model: str, sent: int) -> None:
         # A provider sends more than one request for one call only to retry a 401 with a refreshed
