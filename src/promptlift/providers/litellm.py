@@ -47,6 +47,7 @@ from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, spl
 from promptlift.providers.failures import CONTENT_FILTER_MARKERS as _CONTENT_FILTER_MARKERS
 from promptlift.providers.failures import connection_message as _connection_message
 from promptlift.providers.failures import kind_by_status as _kind_by_status
+from promptlift.providers.litellm_stream import UsageSpy, feed
 from promptlift.providers.render import render_plain
 from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
 from promptlift.providers.retry_after import retry_after_from_headers
@@ -431,7 +432,7 @@ class LiteLLMProvider(Provider):
             self.credentials, provider, key, open_stream, model=request.model
         )
         assembler = StreamAssembler()
-        spy = _UsageSpy.install(response)
+        spy = UsageSpy.install(response)
         chunks = aiter(response)
         while True:
             failure: errors.PromptliftError | None = None
@@ -447,7 +448,7 @@ class LiteLLMProvider(Provider):
                 )
             if failure is not None:
                 raise failure  # outside the except block: no litellm exception in __context__
-            for event in _feed(assembler, chunk, trust_usage=spy is None or spy.seen):
+            for event in feed(assembler, chunk, usage_of, trust_usage=spy is None or spy.seen):
                 yield event
         completion = assembler.completion(
             request, provider, served_by=self.name, latency=time.perf_counter() - started, prices=self.prices
@@ -566,66 +567,6 @@ def usage_of(response: Any) -> Usage:
     if counted.input_tokens == 0 and counted.output_tokens == 0:
         return Usage(reported=False)
     return counted
-
-
-class _UsageSpy:
-    """Stands in for the provider's own stream under LiteLLM's stream wrapper, to see whether the
-    provider reported usage. LiteLLM's last chunk carries usage either way: when the server sent
-    none, LiteLLM counts tokens itself, which a whole answer (``usage_of``) does not do, and which a
-    budget must not take for the provider's bill."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-        self._chunks = aiter(inner)
-        self.seen = False
-
-    @classmethod
-    def install(cls, wrapper: Any) -> _UsageSpy | None:
-        inner = getattr(wrapper, "completion_stream", None)
-        if inner is None or not hasattr(inner, "__aiter__"):
-            return None  # a shape we do not know: LiteLLM's usage is taken as reported
-        spy = cls(inner)
-        wrapper.completion_stream = spy
-        return spy
-
-    def __aiter__(self) -> _UsageSpy:
-        return self
-
-    async def __anext__(self) -> Any:
-        chunk = await anext(self._chunks)
-        usage = chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
-        self.seen = self.seen or bool(usage)
-        return chunk
-
-    def __getattr__(self, name: str) -> Any:  # close, aclose, response: the stream's own
-        return getattr(self._inner, name)
-
-
-def _feed(assembler: StreamAssembler, chunk: Any, *, trust_usage: bool = True) -> list[StreamEvent]:
-    """One of LiteLLM's stream chunks into the assembler (OpenAI's shape, as objects); its usage
-    only when the provider reported some (``_UsageSpy``)."""
-    choices = list(getattr(chunk, "choices", None) or ())
-    choice = choices[0] if choices else None
-    delta = getattr(choice, "delta", None)
-    calls = []
-    for piece in getattr(delta, "tool_calls", None) or ():
-        function = getattr(piece, "function", None)
-        calls.append(
-            (
-                int(getattr(piece, "index", 0) or 0),
-                str(getattr(piece, "id", "") or ""),
-                str(getattr(function, "name", "") or ""),
-                str(getattr(function, "arguments", "") or ""),
-            )
-        )
-    content = getattr(delta, "content", None)
-    usage = usage_of(chunk) if trust_usage and getattr(chunk, "usage", None) is not None else None
-    return assembler.feed(
-        content if isinstance(content, str) else None,
-        calls,
-        str(getattr(choice, "finish_reason", "") or ""),
-        usage,
-    )
 
 
 # -- text-completion routes ----------------------------------------------------------------------

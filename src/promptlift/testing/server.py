@@ -91,7 +91,7 @@ from promptlift.testing.replies import (
     tool_call,
     unauthorized,
 )
-from promptlift.testing.sse import event, stream_chunks, wants_stream
+from promptlift.testing.sse import SSE_HEADERS, stream_chunks, wants_stream, write_events
 
 __all__ = [
     "LoopbackServer",
@@ -434,41 +434,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply.status, _success_body(reply, request), reply.headers)
 
     def _stream(self, reply: Reply, request: RecordedRequest) -> None:
-        """The answer as server-sent events, in HTTP/1.1 chunks: a connection cut before the last
-        (``cut_after``) is then an incomplete body, as a client sees a server that died mid-answer."""
         n_in = _words(request) if reply.input_tokens is None else reply.input_tokens
         n_out = len(reply.content.split()) if reply.output_tokens is None else reply.output_tokens
-        chunks: list[dict[str, Any] | str] = [
-            *stream_chunks(
-                reply,
-                model=request.model or "loopback-model",
-                response_id=f"chatcmpl-{next(_ids)}",
-                include_usage=wants_stream(request.json)[1],
-                usage=lambda: _openai_usage(reply, n_in, n_out),
-            ),
-            "[DONE]",
-        ]
+        chunks = stream_chunks(
+            reply,
+            model=request.model or "loopback-model",
+            response_id=f"chatcmpl-{next(_ids)}",
+            include_usage=wants_stream(request.json)[1],
+            usage=lambda: _openai_usage(reply, n_in, n_out),
+        )
         try:
             self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            for name, value in reply.headers.items():
+            for name, value in {**SSE_HEADERS, **reply.headers}.items():
                 self.send_header(name, value)
             self.end_headers()
-            for sent, payload in enumerate(chunks):
-                if sent == reply.cut_after:
-                    self.close_connection = True
-                    return
-                if reply.hold is not None and sent == reply.hold[0]:
-                    while not reply.hold[1].wait(0.05):
-                        if self.server.owner._closing.is_set():
-                            self.close_connection = True
-                            return
-                data = event(payload)
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.write(b"0\r\n\r\n")
+            finished = write_events(self.wfile.write, chunks, reply, self.server.owner._closing)
         except OSError:  # the client gave up mid-stream
-            self.close_connection = True
+            finished = False
+        self.close_connection = self.close_connection or not finished
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send_raw(status, json.dumps(payload).encode(), headers or {})

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from promptlift.testing.replies import Reply, parsed_calls
@@ -83,3 +84,27 @@ def wants_stream(body: Any) -> tuple[bool, bool]:
         return False, False
     options = body.get("stream_options")
     return True, isinstance(options, dict) and options.get("include_usage") is True
+
+
+# In HTTP/1.1 chunks: a connection cut before the last one (``cut_after``) is then an incomplete
+# body, as a client sees a server that died mid-answer (with no length at all, it would look done).
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
+
+
+def write_events(
+    write: Callable[[bytes], Any], chunks: Sequence[dict[str, Any]], reply: Reply, closing: threading.Event
+) -> bool:
+    """Send ``chunks`` and ``[DONE]`` as chunked events; False when cut short (``reply.cut_after``,
+    or the server closing during a ``hold``): the connection must then be closed."""
+    payloads: list[dict[str, Any] | str] = [*chunks, "[DONE]"]
+    for sent, payload in enumerate(payloads):
+        if sent == reply.cut_after:
+            return False
+        if reply.hold is not None and sent == reply.hold[0]:
+            while not reply.hold[1].wait(0.05):
+                if closing.is_set():
+                    return False
+        data = event(payload)
+        write(b"%x\r\n%s\r\n" % (len(data), data))
+    write(b"0\r\n\r\n")
+    return True
