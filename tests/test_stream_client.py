@@ -226,3 +226,44 @@ def test_a_provider_without_streaming_of_its_own_streams_its_answer_whole() -> N
         events = list(client.stream("Say hello."))
     assert events[0] == TextDelta("All at once.") and len(events) == 2
     assert final(events).content == "All at once." and client.metrics_snapshot().total.calls == 1
+
+
+def test_a_failure_mid_stream_after_a_fallback_counts_every_request() -> None:
+    with (
+        LoopbackServer() as server,
+        client_for(server, "native", models=(MODEL, BACKUP), retry=RetryPolicy(1)) as client,
+    ):
+        server.script(server_error(503), model="stream-model")
+        server.script(cut_stream(3), model="stream-backup")
+        _, exc = fails(client, temperature=0)
+        assert len(server.requests) == 2
+    assert isinstance(exc, errors.ConnectionFailed) and exc.attempts == 2
+
+
+def test_a_run_budget_scope_caps_streams_from_the_sync_api() -> None:
+    with LoopbackServer() as server, client_for(server, "native") as client:
+        with client.budget_scope(Budget(max_calls=1)) as run:
+            assert final(list(client.stream("one", temperature=0))).content
+            events, exc = fails(client, "two", temperature=0)
+        assert len(server.requests) == 1
+    assert isinstance(exc, errors.BudgetExceeded) and events == []
+    assert run.snapshot().calls == 1 and run.snapshot().refused == 1
+
+
+def test_falling_back_to_a_dearer_model_mid_chain_is_reserved_or_refused() -> None:
+    dear = ModelPrice(input_per_mtok=1000.0, output_per_mtok=1000.0)
+    with (
+        LoopbackServer() as server,
+        client_for(
+            server,
+            "native",
+            models=(MODEL, BACKUP),
+            retry=RetryPolicy(1),
+            prices={MODEL: PRICE, BACKUP: dear},
+            budget=Budget(max_cost_usd=0.01),
+        ) as client,
+    ):
+        server.script(server_error(503), model="stream-model")
+        events, exc = fails(client, max_tokens=100, temperature=0)
+        assert [r.model for r in server.requests] == ["stream-model"]  # the backup was never called
+    assert isinstance(exc, errors.BudgetExceeded) and "falling back" in str(exc) and events == []

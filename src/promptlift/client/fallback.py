@@ -211,10 +211,17 @@ _Sender = Callable[[CircuitBreaker, Pass, CompletionRequest, int], Awaitable[_T]
 
 
 async def _counted(events: AsyncIterator[StreamEvent], before: int) -> AsyncIterator[StreamEvent]:
-    """``events``, the completion's attempts counting the ``before`` requests of earlier models."""
+    """``events``, the completion's attempts (or a failure's after the first event) counting the
+    ``before`` requests of earlier models; a failure before it is counted by ``_round``."""
+    started = False
     try:
         async for event in events:
+            started = True
             yield event.replace(attempts=before + event.attempts) if isinstance(event, Completion) else event
+    except errors.ProviderError as exc:
+        if started:
+            exc.attempts += before
+        raise
     finally:
         await close_stream(events)
 
