@@ -267,3 +267,17 @@ def test_falling_back_to_a_dearer_model_mid_chain_is_reserved_or_refused() -> No
         events, exc = fails(client, max_tokens=100, temperature=0)
         assert [r.model for r in server.requests] == ["stream-model"]  # the backup was never called
     assert isinstance(exc, errors.BudgetExceeded) and "falling back" in str(exc) and events == []
+
+
+def test_a_rate_limited_client_streams_after_a_429_before_the_first_chunk() -> None:
+    from promptlift.client.config import RateLimit
+    from promptlift.testing.server import rate_limited
+
+    limits = (RateLimit(MODEL, rpm=6000, tpm=1_000_000),)
+    with LoopbackServer() as server, client_for(server, "native", rate_limits=limits) as client:
+        server.script(rate_limited(retry_after=0), ok("Within the limit."))
+        out = final(list(client.stream("Say hello.", temperature=0, max_tokens=50)))
+        assert len(server.requests) == 2
+        attempt_errors = client.metrics_snapshot().total.attempt_errors
+    assert out.attempts == 2 and out.content == "Within the limit."
+    assert attempt_errors == {"RateLimited": 1}

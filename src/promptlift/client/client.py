@@ -238,7 +238,11 @@ class Client:
                     return
                 yield event
         finally:
-            if not self._closed:
+            if self._closed:
+                pass  # its loop is gone, and the stream with it
+            elif threading.current_thread() is loop.thread:  # collected on the loop: it cannot wait there
+                loop.loop.create_task(close_stream(events))
+            else:
                 loop.run(close_stream(events))
 
     def batch(

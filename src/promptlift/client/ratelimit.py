@@ -191,6 +191,7 @@ class RateLimitedProvider(Provider):
                     self.limiter.succeeded(request.model)
                 yield event
         except RateLimited as exc:
+            settled = True  # as for acomplete: the 429 slows the bucket down, nothing is given back
             self.limiter.rate_limited(request.model, exc.retry_after)
             raise
         finally:

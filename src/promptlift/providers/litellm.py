@@ -411,8 +411,10 @@ class LiteLLMProvider(Provider):
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """``litellm.acompletion(stream=True)``, usage asked for at the end; errors translated as
         for ``acomplete``, while opening the stream and while reading it. The embedded route does not
-        stream: its answer comes whole (``Provider.astream``)."""
-        if provider_of(request.model) == local_models.PROVIDER:
+        stream, nor (here) the text-completion routes, whose SDK client ``_closed_after`` closes when
+        the call returns: their answer comes whole (``Provider.astream``)."""
+        route = provider_of(request.model)
+        if route == local_models.PROVIDER or route.startswith("text-completion"):
             async for event in super().astream(request):
                 yield event
             return
