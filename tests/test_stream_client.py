@@ -281,3 +281,12 @@ def test_a_rate_limited_client_streams_after_a_429_before_the_first_chunk() -> N
         attempt_errors = client.metrics_snapshot().total.attempt_errors
     assert out.attempts == 2 and out.content == "Within the limit."
     assert attempt_errors == {"RateLimited": 1}
+
+
+@pytest.mark.model
+def test_the_embedded_model_streams_its_answer_whole() -> None:
+    with Client() as client:
+        events = list(client.stream("The capital of France is", max_tokens=4, temperature=0))
+    out = final(events)
+    assert out.served_by == "litellm" and out.model.startswith("local/")
+    assert texts(events) == ([out.content] if out.content else []) and len(events) <= 2

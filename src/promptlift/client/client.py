@@ -79,7 +79,8 @@ class Client:
     ``config`` holds every knob (retry, fallback, cache, rate limits, budget); ``provider``
     replaces the LiteLLM provider at the bottom of the stack (a scripted provider in tests).
 
-    After ``close()`` every call (``complete``, ``acomplete``, ``batch``, ``abatch``) and the cache
+    After ``close()`` every call (``complete``, ``acomplete``, ``stream``, ``astream``, ``batch``,
+    ``abatch``) and the cache
     raise ``ClientClosed``; ``metrics``, ``metrics_snapshot()`` and ``budget`` stay readable (they are
     in memory, and final). Calls still in flight when ``close()`` runs may fail with it too.
     """
