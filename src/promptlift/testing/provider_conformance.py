@@ -350,3 +350,25 @@ class ProviderConformance:
         assert isinstance(exc, errors.ConnectionFailed) and exc.retryable
         texts = [e.text for e in events if isinstance(e, TextDelta)]
         assert 1 <= len(texts) <= 3 and "".join(texts) == "one two three "[: len("".join(texts))]
+
+    def test_a_slow_stream_is_a_timeout(self) -> None:
+        with LoopbackServer() as server, self.make_client(server, timeout=0.3) as client:
+            server.script(slow(3.0))
+            events, exc = stream_raised(client)
+        assert isinstance(exc, errors.Timeout) and events == []
+
+    def test_a_401_before_a_stream_refreshes_the_credential_once(self) -> None:
+        fresh = iter(["sk-conformance-first-0000", "sk-conformance-second-1111"])
+
+        def source(provider: str) -> str:
+            return next(fresh)
+
+        with (
+            LoopbackServer() as server,
+            self.make_client(server, api_key=None, credential_provider=source) as client,
+        ):
+            server.script(unauthorized(), ok("Welcome back."))
+            final = streamed(client)[-1]
+            keys = [r.key for r in server.requests]
+        assert isinstance(final, Completion) and final.content == "Welcome back." and final.attempts == 2
+        assert keys == ["sk-conformance-first-0000", "sk-conformance-second-1111"]
