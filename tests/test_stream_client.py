@@ -290,3 +290,28 @@ def test_the_embedded_model_streams_its_answer_whole() -> None:
     out = final(events)
     assert out.served_by == "litellm" and out.model.startswith("local/")
     assert texts(events) == ([out.content] if out.content else []) and len(events) <= 2
+
+
+def test_a_stream_left_early_is_recorded_as_one_closed_call(tmp_path) -> None:
+    log = CallLogConfig(str(tmp_path / "calls.sqlite"))
+    with LoopbackServer() as server, client_for(server, "native", call_log=log) as client:
+        server.script(ok("one two three"))
+        for _ in client.stream("Say hello.", temperature=0):
+            break
+        t = client.metrics_snapshot().total
+    assert (t.calls, t.ok, t.failed) == (1, 0, 1) and t.errors == {"StreamClosed": 1}
+    conn = sqlite3.connect(tmp_path / "calls.sqlite")
+    rows = conn.execute("SELECT ok, error_type FROM calls").fetchall()
+    conn.close()
+    assert rows == [(0, "StreamClosed")]
+
+
+def test_a_stream_left_early_is_charged_its_worst_case() -> None:
+    with LoopbackServer() as server, client_for(server, "native", budget=Budget(max_cost_usd=1.0)) as client:
+        server.script(ok("one two three", input_tokens=3, output_tokens=3))
+        for _ in client.stream("Say hello.", temperature=0, max_tokens=100):
+            break
+        snap = client.budget.snapshot() if client.budget else None
+        worst = client.parts["budget"].estimate(client.request("Say hello.", temperature=0, max_tokens=100))
+    assert snap is not None and (snap.in_flight, snap.reserved_usd, snap.calls) == (0, 0.0, 1)
+    assert snap.spent_usd == pytest.approx(worst.cost_usd) and worst.cost_usd > (3 + 3 * 2) / 1e6

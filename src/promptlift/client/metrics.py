@@ -290,6 +290,10 @@ def _prometheus(snap: MetricsSnapshot, prefix: str) -> str:
 Sink = Callable[[CallRecord, CompletionRequest, Completion | None, PromptliftError | None], None]
 
 
+# The error type a stream's record carries when its caller stopped reading before the end.
+STREAM_CLOSED = "StreamClosed"
+
+
 class RecordingProvider(Provider):
     """Outermost wrapper: times each call end to end and records its outcome."""
 
@@ -320,17 +324,25 @@ class RecordingProvider(Provider):
         return completion
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        """One record per stream, when it ends: its completion, or the error that ended it."""
+        """One record per stream, when it ends: its completion, the error that ended it, or — the
+        caller stopped reading first — a failed call of type ``StreamClosed`` (its tokens unknown)."""
         started_wall = time.time()
         started = time.perf_counter()
+        recorded = False
         try:
             async for event in self.inner.astream(request):
                 if isinstance(event, Completion):
+                    recorded = True
                     self._record(request, started_wall, time.perf_counter() - started, event, None)
                 yield event
         except PromptliftError as exc:
+            recorded = True
             self._record(request, started_wall, time.perf_counter() - started, None, exc)
             raise
+        finally:
+            if not recorded:
+                latency = time.perf_counter() - started
+                self._record(request, started_wall, latency, None, None, error_type=STREAM_CLOSED)
 
     def _record(
         self,
@@ -339,6 +351,8 @@ class RecordingProvider(Provider):
         latency: float,
         completion: Completion | None,
         error: PromptliftError | None,
+        *,
+        error_type: str = "",
     ) -> None:
         c = completion
         record = CallRecord(
@@ -348,7 +362,7 @@ class RecordingProvider(Provider):
             started=started,
             latency_s=latency,
             ok=c is not None,
-            error_type=type(error).__name__ if error is not None else "",
+            error_type=type(error).__name__ if error is not None else error_type,
             input_tokens=c.usage.input_tokens if c else 0,
             output_tokens=c.usage.output_tokens if c else 0,
             cost_usd=c.cost_usd if c else 0.0,
