@@ -180,3 +180,29 @@ def test_openais_own_api_and_azure_stay_on_litellm() -> None:
     ]:
         request = CompletionRequest("openai/o3-mini", (Message("user", "hi"),), api_base=base)
         assert native.covers(request) is covered, base
+
+
+def test_the_same_stream_gives_the_same_events_through_both_paths() -> None:
+    from promptlift.types import Completion
+
+    seen = []
+    reply = metered(
+        ok(
+            "Looking it up now.",
+            tool_calls=(tool_call("lookup", {"word": "tarn"}, id="z9"),),
+            input_tokens=50,
+        ),
+        cached_tokens=20,
+    )
+    with LoopbackServer() as server:
+        for suite in (LITELLM, NATIVE):
+            with suite.make_client(server) as client:
+                server.script(reply)
+                events = list(client.stream("Look it up.", tools=[TOOL], max_tokens=20))
+            final = events.pop()
+            assert isinstance(final, Completion)
+            out = final.to_dict()
+            out.pop("latency_s"), out.pop("served_by")
+            seen.append((events, out))
+    assert seen[0] == seen[1]
+    assert len(seen[0][0]) > 4

@@ -21,7 +21,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8"
 def test_python_example_runs_and_improves_the_prompt(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (code,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    code = re.findall(r"```python\n(.*?)```", README, flags=re.S)[0]
     monkeypatch.chdir(Path(__file__).parent.parent)
     namespace: dict[str, object] = {}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -29,6 +29,21 @@ def test_python_example_runs_and_improves_the_prompt(
     assert result.best_test.mean > result.initial_test.mean  # type: ignore[attr-defined]
     before, after = capsys.readouterr().out.split("->")
     assert float(after) > float(before)
+
+
+def test_the_streaming_example_runs_as_written(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptlift.testing.server import LoopbackServer, ok
+
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "client.stream(" in c]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-readme-stream-000001")
+    with LoopbackServer() as server:
+        server.script(ok("Still water, cold sky.", output_tokens=4))
+        exec(compile(code, "README.md", "exec"), {"API_BASE": server.openai_base})
+        assert server.requests[0].json["stream"] is True
+    out = capsys.readouterr().out
+    assert out.startswith("Still water, cold sky.\n4 tokens, $")
 
 
 def test_every_command_the_readme_lists_exists() -> None:

@@ -354,3 +354,29 @@ class Completion:
             tool_calls=tuple(ToolCall.from_dict(t) for t in data.get("tool_calls") or ()),
             served_by=str(data.get("served_by") or ""),
         )
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text, as it arrived; the pieces of one stream join to its content."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the ``index``-th tool call: its first piece names it (``id``, ``name``), every
+    piece may add to its JSON ``arguments`` (fragments, not parseable until the call is whole)."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+# What a stream yields: deltas as they arrive, then exactly one Completion (the whole answer, with
+# its usage and cost), last.
+StreamEvent = TextDelta | ToolCallDelta | Completion

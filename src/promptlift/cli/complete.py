@@ -6,6 +6,9 @@ own endpoint, key variable and extra (``cli.endpoints``). ``--api-base URL`` app
 ``--max-retries N`` allows N retries, so N+1 attempts on each model before the next is tried;
 ``--breaker-threshold``, ``--breaker-cooldown`` and ``--no-wait-for-probe`` set the chain's
 circuit breakers (``cli.breaker``).
+``--stream`` prints the answer's text as it arrives, then one summary line on stderr (model,
+tokens, cost, seconds, tool calls); it is refused with ``--json``, whose one document needs the whole
+answer.
 Exit codes: 0 answered, 1 the call failed, 2 a usage or configuration error; a failure prints one
 line naming the error type.
 """
@@ -14,10 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from promptlift.cli.endpoints import add_allow_host, add_chain_flags, allowed_hosts, chain_from_flags
 from promptlift.cli.validators import non_negative_int, positive_float, positive_int, temperature
 from promptlift.jsonout import dumps
+
+if TYPE_CHECKING:
+    from promptlift.client import Client
+    from promptlift.types import Completion
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="retries per model before falling back (default 2: 3 attempts)",
     )
     p.add_argument("--json", action="store_true", help="print the normalized completion as JSON")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the text as it arrives, then a summary line on stderr (not with --json)",
+    )
 
     add_allow_host(p)
     from promptlift.cli.breaker import add_breaker_flags
@@ -55,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from promptlift.client.retry import RetryPolicy
     from promptlift.errors import PromptliftError, UserError
 
+    if args.stream and args.json:
+        print(
+            "promptlift: error: --stream prints text as it arrives; --json prints one whole answer",
+            file=sys.stderr,
+        )
+        return 2
     try:
         models, api_base = chain_from_flags(args)
         config = ClientConfig(
@@ -69,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             {"role": "user", "content": args.prompt}
         ]
         with Client(config) as client:
+            if args.stream:
+                return _stream(client, messages, args)
             completion = client.complete(messages, temperature=args.temperature, max_tokens=args.max_tokens)
     except PromptliftError as exc:
         print(f"promptlift: error: {_one_line(exc)}", file=sys.stderr)
@@ -78,3 +99,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(completion.content)
     return 0
+
+
+def _stream(client: Client, messages: list[dict[str, str]], args: argparse.Namespace) -> int:
+    """Each text delta written and flushed as it comes; the summary on stderr at the end. A failure
+    after some text ends its line first, so the error is a line of its own."""
+    from promptlift.errors import PromptliftError
+    from promptlift.types import Completion, TextDelta
+
+    completion: Completion | None = None
+    printed = False
+    try:
+        for event in client.stream(messages, temperature=args.temperature, max_tokens=args.max_tokens):
+            if isinstance(event, TextDelta):
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+                printed = True
+            elif isinstance(event, Completion):
+                completion = event
+    except PromptliftError as exc:
+        if printed:
+            print()
+        print(f"promptlift: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    print()
+    if completion is not None:
+        print(f"promptlift: {summary(completion)}", file=sys.stderr)
+    return 0
+
+
+def summary(c: Completion) -> str:
+    """One line on a finished call: who answered, tokens, cost, time (and tool calls, retries)."""
+    u = c.usage
+    tokens = f"{u.input_tokens} in / {u.output_tokens} out tokens" + ("" if u.reported else " (unreported)")
+    parts = [c.model, tokens, f"${c.cost_usd:.6f}", f"{c.latency_s:.2f} s", f"finish {c.finish_reason}"]
+    if c.tool_calls:
+        parts.append(f"{len(c.tool_calls)} tool call(s): {', '.join(t.name for t in c.tool_calls)}")
+    if c.attempts > 1:
+        parts.append(f"{c.attempts} attempts")
+    if c.cached:
+        parts.append("cached")
+    return " · ".join(parts)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,9 +37,9 @@ from promptlift.client.config import Budget
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.log import get_logger
 from promptlift.pricing import PriceBook
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, close_stream, whole
 from promptlift.providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
-from promptlift.types import Completion, CompletionRequest, Usage
+from promptlift.types import Completion, CompletionRequest, StreamEvent, Usage
 
 log = get_logger("budget")
 T = TypeVar("T")
@@ -358,18 +358,9 @@ class BudgetedProvider(Provider):
         ledgers = self._ledgers()
         if not ledgers:
             return self._priced(request, await self.inner.acomplete(request))
-        unpriced = self._unpriced(request) if any(x.budget.max_cost_usd is not None for x in ledgers) else []
-        if unpriced:
-            # Their calls would count as $0 and the cap would never bind: refuse before spending anything
-            # (an answer already in the cache costs nothing, so it is still served).
-            hit = self.lookup(request) if self.lookup is not None else None
-            if hit is not None:
-                return hit
-            raise ConfigError(
-                f"a cost cap (max_cost_usd) cannot hold for {', '.join(unpriced)}: no price is known for "
-                f"it; give its price in USD per 1M tokens (`prices:` in a run config, "
-                f"ClientConfig(prices=...); 0 for a free server), or cap calls or tokens instead"
-            )
+        hit = self._refusal_or_hit(request, ledgers)
+        if hit is not None:
+            return hit
         request = self.capped(request)
         reservation = self.estimate(request)
         try:
@@ -387,6 +378,74 @@ class BudgetedProvider(Provider):
         finally:
             _holding.reset(token)
             self._settle(hold, request, completion)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Reserves and settles as ``acomplete`` does, the reservation held from before the request
+        is sent until the stream ends. A stream that fails after its first event may have been
+        billed for what it generated: it is charged at its worst case, as an answer without usage is.
+        """
+        ledgers = self._ledgers()
+        if not ledgers:
+            async for event in self.inner.astream(request):
+                yield self._priced(request, event) if isinstance(event, Completion) else event
+            return
+        hit = self._refusal_or_hit(request, ledgers)
+        if hit is not None:
+            for event in whole(hit):
+                yield event
+            return
+        request = self.capped(request)
+        reservation = self.estimate(request)
+        try:
+            hold = _Hold(_reserve_in(ledgers, reservation), reservation, self, {request.model})
+        except BudgetExceeded:
+            hit = self.lookup(request) if self.lookup is not None else None
+            if hit is None:
+                raise
+            for event in whole(hit):
+                yield event
+            return
+        completion: Completion | None = None
+        started = False
+        events = self.inner.astream(request)
+        try:
+            while completion is None:
+                token = _holding.set(hold)  # for each step: ChainReservation reads it as the chain moves
+                try:
+                    event = await anext(events)
+                finally:
+                    _holding.reset(token)
+                if isinstance(event, Completion):
+                    completion = event = self._priced(request, event)
+                started = True
+                yield event
+        except BaseException:  # a failure, or the caller stopped reading
+            if started and completion is None:  # part of an answer came: charged the most it could cost
+                usage, cost = self.worst_case(request)
+                completion = Completion("", request.model, "", usage=usage, cost_usd=cost)
+            raise
+        finally:
+            await close_stream(events)
+            self._settle(hold, request, completion)
+
+    def _refusal_or_hit(
+        self, request: CompletionRequest, ledgers: Sequence[BudgetLedger]
+    ) -> Completion | None:
+        """A cost cap with a model nobody has priced: the cached answer if there is one, else
+        ``ConfigError``. None: the call may go on."""
+        unpriced = self._unpriced(request) if any(x.budget.max_cost_usd is not None for x in ledgers) else []
+        if not unpriced:
+            return None
+        # Their calls would count as $0 and the cap would never bind: refuse before spending anything
+        # (an answer already in the cache costs nothing, so it is still served).
+        hit = self.lookup(request) if self.lookup is not None else None
+        if hit is not None:
+            return hit
+        raise ConfigError(
+            f"a cost cap (max_cost_usd) cannot hold for {', '.join(unpriced)}: no price is known for "
+            f"it; give its price in USD per 1M tokens (`prices:` in a run config, "
+            f"ClientConfig(prices=...); 0 for a free server), or cap calls or tokens instead"
+        )
 
     def _settle(self, hold: _Hold, request: CompletionRequest, completion: Completion | None) -> None:
         spent = completion is not None and not completion.cached
@@ -426,6 +485,13 @@ class ChainReservation(Provider):
         if hold is not None:
             hold.owner.grow(hold, request)
         return await self.inner.acomplete(request)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        hold = _holding.get()
+        if hold is not None:
+            hold.owner.grow(hold, request)
+        async for event in self.inner.astream(request):
+            yield event
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,10 +34,10 @@ from promptlift.client.config import CacheConfig
 from promptlift.errors import ClientClosed, ConfigError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, whole
 from promptlift.providers.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 from promptlift.secrets import Secret
-from promptlift.types import Completion, CompletionRequest
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 log = get_logger("cache")
 
@@ -601,6 +601,23 @@ class CachingProvider(Provider):
         if hit is not None:
             return hit
         completion = await self.inner.acomplete(request)
+        self._store(request, completion)
+        return completion
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """A hit comes whole (its text as one delta, then the completion, ``cached``); a stream that
+        finished is stored as ``acomplete`` stores an answer, and one that failed is not."""
+        hit = self.lookup(request)
+        if hit is not None:
+            for event in whole(hit):
+                yield event
+            return
+        async for event in self.inner.astream(request):
+            if isinstance(event, Completion):
+                self._store(request, event)
+            yield event
+
+    def _store(self, request: CompletionRequest, completion: Completion) -> None:
         key = self.key(request)
         # An answer cut short by a budget's ceiling is not the answer to the request as keyed (which
         # has no max_tokens): it is returned, not stored.
@@ -611,7 +628,6 @@ class CachingProvider(Provider):
         )
         if key is not None and not cut_by_budget:
             self.cache.put(key, completion)
-        return completion
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -1,4 +1,5 @@
-"""The one entry point for model calls: ``Client.complete`` / ``acomplete`` / ``batch`` / ``abatch``.
+"""The one entry point for model calls: ``Client.complete`` / ``acomplete`` / ``batch`` / ``abatch``,
+and ``stream`` / ``astream`` for an answer in pieces as it arrives.
 
 A client is a stack of providers with one interface (``Provider.acomplete``); each concern the
 client adds is one wrapper around the next, assembled in ``promptlift.client.stack``.
@@ -12,19 +13,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from promptlift.client.budget import BudgetedProvider, BudgetLedger, budget_scope, carry_scope
+from promptlift.client.budget import (
+    BudgetedProvider,
+    BudgetLedger,
+    budget_scope,
+    carry_scope,
+    carry_scope_inner,
+    scoped_ledgers,
+)
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.stack import build_stack
 from promptlift.errors import ClientClosed, NotSent, PromptliftError, UserError
-from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest, Message, messages_from
+from promptlift.providers.base import Provider, close_stream
+from promptlift.types import Completion, CompletionRequest, Message, StreamEvent, messages_from
 
 T = TypeVar("T")
 OnResult = Callable[[int, "Completion | PromptliftError"], "Awaitable[None] | None"]
@@ -71,7 +79,8 @@ class Client:
     ``config`` holds every knob (retry, fallback, cache, rate limits, budget); ``provider``
     replaces the LiteLLM provider at the bottom of the stack (a scripted provider in tests).
 
-    After ``close()`` every call (``complete``, ``acomplete``, ``batch``, ``abatch``) and the cache
+    After ``close()`` every call (``complete``, ``acomplete``, ``stream``, ``astream``, ``batch``,
+    ``abatch``) and the cache
     raise ``ClientClosed``; ``metrics``, ``metrics_snapshot()`` and ``budget`` stay readable (they are
     in memory, and final). Calls still in flight when ``close()`` runs may fail with it too.
     """
@@ -123,6 +132,30 @@ class Client:
             request = self.request(request, **params)
         async with self._limit:
             return await self._stack.acomplete(request)
+
+    async def astream(
+        self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
+    ) -> AsyncIterator[StreamEvent]:
+        """One call through the whole stack, its answer in pieces: ``TextDelta`` and
+        ``ToolCallDelta`` events as they arrive, then the ``Completion`` (usage, cost), last.
+
+        The stack applies as for ``acomplete``: the budget reserves the worst case before sending
+        and settles on the final usage; retries and fallback happen only before the first event (a
+        failure after it raises its typed error, and nothing is sent again); a cache hit comes as
+        one delta and its completion (``cached``), and a finished stream is stored; metrics and the
+        call log record one call. The call holds a slot of the concurrency limit until the stream
+        ends: read it to the end, or close it (``aclose``) to give the slot back.
+        """
+        self._check_open()
+        if not isinstance(request, CompletionRequest):
+            request = self.request(request, **params)
+        async with self._limit:
+            events = self._stack.astream(request)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await close_stream(events)
 
     async def abatch(
         self,
@@ -188,6 +221,30 @@ class Client:
         loop = self._loop()
         loop.check_caller()
         return loop.run(carry_scope(self.acomplete(request, **params)))
+
+    def stream(
+        self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
+    ) -> Iterator[StreamEvent]:
+        """``astream`` from sync code: each event is fetched on the client's loop thread as the
+        caller asks for it. Leaving the loop early (``break``) closes the stream."""
+        loop = self._loop()
+        loop.check_caller()
+        scope = scoped_ledgers()
+        events = self.astream(request, **params)
+        try:
+            while True:
+                try:
+                    event = loop.run(carry_scope_inner(scope, anext(events)))
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            if self._closed:
+                pass  # its loop is gone, and the stream with it
+            elif threading.current_thread() is loop.thread:  # collected on the loop: it cannot wait there
+                loop.loop.create_task(close_stream(events))
+            else:
+                loop.run(close_stream(events))
 
     def batch(
         self,

@@ -32,14 +32,14 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from promptlift import errors
 from promptlift.log import get_logger
-from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest
+from promptlift.providers.base import Provider, close_stream
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 log = get_logger("fallback")
 
@@ -206,6 +206,26 @@ class _Call:
     wait_until: float | None = field(default=None)
 
 
+_T = TypeVar("_T")
+_Sender = Callable[[CircuitBreaker, Pass, CompletionRequest, int], Awaitable[_T]]
+
+
+async def _counted(events: AsyncIterator[StreamEvent], before: int) -> AsyncIterator[StreamEvent]:
+    """``events``, the completion's attempts (or a failure's after the first event) counting the
+    ``before`` requests of earlier models; a failure before it is counted by ``_round``."""
+    started = False
+    try:
+        async for event in events:
+            started = True
+            yield event.replace(attempts=before + event.attempts) if isinstance(event, Completion) else event
+    except errors.ProviderError as exc:
+        if started:
+            exc.attempts += before
+        raise
+    finally:
+        await close_stream(events)
+
+
 def _waker(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None]) -> Callable[[], None]:
     """A callback any thread may call to settle ``woken`` on its own loop."""
 
@@ -280,19 +300,50 @@ class FallbackProvider(Provider):
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         chain = self._chain(request)
+        model, completion = await self._served(chain, request, self._send)
+        return self._marked(completion, chain, model)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Falls back as ``acomplete`` does, until the first event: a model that has begun its answer
+        is the one that finishes it, or the stream ends with its error."""
+        chain = self._chain(request)
+        model, (first, events) = await self._served(chain, request, self._open)
+        breaker = self.breaker(model, self._routed(request, chain, model).api_base)
+        event: StreamEvent = first
+        try:
+            while True:
+                yield self._marked(event, chain, model) if isinstance(event, Completion) else event
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except errors.ProviderError as exc:
+            if _counts_against_endpoint(exc):
+                breaker.record_failure(self._clock(), str(exc))
+            raise
+        finally:
+            await close_stream(events)
+
+    def _marked(self, completion: Completion, chain: tuple[str, ...], model: str) -> Completion:
+        return completion.replace(model=model, fallback_used=model != chain[0])
+
+    async def _served(
+        self, chain: tuple[str, ...], request: CompletionRequest, send: _Sender[_T]
+    ) -> tuple[str, _T]:
+        """The model that took the call and what ``send`` got from it, after every pass and wait."""
         call = _Call()
         while True:
-            completion = await self._round(chain, request, call)
-            if completion is not None:
-                return completion
+            served = await self._round(chain, request, call, send)
+            if served is not None:
+                return served
             if not self._may_wait(chain, request, call) or not await self._wait(chain, request, call):
                 raise self._all_skipped(chain, request, call.last, call.attempts)
 
     async def _round(
-        self, chain: tuple[str, ...], request: CompletionRequest, call: _Call
-    ) -> Completion | None:
-        """One pass down the chain: the answer, or None with ``call.last`` the final failure (None
-        when every model was skipped). An error that must not fall through is raised."""
+        self, chain: tuple[str, ...], request: CompletionRequest, call: _Call, send: _Sender[_T]
+    ) -> tuple[str, _T] | None:
+        """One pass down the chain: the model that answered and its answer, or None with
+        ``call.last`` the final failure (None when every model was skipped). An error that must not
+        fall through is raised."""
         call.probed = call.sent_failed = False
         for position, model in enumerate(chain):
             routed = self._routed(request, chain, model)
@@ -305,7 +356,7 @@ class FallbackProvider(Provider):
                 continue
             call.probed = call.probed or passed.probe > 0
             try:
-                completion = await self._send(breaker, passed, routed)
+                answer = await send(breaker, passed, routed, call.attempts)
             except errors.ProviderError as exc:
                 call.attempts += exc.attempts
                 call.sent_failed = True
@@ -318,18 +369,17 @@ class FallbackProvider(Provider):
                         "%s failed (%s); falling back to %s", model, type(exc).__name__, chain[position + 1]
                     )
                 continue
-            return completion.replace(
-                model=model,
-                attempts=call.attempts + completion.attempts,
-                fallback_used=model != chain[0],
-            )
+            return model, answer
         return None
 
-    async def _send(self, breaker: CircuitBreaker, passed: Pass, request: CompletionRequest) -> Completion:
+    async def _send(
+        self, breaker: CircuitBreaker, passed: Pass, request: CompletionRequest, before: int
+    ) -> Completion:
+        """One model's answer (its attempts added to the ``before`` of the models tried first)."""
         try:
             completion = await self.inner.acomplete(request)
             breaker.record_success()
-            return completion
+            return completion.replace(attempts=before + completion.attempts)
         except errors.ProviderError as exc:
             if _counts_against_endpoint(exc):
                 breaker.record_failure(self._clock(), str(exc))
@@ -338,6 +388,28 @@ class FallbackProvider(Provider):
             raise
         finally:  # a probe that got no verdict (cancelled, a foreign error) must not hold its slot
             breaker.release(passed)
+
+    async def _open(
+        self, breaker: CircuitBreaker, passed: Pass, request: CompletionRequest, before: int
+    ) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
+        """One model's stream, up to its first event (the endpoint's verdict); the rest is the
+        caller's to read. A failure before it is one the chain may fall through."""
+        events = _counted(self.inner.astream(request), before)
+        try:
+            first = await anext(events)
+        except errors.ProviderError as exc:
+            await close_stream(events)
+            if _counts_against_endpoint(exc):
+                breaker.record_failure(self._clock(), str(exc))
+            else:
+                breaker.record_success()
+            raise
+        except StopAsyncIteration:
+            raise errors.ProviderUnavailable("the stream ended with no answer", model=request.model) from None
+        finally:
+            breaker.release(passed)
+        breaker.record_success()
+        return first, events
 
     def _chain_breakers(self, chain: tuple[str, ...], request: CompletionRequest) -> list[CircuitBreaker]:
         """Each chain model's breaker, for the endpoint that model is really sent to."""

@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from promptlift.errors import PromptliftError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 call_log = get_logger("calls")
 REFRESHED_AFTER = "AuthenticationFailed"  # what a request retried with a fresh credential failed with
@@ -290,6 +290,10 @@ def _prometheus(snap: MetricsSnapshot, prefix: str) -> str:
 Sink = Callable[[CallRecord, CompletionRequest, Completion | None, PromptliftError | None], None]
 
 
+# The error type a stream's record carries when its caller stopped reading before the end.
+STREAM_CLOSED = "StreamClosed"
+
+
 class RecordingProvider(Provider):
     """Outermost wrapper: times each call end to end and records its outcome."""
 
@@ -319,6 +323,27 @@ class RecordingProvider(Provider):
         self._record(request, started_wall, time.perf_counter() - started, completion, None)
         return completion
 
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """One record per stream, when it ends: its completion, the error that ended it, or — the
+        caller stopped reading first — a failed call of type ``StreamClosed`` (its tokens unknown)."""
+        started_wall = time.time()
+        started = time.perf_counter()
+        recorded = False
+        try:
+            async for event in self.inner.astream(request):
+                if isinstance(event, Completion):
+                    recorded = True
+                    self._record(request, started_wall, time.perf_counter() - started, event, None)
+                yield event
+        except PromptliftError as exc:
+            recorded = True
+            self._record(request, started_wall, time.perf_counter() - started, None, exc)
+            raise
+        finally:
+            if not recorded:
+                latency = time.perf_counter() - started
+                self._record(request, started_wall, latency, None, None, error_type=STREAM_CLOSED)
+
     def _record(
         self,
         request: CompletionRequest,
@@ -326,6 +351,8 @@ class RecordingProvider(Provider):
         latency: float,
         completion: Completion | None,
         error: PromptliftError | None,
+        *,
+        error_type: str = "",
     ) -> None:
         c = completion
         record = CallRecord(
@@ -335,7 +362,7 @@ class RecordingProvider(Provider):
             started=started,
             latency_s=latency,
             ok=c is not None,
-            error_type=type(error).__name__ if error is not None else "",
+            error_type=type(error).__name__ if error is not None else error_type,
             input_tokens=c.usage.input_tokens if c else 0,
             output_tokens=c.usage.output_tokens if c else 0,
             cost_usd=c.cost_usd if c else 0.0,
@@ -382,6 +409,18 @@ class AttemptMeter(Provider):
         self._refused_before(request.model, completion.attempts)
         self.metrics.record_attempt(request.model)
         return completion
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in self.inner.astream(request):
+                if isinstance(event, Completion):
+                    self._refused_before(request.model, event.attempts)
+                    self.metrics.record_attempt(request.model)
+                yield event
+        except PromptliftError as exc:
+            self._refused_before(request.model, getattr(exc, "requests", 1))
+            self.metrics.record_attempt(request.model, type(exc).__name__)
+            raise
 
     def _refused_before(self, model: str, sent: int) -> None:
         # A provider sends more than one request for one call only to retry a 401 with a refreshed

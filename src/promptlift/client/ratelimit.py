@@ -24,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from promptlift.client.cache import route_of
 from promptlift.client.config import RateLimit
 from promptlift.errors import RateLimited
 from promptlift.pricing import worst_case_usage
 from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 Clock = Callable[[], float]
 
@@ -178,6 +178,25 @@ class RateLimitedProvider(Provider):
         self.limiter.reconcile(request.model, estimated, completion.usage.total_tokens)
         self.limiter.succeeded(request.model)
         return completion
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        estimated = estimate_tokens(request)
+        await self.limiter.acquire(request.model, estimated)
+        settled = False
+        try:
+            async for event in self.inner.astream(request):
+                if isinstance(event, Completion):
+                    settled = True
+                    self.limiter.reconcile(request.model, estimated, event.usage.total_tokens)
+                    self.limiter.succeeded(request.model)
+                yield event
+        except RateLimited as exc:
+            settled = True  # as for acomplete: the 429 slows the bucket down, nothing is given back
+            self.limiter.rate_limited(request.model, exc.retry_after)
+            raise
+        finally:
+            if not settled:
+                self.limiter.reconcile(request.model, estimated, 0)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

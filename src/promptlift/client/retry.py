@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from promptlift import errors
 from promptlift.log import get_logger
-from promptlift.providers.base import Provider
-from promptlift.types import Completion, CompletionRequest
+from promptlift.providers.base import Provider, close_stream
+from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 log = get_logger("retry")
 
@@ -317,6 +317,50 @@ class RetryingProvider(Provider):
                 await self._sleep(wait)
                 continue
             return completion.replace(attempts=sent + completion.attempts)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Retries as ``acomplete`` does, but only until the first event: once part of an answer has
+        been yielded, a failure ends the stream with its error (sending again would repeat it)."""
+        started = self._clock()
+        attempt = 0
+        sent = 0
+        while True:
+            attempt += 1
+            events = self.inner.astream(self._bounded(request, started))
+            try:
+                first = await anext(events)
+            except errors.ProviderError as exc:
+                await close_stream(events)
+                sent += exc.requests
+                state = RetryState(attempt, exc, self._clock() - started, self._draw())
+                wait = self.strategy.next_wait(state)
+                if wait is None:
+                    exc.attempts = sent
+                    raise
+                log.info(
+                    "attempt %d on %s failed before its first token (%s); retrying in %.2f s",
+                    attempt,
+                    request.model,
+                    type(exc).__name__,
+                    wait,
+                )
+                await self._sleep(wait)
+                continue
+            break
+        try:
+            event: StreamEvent = first
+            while True:
+                yield (
+                    event.replace(attempts=sent + event.attempts) if isinstance(event, Completion) else event
+                )
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except errors.ProviderError as exc:
+            exc.attempts = sent + exc.requests
+            raise
+        finally:
+            await close_stream(events)
 
     def _bounded(self, request: CompletionRequest, started: float) -> CompletionRequest:
         if self.policy.deadline is None:

@@ -8,6 +8,12 @@
     attempt meter (counts what goes on the wire)
     provider (LiteLLM, the native OpenAI-compatible path, or the one given)  ← innermost
 
+A stream (``Client.stream``) goes down the same stack: each wrapper's ``astream`` does what its
+``acomplete`` does, around the events instead of the answer (retry and fallback only until the
+first event; the budget settles, the cache stores and metrics record when the final completion
+passes). Every wrapper passes ``astream`` down to the one below, since ``Provider.astream``'s default
+(``acomplete``'s answer, whole) would end the streaming there; a provider that cannot stream keeps it.
+
 The rate limiter sits below retry and fallback, not above them: every attempt — a retry, a
 fallback to another model — then waits for the quota of the model it really goes to, and the 429s
 it sees are the provider's, not what is left after retries.

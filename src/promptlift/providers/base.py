@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator
 
-from promptlift.types import Completion, CompletionRequest
+from promptlift.types import Completion, CompletionRequest, StreamEvent, TextDelta, ToolCallDelta
 
 
 class Provider(abc.ABC):
@@ -13,6 +14,12 @@ class Provider(abc.ABC):
     Contract: ``acomplete`` may be called concurrently from one event loop; it never raises an
     exception from a third-party library (the provider translates them); it sends exactly one
     request per call (retries belong to the client's retry wrapper).
+
+    ``astream`` is the same call with the answer in pieces: ``TextDelta`` and ``ToolCallDelta``
+    events as they arrive, then the final ``Completion``, last and exactly once. The default awaits
+    ``acomplete`` and yields its answer whole (the text as one delta, each tool call as one), so
+    every provider and test double can be streamed from; a provider that can do better overrides it.
+    An error before the first event means nothing was received; an error after it ends the stream.
     """
 
     name: str = "provider"
@@ -21,5 +28,25 @@ class Provider(abc.ABC):
     async def acomplete(self, request: CompletionRequest) -> Completion:
         """Send one request and return its normalized completion."""
 
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Send one request and yield its answer in pieces, then the completion."""
+        completion = await self.acomplete(request)
+        for event in whole(completion):
+            yield event
+
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections; the default holds none."""
+
+
+async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
+    """End a stream early (an async generator's ``aclose``: its ``finally`` blocks run now)."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def whole(completion: Completion) -> list[StreamEvent]:
+    """A completion as the events of a stream that brought it in one piece."""
+    events: list[StreamEvent] = [TextDelta(completion.content)] if completion.content else []
+    events += [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls)]
+    return [*events, completion]

@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from promptlift.errors import AuthenticationFailed, ConfigError, ProviderError
@@ -366,15 +366,46 @@ async def send_with_refresh(
 ) -> Completion:
     """``send(key)``; after a 401 on a key from the credential provider, once more with a fresh key
     (the call then counts two requests). A refused key's error says where the key came from."""
+    completion, sent = await open_with_refresh(credentials, provider, key, send, model=model)
+    return completion if sent == 1 else completion.replace(attempts=sent)
+
+
+_T = TypeVar("_T")
+
+
+async def open_with_refresh(
+    credentials: Credentials,
+    provider: str,
+    key: ResolvedKey,
+    send: Callable[[ResolvedKey], Awaitable[_T]],
+    *,
+    model: str,
+) -> tuple[_T, int]:
+    """``send_with_refresh`` for any answer (an opened stream, too): the answer and the number of
+    requests it took (2 after a refresh)."""
     refused: AuthenticationFailed | None = None
     try:
-        return await send(key)
+        return await send(key), 1
     except AuthenticationFailed as exc:
         if provider in GOOGLE_AUTH:
             raise  # no key: the message already names the Google credential
         refused = exc
     if not (key.from_source and credentials.can_refresh(provider)):
         raise naming_key(refused, key)  # outside the except block: nothing in __context__
+    log.info("authentication failed on %s: refreshing the credential and trying once more", model)
+    fresh = await credentials.refresh(provider, stale=key.secret)
+    key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
+    try:
+        answer = await send(key)
+    except AuthenticationFailed as exc:
+        exc.requests = exc.attempts = 2  # the refused request and this one
+        refused = exc
+    except ProviderError as exc:
+        exc.requests = exc.attempts = 2
+        raise
+    else:
+        return answer, 2
+    raise naming_key(refused, key)  # outside the except block: nothing in __context__
     log.info("authentication failed on %s: refreshing the credential and trying once more", model)
     fresh = await credentials.refresh(provider, stale=key.secret)
     key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)

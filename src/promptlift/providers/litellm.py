@@ -39,6 +39,7 @@ from promptlift.providers.credentials import (
     ResolvedKey,
     VertexConfig,
     check_host,
+    open_with_refresh,
     require_google_auth,
     send_with_refresh,
 )
@@ -46,11 +47,13 @@ from promptlift.providers.endpoints import Chain, ModelSpec, check_endpoint, spl
 from promptlift.providers.failures import CONTENT_FILTER_MARKERS as _CONTENT_FILTER_MARKERS
 from promptlift.providers.failures import connection_message as _connection_message
 from promptlift.providers.failures import kind_by_status as _kind_by_status
+from promptlift.providers.litellm_stream import UsageSpy, feed
 from promptlift.providers.render import render_plain
 from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
 from promptlift.providers.retry_after import retry_after_from_headers
+from promptlift.providers.streaming import StreamAssembler
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
+from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage
 
 log = get_logger("providers")
 
@@ -377,7 +380,9 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
-    async def acomplete(self, request: CompletionRequest) -> Completion:
+    async def _prepare(self, request: CompletionRequest) -> tuple[Any, str, str | None, ResolvedKey]:
+        """What every call checks and resolves before sending: litellm, the route, the endpoint
+        (allow-listed), the embedded model's readiness, and the key."""
         litellm = import_litellm()
         provider = provider_of(request.model)
         local = provider == local_models.PROVIDER
@@ -391,6 +396,10 @@ class LiteLLMProvider(Provider):
             require_google_auth()  # else LiteLLM's ImportError recommends the far larger SDK
         own, shared = self.chain.own_key(request.model)
         key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
+        return litellm, provider, api_base, key
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        litellm, provider, api_base, key = await self._prepare(request)
 
         async def send(key: ResolvedKey) -> Completion:
             return await self._send(
@@ -398,6 +407,78 @@ class LiteLLMProvider(Provider):
             )
 
         return await send_with_refresh(self.credentials, provider, key, send, model=request.model)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """``litellm.acompletion(stream=True)``, usage asked for at the end; errors translated as
+        for ``acomplete``, while opening the stream and while reading it. The embedded route does not
+        stream, nor (here) the text-completion routes, whose SDK client ``_closed_after`` closes when
+        the call returns: their answer comes whole (``Provider.astream``)."""
+        route = provider_of(request.model)
+        if route == local_models.PROVIDER or route.startswith("text-completion"):
+            async for event in super().astream(request):
+                yield event
+            return
+        litellm, provider, api_base, key = await self._prepare(request)
+        started = time.perf_counter()
+        opened: dict[str, Any] = {}
+
+        async def open_stream(key: ResolvedKey) -> Any:
+            kwargs = self._kwargs(request, key, api_base) | {"stream": True}
+            supported = supported_params(request.model)
+            if supported is None or "stream_options" in supported:
+                kwargs["stream_options"] = {"include_usage": True}
+            opened.update(kwargs=kwargs, key=key.secret)
+            return await self._call(litellm, kwargs, request, provider, key.secret)
+
+        response, sent = await open_with_refresh(
+            self.credentials, provider, key, open_stream, model=request.model
+        )
+        assembler = StreamAssembler()
+        spy = UsageSpy.install(response)
+        chunks = aiter(response)
+        while True:
+            failure: errors.PromptliftError | None = None
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except errors.PromptliftError as exc:
+                failure = exc
+            except Exception as exc:  # the one boundary where foreign errors become ours
+                failure = _ours_inside(exc) or _translate(
+                    exc, provider, request.model, opened["key"], opened["kwargs"].get("api_base")
+                )
+            if failure is not None:
+                raise failure  # outside the except block: no litellm exception in __context__
+            for event in feed(assembler, chunk, usage_of, trust_usage=spy is None or spy.seen):
+                yield event
+        completion = assembler.completion(
+            request, provider, served_by=self.name, latency=time.perf_counter() - started, prices=self.prices
+        )
+        yield completion.replace(attempts=sent)
+
+    async def _call(
+        self,
+        litellm: Any,
+        kwargs: dict[str, Any],
+        request: CompletionRequest,
+        provider: str,
+        key: Secret | None,
+    ) -> Any:
+        """``litellm.acompletion(**kwargs)``, its exceptions translated."""
+        failure: errors.PromptliftError | None = None
+        litellm_prints_off(litellm)  # the user's code may have set litellm.set_verbose since
+        try:
+            async with _closed_after(provider, kwargs):
+                return await litellm.acompletion(**kwargs)
+        except errors.PromptliftError as exc:  # raised by the embedded route: already ours
+            failure = exc
+        except Exception as exc:  # the one boundary where foreign errors become ours
+            failure = _ours_inside(exc) or _translate(
+                exc, provider, request.model, key, kwargs.get("api_base")
+            )
+        assert failure is not None  # the try block returns when nothing failed
+        raise failure  # outside the except block: no litellm exception in __context__
 
     async def _send(
         self,
@@ -408,21 +489,8 @@ class LiteLLMProvider(Provider):
         key: Secret | None,
     ) -> Completion:
         started = time.perf_counter()
-        failure: errors.PromptliftError | None = None
-        litellm_prints_off(litellm)  # the user's code may have set litellm.set_verbose since
-        try:
-            async with _closed_after(provider, kwargs):
-                response = await litellm.acompletion(**kwargs)
-        except errors.PromptliftError as exc:  # raised by the embedded route: already ours
-            failure = exc
-        except Exception as exc:  # the one boundary where foreign errors become ours
-            failure = _ours_inside(exc) or _translate(
-                exc, provider, request.model, key, kwargs.get("api_base")
-            )
-        if failure is not None:
-            raise failure  # outside the except block: no litellm exception in __context__
-        latency = time.perf_counter() - started
-        return self._to_completion(response, request, provider, latency)
+        response = await self._call(litellm, kwargs, request, provider, key)
+        return self._to_completion(response, request, provider, time.perf_counter() - started)
 
     def _to_completion(
         self, response: Any, request: CompletionRequest, provider: str, latency: float

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ from promptlift.providers.credentials import (
     Credentials,
     ResolvedKey,
     check_host,
+    open_with_refresh,
     send_with_refresh,
 )
 from promptlift.providers.endpoints import Chain, ModelSpec, split_endpoint
@@ -41,8 +42,9 @@ from promptlift.providers.failures import (
     kind_by_status,
 )
 from promptlift.providers.retry_after import retry_after_from_headers
+from promptlift.providers.streaming import StreamAssembler, cut_short
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
+from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage
 
 ROUTES = frozenset({"openai", "hosted_vllm"})
 
@@ -163,12 +165,14 @@ class NativeProvider(Provider):
             self._headers[cache_key] = headers
         return headers
 
-    def _body(self, request: CompletionRequest) -> bytes:
+    def _body(self, request: CompletionRequest, *, stream: bool = False) -> bytes:
         _, name = _route(request.model)
         params = request.generation_params()
         if request.answer_limit is not None:
             params["max_tokens"] = request.answer_limit  # the caller's, else a budget's ceiling
         body = {"model": name, "messages": [m.to_dict() for m in request.messages], **params}
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         return json.dumps(body, ensure_ascii=False).encode()
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
@@ -205,25 +209,71 @@ class NativeProvider(Provider):
             ) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
-        except TimeoutError:
-            failure = errors.Timeout(
-                f"no answer from {redact(api_base)} within {request.timeout:g} s",
-                provider=provider,
-                model=request.model,
-            )
-        except aiohttp.ClientConnectorError as exc:
-            failure = errors.ConnectionFailed(
-                connection_message(exc.os_error, api_base), provider=provider, model=request.model
-            )
-        except (aiohttp.ClientError, OSError) as exc:  # dropped mid-answer, a broken payload
-            failure = errors.ConnectionFailed(
-                connection_message(exc, api_base), provider=provider, model=request.model
-            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            failure = _transport_failure(exc, request, provider, api_base)
         if failure is not None:
             raise failure  # outside the except block: no aiohttp exception in __context__
         if not 200 <= status < 300:
             raise _status_error(status, raw, headers, provider, request.model, key)
         return self._to_completion(raw, request, provider, time.perf_counter() - started)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """The answer as server-sent events (``stream: true``, usage asked for at the end); a 401
+        refreshes the credential as ``acomplete`` does, before anything was received."""
+        provider, _ = _route(request.model)
+        api_base = self._endpoint(request)
+        own, shared = self.chain.own_key(request.model)
+        key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
+        body = self._body(request, stream=True)
+        url = api_base.rstrip("/") + "/chat/completions"
+        started = time.perf_counter()
+
+        async def open_stream(key: ResolvedKey) -> aiohttp.ClientResponse:
+            return await self._open(url, body, request, provider, key.secret, api_base)
+
+        response, sent = await open_with_refresh(
+            self.credentials, provider, key, open_stream, model=request.model
+        )
+        assembler = StreamAssembler()
+        try:
+            async for chunk in _sse_chunks(response, request, provider, api_base, assembler):
+                for event in _feed(assembler, chunk):
+                    yield event
+        finally:
+            response.release()
+        completion = assembler.completion(
+            request, provider, served_by=self.name, latency=time.perf_counter() - started, prices=self.prices
+        )
+        yield completion.replace(attempts=sent)
+
+    async def _open(
+        self,
+        url: str,
+        body: bytes,
+        request: CompletionRequest,
+        provider: str,
+        key: Secret | None,
+        api_base: str,
+    ) -> aiohttp.ClientResponse:
+        """The response to a streamed request, its body not yet read; a non-200 as its error."""
+        failure: errors.ProviderError | None = None
+        try:
+            response = await (await self._session()).post(
+                url,
+                data=body,
+                headers=self._headers_for(url, key),
+                timeout=aiohttp.ClientTimeout(total=request.timeout),
+                allow_redirects=False,  # as for acomplete: never past the host allow-list
+            )
+            if not 200 <= response.status < 300:
+                raw = await response.read()
+                response.release()
+                raise _status_error(response.status, raw, response.headers, provider, request.model, key)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            failure = _transport_failure(exc, request, provider, api_base)
+        if failure is not None:
+            raise failure
+        return response
 
     def _to_completion(
         self, raw: bytes, request: CompletionRequest, provider: str, latency: float
@@ -291,6 +341,89 @@ class NativeProvider(Provider):
             tool_calls=tool_calls,
             served_by=self.name,
         )
+
+
+def _transport_failure(
+    exc: BaseException, request: CompletionRequest, provider: str, api_base: str
+) -> errors.ProviderError:
+    """An aiohttp or socket failure as our error: no answer in time, or a connection that failed
+    (refused, or dropped mid-answer)."""
+    if isinstance(exc, TimeoutError):
+        return errors.Timeout(
+            f"no answer from {redact(api_base)} within {request.timeout:g} s",
+            provider=provider,
+            model=request.model,
+        )
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return errors.ConnectionFailed(
+        connection_message(cause, api_base), provider=provider, model=request.model
+    )
+
+
+async def _sse_chunks(
+    response: aiohttp.ClientResponse,
+    request: CompletionRequest,
+    provider: str,
+    api_base: str,
+    assembler: StreamAssembler,
+) -> AsyncIterator[dict[str, Any]]:
+    """Each ``data:`` event's JSON, until ``data: [DONE]``; a stream cut before it is an error."""
+    while True:
+        failure: errors.ProviderError | None = None
+        try:
+            line = await response.content.readline()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            failure = _transport_failure(exc, request, provider, api_base)
+        if failure is not None:
+            raise failure
+        if not line:
+            raise cut_short(request, provider, assembler.events)
+        text = line.decode("utf-8", "replace").strip()
+        if not text.startswith("data:"):
+            continue  # blank lines between events, comments, event names
+        data = text[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict) or "error" in chunk:
+            raise errors.ProviderUnavailable(
+                f"malformed stream from the provider: {data[:200]}",
+                provider=provider,
+                model=request.model,
+                status=200,
+            )
+        yield chunk
+
+
+def _feed(assembler: StreamAssembler, chunk: dict[str, Any]) -> list[StreamEvent]:
+    """One OpenAI chunk into the assembler: its delta's text and tool-call pieces, its finish
+    reason, its usage (the last chunk's)."""
+    choices = chunk.get("choices")
+    choice: Any = choices[0] if isinstance(choices, list) and choices else {}
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    delta = delta if isinstance(delta, dict) else {}
+    calls = []
+    for piece in delta.get("tool_calls") or ():
+        function = piece.get("function") or {}
+        calls.append(
+            (
+                int(piece.get("index") or 0),
+                str(piece.get("id") or ""),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        )
+    content = delta.get("content")
+    usage = _usage(chunk["usage"]) if isinstance(chunk.get("usage"), dict) else None
+    return assembler.feed(
+        content if isinstance(content, str) else None,
+        calls,
+        str(choice.get("finish_reason") or "") if isinstance(choice, dict) else None,
+        usage,
+    )
 
 
 def _usage(raw: Any) -> Usage:
@@ -382,6 +515,11 @@ class Transports(Provider):
         if self.native.covers(request):
             return await self.native.acomplete(request)
         return await self.fallback.acomplete(request)
+
+    async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        path = self.native if self.native.covers(request) else self.fallback
+        async for event in path.astream(request):
+            yield event
 
     async def aclose(self) -> None:
         await self.native.aclose()

@@ -9,7 +9,10 @@ put another provider under test. The promises are the provider contract (``provi
 the request reaches the server as the caller wrote it, the answer comes back as the same
 ``Completion`` (content, usage, cost, finish reason, tool calls), each failure is the same typed
 error with one request sent, Retry-After reaches the error, and the key goes nowhere but the
-``Authorization`` header. Plain ``assert``s, so any runner that collects ``Test*`` classes runs it.
+``Authorization`` header. Streamed (``Client.stream``): the text and each tool call arrive in
+pieces, then the same ``Completion`` a whole answer gives; failures before the first piece are the
+same typed errors, and a stream cut mid-answer is ``ConnectionFailed`` after the pieces received.
+Plain ``assert``s, so any runner that collects ``Test*`` classes runs it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from promptlift.testing.server import (
     bad_request,
     content_filtered,
     context_length_exceeded,
+    cut_stream,
     drop_connection,
     forbidden,
     malformed_json,
@@ -40,6 +44,7 @@ from promptlift.testing.server import (
     tool_call,
     unauthorized,
 )
+from promptlift.types import Completion, StreamEvent, TextDelta, ToolCallDelta
 
 MODEL = "openai/conformance-model"
 KEY = "sk-conformance-0123456789abcdef"
@@ -103,6 +108,29 @@ FAILURES: list[tuple[str, Reply, type[errors.ProviderError], int | None]] = [
         None,
     ),
 ]
+
+
+# The failures a stream meets before its first piece: every answer that is not a 200.
+STREAM_FAILURES = [f for f in FAILURES if f[3] is not None or f[0] == "dropped connection"]
+
+
+def streamed(client: Client, prompt: str = "Say hello.", **call: Any) -> list[StreamEvent]:
+    """Every event of one streamed call, checked to end with exactly one Completion."""
+    events = list(client.stream(prompt, **call))
+    assert events and isinstance(events[-1], Completion), events
+    assert not any(isinstance(e, Completion) for e in events[:-1]), events
+    return events
+
+
+def stream_raised(client: Client, **call: Any) -> tuple[list[StreamEvent], errors.ProviderError]:
+    """The events a streamed call yielded before the provider error that ended it."""
+    events: list[StreamEvent] = []
+    try:
+        for event in client.stream("Say hello.", **call):
+            events.append(event)
+    except errors.ProviderError as exc:
+        return events, exc
+    raise AssertionError(f"the stream ended without a failure: {events}")
 
 
 def raised(client: Client, **call: Any) -> errors.ProviderError:
@@ -286,3 +314,96 @@ class ProviderConformance:
             else:
                 raise AssertionError("a host outside allowed_hosts was called")
             assert server.requests == []
+
+    # -- streaming ---------------------------------------------------------------------------
+    def test_a_stream_brings_the_text_in_pieces_then_the_same_completion(self) -> None:
+        reply = metered(ok("Hi there, my friend.", input_tokens=120, output_tokens=30), cached_tokens=100)
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(reply, reply)
+            events = streamed(client, max_tokens=64)
+            whole = client.complete("Say hello.", max_tokens=64)
+            body = server.requests[0].json
+        assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+        assert "stream" not in (server.requests[1].json or {})
+        texts = [e.text for e in events if isinstance(e, TextDelta)]
+        assert texts == ["Hi ", "there, ", "my ", "friend."]
+        final = events[-1]
+        assert isinstance(final, Completion) and final.served_by == self.transport
+        assert (final.usage.input_tokens, final.usage.cached_tokens, final.usage.output_tokens) == (
+            120,
+            100,
+            30,
+        )
+        assert final.cost_usd > 0 and final.latency_s > 0 and final.attempts == 1
+        got, expected = final.to_dict(), whole.to_dict()
+        got.pop("latency_s"), expected.pop("latency_s")
+        assert got == expected
+
+    def test_a_streamed_tool_call_comes_as_deltas_named_by_index(self) -> None:
+        calls = (
+            tool_call("lookup", {"word": "tarn"}, id="a1"),
+            tool_call("lookup", {"word": "fell"}, id="a2"),
+        )
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(ok("", tool_calls=calls))
+            events = streamed(client, tools=[TOOL])
+        deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+        assert [(d.index, d.id, d.name) for d in deltas if d.id] == [(0, "a1", "lookup"), (1, "a2", "lookup")]
+        assert len(deltas) > 2  # the arguments come in fragments
+        for index, word in ((0, "tarn"), (1, "fell")):
+            text = "".join(d.arguments for d in deltas if d.index == index)
+            assert json.loads(text) == {"word": word}
+        final = events[-1]
+        assert isinstance(final, Completion) and final.finish_reason == "tool_calls"
+        assert [(c.id, c.name, json.loads(c.arguments)) for c in final.tool_calls] == [
+            ("a1", "lookup", {"word": "tarn"}),
+            ("a2", "lookup", {"word": "fell"}),
+        ]
+
+    def test_a_stream_without_usage_is_marked_unreported(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(metered(ok("Hi."), report_usage=False))
+            final = streamed(client, max_tokens=16)[-1]
+        assert isinstance(final, Completion) and not final.usage.reported and final.content == "Hi."
+
+    def test_each_failure_before_a_stream_is_its_typed_error(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            for name, reply, kind, status in STREAM_FAILURES:
+                server.reset()
+                server.script(reply)
+                events, exc = stream_raised(client)
+                assert events == [], f"{name}: {events}"
+                assert type(exc) is kind, f"{name}: {type(exc).__name__}, expected {kind.__name__}"
+                assert exc.status == status, f"{name}: status {exc.status}"
+                assert len(server.requests) == 1, f"{name}: {len(server.requests)} requests"
+
+    def test_a_stream_cut_mid_answer_is_a_connection_failure_after_its_pieces(self) -> None:
+        with LoopbackServer() as server, self.make_client(server) as client:
+            server.script(cut_stream(4, ok("one two three four five six")))
+            events, exc = stream_raised(client)
+            assert len(server.requests) == 1
+        assert isinstance(exc, errors.ConnectionFailed) and exc.retryable
+        texts = [e.text for e in events if isinstance(e, TextDelta)]
+        assert 1 <= len(texts) <= 3 and "".join(texts) == "one two three "[: len("".join(texts))]
+
+    def test_a_slow_stream_is_a_timeout(self) -> None:
+        with LoopbackServer() as server, self.make_client(server, timeout=0.3) as client:
+            server.script(slow(3.0))
+            events, exc = stream_raised(client)
+        assert isinstance(exc, errors.Timeout) and events == []
+
+    def test_a_401_before_a_stream_refreshes_the_credential_once(self) -> None:
+        fresh = iter(["sk-conformance-first-0000", "sk-conformance-second-1111"])
+
+        def source(provider: str) -> str:
+            return next(fresh)
+
+        with (
+            LoopbackServer() as server,
+            self.make_client(server, api_key=None, credential_provider=source) as client,
+        ):
+            server.script(unauthorized(), ok("Welcome back."))
+            final = streamed(client)[-1]
+            keys = [r.key for r in server.requests]
+        assert isinstance(final, Completion) and final.content == "Welcome back." and final.attempts == 2
+        assert keys == ["sk-conformance-first-0000", "sk-conformance-second-1111"]

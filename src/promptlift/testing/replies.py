@@ -11,6 +11,7 @@ import dataclasses
 import email.utils
 import itertools
 import json
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ __all__ = [
     "bad_request",
     "content_filtered",
     "context_length_exceeded",
+    "cut_stream",
     "drop_connection",
     "empty_choices",
     "forbidden",
+    "held_stream",
     "http_date",
     "malformed_json",
     "metered",
@@ -59,6 +62,10 @@ class Reply:
     ``delay`` is seconds to wait before answering (a slow server). ``error`` names an error kind
     that each protocol renders in its own body shape; ``action`` "drop" closes the connection
     without an answer, "malformed" answers 200 with a body that is not JSON.
+
+    Streamed (a request with ``"stream": true``, ``testing.sse``): ``cut_after`` N closes the
+    connection after N chunks, mid-answer; ``hold`` (N, event) waits after N chunks until the
+    event is set (or the server closes), so a test can see what arrived before the rest is sent.
     """
 
     status: int = 200
@@ -81,6 +88,8 @@ class Reply:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     report_usage: bool = True
+    cut_after: int | None = None
+    hold: tuple[int, threading.Event] | None = None
 
 
 def ok(
@@ -188,6 +197,18 @@ def slow(seconds: float, then: Reply | None = None) -> Reply:
 def drop_connection() -> Reply:
     """Read the request, then close the connection without sending a response."""
     return Reply(action="drop")
+
+
+def cut_stream(after: int, then: Reply | None = None) -> Reply:
+    """A streamed answer (``then``, default ``ok()``) whose connection drops after ``after`` chunks;
+    asked without ``"stream": true``, it is answered whole."""
+    return dataclasses.replace(then or ok(), cut_after=after)
+
+
+def held_stream(after: int, until: threading.Event, then: Reply | None = None) -> Reply:
+    """A streamed answer (``then``, default ``ok()``) that stops after ``after`` chunks until
+    ``until`` is set, then sends the rest."""
+    return dataclasses.replace(then or ok(), hold=(after, until))
 
 
 def malformed_json() -> Reply:

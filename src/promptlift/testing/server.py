@@ -33,6 +33,9 @@ meant for the model is not used up by the exchange before it. ``handler`` may st
 an error reply, rendered as an OAuth error: a 429 or a 5xx as ``temporarily_unavailable`` (which
 google-auth retries), any other as ``invalid_grant`` (see ``testing.google.token_error``).
 
+A chat request with ``"stream": true`` (OpenAI's protocol, Azure's) is answered as server-sent
+events (``testing.sse``); ``cut_stream`` drops such an answer mid-stream, ``held_stream`` pauses it.
+
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
 ``conversation`` reads its messages the same way for every protocol (system, user, assistant turns
@@ -72,8 +75,10 @@ from promptlift.testing.replies import (
     bad_request,
     content_filtered,
     context_length_exceeded,
+    cut_stream,
     drop_connection,
     forbidden,
+    held_stream,
     http_date,
     malformed_json,
     metered,
@@ -86,6 +91,7 @@ from promptlift.testing.replies import (
     tool_call,
     unauthorized,
 )
+from promptlift.testing.sse import SSE_HEADERS, stream_chunks, wants_stream, write_events
 
 __all__ = [
     "LoopbackServer",
@@ -97,8 +103,10 @@ __all__ = [
     "bad_request",
     "content_filtered",
     "context_length_exceeded",
+    "cut_stream",
     "drop_connection",
     "forbidden",
+    "held_stream",
     "http_date",
     "malformed_json",
     "metered",
@@ -420,8 +428,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply.status, _error_body(reply, request), reply.headers)
         elif request.protocol == "oauth":
             self._send(*self.server.owner._grant(request))
+        elif request.protocol in ("openai", "azure") and wants_stream(request.json)[0]:
+            self._stream(reply, request)
         else:
             self._send(reply.status, _success_body(reply, request), reply.headers)
+
+    def _stream(self, reply: Reply, request: RecordedRequest) -> None:
+        n_in = _words(request) if reply.input_tokens is None else reply.input_tokens
+        n_out = len(reply.content.split()) if reply.output_tokens is None else reply.output_tokens
+        chunks = stream_chunks(
+            reply,
+            model=request.model or "loopback-model",
+            response_id=f"chatcmpl-{next(_ids)}",
+            include_usage=wants_stream(request.json)[1],
+            usage=lambda: _openai_usage(reply, n_in, n_out),
+        )
+        try:
+            self.send_response(200)
+            for name, value in {**SSE_HEADERS, **reply.headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            finished = write_events(self.wfile.write, chunks, reply, self.server.owner._closing)
+        except OSError:  # the client gave up mid-stream
+            finished = False
+        self.close_connection = self.close_connection or not finished
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send_raw(status, json.dumps(payload).encode(), headers or {})
