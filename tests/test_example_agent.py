@@ -140,3 +140,50 @@ def test_a_tool_called_argument_slot_the_dataset_lacks_is_one_line_exit_2(tmp_pa
     assert proc.returncode == 2
     assert "`metric.arguments.team` is 'teem'" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (
+            {"metric": {"type": "tool_called", "tool": "team_offic"}},
+            "`metric.tool` names the tool 'team_offic'",
+        ),
+        (
+            {
+                "metric": {
+                    "type": "weighted",
+                    "parts": [
+                        {"type": "contains", "field": "city"},
+                        {"type": "tool_called", "tool": "lookup"},
+                    ],
+                }
+            },
+            "`metric.parts.1.tool`",
+        ),
+        (
+            {"prompt.params.tool_choice": {"type": "function", "function": {"name": "find_employe"}}},
+            "did you mean `find_employee`",
+        ),
+    ],
+)
+def test_a_tool_the_prompt_lacks_is_one_line_exit_2(
+    tmp_path: Path, change: dict[str, Any], says: str
+) -> None:
+    config = copy_example(tmp_path, "http://127.0.0.1:9")
+    data = yaml.safe_load(config.read_text())
+    for key, value in change.items():
+        if key == "prompt.params.tool_choice":
+            data["prompt"]["params"]["tool_choice"] = value
+        else:
+            data[key] = value
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptlift", "eval", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"},
+        timeout=120,
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -29,6 +29,7 @@ from promptlift.optimize.schema import (
     number,
     optional,
     refuse_unknown,
+    suggest,
     text,
     whole,
 )
@@ -233,6 +234,31 @@ SCALARS: dict[str, tuple[Check, Any]] = {
     "api_base": (optional(text), None),
     "transport": (choice("litellm", "native"), "litellm"),
 }
+
+
+def _check_tool_names(prompt: Prompt, metric: Mapping[str, Any], top: At) -> None:
+    """A tool the metric or ``tool_choice`` names must be one of the prompt's: a misspelt one would
+    score 0 on every row, or be refused by the provider on every call."""
+    names = [tool.name for tool in prompt.tools]
+
+    def check(name: Any, at: At) -> None:
+        if name not in names:
+            offered = f"the prompt's tools are {', '.join(names)}" if names else "the prompt has no tools"
+            raise at.error(f"`{at.path}` names the tool {name!r}, which {offered}{suggest(str(name), names)}")
+
+    def walk(spec: Mapping[str, Any], at: At) -> None:
+        if spec.get("type") == "tool_called":
+            check(spec.get("tool"), at / "tool")
+        for i, part in enumerate(spec.get("parts") or ()):
+            walk(part, at / "parts" / i)
+
+    walk(metric, top / "metric")
+    choice = prompt.params.get("tool_choice")
+    if isinstance(choice, Mapping):
+        check(
+            (choice.get("function") or {}).get("name"),
+            top / "prompt" / "params" / "tool_choice" / "function" / "name",
+        )
 
 
 def _optimizers(
@@ -569,12 +595,14 @@ def load_config(path: str | Path) -> RunConfig:
     chain = _model_chain(raw.get("model"), where)
     models = tuple(m.model if isinstance(m, ModelSpec) else m for m in chain)
     store = scalars["store"]
+    prompt = _prompt(raw.get("prompt"), where, path.parent)
+    _check_tool_names(prompt, metric, top)
     return RunConfig(
         path=path,
         models=models,
         reasoning_model=scalars["reasoning_model"] or models[0],
         api_base=scalars["api_base"],
-        prompt=_prompt(raw.get("prompt"), where, path.parent),
+        prompt=prompt,
         dataset_path=_relative(path, dataset["path"]),
         split=dataset["split"],
         metric=metric,
