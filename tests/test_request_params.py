@@ -88,3 +88,63 @@ def test_a_prompts_bad_params_are_one_line_naming_the_key(params: dict[str, Any]
         "reasoning_effort": "minimal",
         "frequency_penalty": -2.0,
     }
+
+
+def _with_logprobs() -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-lp",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Yes"},
+                "finish_reason": "stop",
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.01,
+                            "bytes": [89, 101, 115],
+                            "top_logprobs": [
+                                {"token": "Yes", "logprob": -0.01, "bytes": None},
+                                {"token": "No", "logprob": -4.6, "bytes": None},
+                            ],
+                        }
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+
+
+@pytest.mark.parametrize("transport", ["litellm", "native"])
+def test_logprobs_are_asked_for_and_come_back_as_tokens(
+    loopback: LoopbackServer, transport: str, tmp_path: Any
+) -> None:
+    from promptlift.client.config import CacheConfig
+    from promptlift.testing.server import Reply
+    from promptlift.types import TokenLogprob
+
+    config = ClientConfig(
+        models=("openai/gpt-4o-mini",),
+        api_base=loopback.url + "/v1",
+        api_key=Secret("sk-params-0123456789"),
+        transport=transport,
+        strict_params=True,
+        cache=CacheConfig(path=str(tmp_path / "cache.sqlite")),
+    )
+    loopback.script(Reply(body=_with_logprobs()))
+    with Client(config) as client:
+        out = client.complete("Yes or no?", temperature=0, logprobs=True, top_logprobs=2)
+        again = client.complete("Yes or no?", temperature=0, logprobs=True, top_logprobs=2)
+    (request,) = loopback.requests  # the second answer came from the cache
+    assert (request.json["logprobs"], request.json["top_logprobs"]) == (True, 2)
+    expected = (TokenLogprob("Yes", -0.01, (("Yes", -0.01), ("No", -4.6))),)
+    assert out.logprobs == expected and again.logprobs == expected and again.cached
+
+
+def test_top_logprobs_without_logprobs_is_not_sent(loopback: LoopbackServer) -> None:
+    body = sent(loopback, "openai/gpt-4o-mini", top_logprobs=3)
+    assert "top_logprobs" not in body and "logprobs" not in body

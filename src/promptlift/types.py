@@ -196,6 +196,8 @@ class CompletionRequest:
     # "minimal" | "low" | "medium" | "high": an o-series/GPT-5 model's reasoning, an Anthropic
     # model's thinking budget, a Gemini 2.5 model's (LiteLLM maps it per provider)
     reasoning_effort: str | None = None
+    logprobs: bool | None = None  # the answer's tokens with their log-probabilities (Completion.logprobs)
+    top_logprobs: int | None = None  # and that many likeliest alternatives per token (0-20; needs logprobs)
     timeout: float = 120.0  # seconds; LiteLLM's own default is 6000 s
     api_base: str | None = None
     # Which sample this is when the same sampled request is asked for n times (cache key only).
@@ -215,6 +217,8 @@ class CompletionRequest:
             "frequency_penalty": self.frequency_penalty,
             "presence_penalty": self.presence_penalty,
             "reasoning_effort": self.reasoning_effort,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs if self.logprobs else None,
         }
         if self.stop:
             params["stop"] = list(self.stop)
@@ -289,6 +293,46 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token of an answer, its natural-log probability, and the likeliest alternatives there
+    (``top``: token and log-probability pairs, likeliest first) when ``top_logprobs`` asked."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "top": [list(t) for t in self.top]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenLogprob:
+        """Ours, or OpenAI's shape (``top_logprobs: [{token, logprob}, ...]``)."""
+        top = data.get("top")
+        if top is None:
+            top = [(t["token"], t["logprob"]) for t in data.get("top_logprobs") or ()]
+        return cls(str(data["token"]), float(data["logprob"]), tuple((str(t), float(lp)) for t, lp in top))
+
+
+def logprobs_from(raw: Any) -> tuple[TokenLogprob, ...]:
+    """A choice's ``logprobs`` in OpenAI's shape (``{"content": [{token, logprob, top_logprobs}]}``),
+    as a dict or an SDK object, as our tokens; () when there are none."""
+    if raw is None:
+        return ()
+    content = raw.get("content") if isinstance(raw, Mapping) else getattr(raw, "content", None)
+    out = []
+    for item in content or ():
+        entry = (
+            item
+            if isinstance(item, Mapping)
+            else item.model_dump()
+            if hasattr(item, "model_dump")
+            else vars(item)
+        )
+        out.append(TokenLogprob.from_dict(entry))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A normalized answer, whatever served it.
 
@@ -310,6 +354,7 @@ class Completion:
     cached: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
     served_by: str = ""  # which path sent it: "litellm", "native" ("" for a provider of your own)
+    logprobs: tuple[TokenLogprob, ...] = ()  # with request ``logprobs``, where the provider gives them
 
     def __post_init__(self) -> None:
         # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
@@ -335,6 +380,7 @@ class Completion:
             "cached": self.cached,
             "tool_calls": [t.to_dict() for t in self.tool_calls],
             **({"served_by": self.served_by} if self.served_by else {}),
+            **({"logprobs": [t.to_dict() for t in self.logprobs]} if self.logprobs else {}),
         }
 
     @classmethod
@@ -353,6 +399,7 @@ class Completion:
             cached=bool(data.get("cached", False)),
             tool_calls=tuple(ToolCall.from_dict(t) for t in data.get("tool_calls") or ()),
             served_by=str(data.get("served_by") or ""),
+            logprobs=tuple(TokenLogprob.from_dict(t) for t in data.get("logprobs") or ()),
         )
 
 

@@ -43,6 +43,8 @@ PARAMS = Schema(
         "frequency_penalty": number(-2.0, 2.0),
         "presence_penalty": number(-2.0, 2.0),
         "reasoning_effort": choice("minimal", "low", "medium", "high"),
+        "logprobs": flag,
+        "top_logprobs": whole(0),
     },
     example="{temperature: 0, max_tokens: 16}",
 )

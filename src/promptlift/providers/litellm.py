@@ -53,7 +53,7 @@ from promptlift.providers.retry_after import parse_retry_after as parse_retry_af
 from promptlift.providers.retry_after import retry_after_from_headers
 from promptlift.providers.streaming import StreamAssembler
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage
+from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage, logprobs_from
 
 log = get_logger("providers")
 
@@ -530,6 +530,7 @@ class LiteLLMProvider(Provider):
             finish_reason=finish,
             tool_calls=tool_calls,
             served_by=self.name,
+            logprobs=logprobs_from(getattr(choice, "logprobs", None)),
         )
 
 

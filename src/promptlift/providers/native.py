@@ -44,7 +44,7 @@ from promptlift.providers.failures import (
 from promptlift.providers.retry_after import retry_after_from_headers
 from promptlift.providers.streaming import StreamAssembler, cut_short
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage
+from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage, logprobs_from
 
 ROUTES = frozenset({"openai", "hosted_vllm"})
 
@@ -340,6 +340,7 @@ class NativeProvider(Provider):
             finish_reason=finish,
             tool_calls=tool_calls,
             served_by=self.name,
+            logprobs=logprobs_from(choice.get("logprobs")),
         )
 
 
