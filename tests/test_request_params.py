@@ -148,3 +148,90 @@ def test_logprobs_are_asked_for_and_come_back_as_tokens(
 def test_top_logprobs_without_logprobs_is_not_sent(loopback: LoopbackServer) -> None:
     body = sent(loopback, "openai/gpt-4o-mini", top_logprobs=3)
     assert "top_logprobs" not in body and "logprobs" not in body
+
+
+def _answers(*texts: str) -> dict[str, Any]:
+    body = _with_logprobs()
+    body["choices"] = [
+        {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+        for i, t in enumerate(texts)
+    ]
+    body["usage"] = {
+        "prompt_tokens": 5,
+        "completion_tokens": 3 * len(texts),
+        "total_tokens": 5 + 3 * len(texts),
+    }
+    return body
+
+
+@pytest.mark.parametrize("transport", ["litellm", "native"])
+def test_n_samples_in_one_call_come_back_together(loopback: LoopbackServer, transport: str) -> None:
+    from promptlift.testing.server import Reply
+
+    config = ClientConfig(
+        models=("openai/gpt-4o-mini",),
+        api_base=loopback.url + "/v1",
+        api_key=Secret("sk-params-0123456789"),
+        transport=transport,
+        strict_params=True,
+    )
+    loopback.script(Reply(body=_answers("red", "blue", "red")))
+    with Client(config) as client:
+        out = client.complete("A colour?", temperature=1.0, n=3, max_tokens=5)
+    assert loopback.requests[0].json["n"] == 3
+    assert out.content == "red" and out.samples == ("red", "blue", "red")
+    assert out.usage.output_tokens == 9  # the provider's count covers every sample
+
+
+def test_a_budget_reserves_every_samples_worst_case(loopback: LoopbackServer) -> None:
+    from promptlift.client.config import Budget
+    from promptlift.testing.server import Reply
+
+    config = ClientConfig(
+        models=("openai/gpt-4o-mini",),
+        api_base=loopback.url + "/v1",
+        api_key=Secret("sk-params-0123456789"),
+        budget=Budget(max_tokens=120),
+    )
+    loopback.set_default(Reply(body=_answers("a", "b")))
+    with Client(config) as client:
+        client.complete("Hi", n=2, max_tokens=40)  # 2 x 40 and the input: under 120
+        with pytest.raises(errors.BudgetExceeded):
+            client.complete("Hi", n=3, max_tokens=40)  # 3 x 40 alone is the cap: refused unsent
+    assert len(loopback.requests) == 1
+
+
+def test_each_sample_is_scored_and_the_row_gets_their_mean() -> None:
+    import asyncio
+
+    from promptlift import Completion
+    from promptlift.optimize.dataset import Row
+    from promptlift.optimize.evaluation import Evaluator
+    from promptlift.optimize.metrics import ExactMatch
+    from promptlift.optimize.prompt import Prompt
+    from promptlift.testing import FunctionProvider
+
+    def model(request):  # type: ignore[no-untyped-def]
+        assert request.n == 3
+        return Completion("a", request.model, "function", samples=("a", "b", "a"))
+
+    prompt = Prompt(user="{q}", params={"n": 3, "temperature": 1.0})
+    with Client(ClientConfig(models=("scripted/n",)), provider=FunctionProvider(model)) as client:
+        evaluation = asyncio.run(
+            Evaluator(client, ExactMatch("label")).evaluate(prompt, [Row(0, {"q": "x", "label": "a"})])
+        )
+    (row,) = evaluation.rows
+    assert row.score == pytest.approx(2 / 3) and row.output == "a"
+    assert row.reason.startswith("1 of 3 samples fell short")
+
+
+def test_an_agent_with_n_samples_is_refused() -> None:
+    from promptlift.optimize.prompt import Prompt
+    from promptlift.optimize.tools import Tool
+
+    def lookup(word: str) -> str:
+        """Look a word up."""
+        return word
+
+    with pytest.raises(errors.ConfigError, match="drop the `n` param"):
+        Prompt(user="{q}", tools=(Tool.from_function(lookup),), params={"n": 2})

@@ -246,7 +246,10 @@ def estimate_input_tokens(request: CompletionRequest) -> int:
 def worst_case_usage(request: CompletionRequest, default_max_tokens: int = 4096) -> Usage:
     """The most a request may use: its input estimate plus ``max_tokens`` (or the default) of output."""
     limit = request.answer_limit
-    return Usage(estimate_input_tokens(request), limit if limit is not None else default_max_tokens)
+    answers = max(1, request.n or 1)  # each of n samples may run to the limit
+    return Usage(
+        estimate_input_tokens(request), (limit if limit is not None else default_max_tokens) * answers
+    )
 
 
 def estimate_cost_usd(

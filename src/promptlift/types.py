@@ -198,6 +198,7 @@ class CompletionRequest:
     reasoning_effort: str | None = None
     logprobs: bool | None = None  # the answer's tokens with their log-probabilities (Completion.logprobs)
     top_logprobs: int | None = None  # and that many likeliest alternatives per token (0-20; needs logprobs)
+    n: int | None = None  # answers sampled in one call (Completion.samples); budgets count each one
     timeout: float = 120.0  # seconds; LiteLLM's own default is 6000 s
     api_base: str | None = None
     # Which sample this is when the same sampled request is asked for n times (cache key only).
@@ -219,6 +220,7 @@ class CompletionRequest:
             "reasoning_effort": self.reasoning_effort,
             "logprobs": self.logprobs,
             "top_logprobs": self.top_logprobs if self.logprobs else None,
+            "n": self.n if self.n is not None and self.n > 1 else None,
         }
         if self.stop:
             params["stop"] = list(self.stop)
@@ -355,6 +357,7 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     served_by: str = ""  # which path sent it: "litellm", "native" ("" for a provider of your own)
     logprobs: tuple[TokenLogprob, ...] = ()  # with request ``logprobs``, where the provider gives them
+    samples: tuple[str, ...] = ()  # with request ``n`` > 1: every answer's text, ``content`` first
 
     def __post_init__(self) -> None:
         # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
@@ -381,6 +384,7 @@ class Completion:
             "tool_calls": [t.to_dict() for t in self.tool_calls],
             **({"served_by": self.served_by} if self.served_by else {}),
             **({"logprobs": [t.to_dict() for t in self.logprobs]} if self.logprobs else {}),
+            **({"samples": list(self.samples)} if self.samples else {}),
         }
 
     @classmethod
@@ -400,6 +404,7 @@ class Completion:
             tool_calls=tuple(ToolCall.from_dict(t) for t in data.get("tool_calls") or ()),
             served_by=str(data.get("served_by") or ""),
             logprobs=tuple(TokenLogprob.from_dict(t) for t in data.get("logprobs") or ()),
+            samples=tuple(str(t) for t in data.get("samples") or ()),
         )
 
 

@@ -290,7 +290,10 @@ class BudgetedProvider(Provider):
         the model it names."""
         if request.answer_limit is None:  # not yet capped (acomplete caps before it estimates)
             request = self.capped(request)
-        usage = Usage(self.pricing.input_tokens(request), request.answer_limit or 0, reported=False)
+        answers = max(1, request.n or 1)  # each of n samples may run to max_tokens
+        usage = Usage(
+            self.pricing.input_tokens(request), (request.answer_limit or 0) * answers, reported=False
+        )
         price = self.pricing.price(request.model)
         if price is None:
             self._warn_once(

@@ -214,6 +214,28 @@ async def _score_answer(
     return await _score(metric, row, trajectory.output, trajectory)
 
 
+async def _score_samples(
+    metric: Metric, prompt: Prompt, row: Row, trajectory: Trajectory
+) -> tuple[Score, str]:
+    """``_score_answer``, or with ``n`` samples in one call, each sample scored and the row's score
+    their mean (the reason says how many fell short); the row's output stays the first sample."""
+    samples = trajectory.completions[-1].samples if trajectory.completions and not prompt.tools else ()
+    if len(samples) < 2:
+        return await _score_answer(metric, prompt, row, trajectory)
+    scored = []
+    for text in samples:
+        alone = Trajectory(
+            text, trajectory.steps, trajectory.messages, trajectory.stopped, trajectory.completions
+        )
+        scored.append(await _score_answer(metric, prompt, row, alone))
+    values = [s.value for s, _ in scored]
+    short = [s.reason or e for s, e in scored if s.value < 1.0]
+    reason = f"{len(short)} of {len(samples)} samples fell short: {short[0]}" if short else ""
+    calls = tuple(c for s, _ in scored for c in s.calls)
+    errors = next((e for _, e in scored if e), "")
+    return Score(sum(values) / len(values), reason, calls), errors
+
+
 RowDone = Callable[[int, RowResult, Spend], None]
 
 
@@ -341,7 +363,7 @@ class Evaluator:
                 finished[pos] = result, Spend.of(calls)
             else:
                 try:
-                    score, error = await _score_answer(self.metric, prompt, row, trajectory)
+                    score, error = await _score_samples(self.metric, prompt, row, trajectory)
                 except Exception as exc:  # a judge's call failed outside this row, or the metric refused
                     fatal.append(exc)
                     return

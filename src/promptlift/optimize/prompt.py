@@ -45,6 +45,7 @@ PARAMS = Schema(
         "reasoning_effort": choice("minimal", "low", "medium", "high"),
         "logprobs": flag,
         "top_logprobs": whole(0),
+        "n": whole(1),  # samples per call, each scored (the row's score is their mean)
     },
     example="{temperature: 0, max_tokens: 16}",
 )
@@ -175,6 +176,11 @@ class Prompt:
             self, "turns", tuple(t if isinstance(t, Turn) else Turn.from_dict(t) for t in self.turns)
         )
         object.__setattr__(self, "tools", tuple(self.tools))
+        if self.tools and int(self.params.get("n") or 1) > 1:
+            raise ConfigError(
+                "an agent (a prompt with tools) samples one answer per call: drop the `n` param, "
+                "or score a prompt without tools"
+            )
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise TemplateError(f"two tools share a name: {', '.join(sorted(names))}; give each its own")

@@ -531,6 +531,9 @@ class LiteLLMProvider(Provider):
             tool_calls=tool_calls,
             served_by=self.name,
             logprobs=logprobs_from(getattr(choice, "logprobs", None)),
+            samples=tuple(str(getattr(c.message, "content", "") or "") for c in choices)
+            if len(choices) > 1
+            else (),
         )
 
 

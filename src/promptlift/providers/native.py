@@ -341,6 +341,7 @@ class NativeProvider(Provider):
             tool_calls=tool_calls,
             served_by=self.name,
             logprobs=logprobs_from(choice.get("logprobs")),
+            samples=_samples(choices) if isinstance(choices, list) and len(choices) > 1 else (),
         )
 
 
@@ -425,6 +426,12 @@ def _feed(assembler: StreamAssembler, chunk: dict[str, Any]) -> list[StreamEvent
         str(choice.get("finish_reason") or "") if isinstance(choice, dict) else None,
         usage,
     )
+
+
+def _samples(choices: list[Any]) -> tuple[str, ...]:
+    """Every choice's text, in index order (the first is the completion's content)."""
+    ordered = sorted(choices, key=lambda c: int(c.get("index") or 0))
+    return tuple(str((c.get("message") or {}).get("content") or "") for c in ordered)
 
 
 def _usage(raw: Any) -> Usage:
