@@ -102,3 +102,34 @@ def test_the_runs_own_timeout_error_is_raised_not_mistaken_for_the_wait() -> Non
 
     with pytest.raises(TimeoutError, match="the run's own"):
         asyncio.run(cell())
+
+
+def test_one_budget_class_keyword_only_for_clients_scopes_and_runs() -> None:
+    import dataclasses
+
+    import promptlift
+    from promptlift.client.budget import BudgetLedger
+    from promptlift.optimize import Budget as RunBudget
+
+    assert promptlift.Budget is Budget is RunBudget
+    with pytest.raises(TypeError):
+        Budget(10)  # type: ignore[misc]  # positions would mean different caps in different places
+    with pytest.raises(errors.ConfigError, match="max_minutes.*wall clock"):
+        BudgetLedger(Budget(max_minutes=5))
+    assert {f.name for f in dataclasses.fields(Budget)} >= {"max_calls", "max_cost_usd", "max_tokens", "max_minutes"}
+
+
+def test_a_runs_token_cap_holds_over_every_call_it_sends() -> None:
+    from promptlift import Completion, Usage
+    from promptlift.testing.conformance import synthetic_model
+
+    class Counted(_FewShot):
+        def model(self, request):  # type: ignore[no-untyped-def]
+            answer = synthetic_model(request)
+            return Completion(str(answer), request.model, "function", usage=Usage(40, 10))
+
+    result, provider = Counted().run(budget=Budget(max_calls=400, max_tokens=1500))
+    assert len(provider.requests) * 50 <= 1500  # every call sent fit under the cap
+    assert result.stop_reason != "completed", result.stop_reason
+    unlimited, more = Counted().run(budget=Budget(max_calls=400))
+    assert len(more.requests) > len(provider.requests)  # the cap, not the search, stopped it

@@ -5,6 +5,7 @@ call is made.
 """
 
 from promptlift.client import Client, ClientConfig
+from promptlift.client.config import Budget
 from promptlift.errors import (
     BudgetExceeded,
     ConfigError,
@@ -20,6 +21,7 @@ from promptlift.types import Completion, CompletionRequest, Message, ToolCall, U
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
     "BudgetExceeded",
     "Client",
     "ClientConfig",

@@ -68,6 +68,11 @@ class BudgetLedger:
     """What has been spent and reserved against one ``Budget``. Thread-safe."""
 
     def __init__(self, budget: Budget, name: str = "client"):
+        if budget.max_minutes is not None:
+            raise ConfigError(
+                f"Budget(max_minutes={budget.max_minutes:g}) is a run's wall clock (optimize, eval): a "
+                f"{name} budget has no clock; give it to RunSettings(budget=...) or the config's budget:"
+            )
         self.budget = budget
         self.name = name
         self.spent_usd = 0.0

@@ -67,18 +67,24 @@ class RateLimit:
                 raise ConfigError(f"RateLimit({self.scope!r}): {name} must be a positive number, got {value}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget:
-    """Caps on new spend: USD, tokens (input + output) and calls sent; None means no cap.
+    """Caps on new spend: USD, tokens (input + output), calls sent and, for a run, minutes; None
+    means no cap. The one budget of promptlift: a client's (``ClientConfig(budget=...)``), a scope's
+    (``Client.budget_scope``) and a run's (``RunSettings(budget=...)``). Keyword-only, so no two
+    call sites can read the same positions differently.
 
     A call is sent only if its worst case (counted input tokens + ``max_tokens`` at the model's
     price) fits under every cap together with the calls already in flight. A request without
     ``max_tokens`` is sent with ``default_max_tokens``, so its worst case is a real bound.
+    ``max_minutes`` is a run's wall clock (optimize, eval); a client's ledger has no clock and
+    refuses it.
     """
 
     max_cost_usd: float | None = None
     max_tokens: int | None = None
     max_calls: int | None = None
+    max_minutes: float | None = None
     default_max_tokens: int = 4096
 
 

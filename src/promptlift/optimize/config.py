@@ -200,6 +200,7 @@ BUDGET = Schema(
         "max_calls": optional(whole(1)),
         "max_cost_usd": optional(number(0.0, above=True)),
         "max_minutes": optional(number(0.0, above=True)),
+        "max_tokens": optional(whole(1)),  # input + output tokens over every call of the run
     },
     example="{max_calls: 400}",
 )
@@ -287,7 +288,12 @@ def _optimizers(
 
 def _budget(value: Any, where: str) -> Budget:
     checked = BUDGET(value, At(where, "budget"))
-    return Budget(checked.get("max_calls"), checked.get("max_cost_usd"), checked.get("max_minutes"))
+    return Budget(
+        max_calls=checked.get("max_calls"),
+        max_cost_usd=checked.get("max_cost_usd"),
+        max_minutes=checked.get("max_minutes"),
+        max_tokens=checked.get("max_tokens"),
+    )
 
 
 def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:

@@ -27,12 +27,17 @@ def remaining_budget(budget: Budget, done: Sequence[OptimizationResult], needed_
     calls = sum(r.spend.work_calls for r in done)  # cache hits count: see ``Spend``
     cost = sum(r.spend.work_cost_usd for r in done)
     minutes = sum(r.duration_s for r in done) / 60
-    left = Budget(
-        None if budget.max_calls is None else budget.max_calls - calls,
-        None if budget.max_cost_usd is None else budget.max_cost_usd - cost,
-        None if budget.max_minutes is None else budget.max_minutes - minutes,
+    tokens = sum(r.spend.tokens for r in done)
+    left = dataclasses.replace(
+        budget,
+        max_calls=None if budget.max_calls is None else budget.max_calls - calls,
+        max_cost_usd=None if budget.max_cost_usd is None else budget.max_cost_usd - cost,
+        max_tokens=None if budget.max_tokens is None else budget.max_tokens - tokens,
+        max_minutes=None if budget.max_minutes is None else budget.max_minutes - minutes,
     )
     if left.max_calls is not None and left.max_calls < needed_calls:
+        return None
+    if left.max_tokens is not None and left.max_tokens <= 0:
         return None
     if (left.max_cost_usd is not None and left.max_cost_usd <= 0) or (
         left.max_minutes is not None and left.max_minutes <= 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptlift.client import Client
+from promptlift.client.config import Budget as Budget  # the one Budget, re-exported: a run's limits
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
@@ -31,15 +32,6 @@ from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
 from promptlift.optimize.store import RunStore
 from promptlift.types import Completion, Message, messages_from
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Hard limits of one run, covering every call it sends: task, reasoning and test scoring."""
-
-    max_calls: int | None = None
-    max_cost_usd: float | None = None
-    max_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +103,7 @@ class RunSettings:
 
     task_model: str
     reasoning_model: str
-    budget: Budget = Budget()
+    budget: Budget = field(default_factory=Budget)
     stop: StopRule = field(default_factory=Never)
     seed: int = 0
     reasoning_temperature: float = 0.8

@@ -69,10 +69,16 @@ class Optimizer(abc.ABC):
         run_id: str | None = None,
     ) -> OptimizationResult:
         prompt.check(splits.train.fields)
-        cap = settings.budget.max_cost_usd
-        # A hard dollar cap over every call of the run: the client refuses a call before sending it.
+        budget = settings.budget
+        # Hard dollar and token caps over every call of the run: the client refuses a call before
+        # sending it (calls and minutes are the run's own to count).
+        capped = budget.max_cost_usd is not None or budget.max_tokens is not None
         scope = (
-            client.budget_scope(ClientBudget(max_cost_usd=cap), "run") if cap else contextlib.nullcontext()
+            client.budget_scope(
+                ClientBudget(max_cost_usd=budget.max_cost_usd, max_tokens=budget.max_tokens), "run"
+            )
+            if capped
+            else contextlib.nullcontext()
         )
         with scope:
             return await self._run(prompt, splits, metric, client, settings, store, run_id)
