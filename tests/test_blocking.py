@@ -116,7 +116,12 @@ def test_one_budget_class_keyword_only_for_clients_scopes_and_runs() -> None:
         Budget(10)  # type: ignore[misc]  # positions would mean different caps in different places
     with pytest.raises(errors.ConfigError, match="max_minutes.*wall clock"):
         BudgetLedger(Budget(max_minutes=5))
-    assert {f.name for f in dataclasses.fields(Budget)} >= {"max_calls", "max_cost_usd", "max_tokens", "max_minutes"}
+    assert {f.name for f in dataclasses.fields(Budget)} >= {
+        "max_calls",
+        "max_cost_usd",
+        "max_tokens",
+        "max_minutes",
+    }
 
 
 def test_a_runs_token_cap_holds_over_every_call_it_sends() -> None:

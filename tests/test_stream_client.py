@@ -315,3 +315,24 @@ def test_a_stream_left_early_is_charged_its_worst_case() -> None:
         worst = client.parts["budget"].estimate(client.request("Say hello.", temperature=0, max_tokens=100))
     assert snap is not None and (snap.in_flight, snap.reserved_usd, snap.calls) == (0, 0.0, 1)
     assert snap.spent_usd == pytest.approx(worst.cost_usd) and worst.cost_usd > (3 + 3 * 2) / 1e6
+
+
+@pytest.mark.parametrize("transport", ["litellm", "native"])
+def test_closing_a_stream_settles_every_wrapper_before_aclose_returns(transport: str) -> None:
+    """Each wrapper closes the stream under it when it is closed: the budget's settlement and the
+    metrics' record are done when ``aclose()`` returns, not at a later turn of the loop when the
+    garbage collector gets to the inner streams."""
+
+    async def scenario(client: Client) -> tuple[Any, int]:
+        events = client.astream("Say hello.", temperature=0, max_tokens=100)
+        async for _ in events:
+            break
+        await events.aclose()
+        snapshot = client.budget.snapshot() if client.budget else None  # no await since aclose
+        return snapshot, client.metrics_snapshot().total.calls
+
+    with LoopbackServer() as server, client_for(server, transport, budget=Budget(max_cost_usd=1.0)) as client:
+        server.script(ok("one two three", input_tokens=3, output_tokens=3))
+        snap, calls = asyncio.run(scenario(client))
+    assert snap is not None and (snap.in_flight, snap.reserved_usd, snap.calls) == (0, 0.0, 1)
+    assert calls == 1

@@ -37,7 +37,7 @@ from promptlift.client.config import Budget
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.log import get_logger
 from promptlift.pricing import PriceBook
-from promptlift.providers.base import Provider, close_stream, whole
+from promptlift.providers.base import Provider, close_stream, closing, whole
 from promptlift.providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from promptlift.types import Completion, CompletionRequest, StreamEvent, Usage
 
@@ -394,8 +394,9 @@ class BudgetedProvider(Provider):
         """
         ledgers = self._ledgers()
         if not ledgers:
-            async for event in self.inner.astream(request):
-                yield self._priced(request, event) if isinstance(event, Completion) else event
+            async with closing(self.inner.astream(request)) as stream:
+                async for event in stream:
+                    yield self._priced(request, event) if isinstance(event, Completion) else event
             return
         hit = self._refusal_or_hit(request, ledgers)
         if hit is not None:
@@ -498,8 +499,9 @@ class ChainReservation(Provider):
         hold = _holding.get()
         if hold is not None:
             hold.owner.grow(hold, request)
-        async for event in self.inner.astream(request):
-            yield event
+        async with closing(self.inner.astream(request)) as stream:
+            async for event in stream:
+                yield event
 
     async def aclose(self) -> None:
         await self.inner.aclose()

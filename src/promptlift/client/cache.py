@@ -34,7 +34,7 @@ from promptlift.client.config import CacheConfig
 from promptlift.errors import ClientClosed, ConfigError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
-from promptlift.providers.base import Provider, whole
+from promptlift.providers.base import Provider, closing, whole
 from promptlift.providers.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 from promptlift.secrets import Secret
 from promptlift.types import Completion, CompletionRequest, StreamEvent
@@ -612,10 +612,11 @@ class CachingProvider(Provider):
             for event in whole(hit):
                 yield event
             return
-        async for event in self.inner.astream(request):
-            if isinstance(event, Completion):
-                self._store(request, event)
-            yield event
+        async with closing(self.inner.astream(request)) as stream:
+            async for event in stream:
+                if isinstance(event, Completion):
+                    self._store(request, event)
+                yield event
 
     def _store(self, request: CompletionRequest, completion: Completion) -> None:
         key = self.key(request)

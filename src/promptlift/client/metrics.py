@@ -30,7 +30,7 @@ from promptlift.client.cache import route_of
 from promptlift.errors import PromptliftError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, closing
 from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 call_log = get_logger("calls")
@@ -330,11 +330,12 @@ class RecordingProvider(Provider):
         started = time.perf_counter()
         recorded = False
         try:
-            async for event in self.inner.astream(request):
-                if isinstance(event, Completion):
-                    recorded = True
-                    self._record(request, started_wall, time.perf_counter() - started, event, None)
-                yield event
+            async with closing(self.inner.astream(request)) as stream:
+                async for event in stream:
+                    if isinstance(event, Completion):
+                        recorded = True
+                        self._record(request, started_wall, time.perf_counter() - started, event, None)
+                    yield event
         except PromptliftError as exc:
             recorded = True
             self._record(request, started_wall, time.perf_counter() - started, None, exc)
@@ -412,11 +413,12 @@ class AttemptMeter(Provider):
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         try:
-            async for event in self.inner.astream(request):
-                if isinstance(event, Completion):
-                    self._refused_before(request.model, event.attempts)
-                    self.metrics.record_attempt(request.model)
-                yield event
+            async with closing(self.inner.astream(request)) as stream:
+                async for event in stream:
+                    if isinstance(event, Completion):
+                        self._refused_before(request.model, event.attempts)
+                        self.metrics.record_attempt(request.model)
+                    yield event
         except PromptliftError as exc:
             self._refused_before(request.model, getattr(exc, "requests", 1))
             self.metrics.record_attempt(request.model, type(exc).__name__)

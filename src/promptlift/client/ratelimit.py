@@ -30,7 +30,7 @@ from promptlift.client.cache import route_of
 from promptlift.client.config import RateLimit
 from promptlift.errors import RateLimited
 from promptlift.pricing import worst_case_usage
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, closing
 from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 Clock = Callable[[], float]
@@ -184,12 +184,13 @@ class RateLimitedProvider(Provider):
         await self.limiter.acquire(request.model, estimated)
         settled = False
         try:
-            async for event in self.inner.astream(request):
-                if isinstance(event, Completion):
-                    settled = True
-                    self.limiter.reconcile(request.model, estimated, event.usage.total_tokens)
-                    self.limiter.succeeded(request.model)
-                yield event
+            async with closing(self.inner.astream(request)) as stream:
+                async for event in stream:
+                    if isinstance(event, Completion):
+                        settled = True
+                        self.limiter.reconcile(request.model, estimated, event.usage.total_tokens)
+                        self.limiter.succeeded(request.model)
+                    yield event
         except RateLimited as exc:
             settled = True  # as for acomplete: the 429 slows the bucket down, nothing is given back
             self.limiter.rate_limited(request.model, exc.retry_after)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from promptlift.types import Completion, CompletionRequest, StreamEvent, TextDelta, ToolCallDelta
 
@@ -38,11 +40,27 @@ class Provider(abc.ABC):
         """Release connections; the default holds none."""
 
 
-async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
+async def close_stream(events: AsyncIterator[Any]) -> None:
     """End a stream early (an async generator's ``aclose``: its ``finally`` blocks run now)."""
     close = getattr(events, "aclose", None)
     if close is not None:
         await close()
+
+
+E = TypeVar("E")
+
+
+@contextlib.asynccontextmanager
+async def closing(events: AsyncIterator[E]) -> AsyncIterator[AsyncIterator[E]]:
+    """``async with closing(inner.astream(r)) as stream: async for event in stream: ...`` — the
+    inner stream is closed when this block ends, however it ends. Without it, a wrapper's stream
+    left early (``break``, an error, the caller's ``aclose``) leaves the inner one to the garbage
+    collector, and its ``finally`` (a budget's settlement, a metric's record) runs at some later
+    turn of the loop, after the caller has looked."""
+    try:
+        yield events
+    finally:
+        await close_stream(events)
 
 
 def whole(completion: Completion) -> list[StreamEvent]:

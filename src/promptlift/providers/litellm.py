@@ -32,7 +32,7 @@ from typing import Any, Literal
 from promptlift import errors, pricing
 from promptlift.log import get_logger, litellm_import, litellm_prints_off
 from promptlift.providers import local as local_models
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, closing
 from promptlift.providers.credentials import (
     GOOGLE_AUTH,
     Credentials,
@@ -415,8 +415,9 @@ class LiteLLMProvider(Provider):
         the call returns: their answer comes whole (``Provider.astream``)."""
         route = provider_of(request.model)
         if route == local_models.PROVIDER or route.startswith("text-completion"):
-            async for event in super().astream(request):
-                yield event
+            async with closing(super().astream(request)) as stream:
+                async for event in stream:
+                    yield event
             return
         litellm, provider, api_base, key = await self._prepare(request)
         started = time.perf_counter()

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from promptlift import errors, pricing
-from promptlift.providers.base import Provider
+from promptlift.providers.base import Provider, closing
 from promptlift.providers.credentials import (
     Credentials,
     ResolvedKey,
@@ -236,9 +236,10 @@ class NativeProvider(Provider):
         )
         assembler = StreamAssembler()
         try:
-            async for chunk in _sse_chunks(response, request, provider, api_base, assembler):
-                for event in _feed(assembler, chunk):
-                    yield event
+            async with closing(_sse_chunks(response, request, provider, api_base, assembler)) as stream:
+                async for chunk in stream:
+                    for event in _feed(assembler, chunk):
+                        yield event
         finally:
             response.release()
         completion = assembler.completion(
@@ -526,8 +527,9 @@ class Transports(Provider):
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         path = self.native if self.native.covers(request) else self.fallback
-        async for event in path.astream(request):
-            yield event
+        async with closing(path.astream(request)) as stream:
+            async for event in stream:
+                yield event
 
     async def aclose(self) -> None:
         await self.native.aclose()
