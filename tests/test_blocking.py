@@ -114,7 +114,7 @@ def test_one_budget_class_keyword_only_for_clients_scopes_and_runs() -> None:
     assert promptlift.Budget is Budget is RunBudget
     with pytest.raises(TypeError):
         Budget(10)  # type: ignore[misc]  # positions would mean different caps in different places
-    with pytest.raises(errors.ConfigError, match="max_minutes.*wall clock"):
+    with pytest.raises(errors.ConfigError, match=r"max_minutes.*wall clock"):
         BudgetLedger(Budget(max_minutes=5))
     assert {f.name for f in dataclasses.fields(Budget)} >= {
         "max_calls",
@@ -136,5 +136,5 @@ def test_a_runs_token_cap_holds_over_every_call_it_sends() -> None:
     result, provider = Counted().run(budget=Budget(max_calls=400, max_tokens=1500))
     assert len(provider.requests) * 50 <= 1500  # every call sent fit under the cap
     assert result.stop_reason != "completed", result.stop_reason
-    unlimited, more = Counted().run(budget=Budget(max_calls=400))
+    _, more = Counted().run(budget=Budget(max_calls=400))
     assert len(more.requests) > len(provider.requests)  # the cap, not the search, stopped it
