@@ -138,3 +138,24 @@ def test_a_runs_token_cap_holds_over_every_call_it_sends() -> None:
     assert result.stop_reason != "completed", result.stop_reason
     _, more = Counted().run(budget=Budget(max_calls=400))
     assert len(more.requests) > len(provider.requests)  # the cap, not the search, stopped it
+
+
+def test_the_models_are_named_once_in_the_client() -> None:
+    from promptlift.optimize import RunSettings
+    from promptlift.optimize.metrics import ExactMatch
+    from promptlift.optimize.prompt import Prompt
+    from promptlift.testing.conformance import synthetic_splits
+
+    def model(request):  # type: ignore[no-untyped-def]
+        seen.append(request.model)
+        return "short"
+
+    seen: list[str] = []
+    client = Client(ClientConfig(models=("scripted/only",)), provider=FunctionProvider(model))
+    with client:
+        result = FewShot(answer_field="label", max_demos=1, trials=1).optimize(
+            Prompt(user="Word: {text}\nLength:"), synthetic_splits(), ExactMatch("label"), client=client
+        )
+    assert (result.task_model, result.reasoning_model) == ("scripted/only", "scripted/only")
+    assert set(seen) == {"scripted/only"}
+    assert RunSettings(reasoning_model="other").for_client(client).reasoning_model == "other"

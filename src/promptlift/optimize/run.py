@@ -14,6 +14,7 @@ resumed run makes exactly the decisions an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -99,16 +100,37 @@ class Ledger:
 
 @dataclass
 class RunSettings:
-    """Who does what and within which limits; one object so signatures stay short."""
+    """Who does what and within which limits; one object so signatures stay short. The models
+    default to the client's: ``task_model`` to ``client.model``, ``reasoning_model`` to the task
+    model (``for_client`` fills them in), so a model is named once, in the client."""
 
-    task_model: str
-    reasoning_model: str
+    task_model: str | None = None
+    reasoning_model: str | None = None
     budget: Budget = field(default_factory=Budget)
     stop: StopRule = field(default_factory=Never)
     seed: int = 0
     reasoning_temperature: float = 0.8
     on_event: Event | None = None
     acceptance: Acceptance = Acceptance()
+
+    def for_client(self, client: Client) -> RunSettings:
+        """These settings with the models a run uses: the ones given, else the client's."""
+        task = self.task_model or client.model
+        return dataclasses.replace(self, task_model=task, reasoning_model=self.reasoning_model or task)
+
+    @property
+    def task(self) -> str:
+        """The task model; set once ``for_client`` has run (every run does it first)."""
+        if self.task_model is None:
+            raise ValueError("RunSettings.task_model is not set: call for_client(client) first")
+        return self.task_model
+
+    @property
+    def reasoner(self) -> str:
+        """The reasoning model; set once ``for_client`` has run."""
+        if self.reasoning_model is None:
+            raise ValueError("RunSettings.reasoning_model is not set: call for_client(client) first")
+        return self.reasoning_model
 
 
 class Search:
@@ -128,7 +150,7 @@ class Search:
         self.train: Dataset = splits.train
         self.validation: Dataset = splits.validation
         self._test = splits.test
-        self.settings = settings
+        self.settings = settings.for_client(client)  # the models, if not given: the client's
         self.rng = random.Random(settings.seed)
         self.store, self.run_id = store, run_id
         self._replay: dict[str, Any] = store.steps(run_id) if store and run_id else {}
@@ -315,7 +337,7 @@ class Search:
             self._ensure_budget(1, "reasoning")
             request = self.client.request(
                 msgs,
-                model=self.settings.reasoning_model,
+                model=self.settings.reasoner,
                 temperature=temp,
                 max_tokens=max_tokens,
                 stop=tuple(stop),

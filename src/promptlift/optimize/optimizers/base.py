@@ -45,7 +45,7 @@ class Optimizer(abc.ABC):
         metric: Metric,
         *,
         client: Client,
-        settings: RunSettings,
+        settings: RunSettings | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
     ) -> OptimizationResult:
@@ -64,11 +64,14 @@ class Optimizer(abc.ABC):
         metric: Metric,
         *,
         client: Client,
-        settings: RunSettings,
+        settings: RunSettings | None = None,
         store: RunStore | None = None,
         run_id: str | None = None,
     ) -> OptimizationResult:
+        """Optimize ``prompt`` on ``splits`` with ``metric``, every call through ``client``.
+        ``settings`` (budget, stop rules, seed, ...) default to none; the models to the client's."""
         prompt.check(splits.train.fields)
+        settings = (settings or RunSettings()).for_client(client)
         budget = settings.budget
         # Hard dollar and token caps over every call of the run: the client refuses a call before
         # sending it (calls and minutes are the run's own to count).
@@ -94,7 +97,7 @@ class Optimizer(abc.ABC):
         run_id: str | None,
     ) -> OptimizationResult:
         started = time.monotonic()
-        evaluator = Evaluator(client, metric, settings.task_model)
+        evaluator = Evaluator(client, metric, settings.task)
         ctx = Search(client, evaluator, splits, settings, store, run_id)
         ctx.emit("start", optimizer=self.name, splits=splits)
         try:
@@ -128,8 +131,8 @@ class Optimizer(abc.ABC):
         result = OptimizationResult(
             run_id=run_id,
             optimizer=self.name,
-            task_model=settings.task_model,
-            reasoning_model=settings.reasoning_model,
+            task_model=settings.task,
+            reasoning_model=settings.reasoner,
             initial=initial,
             best=best,
             initial_test=initial_test,

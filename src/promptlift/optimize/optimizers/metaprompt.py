@@ -114,7 +114,7 @@ class MetaPrompt(Optimizer):
     async def propose(self, ctx: Search, best: Candidate) -> str:
         prompt = best.prompt
         instruction = prompt.system or "(no instruction)"
-        if ctx.client.is_base_model(ctx.settings.reasoning_model):
+        if ctx.client.is_base_model(ctx.settings.reasoner):
             reply = await ctx.reason(
                 SCAFFOLD.format(instruction=" ".join(instruction.split())), max_tokens=80, stop=("\n",)
             )

@@ -202,7 +202,7 @@ class _State:
         self.tried: set[str] = {c.prompt.key() for c in ctx.history}
         self.merged_pairs: set[tuple[int, int]] = set()
         self.merges = 0
-        base = ctx.client.is_base_model(ctx.settings.reasoning_model)
+        base = ctx.client.is_base_model(ctx.settings.reasoner)
         self.parts = ["system"] if base else list(opt.parts)
 
     def room(self) -> int:

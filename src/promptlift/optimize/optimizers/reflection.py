@@ -105,7 +105,7 @@ def _one_line(text: str) -> str:
 
 
 def is_base(ctx: Search) -> bool:
-    return ctx.client.is_base_model(ctx.settings.reasoning_model)
+    return ctx.client.is_base_model(ctx.settings.reasoner)
 
 
 def example_lines(ctx: Search, prompt: Prompt, evaluation: Evaluation, limit: int = 6) -> str:
