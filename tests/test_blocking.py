@@ -159,3 +159,18 @@ def test_the_models_are_named_once_in_the_client() -> None:
     assert (result.task_model, result.reasoning_model) == ("scripted/only", "scripted/only")
     assert set(seen) == {"scripted/only"}
     assert RunSettings(reasoning_model="other").for_client(client).reasoning_model == "other"
+
+
+def test_one_import_for_the_common_names_and_import_promptlift_stays_cheap() -> None:
+    import subprocess
+    import sys
+
+    import promptlift
+
+    for name in promptlift._OPTIMIZE_NAMES:
+        assert getattr(promptlift, name) is getattr(__import__("promptlift.optimize").optimize, name), name
+    with pytest.raises(AttributeError, match="no attribute 'Prompts'"):
+        promptlift.Prompts  # noqa: B018
+    code = "import sys, promptlift; print('litellm' in sys.modules, 'promptlift.optimize' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

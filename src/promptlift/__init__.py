@@ -20,6 +20,31 @@ from promptlift.types import Completion, CompletionRequest, Message, ToolCall, U
 
 __version__ = "0.1.0"
 
+# The optimization layer's names, importable from here too (``from promptlift import Prompt,
+# FewShot``): loaded on first use, so ``import promptlift`` stays as cheap as the client's import.
+_OPTIMIZE_NAMES = frozenset(
+    {
+        "Dataset", "split", "Prompt", "Demo", "Turn", "Tool", "OutputSchema", "RunSettings",
+        "OptimizationResult", "Optimizer", "register_optimizer", "FewShot", "MetaPrompt",
+        "Evolutionary", "Pareto", "FailureModes", "Parameters", "ExactMatch", "Contains", "Regex",
+        "Numeric", "TokenF1", "Choice", "LLMJudge", "FunctionMetric", "ToolCalled", "Steps",
+        "Weighted", "JsonFields", "Score",
+    }
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _OPTIMIZE_NAMES:
+        import promptlift.optimize
+
+        return getattr(promptlift.optimize, name)
+    raise AttributeError(f"module 'promptlift' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_OPTIMIZE_NAMES])
+
+
 __all__ = [
     "Budget",
     "BudgetExceeded",

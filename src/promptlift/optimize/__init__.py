@@ -3,11 +3,36 @@
 It knows nothing about providers: every model call goes through a ``promptlift.Client``.
 """
 
+from promptlift.optimize.agent_metrics import Steps, ToolCalled, Weighted
 from promptlift.optimize.dataset import Dataset, Row, Splits, split
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
-from promptlift.optimize.metrics import Metric, Score, metric_from_config
-from promptlift.optimize.optimizers import OPTIMIZERS, FewShot, MetaPrompt, Optimizer, register_optimizer
-from promptlift.optimize.prompt import Demo, Prompt
+from promptlift.optimize.json_metrics import FieldMatch, JsonFields
+from promptlift.optimize.metrics import (
+    Choice,
+    Contains,
+    ExactMatch,
+    FunctionMetric,
+    LLMJudge,
+    Metric,
+    Normalize,
+    Numeric,
+    Regex,
+    Score,
+    TokenF1,
+    metric_from_config,
+)
+from promptlift.optimize.optimizers import (
+    OPTIMIZERS,
+    Evolutionary,
+    FailureModes,
+    FewShot,
+    MetaPrompt,
+    Optimizer,
+    Parameters,
+    Pareto,
+    register_optimizer,
+)
+from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, Candidate, RunSettings, Search, StopRun
 from promptlift.optimize.stop import (
@@ -21,16 +46,26 @@ from promptlift.optimize.stop import (
 )
 from promptlift.optimize.store import RunStore
 from promptlift.optimize.structured import OutputSchema
+from promptlift.optimize.tools import Tool
 
 __all__ = [
     "OPTIMIZERS",
     "Budget",
     "Candidate",
+    "Choice",
+    "Contains",
     "Dataset",
     "Demo",
     "Evaluation",
     "Evaluator",
+    "Evolutionary",
+    "ExactMatch",
+    "FailureModes",
     "FewShot",
+    "FieldMatch",
+    "FunctionMetric",
+    "JsonFields",
+    "LLMJudge",
     "MaxCalls",
     "MaxCost",
     "MaxRounds",
@@ -38,10 +73,15 @@ __all__ = [
     "MetaPrompt",
     "Metric",
     "NoImprovement",
+    "Normalize",
+    "Numeric",
     "OptimizationResult",
     "Optimizer",
     "OutputSchema",
+    "Parameters",
+    "Pareto",
     "Prompt",
+    "Regex",
     "Row",
     "RowResult",
     "RunSettings",
@@ -50,9 +90,15 @@ __all__ = [
     "Search",
     "Spend",
     "Splits",
+    "Steps",
     "StopRule",
     "StopRun",
     "TargetScore",
+    "TokenF1",
+    "Tool",
+    "ToolCalled",
+    "Turn",
+    "Weighted",
     "metric_from_config",
     "register_optimizer",
     "split",
