@@ -22,10 +22,14 @@ evaluator scores 0 with its reason; a ``json_fields`` metric scores the rest.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from promptlift.client import Client, ClientConfig
+from promptlift.client.config import CacheConfig
+from promptlift.errors import AuthenticationFailed, PromptliftError
 from promptlift.optimize.dataset import Dataset, Splits, split
 from promptlift.optimize.evaluation import NOT_VALID_JSON
 from promptlift.optimize.json_metrics import FieldMatch, JsonFields
@@ -35,6 +39,7 @@ from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, RunSettings
 from promptlift.optimize.stop import MaxRounds, StopRule
+from promptlift.optimize.store import RunStore
 from promptlift.optimize.structured import OutputSchema
 from promptlift.optimize.tools import Tool
 from promptlift.testing.doubles import FunctionProvider
@@ -162,10 +167,23 @@ class OptimizerConformance:
         return in_json(base)(request) if self.structured else base(request)
 
     def run(
-        self, *, budget: Budget | None = None, stop: StopRule | None = None, seed: int | None = None
+        self,
+        *,
+        budget: Budget | None = None,
+        stop: StopRule | None = None,
+        seed: int | None = None,
+        model: Callable[[CompletionRequest], str | Completion] | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        cache: str | Path | None = None,
     ) -> tuple[OptimizationResult, FunctionProvider]:
-        provider = FunctionProvider(self.model)
-        client = Client(ClientConfig(models=(TASK_MODEL,), concurrency=4), provider=provider)
+        provider = FunctionProvider(model or self.model)
+        config = ClientConfig(
+            models=(TASK_MODEL,),
+            concurrency=4,
+            cache=CacheConfig(path=str(cache)) if cache is not None else None,
+        )
+        client = Client(config, provider=provider)
         settings = RunSettings(
             task_model=TASK_MODEL,
             reasoning_model=REASONING_MODEL,
@@ -181,10 +199,52 @@ class OptimizerConformance:
                 self.make_metric(),
                 client=client,
                 settings=settings,
+                store=store,
+                run_id=run_id,
             )
         finally:
             client.close()
         return result, provider
+
+    def test_resumes_after_a_crash_without_sending_an_answered_call_again(self) -> None:
+        """A run that dies half-way (here: every call refused from the middle on, as a revoked key
+        would be) resumes from its store to the uninterrupted run's result, and no answered call
+        reaches the model again. With the cache on, as runs have it: the steps an agent's row had
+        paid before the crash (the row itself unfinished) come back from the cache; everything
+        finished is replayed from the store, so the cache serves no more than those."""
+        answered: list[CompletionRequest] = []
+        with tempfile.TemporaryDirectory() as folder:
+            whole, reference = self.run(cache=Path(folder) / "reference.sqlite")
+
+            def dies_half_way(request: CompletionRequest) -> str | Completion:
+                if len(answered) >= len(reference.requests) // 2:
+                    raise AuthenticationFailed(
+                        "the key was revoked", provider="scripted", model=request.model
+                    )
+                answered.append(request)
+                return self.model(request)
+
+            store = RunStore(Path(folder) / "runs.sqlite")
+            cache = Path(folder) / "cache.sqlite"
+            try:
+                run_id = store.create_run(self.make_optimizer().name, {"conformance": True})
+                try:
+                    self.run(model=dies_half_way, store=store, run_id=run_id, cache=cache)
+                except PromptliftError:
+                    pass
+                else:
+                    raise AssertionError("the run was meant to fail half-way")
+                resumed, again = self.run(store=store, run_id=run_id, cache=cache)
+            finally:
+                store.close()
+        assert resumed.best.prompt == whole.best.prompt
+        assert resumed.best_test.scores == whole.best_test.scores
+        assert [c.prompt for c in resumed.history] == [c.prompt for c in whole.history]
+        sent = (len(answered), len(again.requests), len(reference.requests))
+        assert sent[0] + sent[1] == sent[2], sent
+        # the rows under way at the crash (4 workers) times their steps, and the step's reasoning call
+        in_flight = 4 * (3 if self.agent else 1) + 1
+        assert resumed.spend.cached_calls <= in_flight, (resumed.spend.cached_calls, in_flight)
 
     def test_respects_the_call_budget(self) -> None:
         for cap in (60, 150):
