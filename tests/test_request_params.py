@@ -235,3 +235,35 @@ def test_an_agent_with_n_samples_is_refused() -> None:
 
     with pytest.raises(errors.ConfigError, match="drop the `n` param"):
         Prompt(user="{q}", tools=(Tool.from_function(lookup),), params={"n": 2})
+
+
+def test_n_samples_are_counted_by_the_plan_and_the_judge_budget(tmp_path: Any) -> None:
+    import yaml
+
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.evaluation import Evaluator
+    from promptlift.optimize.metrics import LLMJudge
+    from promptlift.optimize.plan import make_plan
+    from promptlift.optimize.prompt import Prompt
+    from promptlift.testing import FunctionProvider
+
+    with Client(ClientConfig(models=("scripted/n",)), provider=FunctionProvider(lambda r: "7")) as client:
+        judged = Evaluator(client, LLMJudge(client, "Is it right?"))
+        assert judged.calls_per_row(Prompt(user="{q}", params={"n": 3})) == 1 + 3  # a judge call per sample
+        assert judged.calls_per_row(Prompt(user="{q}")) == 2
+
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"q": "w{i}", "a": "x"}}\n' for i in range(20)))
+
+    def plan_cost(n: int) -> float:
+        config = {
+            "model": "openai/gpt-4o-mini",
+            "prompt": {"user": "{q}", "params": {"max_tokens": 50, "n": n, "temperature": 1.0}},
+            "dataset": {"path": "rows.jsonl"},
+            "metric": {"type": "contains", "field": "a"},
+            "optimizer": {"name": "fewshot", "params": {"trials": 2}},
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        return float(make_plan(load_config(tmp_path / "config.yaml")).to_dict()["cost_usd"][1])  # [low, high]
+
+    one, four = plan_cost(1), plan_cost(4)
+    assert four > 2.5 * one  # output dominates the high end here: four answers a call cost about four times

@@ -289,9 +289,10 @@ class Evaluator:
 
     def calls_per_row(self, prompt: Prompt | None = None) -> int:
         """Calls one scored row may send at most: the task call (an agent's step limit), and the
-        metric's own (an LLM judge's)."""
+        metric's own (an LLM judge's), once per sample when the task call brings ``n``."""
         task = prompt.calls_per_row if prompt is not None else 1
-        return task + int(getattr(self.metric, "calls_per_row", 0))
+        samples = prompt.samples if prompt is not None else 1
+        return task + int(getattr(self.metric, "calls_per_row", 0)) * samples
 
     async def evaluate(
         self,

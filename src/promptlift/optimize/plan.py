@@ -348,7 +348,7 @@ def make_plan(
     judge = (
         str(config.metric.get("model") or config.model) if config.metric.get("type") == "llm_judge" else None
     )
-    per_row = LLMJudge.calls_per_row if judge else 0
+    per_row = LLMJudge.calls_per_row * config.prompt.samples if judge else 0  # a judge call per sample
     steps = config.prompt.calls_per_row
     refuse_budget_below_start(config.budget, sizes.validation, sizes.test, steps + per_row)
     stages = tuple(_stage(config, spec.name, spec.params, sizes, base, per_row) for spec in config.optimizers)
@@ -406,14 +406,15 @@ def _per_call_costs(
 ) -> CallCosts:
     t_price, r_price, j_price = prices
     kind = "base" if base else "chat"
-    task_out = int(config.prompt.params.get("max_tokens") or 256)
+    answer = int(config.prompt.params.get("max_tokens") or 256)
+    task_out = answer * config.prompt.samples  # a call with `n` brings n answers
     # The judge reads its instructions, the rubric, the row's input and expected answer and the
     # output (not the task prompt), and replies in 64 tokens at most.
     shown = [str(config.metric.get("rubric", ""))]
     shown += [
         str(row.get(str(config.metric[k]), "")) for k in ("input_field", "field") if config.metric.get(k)
     ]
-    judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + task_out
+    judge_in = JUDGE_INPUT_TOKENS + sum(_tokens(text) for text in shown) + answer  # one answer each
 
     def priced(price: ModelPrice, tokens_in: int, tokens_out: int) -> tuple[float, float]:
         return price.cost(Usage(tokens_in, 0)), price.cost(Usage(tokens_in, tokens_out))  # the one formula

@@ -200,6 +200,11 @@ class Prompt:
         """Model calls one row may take at most: one, or the step limit for an agent."""
         return self.max_steps if self.tools else 1
 
+    @property
+    def samples(self) -> int:
+        """Answers each task call brings (the ``n`` param; an agent's is always 1), each scored."""
+        return max(1, int(self.params.get("n") or 1))
+
     def request_params(self) -> dict[str, Any]:
         """The parameters every task call of this prompt is sent with: temperature 0 unless set,
         the prompt's params, and its schema as the ``response_format``."""
