@@ -616,3 +616,43 @@ def test_a_bad_bare_schema_names_the_file_and_key_once() -> None:
         with pytest.raises(ConfigError) as caught:
             config_output_schema(value, At("c.yaml", "prompt.output_schema"))
         assert str(caught.value).count("c.yaml") == 1 and "\n" not in str(caught.value)
+
+
+SCHEMA_YAML = """
+user: "Order: {text}"
+output_schema:
+  type: object
+  properties:
+    customer: {type: string}
+    total: {type: number}
+    address: {type: object, properties: {city: {type: string}}}
+    notes: {type: object, additionalProperties: true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ("{totl: total}", "`metric.fields.totl`: the output schema has no 'totl' there"),
+        ("{address.cty: customer}", "no 'cty' there (it has city)"),
+    ],
+)
+def test_a_json_fields_path_the_schema_lacks_is_one_line_at_load(
+    tmp_path: Path, fields: str, says: str
+) -> None:
+    from promptlift.optimize.config import load_config
+
+    path = write_config(tmp_path, SCHEMA_YAML, metric=f"{{type: json_fields, fields: {fields}}}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_json_fields_paths_the_schema_lists_or_leaves_open_load(tmp_path: Path) -> None:
+    from promptlift.optimize.config import load_config
+
+    fields = "{customer: customer, total: total, address.city: customer, notes.anything: customer}"
+    path = write_config(tmp_path, SCHEMA_YAML, metric=f"{{type: json_fields, fields: {fields}}}")
+    path.write_text(path.read_text() + "optimizer: metaprompt\n")  # fewshot would want a whole-answer field
+    config = load_config(path)
+    assert set(config.metric["fields"]) == {"customer", "total", "address.city", "notes.anything"}

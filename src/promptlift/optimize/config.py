@@ -254,12 +254,37 @@ def _check_tool_names(prompt: Prompt, metric: Mapping[str, Any], top: At) -> Non
             walk(part, at / "parts" / i)
 
     walk(metric, top / "metric")
+    _check_schema_paths(prompt, metric, top / "metric")
     choice = prompt.params.get("tool_choice")
     if isinstance(choice, Mapping):
         check(
             (choice.get("function") or {}).get("name"),
             top / "prompt" / "params" / "tool_choice" / "function" / "name",
         )
+
+
+def _check_schema_paths(prompt: Prompt, metric: Mapping[str, Any], at: At) -> None:
+    """A json_fields path must be one the prompt's output schema lists (``properties``), level by
+    level: a misspelt path would score 0 on every row. A level without ``properties``, or that
+    allows others explicitly (``additionalProperties: true`` or a schema), is not checked."""
+    if prompt.output_schema is None:
+        return
+    for i, part in enumerate(metric.get("parts") or ()):
+        _check_schema_paths(prompt, part, at / "parts" / i)
+    if metric.get("type") != "json_fields":
+        return
+    for path in metric.get("fields") or {}:
+        node: Any = prompt.output_schema.schema
+        for step in str(path).split("."):
+            properties = node.get("properties") if isinstance(node, Mapping) else None
+            if not isinstance(properties, Mapping) or node.get("additionalProperties", False) is not False:
+                break  # the schema does not close this level: any name may be there
+            if step not in properties:
+                raise at.error(
+                    f"`{(at / 'fields' / path).path}`: the output schema has no {step!r} there "
+                    f"(it has {', '.join(properties) or 'no properties'}){suggest(step, properties)}"
+                )
+            node = properties[step]
 
 
 def _optimizers(
