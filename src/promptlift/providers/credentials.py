@@ -406,17 +406,3 @@ async def open_with_refresh(
     else:
         return answer, 2
     raise naming_key(refused, key)  # outside the except block: nothing in __context__
-    log.info("authentication failed on %s: refreshing the credential and trying once more", model)
-    fresh = await credentials.refresh(provider, stale=key.secret)
-    key = ResolvedKey(fresh, "the credential provider (refreshed once)", from_source=True)
-    try:
-        completion = await send(key)
-    except AuthenticationFailed as exc:
-        exc.requests = exc.attempts = 2  # the refused request and this one
-        refused = exc
-    except ProviderError as exc:
-        exc.requests = exc.attempts = 2
-        raise
-    else:
-        return completion.replace(attempts=2)
-    raise naming_key(refused, key)
