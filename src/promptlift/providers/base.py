@@ -7,7 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from promptlift.types import Completion, CompletionRequest, StreamEvent, TextDelta, ToolCallDelta
+from promptlift import errors, pricing
+from promptlift.types import (
+    Completion,
+    CompletionRequest,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 
 class Provider(abc.ABC):
@@ -38,6 +47,42 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections; the default holds none."""
+
+
+def answer(
+    request: CompletionRequest,
+    provider: str,
+    *,
+    content: str,
+    tool_calls: tuple[ToolCall, ...],
+    finish: str,
+    usage: Usage,
+    latency: float,
+    served_by: str,
+    prices: pricing.Prices | None,
+    **more: Any,
+) -> Completion:
+    """The one way a provider's parsed answer becomes a ``Completion``: priced from its usage,
+    and ``ContentFiltered`` when the filter left nothing (no text, no tool call). ``more``: the
+    other fields (logprobs, samples)."""
+    if finish == "content_filter" and not content and not tool_calls:
+        raise errors.ContentFiltered(
+            "the provider returned no content: blocked by its content filter",
+            provider=provider,
+            model=request.model,
+        )
+    return Completion(
+        content=content,
+        model=request.model,
+        provider=provider,
+        usage=usage,
+        cost_usd=pricing.cost_usd(request.model, usage, prices),
+        latency_s=latency,
+        finish_reason=finish,
+        tool_calls=tool_calls,
+        served_by=served_by,
+        **more,
+    )
 
 
 async def close_stream(events: AsyncIterator[Any]) -> None:

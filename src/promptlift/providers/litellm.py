@@ -32,7 +32,7 @@ from typing import Any, Literal
 from promptlift import errors, pricing
 from promptlift.log import get_logger, litellm_import, litellm_prints_off
 from promptlift.providers import local as local_models
-from promptlift.providers.base import Provider, closing
+from promptlift.providers.base import Provider, answer, closing
 from promptlift.providers.credentials import (
     GOOGLE_AUTH,
     Credentials,
@@ -514,23 +514,16 @@ class LiteLLMProvider(Provider):
         )
         finish = str(choice.finish_reason or "stop")
         content = message.content or ""
-        if finish == "content_filter" and not content and not tool_calls:
-            raise errors.ContentFiltered(
-                "the provider returned no content: blocked by its content filter",
-                provider=provider,
-                model=request.model,
-            )
-        counted = usage_of(response)
-        return Completion(
+        return answer(
+            request,
+            provider,
             content=content,
-            model=request.model,
-            provider=provider,
-            usage=counted,
-            cost_usd=pricing.cost_usd(request.model, counted, self.prices),
-            latency_s=latency,
-            finish_reason=finish,
             tool_calls=tool_calls,
+            finish=finish,
+            usage=usage_of(response),
+            latency=latency,
             served_by=self.name,
+            prices=self.prices,
             logprobs=logprobs_from(getattr(choice, "logprobs", None)),
             samples=tuple(str(getattr(c.message, "content", "") or "") for c in choices)
             if len(choices) > 1

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from promptlift import errors, pricing
-from promptlift.providers.base import Provider, closing
+from promptlift.providers.base import Provider, answer, closing
 from promptlift.providers.credentials import (
     Credentials,
     ResolvedKey,
@@ -198,23 +198,16 @@ class NativeProvider(Provider):
         api_base: str,
     ) -> Completion:
         started = time.perf_counter()
+        response = await self._open(url, body, request, provider, key, api_base)
         failure: errors.ProviderError | None = None
         try:
-            async with (await self._session()).post(
-                url,
-                data=body,
-                headers=self._headers_for(url, key),
-                timeout=aiohttp.ClientTimeout(total=request.timeout),
-                allow_redirects=False,  # a redirect would take the prompt past the host allow-list
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, response.headers
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raw = await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:  # dropped mid-answer
             failure = _transport_failure(exc, request, provider, api_base)
+        finally:
+            response.release()
         if failure is not None:
             raise failure  # outside the except block: no aiohttp exception in __context__
-        if not 200 <= status < 300:
-            raise _status_error(status, raw, headers, provider, request.model, key)
         return self._to_completion(raw, request, provider, time.perf_counter() - started)
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -256,7 +249,8 @@ class NativeProvider(Provider):
         key: Secret | None,
         api_base: str,
     ) -> aiohttp.ClientResponse:
-        """The response to a streamed request, its body not yet read; a non-200 as its error."""
+        """The response to a request (streamed or not), its body not yet read; a status other than
+        2xx as its error, a transport failure as ours."""
         failure: errors.ProviderError | None = None
         try:
             response = await (await self._session()).post(
@@ -264,7 +258,7 @@ class NativeProvider(Provider):
                 data=body,
                 headers=self._headers_for(url, key),
                 timeout=aiohttp.ClientTimeout(total=request.timeout),
-                allow_redirects=False,  # as for acomplete: never past the host allow-list
+                allow_redirects=False,  # a redirect would take the prompt past the host allow-list
             )
             if not 200 <= response.status < 300:
                 raw = await response.read()
@@ -273,7 +267,7 @@ class NativeProvider(Provider):
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             failure = _transport_failure(exc, request, provider, api_base)
         if failure is not None:
-            raise failure
+            raise failure  # outside the except block: no aiohttp exception in __context__
         return response
 
     def _to_completion(
@@ -324,23 +318,16 @@ class NativeProvider(Provider):
             content = "".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
         if not isinstance(content, str):
             raise TypeError(f"content is a {type(content).__name__}, not text")
-        if finish == "content_filter" and not content and not tool_calls:
-            raise errors.ContentFiltered(
-                "the provider returned no content: blocked by its content filter",
-                provider=provider,
-                model=request.model,
-            )
-        usage = _usage(data.get("usage"))
-        return Completion(
+        return answer(
+            request,
+            provider,
             content=content,
-            model=request.model,
-            provider=provider,
-            usage=usage,
-            cost_usd=pricing.cost_usd(request.model, usage, self.prices),
-            latency_s=latency,
-            finish_reason=finish,
             tool_calls=tool_calls,
+            finish=finish,
+            usage=_usage(data.get("usage")),
+            latency=latency,
             served_by=self.name,
+            prices=self.prices,
             logprobs=logprobs_from(choice.get("logprobs")),
             samples=_samples(choices) if isinstance(choices, list) and len(choices) > 1 else (),
         )

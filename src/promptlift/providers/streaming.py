@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from promptlift import errors, pricing
+from promptlift.providers.base import answer
 from promptlift.types import (
     Completion,
     CompletionRequest,
@@ -85,24 +86,16 @@ class StreamAssembler:
             ToolCall(c.name, "".join(c.arguments).strip() or "{}", c.id)
             for _, c in sorted(self.calls.items())
         )
-        finish = self.finish or "stop"
-        if finish == "content_filter" and not content and not tool_calls:
-            raise errors.ContentFiltered(
-                "the provider returned no content: blocked by its content filter",
-                provider=provider,
-                model=request.model,
-            )
-        usage = self.usage or Usage(reported=False)
-        return Completion(
+        return answer(
+            request,
+            provider,
             content=content,
-            model=request.model,
-            provider=provider,
-            usage=usage,
-            cost_usd=pricing.cost_usd(request.model, usage, prices),
-            latency_s=latency,
-            finish_reason=finish,
             tool_calls=tool_calls,
+            finish=self.finish or "stop",
+            usage=self.usage or Usage(reported=False),
+            latency=latency,
             served_by=served_by,
+            prices=prices,
         )
 
 
