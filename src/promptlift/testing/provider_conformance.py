@@ -18,6 +18,7 @@ Plain ``assert``s, so any runner that collects ``Test*`` classes runs it.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from promptlift import Client, ClientConfig, Secret, errors
@@ -48,6 +49,7 @@ from promptlift.types import Completion, StreamEvent, TextDelta, ToolCallDelta
 
 MODEL = "openai/conformance-model"
 KEY = "sk-conformance-0123456789abcdef"
+FRESH_KEYS = ("sk-conformance-first-0000", "sk-conformance-second-1111")  # a credential provider's, in turn
 PRICE = ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0, cached_input_per_mtok=0.1)
 TOOL = {
     "type": "function",
@@ -288,21 +290,46 @@ class ProviderConformance:
             exc = raised(client)
         assert KEY not in str(exc) and KEY not in repr(exc.args) and KEY not in exc.message
 
+    def test_the_key_never_reaches_a_log_line_at_debug_level(self) -> None:
+        """Every logger at DEBUG (as ``-vv`` sets it) while answers, refusals and errors echo the key."""
+        lines: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(self.format(record))
+
+        keep, root = Keep(logging.DEBUG), logging.getLogger()
+        level = root.level
+        root.addHandler(keep)
+        root.setLevel(logging.DEBUG)
+        try:
+            with LoopbackServer() as server, self.make_client(server) as client:
+                server.script(
+                    ok(f"your key is {KEY}"),
+                    bad_request(f"bad parameter for key {KEY}"),
+                    unauthorized(f"Incorrect API key provided: {KEY}"),
+                )
+                client.complete("Say hello.")
+                raised(client)
+                raised(client)
+        finally:
+            root.removeHandler(keep)
+            root.setLevel(level)
+        assert lines, "nothing was logged at DEBUG: the test saw no log line to check"
+        assert not [line for line in lines if KEY in line]
+
+    def refreshing_client(self, server: LoopbackServer) -> Client:
+        """A client whose key comes from a credential provider handing out FRESH_KEYS in turn."""
+        fresh = iter(FRESH_KEYS)
+        return self.make_client(server, api_key=None, credential_provider=lambda provider: next(fresh))
+
     def test_a_401_refreshes_the_credential_once(self) -> None:
-        fresh = iter(["sk-conformance-first-0000", "sk-conformance-second-1111"])
-
-        def source(provider: str) -> str:
-            return next(fresh)
-
-        with (
-            LoopbackServer() as server,
-            self.make_client(server, api_key=None, credential_provider=source) as client,
-        ):
+        with LoopbackServer() as server, self.refreshing_client(server) as client:
             server.script(unauthorized(), ok("Welcome back."))
             out = client.complete("Say hello.")
             keys = [r.key for r in server.requests]
         assert out.content == "Welcome back." and out.attempts == 2
-        assert keys == ["sk-conformance-first-0000", "sk-conformance-second-1111"]
+        assert keys == list(FRESH_KEYS)
 
     def test_a_host_outside_the_allow_list_is_refused_before_any_request(self) -> None:
         with LoopbackServer() as server:
@@ -393,17 +420,9 @@ class ProviderConformance:
         assert isinstance(exc, errors.Timeout) and events == []
 
     def test_a_401_before_a_stream_refreshes_the_credential_once(self) -> None:
-        fresh = iter(["sk-conformance-first-0000", "sk-conformance-second-1111"])
-
-        def source(provider: str) -> str:
-            return next(fresh)
-
-        with (
-            LoopbackServer() as server,
-            self.make_client(server, api_key=None, credential_provider=source) as client,
-        ):
+        with LoopbackServer() as server, self.refreshing_client(server) as client:
             server.script(unauthorized(), ok("Welcome back."))
             final = streamed(client)[-1]
             keys = [r.key for r in server.requests]
         assert isinstance(final, Completion) and final.content == "Welcome back." and final.attempts == 2
-        assert keys == ["sk-conformance-first-0000", "sk-conformance-second-1111"]
+        assert keys == list(FRESH_KEYS)
