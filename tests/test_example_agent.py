@@ -125,11 +125,9 @@ def test_a_weighted_answer_and_trajectory_metric_from_yaml_scores_the_example(tm
     assert list(means.values()) == [0.0, 1.0]
 
 
-def test_a_tool_called_argument_slot_the_dataset_lacks_is_one_line_exit_2(tmp_path: Path) -> None:
-    config = copy_example(tmp_path, "http://127.0.0.1:9")
-    data = yaml.safe_load(config.read_text())
-    data["metric"] = {"type": "tool_called", "tool": "team_office", "arguments": {"team": "{teem}"}}
-    config.write_text(yaml.safe_dump(data))
+def refused(config: Path) -> str:
+    """`promptlift eval CONFIG`'s stderr, after checking it refused the config: exit 2, one line,
+    no traceback."""
     proc = subprocess.run(
         [sys.executable, "-m", "promptlift", "eval", str(config)],
         capture_output=True,
@@ -137,9 +135,17 @@ def test_a_tool_called_argument_slot_the_dataset_lacks_is_one_line_exit_2(tmp_pa
         env={**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"},
         timeout=120,
     )
-    assert proc.returncode == 2
-    assert "`metric.arguments.team` is 'teem'" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+def test_a_tool_called_argument_slot_the_dataset_lacks_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = copy_example(tmp_path, "http://127.0.0.1:9")
+    data = yaml.safe_load(config.read_text())
+    data["metric"] = {"type": "tool_called", "tool": "team_office", "arguments": {"team": "{teem}"}}
+    config.write_text(yaml.safe_dump(data))
+    assert "`metric.arguments.team` is 'teem'" in refused(config)
 
 
 @pytest.mark.parametrize(
@@ -178,12 +184,4 @@ def test_a_tool_the_prompt_lacks_is_one_line_exit_2(
         else:
             data[key] = value
     config.write_text(yaml.safe_dump(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "promptlift", "eval", str(config)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"},
-        timeout=120,
-    )
-    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert says in refused(config)
