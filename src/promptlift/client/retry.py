@@ -301,22 +301,30 @@ class RetryingProvider(Provider):
             try:
                 completion = await self.inner.acomplete(self._bounded(request, started))
             except errors.ProviderError as exc:
-                sent += exc.requests
-                state = RetryState(attempt, exc, self._clock() - started, self._draw())
-                wait = self.strategy.next_wait(state)
-                if wait is None:
-                    exc.attempts = sent
-                    raise
-                log.info(
-                    "attempt %d on %s failed (%s); retrying in %.2f s",
-                    attempt,
-                    request.model,
-                    type(exc).__name__,
-                    wait,
-                )
-                await self._sleep(wait)
+                sent = await self._wait_or_raise(exc, attempt, sent, started, request.model)
                 continue
             return completion.replace(attempts=sent + completion.attempts)
+
+    async def _wait_or_raise(
+        self, exc: errors.ProviderError, attempt: int, sent: int, started: float, model: str, when: str = ""
+    ) -> int:
+        """``exc`` ended attempt ``attempt``: wait as the policy says before the next one and return
+        the requests sent so far, or raise ``exc`` (counting them) when the policy stops here."""
+        sent += exc.requests
+        wait = self.strategy.next_wait(RetryState(attempt, exc, self._clock() - started, self._draw()))
+        if wait is None:
+            exc.attempts = sent
+            raise exc
+        log.info(
+            "attempt %d on %s failed%s (%s); retrying in %.2f s",
+            attempt,
+            model,
+            when,
+            type(exc).__name__,
+            wait,
+        )
+        await self._sleep(wait)
+        return sent
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Retries as ``acomplete`` does, but only until the first event: once part of an answer has
@@ -331,20 +339,9 @@ class RetryingProvider(Provider):
                 first = await anext(events)
             except errors.ProviderError as exc:
                 await close_stream(events)
-                sent += exc.requests
-                state = RetryState(attempt, exc, self._clock() - started, self._draw())
-                wait = self.strategy.next_wait(state)
-                if wait is None:
-                    exc.attempts = sent
-                    raise
-                log.info(
-                    "attempt %d on %s failed before its first token (%s); retrying in %.2f s",
-                    attempt,
-                    request.model,
-                    type(exc).__name__,
-                    wait,
+                sent = await self._wait_or_raise(
+                    exc, attempt, sent, started, request.model, " before its first token"
                 )
-                await self._sleep(wait)
                 continue
             break
         try:
