@@ -17,6 +17,7 @@ and one aiohttp session (one connection pool) serves each event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -55,6 +56,14 @@ async def _closing(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]
         yield
     finally:
         await session.close()
+
+
+@functools.lru_cache(maxsize=256)  # asked on every request: parsed once per endpoint
+def _own_server(api_base: str) -> bool:
+    """Not OpenAI's own API (its o-series need parameters renamed) nor Azure's (deployments,
+    versions): those stay LiteLLM's."""
+    host = (urlsplit(api_base).hostname or "").lower()
+    return host != "api.openai.com" and not host.endswith(".openai.azure.com")
 
 
 def _route(model: str) -> tuple[str, str]:
@@ -111,9 +120,7 @@ class NativeProvider(Provider):
         api_base = request.api_base or self.chain.endpoint(request.model)
         if not api_base:
             return False
-        host = (urlsplit(api_base).hostname or "").lower()
-        # OpenAI's own API needs the o-series' parameters renamed, Azure its deployments: LiteLLM's
-        return host != "api.openai.com" and not host.endswith(".openai.azure.com")
+        return _own_server(api_base)
 
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
