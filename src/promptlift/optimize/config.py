@@ -16,6 +16,7 @@ from promptlift.client.retry import RetryPolicy
 from promptlift.errors import ConfigError, TemplateError
 from promptlift.optimize.agent import DEFAULT_MAX_STEPS
 from promptlift.optimize.metrics import check_metric
+from promptlift.optimize.program import Optimizable, Program, load_program
 from promptlift.optimize.prompt import Demo, Prompt, Turn, check_params, placeholders
 from promptlift.optimize.run import Acceptance, Budget
 from promptlift.optimize.schema import (
@@ -42,6 +43,9 @@ TOP_KEYS = {
     "reasoning_model",
     "api_base",
     "prompt",
+    "program",
+    "prompts",
+    "calls_per_row",
     "dataset",
     "metric",
     "optimizer",
@@ -76,7 +80,7 @@ class RunConfig:
     models: tuple[str, ...]
     reasoning_model: str
     api_base: str | None
-    prompt: Prompt
+    prompt: Optimizable  # `prompt:`, or a `program:` over named `prompts:`
     dataset_path: Path
     split: Mapping[str, float]
     metric: Mapping[str, Any]
@@ -321,10 +325,55 @@ def _budget(value: Any, where: str) -> Budget:
     )
 
 
-def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:
+def _subject(raw: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
+    """``prompt:`` (one prompt), or ``program: module:function`` with its named ``prompts:`` (and
+    optionally the ``calls_per_row`` it makes at most)."""
+    top = At(where)
+    if "program" not in raw:
+        for key in ("prompts", "calls_per_row"):
+            if key in raw:
+                raise (top / key).error(
+                    f"`{key}` belongs to a program: add `program: module:function` (the code that calls "
+                    f"the prompts), or write one `prompt:`"
+                )
+        return _prompt(raw.get("prompt"), where, base_dir)
+    if "prompt" in raw:
+        raise (top / "prompt").error(
+            "give `prompt:` (one prompt) or `program:` with `prompts:`, not both; move the prompt under "
+            "`prompts:` with a name"
+        )
+    ref = raw["program"]
+    if not isinstance(ref, str) or ":" not in ref:
+        (top / "program").fail("'module:function' (a Python file beside the config works)", ref)
+    prompts = raw.get("prompts")
+    if not isinstance(prompts, Mapping) or not prompts:
+        raise (top / "prompts").error(
+            "`prompts` is missing: a program names its prompts, like "
+            "{answer: {system: ..., user: '{question}'}}"
+        )
+    declared = raw.get("calls_per_row")
+    if declared is not None and not (
+        isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1
+    ):
+        (top / "calls_per_row").fail(
+            "a whole number of at least 1 (model calls a row makes at most)", declared
+        )
+    members: dict[str, Prompt] = {}
+    for name, value in prompts.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise (top / "prompts").error(f"`prompts`: name {name!r} is not a plain name like `answer`")
+        members[name] = _prompt(value, where, base_dir, At(where, "prompts") / name)
+    fn = load_program(ref, base_dir=base_dir)
+    try:
+        return Program(members, fn, ref, declared)
+    except ConfigError as exc:
+        raise top.error(f"`program`: {exc}") from None
+
+
+def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Prompt:
+    at = at or At(where, "prompt")
     if value is None:
-        raise ConfigError(f"{where}: `prompt` is missing; add one like {PROMPT.example}")
-    at = At(where, "prompt")
+        raise ConfigError(f"{where}: `{at.path}` is missing; add one like {PROMPT.example}")
     checked = PROMPT(value, at)
     if "messages" in checked and "turns" in checked:
         raise at.error(f"`{at.path}`: give `messages:` or `turns:`, not both (they are the same list)")
@@ -350,7 +399,7 @@ def _prompt(value: Any, where: str, base_dir: Path) -> Prompt:
             "sent as the response_format; drop the param"
         )
     demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
-    slots = placeholders(checked["user"], f"{where}: prompt.user")
+    slots = placeholders(checked["user"], f"{where}: {at.path}.user")
     for i, demo in enumerate(demos):
         missing = [name for name in slots if name not in demo.fields]
         if missing:
@@ -626,8 +675,9 @@ def load_config(path: str | Path) -> RunConfig:
     chain = _model_chain(raw.get("model"), where)
     models = tuple(m.model if isinstance(m, ModelSpec) else m for m in chain)
     store = scalars["store"]
-    prompt = _prompt(raw.get("prompt"), where, path.parent)
-    _check_tool_names(prompt, metric, top)
+    prompt = _subject(raw, where, path.parent)
+    if isinstance(prompt, Prompt):  # a program's metric scores its output, not a prompt's tool calls
+        _check_tool_names(prompt, metric, top)
     return RunConfig(
         path=path,
         models=models,

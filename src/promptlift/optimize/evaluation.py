@@ -22,10 +22,12 @@ from promptlift.errors import BadRequest, PromptliftError, UserError
 from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
+from promptlift.optimize.program import Optimizable, Program, ProgramError, PromptCall, run_program
 from promptlift.optimize.prompt import Prompt
 from promptlift.types import Completion, Message
 
 CALL_FAILED = "the call failed"
+PROGRAM_FAILED = "the program raised"
 NOT_VALID_JSON = "output is not valid JSON for the schema"
 
 
@@ -37,10 +39,13 @@ class RowResult:
     reason: str = ""
     error: str = ""  # "ErrorType: message" when the call failed
     trajectory: Trajectory | None = None  # an agent's row: every model call, tool call and message
+    trace: tuple[PromptCall, ...] = ()  # a program's row: each prompt's call, in order
 
     @property
     def steps(self) -> int:
         """Model calls the row took (1 for a single-call prompt)."""
+        if self.trace:
+            return sum(call.model_calls for call in self.trace)
         return self.trajectory.model_calls if self.trajectory is not None else 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +58,8 @@ class RowResult:
         }
         if self.trajectory is not None:
             out["trajectory"] = self.trajectory.to_dict()
+        if self.trace:
+            out["trace"] = [call.to_dict() for call in self.trace]
         return out
 
     @classmethod
@@ -65,6 +72,7 @@ class RowResult:
             str(d.get("reason", "")),
             str(d.get("error", "")),
             Trajectory.from_dict(trajectory) if trajectory else None,
+            tuple(PromptCall.from_dict(c) for c in d.get("trace") or ()),
         )
 
 
@@ -284,19 +292,44 @@ class Evaluator:
             if row_faults:
                 raise row_faults[0]
             raise UserError(f"every call of this evaluation failed: {failed_calls[0].error}")
-        if out and sum(1 for r in out if r.error and r.reason != CALL_FAILED) == len(out):
+        if out and all(r.reason == PROGRAM_FAILED for r in out):
+            raise UserError(f"the program raised on every row: {out[0].error}")
+        if out and sum(1 for r in out if r.error and r.reason not in (CALL_FAILED, PROGRAM_FAILED)) == len(
+            out
+        ):
             raise UserError(f"the metric {self.metric.name!r} failed on every row: {out[0].error}")
 
-    def calls_per_row(self, prompt: Prompt | None = None) -> int:
+    def calls_per_row(self, prompt: Optimizable | None = None) -> int:
         """Calls one scored row may send at most: the task call (an agent's step limit), and the
         metric's own (an LLM judge's), once per sample when the task call brings ``n``."""
         task = prompt.calls_per_row if prompt is not None else 1
         samples = prompt.samples if prompt is not None else 1
         return task + int(getattr(self.metric, "calls_per_row", 0)) * samples
 
+    async def _answer(
+        self, prompt: Prompt, messages: Sequence[Message], record: Callable[[Completion], None]
+    ) -> Trajectory:
+        """One prompt's answer to one conversation: a single call, or the agent loop for a prompt
+        with tools; ``record`` sees each model call as it returns."""
+        params = prompt.request_params()
+        if prompt.tools:
+            return await run_agent(
+                self.client,
+                messages,
+                prompt.tools,
+                max_steps=prompt.max_steps,
+                on_call=record,
+                model=self.model,
+                **params,
+            )
+        completion = await self.client.acomplete(self.client.request(messages, model=self.model, **params))
+        record(completion)
+        history = (*messages, Message("assistant", completion.content, completion.tool_calls))
+        return Trajectory(completion.content, (ModelStep.of(completion),), history, "answer", (completion,))
+
     async def evaluate(
         self,
-        prompt: Prompt,
+        prompt: Optimizable,
         data: Dataset | Sequence[Row],
         *,
         done: Mapping[int, tuple[RowResult, Spend]] | None = None,
@@ -315,46 +348,41 @@ class Evaluator:
         rows = list(data)
         finished: dict[int, tuple[RowResult, Spend]] = dict(done or {})
         todo = [pos for pos in range(len(rows)) if pos not in finished]
-        params = prompt.request_params()
+        program = prompt if isinstance(prompt, Program) else None
         # Every row's messages before any call: a malformed row (a history field that is not a
         # conversation) is one clear error, not a failure after paying for the rows before it.
-        conversations = {pos: prompt.messages(rows[pos].fields) for pos in todo}
+        single = prompt if isinstance(prompt, Prompt) else None
+        conversations = {pos: single.messages(rows[pos].fields) for pos in todo} if single else {}
         fatal: list[BaseException] = []
         row_faults: list[PromptliftError] = []
         paid = on_spend or (lambda spend: None)
 
-        async def answer(pos: int, calls: list[Completion]) -> Trajectory:
-            messages = conversations[pos]
+        async def answer(pos: int, calls: list[Completion]) -> tuple[Trajectory, tuple[PromptCall, ...], str]:
+            """The row's answer, and for a program its trace and feedback."""
 
             def record(completion: Completion) -> None:
                 calls.append(completion)
                 paid(Spend.of([completion]))
 
-            if prompt.tools:
-                return await run_agent(
-                    self.client,
-                    messages,
-                    prompt.tools,
-                    max_steps=prompt.max_steps,
-                    on_call=record,
-                    model=self.model,
-                    **params,
-                )
-            completion = await self.client.acomplete(
-                self.client.request(messages, model=self.model, **params)
-            )
-            record(completion)
-            history = (*messages, Message("assistant", completion.content, completion.tool_calls))
-            return Trajectory(
-                completion.content, (ModelStep.of(completion),), history, "answer", (completion,)
-            )
+            if program is None:
+                assert isinstance(prompt, Prompt)
+                return await self._answer(prompt, conversations[pos], record), (), ""
+
+            async def member(part: Prompt, fields: Mapping[str, Any]) -> Trajectory:
+                return await self._answer(part, part.messages(fields), record)
+
+            run = await run_program(program, rows[pos].fields, member)
+            return Trajectory(run.output, (), (), "answer", tuple(calls)), run.trace, run.feedback
 
         async def one(pos: int) -> None:
             """Answer and score one row. The metric runs in the same worker, so a judge's call runs
             beside the other workers' calls, never blocking them."""
             row, calls = rows[pos], list[Completion]()
             try:
-                trajectory = await answer(pos, calls)
+                trajectory, trace, feedback = await answer(pos, calls)
+            except ProgramError as exc:  # the user's code broke on this row: 0, with the reason
+                result = RowResult(row.index, "", 0.0, PROGRAM_FAILED, str(exc), trace=exc.trace)
+                finished[pos] = result, Spend.of(calls)
             except PromptliftError as exc:
                 if not _row_fault(exc):
                     fatal.append(exc)  # nothing about this row: stop, keep what was answered
@@ -364,15 +392,19 @@ class Evaluator:
                 finished[pos] = result, Spend.of(calls)
             else:
                 try:
-                    score, error = await _score_samples(self.metric, prompt, row, trajectory)
+                    if program is None:
+                        assert isinstance(prompt, Prompt)
+                        score, error = await _score_samples(self.metric, prompt, row, trajectory)
+                    else:  # the program's output, scored as it is (its prompts' schemas are their own)
+                        score, error = await _score(self.metric, row, trajectory.output, None)
                 except Exception as exc:  # a judge's call failed outside this row, or the metric refused
                     fatal.append(exc)
                     return
                 paid(Spend.of(score.calls))
-                kept = trajectory if prompt.tools else None  # a single call's record is its output
-                result = RowResult(
-                    row.index, trajectory.output, score.value, score.reason or error, error, kept
-                )
+                # a single call's record is its output; an agent's row keeps its loop
+                kept = trajectory if single is not None and single.tools else None
+                reason = "; ".join(t for t in (score.reason or error, feedback) if t)
+                result = RowResult(row.index, trajectory.output, score.value, reason, error, kept, trace)
                 finished[pos] = result, Spend.of([*calls, *score.calls])
             if on_row is not None:
                 on_row(pos, *finished[pos])

@@ -27,7 +27,7 @@ from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import metric_from_config
-from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.program import Optimizable
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _rows(config: RunConfig, which: str) -> tuple[list[Row], list[str]]:
 
 
 def _score(
-    config: RunConfig, candidate: ModelCandidate, prompt: Prompt, rows: list[Row], values: list[str]
+    config: RunConfig, candidate: ModelCandidate, prompt: Optimizable, rows: list[Row], values: list[str]
 ) -> ModelScore:
     prices = {**config.prices, **({candidate.model: candidate.price} if candidate.price else {})}
     api_base = None if candidate.model.startswith("local/") else (candidate.api_base or config.api_base)
@@ -160,7 +160,7 @@ def compare_models(
     candidates: Sequence[ModelCandidate],
     *,
     target: float | None = None,
-    prompt: Prompt | None = None,
+    prompt: Optimizable | None = None,
     rows: str = "test",
 ) -> ModelReport:
     """Score ``prompt`` (default: the config's) with every candidate, one after another."""

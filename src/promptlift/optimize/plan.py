@@ -36,6 +36,7 @@ from promptlift.optimize.dataset import Dataset, split
 from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
 from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
 from promptlift.optimize.optimizers.pareto import planned_proposals
+from promptlift.optimize.program import Optimizable, members
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
@@ -279,6 +280,24 @@ def task_tokens(prompt: Prompt, row: Mapping[str, Any], demos: int = 0) -> int:
     return sum(_tokens(m.text) + 4 for m in messages) + demos * 2 * user
 
 
+class _Blank(dict[str, Any]):
+    """A row for a program's prompt: the fields the program fills are estimated as empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def call_tokens(subject: Optimizable, row: Mapping[str, Any], demos: int = 0) -> int:
+    """About how many input tokens one task call takes, its tools' schemas included; for a program,
+    its largest prompt's (the fields the program fills counted as the row's own, or empty)."""
+    return max(task_tokens(p, _Blank(row), demos) + tool_tokens(p) for p in members(subject).values())
+
+
+def answer_tokens(subject: Optimizable) -> int:
+    """The most output tokens one task call may bring (``max_tokens``, 256 when unset, times ``n``)."""
+    return max(int(p.params.get("max_tokens") or 256) * p.samples for p in members(subject).values())
+
+
 def tool_tokens(prompt: Prompt) -> int:
     """About how many input tokens the tools' schemas (and an output schema) add to every call."""
     schema = prompt.output_schema
@@ -360,7 +379,7 @@ def make_plan(
     j_price = price_of(judge, prices) if judge else t_price
     per_call: CallCosts | None = None
     if t_price is not None and r_price is not None and j_price is not None:
-        task_in = task_tokens(config.prompt, row, demos // 2) + tool_tokens(config.prompt)
+        task_in = call_tokens(config.prompt, row, demos // 2)
         per_call = _per_call_costs(config, row, task_in, base, (t_price, r_price, j_price))
     cost = None
     if per_call is not None:
@@ -406,8 +425,8 @@ def _per_call_costs(
 ) -> CallCosts:
     t_price, r_price, j_price = prices
     kind = "base" if base else "chat"
-    answer = int(config.prompt.params.get("max_tokens") or 256)
-    task_out = answer * config.prompt.samples  # a call with `n` brings n answers
+    task_out = answer_tokens(config.prompt)  # a call with `n` brings n answers
+    answer = task_out // max(1, config.prompt.samples)
     # The judge reads its instructions, the rubric, the row's input and expected answer and the
     # output (not the task prompt), and replies in 64 tokens at most.
     shown = [str(config.metric.get("rubric", ""))]

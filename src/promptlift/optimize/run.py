@@ -28,7 +28,7 @@ from promptlift.client.config import Budget as Budget  # the one Budget, re-expo
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
 from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
-from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.program import Optimizable
 from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
 from promptlift.optimize.store import RunStore
@@ -61,7 +61,7 @@ class Acceptance:
 @dataclass(frozen=True)
 class Candidate:
     id: int
-    prompt: Prompt
+    prompt: Optimizable  # a prompt, or a program of several
     evaluation: Evaluation  # on the validation split
     parent: int | None = None
     round: int = 0
@@ -225,7 +225,7 @@ class Search:
         return None if cap is None else int(cap) - self.ledger.total.work_calls - self._reserved_calls
 
     # -- spending ------------------------------------------------------------------------------
-    async def _memo_eval(self, prompt: Prompt, rows: Sequence[Row], role: str = "task") -> Evaluation:
+    async def _memo_eval(self, prompt: Optimizable, rows: Sequence[Row], role: str = "task") -> Evaluation:
         # Rows by index and content: splits built from separate files all number their rows from 0
         # (keyed by index alone, scoring a test split of the validation split's size replayed the latter).
         key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([[r.index, r.fields] for r in rows])}"
@@ -269,13 +269,15 @@ class Search:
 
         return write
 
-    async def score(self, prompt: Prompt, rows: Sequence[Row]) -> Evaluation:
+    async def score(self, prompt: Optimizable, rows: Sequence[Row]) -> Evaluation:
         """Score rows (train or validation) without recording a candidate."""
         self.check_stop()
         prompt.check(self.train.fields)
         return await self._memo_eval(prompt, rows)
 
-    async def evaluate(self, prompt: Prompt, *, parent: int | None = None, origin: str = "") -> Candidate:
+    async def evaluate(
+        self, prompt: Optimizable, *, parent: int | None = None, origin: str = ""
+    ) -> Candidate:
         """Score ``prompt`` on the whole validation split and add it to the history."""
         self.check_stop()
         prompt.check(self.train.fields)
@@ -353,7 +355,7 @@ class Search:
         self.ledger.reasoning = self.ledger.reasoning + spend
         return content
 
-    async def evaluate_test(self, prompt: Prompt) -> Evaluation:
+    async def evaluate_test(self, prompt: Optimizable) -> Evaluation:
         """Only the driver calls this: at the start and at the end of a run."""
         return await self._memo_eval(prompt, list(self._test))
 

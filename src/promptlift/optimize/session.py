@@ -29,6 +29,8 @@ from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
 from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
 from promptlift.optimize.plan import refuse_budget_below_start
+from promptlift.optimize.program import Program
+from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.schema import suggest
@@ -53,7 +55,7 @@ def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
     check_fields(config, dataset.fields)
     for spec in config.optimizers:
         answer_field = spec.params.get("answer_field", config.metric.get("field"))
-        if spec.name == "fewshot" and answer_field:
+        if spec.name == "fewshot" and answer_field and isinstance(config.prompt, Prompt):
             try:
                 check_demo_answers(config.prompt, dataset, str(answer_field))
             except ConfigError as exc:
@@ -233,7 +235,7 @@ def run_config(
 # timeouts, retries, rate limits, concurrency and the cache only change how calls are made.
 IDENTITY_KEYS = (
     "model", "reasoning_model", "prompt", "dataset", "metric", "optimizer", "budget", "seed",
-    "acceptance", "prices",
+    "acceptance", "prices", "program", "prompts", "calls_per_row",
 )  # fmt: skip
 
 
@@ -245,7 +247,10 @@ def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, A
     out = {k: config.raw.get(k) for k in IDENTITY_KEYS}
     for key in ("model", "reasoning_model"):
         out[key] = _search_models(out[key])
-    return {**out, "optimizer_params": params, "dataset_rows": digest.hexdigest()[:20]}
+    out = {**out, "optimizer_params": params, "dataset_rows": digest.hexdigest()[:20]}
+    if isinstance(config.prompt, Program):  # an edited program changes the search as an edited prompt does
+        out["program_source"] = config.prompt.source_digest()
+    return out
 
 
 # A `model:` mapping's keys that say where and with which key its calls go, not what they ask (the

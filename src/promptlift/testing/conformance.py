@@ -17,13 +17,17 @@ is a tool loop of two model calls.
 (fenced or bare, as models do) when it knows the label and a sentence when it does not, which the
 evaluator scores 0 with its reason; a ``json_fields`` metric scores the rest.
 ``StructuredAgentConformance`` is both at once: an agent whose final answer follows the schema.
+
+``ProgramConformance`` runs them on a program of two prompts (``two_step``: ``measure`` counts a
+word's letters, ``label`` turns the count into the label): each prompt needs its own fix (an
+instruction, or demos) before every row is right, so a joint gain changes both.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from promptlift.optimize.evaluation import NOT_VALID_JSON
 from promptlift.optimize.json_metrics import FieldMatch, JsonFields
 from promptlift.optimize.metrics import ExactMatch, Metric
 from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.program import Calls, Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, RunSettings
@@ -139,17 +144,65 @@ def in_json(
     return answer
 
 
+MEASURE_HINT, LABEL_HINT = "count the letters", "more than 5"
+
+
+def synthetic_program_model(request: CompletionRequest) -> str:
+    """The task model of ``two_step``'s prompts. ``measure`` ("Word: ...") counts a word's letters
+    when told to count them or shown two demos, and otherwise only for words of three letters or
+    fewer ("unsure" else); ``label`` ("Letters: N") says long above 5 when told "more than 5" or
+    shown two demos, and otherwise above 7 (wrong for 6 and 7 letters)."""
+    if request.model == REASONING_MODEL:
+        return "Count the letters of the word: more than 5 is long, otherwise short."
+    demos = sum(1 for m in request.messages if m.role == "assistant")
+    system = " ".join(m.text for m in request.messages if m.role == "system").lower()
+    user = request.messages[-1].text
+    if user.startswith("Word:"):
+        word = user.split()[-2]
+        if MEASURE_HINT in system or demos >= 2 or len(word) <= 3:
+            return str(len(word))
+        return "unsure"
+    count = user.split()[1] if len(user.split()) > 1 else ""
+    if not count.isdigit():
+        return "unsure"
+    threshold = 5 if LABEL_HINT in system or demos >= 2 else 7
+    return "long" if int(count) > threshold else "short"
+
+
+def two_step(row: Mapping[str, Any], lm: Calls) -> str:
+    """A program of two prompts: the word's letters counted, then the count labelled."""
+    count = lm.call("measure", text=row["text"])
+    return lm.call("label", count=count.strip())
+
+
+def two_step_program() -> Program:
+    return Program(
+        {
+            "measure": Prompt(
+                user="Word: {text}\nLetters:", system="Look at the word.", params={"max_tokens": 4}
+            ),
+            "label": Prompt(
+                user="Letters: {count}\nLabel:", system="Label the count.", params={"max_tokens": 2}
+            ),
+        },
+        two_step,
+    )
+
+
 class OptimizerConformance:
     """Subclass and implement ``make_optimizer``; every ``test_*`` method is one promise."""
 
     seed = 0
     agent = False  # AgentConformance: the same promises on a prompt with a tool
     structured = False  # StructuredConformance: the same promises on a prompt with an output schema
+    program = False  # ProgramConformance: the same promises on a program of two prompts
 
     def make_optimizer(self) -> Optimizer:
         raise NotImplementedError
 
-    def make_prompt(self) -> Prompt:
+    def make_prompt(self) -> Optimizable:
+        if self.program:
+            return two_step_program()
         prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
         if self.agent:
             prompt = prompt.replace(tools=(Tool.from_function(letters),), max_steps=3)
@@ -163,6 +216,8 @@ class OptimizerConformance:
         return ExactMatch("label")
 
     def model(self, request: CompletionRequest) -> str | Completion:
+        if self.program:
+            return synthetic_program_model(request)
         base = synthetic_agent if self.agent else synthetic_model
         return in_json(base)(request) if self.structured else base(request)
 
@@ -242,9 +297,11 @@ class OptimizerConformance:
         assert [c.prompt for c in resumed.history] == [c.prompt for c in whole.history]
         sent = (len(answered), len(again.requests), len(reference.requests))
         assert sent[0] + sent[1] == sent[2], sent
-        # the rows under way at the crash (4 workers) times their steps, and the step's reasoning call
-        in_flight = 4 * (3 if self.agent else 1) + 1
-        assert resumed.spend.cached_calls <= in_flight, (resumed.spend.cached_calls, in_flight)
+        # the rows under way at the crash (4 workers) times their steps, and the step's reasoning call;
+        # beyond the hits the uninterrupted run had itself (a program's candidates share calls)
+        in_flight = 4 * (3 if self.agent else 2 if self.program else 1) + 1
+        extra = resumed.spend.cached_calls - whole.spend.cached_calls
+        assert extra <= in_flight, (resumed.spend.cached_calls, whole.spend.cached_calls, in_flight)
 
     def test_respects_the_call_budget(self) -> None:
         for cap in (60, 150):
@@ -316,8 +373,10 @@ class StructuredConformance(OptimizerConformance):
 
     def test_every_candidate_keeps_the_schema_and_every_task_call_asks_for_it(self) -> None:
         result, provider = self.run()
-        assert all(c.prompt.output_schema == LABEL_SCHEMA for c in result.history)
-        assert result.best.prompt.output_schema == LABEL_SCHEMA
+        assert all(
+            isinstance(c.prompt, Prompt) and c.prompt.output_schema == LABEL_SCHEMA for c in result.history
+        )
+        assert isinstance(result.best.prompt, Prompt) and result.best.prompt.output_schema == LABEL_SCHEMA
         wanted = LABEL_SCHEMA.response_format()
         for request in provider.requests:
             if request.model == TASK_MODEL:
@@ -340,3 +399,22 @@ class StructuredConformance(OptimizerConformance):
 class StructuredAgentConformance(StructuredConformance, AgentConformance):
     """An agent with an output schema: every promise of both (the schema is asked for on every
     call of the loop, and the final answer is the one validated)."""
+
+
+class ProgramConformance(OptimizerConformance):
+    """The same promises on a program of two prompts (``two_step``), and those of programs: every
+    row keeps the program's calls (its trace), and every task call is one of the program's prompts."""
+
+    program = True
+
+    def test_every_row_keeps_the_programs_calls(self) -> None:
+        result, provider = self.run()
+        for candidate in result.history:
+            assert isinstance(candidate.prompt, Program)
+            assert set(candidate.prompt.prompts) == {"measure", "label"}
+            for row in candidate.evaluation.rows:
+                assert [c.prompt for c in row.trace] == ["measure", "label"], row
+                assert row.trace[-1].output == row.output
+        task = [r for r in provider.requests if r.model == TASK_MODEL]
+        assert all(r.messages[-1].text.startswith(("Word:", "Letters:")) for r in task)
+        assert result.spend.calls == len(provider.requests)

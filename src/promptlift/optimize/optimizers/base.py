@@ -21,7 +21,7 @@ from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Splits
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import Metric
-from promptlift.optimize.prompt import Prompt
+from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Candidate, RunSettings, Search, StopRun
 from promptlift.optimize.store import RunStore
@@ -40,7 +40,7 @@ class Optimizer(abc.ABC):
 
     def optimize(
         self,
-        prompt: Prompt,
+        prompt: Optimizable,
         splits: Splits,
         metric: Metric,
         *,
@@ -59,7 +59,7 @@ class Optimizer(abc.ABC):
 
     async def aoptimize(
         self,
-        prompt: Prompt,
+        prompt: Optimizable,
         splits: Splits,
         metric: Metric,
         *,
@@ -88,7 +88,7 @@ class Optimizer(abc.ABC):
 
     async def _run(
         self,
-        prompt: Prompt,
+        prompt: Optimizable,
         splits: Splits,
         metric: Metric,
         client: Client,
@@ -101,6 +101,11 @@ class Optimizer(abc.ABC):
         ctx = Search(client, evaluator, splits, settings, store, run_id)
         ctx.emit("start", optimizer=self.name, splits=splits)
         try:
+            if isinstance(prompt, Program) and prompt.calls_per_row_declared is None and len(splits.train):
+                # How many calls a row takes, measured on one train row (cached, and counted): the
+                # budget plans every scoring with it.
+                probe = await ctx.score(prompt, [splits.train.rows[0]])
+                prompt = prompt.measured(probe.rows[0].steps)
             initial = await ctx.evaluate(prompt, origin="initial")
             initial_test = await ctx.evaluate_test(prompt)
         except StopRun as stop:

@@ -31,8 +31,10 @@ from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.optimizers.metaprompt import instruction_parts
 from promptlift.optimize.optimizers.reflection import PART_NAMES, combine, expand_parts, mutate, part_ok
-from promptlift.optimize.prompt import Prompt, fill
+from promptlift.optimize.program import Optimizable, Program
+from promptlift.optimize.prompt import fill
 from promptlift.optimize.run import Candidate, Search
 
 OBJECTIVES = ("score", "length", "cost", "steps")
@@ -100,8 +102,11 @@ def select_survivors(members: Sequence[Member], size: int, elites: int, weight: 
     return kept + [m.id for m in rest[: size - len(kept)]]
 
 
-def prompt_tokens(prompt: Prompt) -> int:
-    """About how many tokens the fixed part of a prompt (instruction and demos) takes."""
+def prompt_tokens(prompt: Optimizable) -> int:
+    """About how many tokens the fixed part of a prompt (instruction and demos) takes; a program's,
+    all its prompts'."""
+    if isinstance(prompt, Program):
+        return sum(prompt_tokens(p) for p in prompt.prompts.values())
     demos = " ".join(fill(prompt.user, d.fields) + " " + d.answer for d in prompt.demos)
     return math.ceil(len(prompt.system + " " + demos) / 4)
 
@@ -157,7 +162,7 @@ class Evolutionary(Optimizer):
             else:  # cost per row (an agent's row is several calls); tokens per row when calls are free
                 spend = c.evaluation.spend
                 values.append(-(spend.work_cost_usd or spend.tokens) / rows)
-        return Member(c.id, tuple(values), c.prompt.system)
+        return Member(c.id, tuple(values), instruction_text(c.prompt))
 
     async def search(self, ctx: Search, start: Candidate) -> None:
         population = [start]
@@ -173,7 +178,7 @@ class Evolutionary(Optimizer):
                 self.diversity_weight,
             )
             population = [pool[i] for i in keep]
-            texts = [c.prompt.system for c in population]
+            texts = [instruction_text(c.prompt) for c in population]
             ctx.emit("population", generation=generation, diversity=diversity(texts), ids=keep)
             if len(self.objectives) > 1:
                 members = [self.member(c) for c in ctx.history]
@@ -198,10 +203,14 @@ class Evolutionary(Optimizer):
             if len(children) >= n:
                 break
             parent = self.tournament(ctx, population)
-            part = "system"
+            instructions = instruction_parts(parent.prompt)
+            part = instructions[0]
             if crossover and len(population) >= 2 and ctx.rng.random() < self.crossover_rate:
                 other = self.tournament(ctx, [c for c in population if c.id != parent.id])
-                text = await combine(ctx, parent.prompt.system, other.prompt.system)
+                if len(instructions) > 1:  # a program: the instructions of one of its prompts
+                    part = ctx.rng.choice(instructions)
+                mine, theirs = parent.prompt.components()[part], other.prompt.components()[part]
+                text = await combine(ctx, mine, theirs)
                 origin = f"crossover {parent.id}x{other.id}"
             else:
                 parts = expand_parts(parent.prompt, self.parts)
@@ -221,3 +230,8 @@ class Evolutionary(Optimizer):
             )
             children.append(child)
         return children
+
+
+def instruction_text(subject: Optimizable) -> str:
+    """The instruction(s) a diversity measure compares: a program's, one per line."""
+    return "\n".join(subject.components()[part] for part in instruction_parts(subject))

@@ -26,7 +26,9 @@ from typing import Any, ClassVar
 from promptlift.errors import ConfigError
 from promptlift.optimize.evaluation import Evaluation, RowResult
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.optimizers.reflection import example_lines, fix, is_base, system_ok
+from promptlift.optimize.optimizers.metaprompt import instruction_parts
+from promptlift.optimize.optimizers.reflection import example_lines, fix, is_base, part_ok
+from promptlift.optimize.program import member_of
 from promptlift.optimize.run import Candidate, Search
 
 ANALYSE = """A prompt for a language model gets these inputs wrong.
@@ -93,16 +95,19 @@ class FailureModes(Optimizer):
             "max_modes": self.max_modes,
         }
 
-    async def modes(self, ctx: Search, candidate: Candidate, evaluation: Evaluation) -> list[str]:
+    async def modes(
+        self, ctx: Search, candidate: Candidate, evaluation: Evaluation, part: str = "system"
+    ) -> list[str]:
         failing = evaluation.failures
         if is_base(ctx):
             return group_failures(failing, self.max_modes)
+        prompt, _ = member_of(candidate.prompt, part)
         causes: list[str] = []
         for start in range(0, len(failing), self.batch):
             chunk = Evaluation(tuple(failing[start : start + self.batch]))
             text = ANALYSE.format(
-                instruction=candidate.prompt.system or "(no instruction)",
-                examples=example_lines(ctx, candidate.prompt, chunk, limit=self.batch),
+                instruction=prompt.system or "(no instruction)",
+                examples=example_lines(ctx, candidate.prompt, chunk, limit=self.batch, part=part),
             )
             reply = await ctx.reason(text, max_tokens=60 * self.batch)
             causes += parse_modes(reply, self.batch) or [reply.strip()]
@@ -115,21 +120,24 @@ class FailureModes(Optimizer):
         return parse_modes(reply, self.max_modes) or [reply.strip()]
 
     async def search(self, ctx: Search, start: Candidate) -> None:
-        seen = {c.prompt.system for c in ctx.history}
-        for _ in range(self.rounds):
+        parts = instruction_parts(start.prompt)  # a program's prompts take turns, a round each
+        seen = {(part, c.prompt.components().get(part)) for c in ctx.history for part in parts}
+        for round_ in range(self.rounds):
             current = ctx.best
+            part = parts[round_ % len(parts)]
             rows = sorted(
                 ctx.rng.sample(list(ctx.train), min(self.sample, len(ctx.train))), key=lambda r: r.index
             )
             evaluation = await ctx.score(current.prompt, rows)
             if evaluation.failures:
-                for mode in await self.modes(ctx, current, evaluation):
-                    text = await fix(ctx, current.prompt.system, mode)
-                    if not system_ok(current.prompt, ctx.train.fields, text) or text in seen:
+                for mode in await self.modes(ctx, current, evaluation, part):
+                    text = await fix(ctx, current.prompt.components()[part], mode)
+                    if not part_ok(current.prompt, part, ctx.train.fields, text) or (part, text) in seen:
                         continue
-                    seen.add(text)
+                    seen.add((part, text))
+                    origin = f"fix: {mode[:80]}" if part == "system" else f"fix {part}: {mode[:80]}"
                     child = await ctx.evaluate(
-                        current.prompt.replace(system=text), parent=current.id, origin=f"fix: {mode[:80]}"
+                        current.prompt.with_component(part, text), parent=current.id, origin=origin
                     )
                     if child.score > current.score:  # keep the fix: the next one builds on it
                         current = child

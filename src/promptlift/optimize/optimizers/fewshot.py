@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
+from promptlift.log import get_logger
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.program import Program, trace_demos
 from promptlift.optimize.prompt import Demo, Prompt
 from promptlift.optimize.run import Candidate, Search
+
+log = get_logger("optimize.fewshot")
 
 
 def balanced_order(rows: list[Row], answer_field: str) -> list[int]:
@@ -65,11 +69,14 @@ class FewShot(Optimizer):
     min_demos: int = 1
     trials: int = 30
     instructions: list[str] = field(default_factory=list)  # alternatives to the initial system text
+    bootstrap_rows: int = 16  # a program's: train rows run to collect its calls as demos
     name: ClassVar[str] = "fewshot"
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.max_demos < 1 or not 0 <= self.min_demos <= self.max_demos:
             raise ConfigError("fewshot: needs trials >= 1, max_demos >= 1 and 0 <= min_demos <= max_demos")
+        if self.bootstrap_rows < 1:
+            raise ConfigError("fewshot: `bootstrap_rows` must be at least 1")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -78,11 +85,14 @@ class FewShot(Optimizer):
             "min_demos": self.min_demos,
             "trials": self.trials,
             "instructions": self.instructions,
+            "bootstrap_rows": self.bootstrap_rows,
         }
 
     async def search(self, ctx: Search, start: Candidate) -> None:
         import optuna
 
+        if isinstance(start.prompt, Program):
+            return await self._search_program(ctx, start, start.prompt)
         if self.answer_field not in ctx.train.fields:
             raise ConfigError(
                 f"fewshot: answer_field {self.answer_field!r} is not a dataset field "
@@ -107,5 +117,55 @@ class FewShot(Optimizer):
             demos = tuple(Demo(dict(pool[p].fields), demo_answer(pool[p][self.answer_field])) for p in chosen)
             prompt = start.prompt.replace(demos=demos, system=instructions[which])
             candidate = await ctx.evaluate(prompt, parent=start.id, origin=f"fewshot trial {trial.number}")
+            study.tell(trial, candidate.score)
+            ctx.next_round()
+
+    async def _search_program(self, ctx: Search, start: Candidate, program: Program) -> None:
+        """Demos per prompt, from the program's own calls: the starting program runs on up to
+        ``bootstrap_rows`` train rows, and each call it made on a row that scored well (1, or the
+        best score seen when none reached 1) is a demo for that call's prompt; then trials choose
+        how many and which for each prompt at once."""
+        import optuna
+
+        optuna.logging.set_verbosity(logging.WARNING)
+        sample = ctx.rng.sample(list(ctx.train), min(self.bootstrap_rows, len(ctx.train)))
+        scored = await ctx.score(program, sorted(sample, key=lambda r: r.index))
+        top = max(scored.scores, default=0.0)
+        if top <= 0:
+            message = "fewshot: no train row scored above 0 with the starting program: no demos to show"
+            log.warning(message)
+            ctx.emit("warning", message=message)
+            return
+        traces = [(r.score, r.trace) for r in scored.rows]
+        pools = {name: trace_demos(traces, name, threshold=min(1.0, top)) for name in program.prompts}
+        pools = {name: pool for name, pool in pools.items() if pool}
+        sampler = optuna.samplers.TPESampler(seed=ctx.settings.seed, n_startup_trials=5)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.enqueue_trial(
+            {
+                key: value
+                for name, pool in pools.items()
+                for key, value in [
+                    (f"{name}.k", min(self.max_demos, len(pool))),
+                    *((f"{name}.demo_{i}", i) for i in range(min(self.max_demos, len(pool)))),
+                ]
+            }
+        )
+        for _ in range(self.trials):
+            trial = study.ask()
+            candidate_program = program
+            for name, pool in pools.items():
+                hi = min(self.max_demos, len(pool))
+                k = trial.suggest_int(f"{name}.k", min(self.min_demos, hi), hi)
+                picks = [
+                    trial.suggest_categorical(f"{name}.demo_{i}", list(range(len(pool)))) for i in range(hi)
+                ]
+                chosen = tuple(pool[p] for p in dict.fromkeys(picks[:k]))
+                candidate_program = candidate_program.with_prompt(
+                    name, program.prompts[name].replace(demos=chosen)
+                )
+            candidate = await ctx.evaluate(
+                candidate_program, parent=start.id, origin=f"fewshot trial {trial.number}"
+            )
             study.tell(trial, candidate.score)
             ctx.next_round()

@@ -11,12 +11,14 @@ continues with one rewrite (FACTS.md: usable at temperature 0.8).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.evaluation import Evaluation, RowResult
 from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.program import Optimizable, Program, component_name, member_of, members
 from promptlift.optimize.prompt import Prompt, fill
 from promptlift.optimize.run import Candidate, Search
 
@@ -61,23 +63,38 @@ def tools_text(prompt: Prompt) -> str:
     return out
 
 
-def steps_text(result: RowResult) -> str:
-    """An agent row's steps (the tools it called, with what, and what came back) as indented lines
-    under the row a reflecting model reads; "" for a single-call row."""
+def steps_text(result: RowResult, member: str | None = None) -> str:
+    """An agent row's steps (the tools it called, with what, and what came back), or a program
+    row's calls (of prompt ``member`` only, when given: the ones a rewrite of it changes), as
+    indented lines under the row a reflecting model reads; "" for a single-call row."""
+    if result.trace:
+        calls = [c for c in result.trace if member is None or c.prompt == member] or list(result.trace)
+        return "\n  Calls:" + "".join(f"\n    {c.line()}" for c in calls)
     if result.trajectory is None:
         return ""
     return "\n  Steps:" + "".join(f"\n    {line}" for line in result.trajectory.summary().splitlines())
 
 
-def _failure_lines(prompt: Prompt, ctx: Search, evaluation: Evaluation, limit: int) -> str:
+def shown_input(subject: Optimizable, fields: Mapping[str, Any] | None) -> str:
+    """A row as the reflecting model sees its input: the prompt's template filled with it, or
+    for a program (which fills its prompts itself) the row's fields."""
+    if fields is None:
+        return "?"
+    if isinstance(subject, Program):
+        return ", ".join(f"{k}={str(v)[:200]!r}" for k, v in fields.items())
+    return repr(fill(subject.user, fields))
+
+
+def _failure_lines(
+    subject: Optimizable, ctx: Search, evaluation: Evaluation, limit: int, member: str | None = None
+) -> str:
     rows = {r.index: r for r in ctx.train}
     lines = []
     for result in evaluation.failures[:limit]:
         row = rows.get(result.index)
-        shown = fill(prompt.user, row.fields) if row else "?"
         lines.append(
-            f"- Input: {shown!r}{steps_text(result)}\n  Output: {result.output!r}\n"
-            f"  Problem: {result.reason or 'wrong'}"
+            f"- Input: {shown_input(subject, row.fields if row else None)}{steps_text(result, member)}\n"
+            f"  Output: {result.output!r}\n  Problem: {result.reason or 'wrong'}"
         )
     return "\n".join(lines) or "(none on this sample)"
 
@@ -111,8 +128,9 @@ class MetaPrompt(Optimizer):
             "show_failures": self.show_failures,
         }
 
-    async def propose(self, ctx: Search, best: Candidate) -> str:
-        prompt = best.prompt
+    async def propose(self, ctx: Search, best: Candidate, part: str) -> str:
+        """A new text for the instruction ``part`` (a program's prompts take turns by round)."""
+        prompt, _ = member_of(best.prompt, part)
         instruction = prompt.system or "(no instruction)"
         if ctx.client.is_base_model(ctx.settings.reasoner):
             reply = await ctx.reason(
@@ -120,24 +138,46 @@ class MetaPrompt(Optimizer):
             )
         else:
             sample = ctx.rng.sample(list(ctx.train), min(self.minibatch, len(ctx.train)))
-            evaluation = await ctx.score(prompt, sample)
+            evaluation = await ctx.score(best.prompt, sample)
+            member = part.partition(".")[0] if isinstance(best.prompt, Program) else None
             text = CHAT_TEMPLATE.format(
                 instruction=instruction,
                 user=prompt.user,
-                tools=tools_text(prompt),
-                failures=_failure_lines(prompt, ctx, evaluation, self.show_failures),
+                tools=tools_text(prompt) + program_text(best.prompt, member),
+                failures=_failure_lines(best.prompt, ctx, evaluation, self.show_failures, member),
             )
             reply = await ctx.reason(text, max_tokens=400)
         return clean_instruction(reply)
 
     async def search(self, ctx: Search, start: Candidate) -> None:
-        for _ in range(self.rounds):
+        parts = instruction_parts(start.prompt)
+        for round_ in range(self.rounds):
             best = ctx.best
-            seen = {c.prompt.system for c in ctx.history}
+            part = parts[round_ % len(parts)]
+            seen = {c.prompt.components().get(part) for c in ctx.history}
             for _ in range(self.candidates_per_round):
-                instruction = await self.propose(ctx, best)
+                instruction = await self.propose(ctx, best, part)
                 if not instruction or instruction in seen:
                     continue
                 seen.add(instruction)
-                await ctx.evaluate(best.prompt.replace(system=instruction), parent=best.id, origin="rewrite")
+                origin = "rewrite" if part == "system" else f"rewrite {part}"
+                await ctx.evaluate(
+                    best.prompt.with_component(part, instruction), parent=best.id, origin=origin
+                )
             ctx.next_round()
+
+
+def instruction_parts(subject: Optimizable) -> list[str]:
+    """The instruction of each prompt: ``["system"]``, or a program's ``["NAME.system", ...]``."""
+    return [component_name(name, "system") for name in members(subject)]
+
+
+def program_text(subject: Optimizable, member: str | None) -> str:
+    """For a program: which step of it the prompt being rewritten is ("" for a lone prompt)."""
+    if not isinstance(subject, Program) or member is None:
+        return ""
+    names = ", ".join(subject.prompts)
+    return (
+        f"\n\nThis prompt ({member!r}) is one step of a program that calls the prompts {names} in its own "
+        f"code; the calls each row made are listed under it, and the score is the program's final output's."
+    )

@@ -12,6 +12,7 @@ split (not a single row) is there to smooth.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 
 from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.program import Optimizable, Program, members
+from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Candidate, Search
 
 TUNABLE_EXTRA = ("seed", "stop")  # what else a CompletionRequest carries that changes the output
@@ -89,7 +92,7 @@ class Parameters(Optimizer):
         import optuna
 
         optuna.logging.set_verbosity(logging.WARNING)
-        own = dict(start.prompt.params)
+        own = dict(first_member(start.prompt).params)  # a program's prompts all get the chosen params
         tokens = self.max_tokens or max_tokens_choices(own.get("max_tokens"))
         sampler = optuna.samplers.TPESampler(seed=ctx.settings.seed, n_startup_trials=4)
         study = optuna.create_study(direction="maximize", sampler=sampler)
@@ -108,7 +111,20 @@ class Parameters(Optimizer):
                 chosen[key] = choices[trial.suggest_categorical(key, list(range(len(choices))))]
             if chosen["temperature"] > 0 and "seed" not in chosen and own.get("seed") is None:
                 chosen["seed"] = ctx.settings.seed
-            prompt = start.prompt.replace(params={**own, **chosen})
+            prompt = with_params(start.prompt, chosen)
             candidate = await ctx.evaluate(prompt, parent=start.id, origin=f"parameters trial {trial.number}")
             study.tell(trial, candidate.score)
             ctx.next_round()
+
+
+def first_member(subject: Optimizable) -> Prompt:
+    return next(iter(members(subject).values()))
+
+
+def with_params(subject: Optimizable, chosen: dict[str, Any]) -> Optimizable:
+    """Each of the subject's prompts with ``chosen`` over its own params."""
+    if isinstance(subject, Program):
+        return dataclasses.replace(
+            subject, prompts={n: p.replace(params={**p.params, **chosen}) for n, p in subject.prompts.items()}
+        )
+    return subject.replace(params={**subject.params, **chosen})

@@ -32,6 +32,7 @@ from promptlift.log import get_logger
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.optimizers.reflection import PART_NAMES, expand_parts, part_ok, reflect
+from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Candidate, Search
 
@@ -121,19 +122,37 @@ def _pick(va: Any, vb: Any, v0: Any, prefer_a: bool) -> Any:
     return va if prefer_a else vb
 
 
-def merge_prompts(ancestor: Prompt, a: Prompt, b: Prompt, *, prefer_a: bool) -> Prompt | None:
-    """Per part — each text component (instruction, templates, tool descriptions), the demos and
-    the parameters — keep the side that changed it from ``ancestor``; when both did, the preferred
-    one. None when the merge equals ``a`` or ``b`` (nothing new to try)."""
+def _merge_one(ancestor: Prompt, a: Prompt, b: Prompt, prefer_a: bool) -> Prompt:
     ca, cb, c0 = a.components(), b.components(), ancestor.components()
     merged = a
     for name, va in ca.items():
         if name in cb and name in c0:
             merged = merged.with_component(name, _pick(va, cb[name], c0[name], prefer_a))
-    merged = merged.replace(
+    return merged.replace(
         demos=_pick(a.demos, b.demos, ancestor.demos, prefer_a),
         params=_pick(dict(a.params), dict(b.params), dict(ancestor.params), prefer_a),
     )
+
+
+def merge_prompts(
+    ancestor: Optimizable, a: Optimizable, b: Optimizable, *, prefer_a: bool
+) -> Optimizable | None:
+    """Per part — each text component (instruction, templates, tool descriptions), the demos and
+    the parameters, of each of a program's prompts — keep the side that changed it from
+    ``ancestor``; when both did, the preferred one. None when the merge equals ``a`` or ``b``
+    (nothing new to try): with one component changed per proposal, two children of one parent
+    merge into something new only when they changed different components."""
+    if isinstance(a, Program) and isinstance(b, Program) and isinstance(ancestor, Program):
+        program = a
+        for name in a.prompts:
+            if name in b.prompts and name in ancestor.prompts:
+                one = _merge_one(ancestor.prompts[name], a.prompts[name], b.prompts[name], prefer_a)
+                program = program.with_prompt(name, one)
+        merged: Optimizable = program
+    elif isinstance(a, Prompt) and isinstance(b, Prompt) and isinstance(ancestor, Prompt):
+        merged = _merge_one(ancestor, a, b, prefer_a)
+    else:
+        return None
     return None if merged in (a, b) else merged
 
 

@@ -17,8 +17,17 @@ from collections.abc import Sequence
 
 from promptlift.errors import TemplateError
 from promptlift.optimize.evaluation import Evaluation
-from promptlift.optimize.optimizers.metaprompt import SCAFFOLD, clean_instruction, steps_text, tools_text
-from promptlift.optimize.prompt import Prompt, fill, placeholders
+from promptlift.optimize.optimizers.metaprompt import (
+    SCAFFOLD,
+    clean_instruction,
+    instruction_parts,
+    program_text,
+    shown_input,
+    steps_text,
+    tools_text,
+)
+from promptlift.optimize.program import Optimizable, Program, component_name, member_of, members
+from promptlift.optimize.prompt import Prompt, placeholders
 from promptlift.optimize.run import Search
 
 REFLECT = """You improve one part of a prompt for a language model.
@@ -108,16 +117,19 @@ def is_base(ctx: Search) -> bool:
     return ctx.client.is_base_model(ctx.settings.reasoner)
 
 
-def example_lines(ctx: Search, prompt: Prompt, evaluation: Evaluation, limit: int = 6) -> str:
-    """Inputs (rendered with the prompt's template), outputs, scores and the metric's feedback."""
+def example_lines(
+    ctx: Search, subject: Optimizable, evaluation: Evaluation, limit: int = 6, part: str | None = None
+) -> str:
+    """Inputs (rendered with the prompt's template; a program's row fields, with its calls of the
+    prompt ``part`` belongs to), outputs, scores and the metric's feedback."""
     by_index = {r.index: r for r in [*ctx.train, *ctx.validation]}
+    member = part.partition(".")[0] if part and isinstance(subject, Program) else None
     lines = []
     for result in evaluation.rows[:limit]:
         row = by_index.get(result.index)
-        shown = fill(prompt.user, row.fields) if row else "?"
         feedback = f"\n  Feedback: {result.reason}" if result.reason else ""
         lines.append(
-            f"- Input: {shown!r}{steps_text(result)}\n"
+            f"- Input: {shown_input(subject, row.fields if row else None)}{steps_text(result, member)}\n"
             f"  Output: {result.output!r}  Score: {result.score:g}{feedback}"
         )
     return "\n".join(lines) or "(no rows)"
@@ -133,15 +145,17 @@ PART_NAMES = ("system", "user", "turns", "tools")
 
 
 def part_name(part: str) -> str:
-    """How a reflection request names a component (``Prompt.components``)."""
+    """How a reflection request names a component (``Prompt.components``; a program's as
+    ``NAME.PART``)."""
+    member, sep, own = part.partition(".")
+    if sep:
+        return f"{part_name(own)} of the prompt {member!r}"
     if part.startswith("tool:"):
         return f"description of the tool {part.removeprefix('tool:')!r}"
     return {"system": "instruction", "user": "input template"}.get(part, "conversation turn")
 
 
-def expand_parts(prompt: Prompt, parts: Sequence[str]) -> list[str]:
-    """Component names for an optimizer's ``parts`` setting: "tools" stands for each tool's
-    description, "turns" for each templated turn; a part the prompt lacks is dropped."""
+def _expand_one(prompt: Prompt, parts: Sequence[str]) -> list[str]:
     have = prompt.components()
     out: list[str] = []
     for part in parts:
@@ -151,43 +165,62 @@ def expand_parts(prompt: Prompt, parts: Sequence[str]) -> list[str]:
             out += [name for name in have if name.startswith("turn:")]
         elif part in have:
             out.append(part)
-    return out or ["system"]
+    return out
 
 
-async def reflect(ctx: Search, prompt: Prompt, part: str, evaluation: Evaluation) -> str:
-    """A new text for the component ``part`` ("system", "user", "turn:N", "tool:NAME") written
-    after reading ``evaluation``'s rows (with their trajectories, for an agent)."""
-    current = prompt.components()[part]
+def expand_parts(subject: Optimizable, parts: Sequence[str]) -> list[str]:
+    """Component names for an optimizer's ``parts`` setting: "tools" stands for each tool's
+    description, "turns" for each templated turn; a part the prompt lacks is dropped. For a program,
+    the parts of each of its prompts in turn (``NAME.system``, ...)."""
+    out = [
+        component_name(name, part)
+        for name, prompt in members(subject).items()
+        for part in _expand_one(prompt, parts)
+    ]
+    return out or instruction_parts(subject)
+
+
+async def reflect(ctx: Search, subject: Optimizable, part: str, evaluation: Evaluation) -> str:
+    """A new text for the component ``part`` ("system", "user", "turn:N", "tool:NAME"; a program's
+    "NAME.system", ...) written after reading ``evaluation``'s rows (with their trajectories, for an
+    agent; with the calls of that prompt, for a program)."""
+    prompt, own = member_of(subject, part)
+    current = prompt.components()[own]
     if is_base(ctx):
         return await _scaffolded(ctx, SCAFFOLD, instruction=current or "(no instruction)")
     extra = ""
-    if part == "user" or part.startswith("turn:"):
+    if own == "user" or own.startswith("turn:"):
         slots = ", ".join("{" + p + "}" for p in placeholders(current))
         if slots:
             extra = f" Keep the placeholders {slots} exactly as written: they are filled with each input."
-    elif part.startswith("tool:"):
+    elif own.startswith("tool:"):
         extra = " The model reads it to decide when to call the tool and with what arguments."
+    member = part.partition(".")[0] if isinstance(subject, Program) else None
     text = REFLECT.format(
-        part=part_name(part),
+        part=part_name(own),
         text=current or "(empty)",
         user=prompt.user,
-        tools=tools_text(prompt),
-        examples=example_lines(ctx, prompt, evaluation),
+        tools=tools_text(prompt) + program_text(subject, member),
+        examples=example_lines(ctx, subject, evaluation, part=part),
         extra=extra,
     )
     reply = await ctx.reason(text, max_tokens=400)
-    return reply.strip() if part == "user" or part.startswith("turn:") else clean_instruction(reply)
+    return reply.strip() if own == "user" or own.startswith("turn:") else clean_instruction(reply)
 
 
-def part_ok(prompt: Prompt, part: str, fields: Sequence[str], text: str) -> bool:
+def part_ok(subject: Optimizable, part: str, fields: Sequence[str], text: str) -> bool:
     """A proposed text for ``part`` is usable: non-empty, new, and keeping the placeholders a
-    template needs (an instruction may name dataset fields; a tool description is plain text)."""
-    current = prompt.components().get(part)
+    template needs (an instruction may name dataset fields — a program's prompt, the fields its
+    templates are given; a tool description is plain text)."""
+    prompt, own = member_of(subject, part)
+    if isinstance(subject, Program):
+        fields = prompt.fields()
+    current = prompt.components().get(own)
     if not text or text == current:
         return False
-    if part == "system":
+    if own == "system":
         return system_ok(prompt, fields, text)
-    if part == "user" or part.startswith("turn:"):
+    if own == "user" or own.startswith("turn:"):
         return keeps_slots(current or "", text)
     return True
 
