@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from promptlift.testing.conformance import synthetic_program_model
 from promptlift.testing.server import LoopbackServer, RecordedRequest, Reply, ok
+from promptlift.types import CompletionRequest, messages_from
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,17 @@ def fake_model(request: RecordedRequest) -> Reply:
     return ok(("long" if len(word) > 5 else "short") if demos >= 2 else "unsure")
 
 
+def program_model(request: RecordedRequest) -> Reply:
+    """The task model of the shipped two-prompt program (``testing.conformance.two_step``)."""
+    messages = messages_from(request.json["messages"])
+    return ok(synthetic_program_model(CompletionRequest(model="openai/fake-task", messages=messages)))
+
+
 FEWSHOT = "{name: fewshot, params: {max_demos: 3, trials: 6}}"
+PROGRAM = "{name: fewshot, params: {max_demos: 3, trials: 6, bootstrap_rows: 20}}  # program"
+PROGRAM_CODE = """
+from promptlift.testing.conformance import two_step as run
+"""
 # Two stages: 30 calls of scoring the start, 40 of few-shot trials, then parameter trials.
 PIPELINE = "[{name: fewshot, params: {max_demos: 3, trials: 4}}, {name: parameters, params: {trials: 3}}]"
 
@@ -45,9 +57,16 @@ def write_config(folder: Path, api_base: str, optimizer: str = FEWSHOT) -> Path:
     ]
     (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = folder / "config.yaml"
+    prompt = "prompt: {system: 'Label the word.', user: 'Word: {text}\\nLength:', params: {max_tokens: 2}}\n"
+    if optimizer == PROGRAM:  # two prompts in the user's code, a module beside the config
+        (folder / "steps.py").write_text(PROGRAM_CODE)
+        prompt = (
+            "program: 'steps:run'\nprompts:\n"
+            "  measure: {system: 'Look at the word.', user: \"Word: {text}\\nLetters:\", params: {max_tokens: 4}}\n"
+            "  label: {system: 'Label the count.', user: \"Letters: {count}\\nLabel:\", params: {max_tokens: 2}}\n"
+        )
     config.write_text(
-        f"model: openai/fake-task\napi_base: {api_base}\nconcurrency: 1\n"
-        "prompt: {system: 'Label the word.', user: 'Word: {text}\\nLength:', params: {max_tokens: 2}}\n"
+        f"model: openai/fake-task\napi_base: {api_base}\nconcurrency: 1\n" + prompt + ""
         "dataset: {path: data.jsonl, split: {train: 0.5, validation: 0.25, test: 0.25, seed: 1}}\n"
         "metric: {type: exact_match, field: label}\n"
         f"optimizer: {optimizer}\n"
@@ -86,14 +105,15 @@ def finish(proc: subprocess.Popen[str]) -> Any:
 
 @pytest.mark.parametrize(
     ("optimizer", "kill_at"),
-    [(FEWSHOT, KILL_AT), (PIPELINE, 85)],  # the pipeline is killed in its second stage
-    ids=["fewshot", "pipeline"],
+    [(FEWSHOT, KILL_AT), (PIPELINE, 85), (PROGRAM, 30)],  # the pipeline is killed in its second stage
+    ids=["fewshot", "pipeline", "program"],
 )
 def test_killed_run_resumes_to_the_same_result_without_paying_twice(
     tmp_path: Path, optimizer: str, kill_at: int
 ) -> None:
+    model = program_model if optimizer == PROGRAM else fake_model
     with LoopbackServer() as whole, LoopbackServer() as split_run:
-        whole.handler = fake_model
+        whole.handler = model
         expected = finish(
             cli("optimize", str(write_config(tmp_path / "a", whole.openai_base, optimizer)), "--json")
         )
@@ -105,7 +125,7 @@ def test_killed_run_resumes_to_the_same_result_without_paying_twice(
             if len(split_run.requests) == kill_at:  # this request arrives while KILL_AT are recorded
                 reached.set()
                 release.wait(30)
-            return fake_model(request)
+            return model(request)
 
         split_run.handler = blocking_model
         config = write_config(tmp_path / "b", split_run.openai_base, optimizer)
@@ -121,7 +141,7 @@ def test_killed_run_resumes_to_the_same_result_without_paying_twice(
         answered_before_kill = {r.body for r in split_run.requests[:kill_at]}
         assert statuses(config, "killed") == [live]  # killed where meant, and shown so
         assert statuses(config, "running") == []
-        split_run.handler = fake_model
+        split_run.handler = model
         resumed = finish(cli("optimize", str(config), "--resume", run["id"], "--json"))
         assert {r["status"] for r in listed(config)} == {"finished"}
 

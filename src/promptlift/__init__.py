@@ -28,7 +28,8 @@ _OPTIMIZE_NAMES = frozenset(
         "OptimizationResult", "Optimizer", "register_optimizer", "FewShot", "MetaPrompt",
         "Evolutionary", "Pareto", "FailureModes", "Parameters", "ExactMatch", "Contains", "Regex",
         "Numeric", "TokenF1", "Choice", "LLMJudge", "FunctionMetric", "ToolCalled", "Steps",
-        "Weighted", "JsonFields", "Score",
+        "Weighted", "JsonFields", "Score", "Program", "Output", "Calls", "Pipeline", "Evaluator",
+        "Splits",
     }
 )  # fmt: skip
 

@@ -32,6 +32,8 @@ from promptlift.optimize.optimizers import (
     Pareto,
     register_optimizer,
 )
+from promptlift.optimize.pipeline import Pipeline
+from promptlift.optimize.program import Calls, Output, Program, PromptCall
 from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, Candidate, RunSettings, Search, StopRun
@@ -51,6 +53,7 @@ from promptlift.optimize.tools import Tool
 __all__ = [
     "OPTIMIZERS",
     "Budget",
+    "Calls",
     "Candidate",
     "Choice",
     "Contains",
@@ -77,10 +80,14 @@ __all__ = [
     "Numeric",
     "OptimizationResult",
     "Optimizer",
+    "Output",
     "OutputSchema",
     "Parameters",
     "Pareto",
+    "Pipeline",
+    "Program",
     "Prompt",
+    "PromptCall",
     "Regex",
     "Row",
     "RowResult",

@@ -1,9 +1,10 @@
-"""Pipelines: ``optimizer: [metaprompt, fewshot]`` runs the optimizers in order, each stage starting
-from the previous stage's best prompt, all stages sharing the run's one budget.
+"""Pipelines: ``optimizer: [metaprompt, fewshot]`` (or ``Pipeline([MetaPrompt(), FewShot(...)])``
+from Python) runs the optimizers in order, each stage starting from the previous stage's best
+prompt, all stages sharing the run's one budget.
 
-``session.run_config`` drives the stages; this module holds what is specific to them: the budget
-left for the next stage, the stage's run id in the store, and the combined result, which keeps
-every stage's own result in ``stages`` and one history renumbered across them.
+``Pipeline`` drives the stages: the budget left for the next stage, the stage's run id in the
+store, and the combined result, which keeps every stage's own result in ``stages`` and one history
+renumbered across them.
 
 Each stage scores its starting prompt on validation and test again (its own driver), which costs
 one validation and one test pass per extra stage; the plan counts it.
@@ -11,14 +12,24 @@ one validation and one test pass per extra stage; the plan counts it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from promptlift.blocking import run_blocking
+from promptlift.client import Client
+from promptlift.errors import ConfigError
+from promptlift.optimize.dataset import Splits
 from promptlift.optimize.evaluation import Spend
+from promptlift.optimize.metrics import Metric
+from promptlift.optimize.optimizers.base import Optimizer
+from promptlift.optimize.program import Optimizable
 from promptlift.optimize.result import OptimizationResult
-from promptlift.optimize.run import Budget, Candidate
+from promptlift.optimize.run import Budget, Candidate, RunSettings
+from promptlift.optimize.store import RunStore
+from promptlift.secrets import redact
 
 
 def remaining_budget(budget: Budget, done: Sequence[OptimizationResult], needed_calls: int) -> Budget | None:
@@ -111,3 +122,109 @@ def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
         duration_s=sum(s.duration_s for s in stages),
         stages=tuple(stages),
     )
+
+
+class Pipeline:
+    """Optimizers run one after another, each from the previous one's best, within one budget:
+    ``Pipeline([MetaPrompt(), FewShot(answer_field="label")]).optimize(prompt, splits, metric,
+    client=client)``. With a store and a run id, the first stage is that run and stage ``k`` the
+    run ``<run>.<k>``, so a resumed pipeline finds each stage's steps. A stage whose own scoring no
+    longer fits the budget is not started: the pipeline ends with the stages it ran."""
+
+    def __init__(self, stages: Sequence[Optimizer]):
+        if not stages or not all(isinstance(s, Optimizer) for s in stages):
+            raise ConfigError(
+                "a pipeline needs one or more optimizers, like Pipeline([MetaPrompt(), FewShot(...)])"
+            )
+        self.stages = tuple(stages)
+        self.name = " → ".join(s.name for s in self.stages)
+
+    def params(self) -> list[dict[str, Any]]:
+        return [s.params() for s in self.stages]
+
+    def optimize(
+        self,
+        prompt: Optimizable,
+        splits: Splits,
+        metric: Metric,
+        *,
+        client: Client,
+        settings: RunSettings | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        record: Mapping[str, Any] | None = None,
+    ) -> OptimizationResult:
+        """Blocking form of ``aoptimize`` (a plain script, a notebook cell or a running loop)."""
+        return run_blocking(
+            self.aoptimize(
+                prompt,
+                splits,
+                metric,
+                client=client,
+                settings=settings,
+                store=store,
+                run_id=run_id,
+                record=record,
+            )
+        )
+
+    async def aoptimize(
+        self,
+        prompt: Optimizable,
+        splits: Splits,
+        metric: Metric,
+        *,
+        client: Client,
+        settings: RunSettings | None = None,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        record: Mapping[str, Any] | None = None,
+    ) -> OptimizationResult:
+        """Every stage in order; ``record`` is stored with each later stage's run (a config's raw
+        settings). A stage that ends by an error marks its run failed (or interrupted) and raises."""
+        settings = (settings or RunSettings()).for_client(client)
+        results: list[OptimizationResult] = []
+        for stage, optimizer in enumerate(self.stages):
+            needed = (len(splits.validation) + 2 * len(splits.test)) * prompt.calls_per_row
+            budget = remaining_budget(settings.budget, results, needed) if stage else settings.budget
+            if budget is None:
+                break  # not even the next stage's own scoring fits: the pipeline ends here
+            stage_id = stage_run_id(run_id, stage) if run_id else None
+            if store is not None and stage_id and stage:
+                if has_run(store, stage_id):
+                    store.claim_run(stage_id)
+                else:
+                    store.create_run(
+                        optimizer.name, {**(record or {}), "pipeline_of": run_id, "stage": stage}, stage_id
+                    )
+            try:
+                result = await optimizer.aoptimize(
+                    prompt,
+                    splits,
+                    metric,
+                    client=client,
+                    settings=dataclasses.replace(settings, budget=budget),
+                    store=store,
+                    run_id=stage_id,
+                )
+            except BaseException as exc:
+                if store is not None and stage_id:
+                    mark_ended(store, stage_id, exc)
+                raise
+            results.append(result)
+            prompt = result.best.prompt
+        return results[0] if len(results) == 1 else combine(results)
+
+
+def mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
+    """A run that ends by an error says so (``--resume`` continues it), its message redacted."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
+    store.finish_run(run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}")})
+
+
+def has_run(store: RunStore, run_id: str) -> bool:
+    try:
+        store.run(run_id)
+    except ConfigError:
+        return False
+    return True

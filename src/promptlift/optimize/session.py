@@ -27,7 +27,7 @@ from promptlift.optimize.evaluation import Evaluation, Evaluator
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
-from promptlift.optimize.pipeline import combine, remaining_budget, stage_run_id
+from promptlift.optimize.pipeline import Pipeline
 from promptlift.optimize.plan import refuse_budget_below_start
 from promptlift.optimize.program import Program
 from promptlift.optimize.prompt import Prompt
@@ -185,46 +185,26 @@ def run_config(
             first = store.create_run(
                 optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
             )
-    splits = prepared.splits
-    results: list[OptimizationResult] = []
-    prompt = config.prompt
+    settings = RunSettings(
+        task_model=config.model,
+        reasoning_model=config.reasoning_model,
+        budget=config.budget,
+        stop=stop or NoImprovement(10**9),
+        seed=config.seed,
+        on_event=on_event,
+        acceptance=config.acceptance,
+    )
     try:
-        for stage, optimizer in enumerate(optimizers):
-            needed = len(splits.validation) + 2 * len(splits.test)
-            budget = remaining_budget(config.budget, results, needed) if stage else config.budget
-            if budget is None:
-                break  # not even the next stage's own scoring fits: the pipeline ends here
-            run_id = stage_run_id(first, stage) if first else None
-            if store is not None and run_id and stage and not _has_run(store, run_id):
-                store.create_run(optimizer.name, {**config.raw, "pipeline_of": first, "stage": stage}, run_id)
-            elif store is not None and run_id and stage:
-                store.claim_run(run_id)
-            settings = RunSettings(
-                task_model=config.model,
-                reasoning_model=config.reasoning_model,
-                budget=budget,
-                stop=stop or NoImprovement(10**9),
-                seed=config.seed,
-                on_event=on_event,
-                acceptance=config.acceptance,
-            )
-            try:
-                result = optimizer.optimize(
-                    prompt,
-                    splits,
-                    prepared.metric,
-                    client=prepared.client,
-                    settings=settings,
-                    store=store,
-                    run_id=run_id,
-                )
-            except BaseException as exc:
-                if store is not None and run_id:
-                    _mark_ended(store, run_id, exc)
-                raise
-            results.append(result)
-            prompt = result.best.prompt
-        return results[0] if len(results) == 1 else combine(results)
+        return Pipeline(optimizers).optimize(
+            config.prompt,
+            prepared.splits,
+            prepared.metric,
+            client=prepared.client,
+            settings=settings,
+            store=store,
+            run_id=first,
+            record=config.raw,
+        )
     finally:
         prepared.client.close()
         if store is not None:
@@ -295,20 +275,6 @@ def _optimizer_names(value: Any) -> list[Any]:
     """``optimizer:`` as its names: a name, a ``{name, params}`` mapping, or a list (a pipeline)."""
     items = value if isinstance(value, list) else [value]
     return [item.get("name") if isinstance(item, Mapping) else item for item in items]
-
-
-def _mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
-    """A run that ends by an error says so (``--resume`` continues it), its message redacted."""
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
-    store.finish_run(run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}")})
-
-
-def _has_run(store: RunStore, run_id: str) -> bool:
-    try:
-        store.run(run_id)
-    except ConfigError:
-        return False
-    return True
 
 
 def split_warnings(config: RunConfig, gain: float = 0.10) -> list[str]:
