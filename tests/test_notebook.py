@@ -28,8 +28,11 @@ CELL = textwrap.dedent(
         REASONING_MODEL, synthetic_program_model, synthetic_splits, two_step_program,
     )
 
-    client = Client(ClientConfig(models=("scripted/task",)), provider=FunctionProvider(synthetic_program_model))
-    pipeline = Pipeline([MetaPrompt(rounds=2, candidates_per_round=1, minibatch=4), FewShot(answer_field="label", trials=3)])
+    model = FunctionProvider(synthetic_program_model)
+    client = Client(ClientConfig(models=("scripted/task",)), provider=model)
+    pipeline = Pipeline(
+        [MetaPrompt(rounds=2, candidates_per_round=1, minibatch=4), FewShot(answer_field="label", trials=3)]
+    )
     result = pipeline.optimize(
         two_step_program(), synthetic_splits(), ExactMatch("label"), client=client,
         settings=RunSettings(reasoning_model=REASONING_MODEL, budget=Budget(max_calls=600)),
@@ -70,7 +73,7 @@ def test_a_script_a_running_loop_and_a_notebook_kernel_give_the_same_result(tmp_
         namespace: dict[str, object] = {}
         printed: list[str] = []
         namespace["print"] = printed.append
-        exec(CELL, namespace)  # noqa: S102 - the same cell, as code in a coroutine
+        exec(CELL, namespace)  # the same cell, as code in a coroutine
         return outcome("\n".join(printed))
 
     assert asyncio.run(handler()) == script

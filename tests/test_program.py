@@ -235,7 +235,7 @@ def test_a_program_config_loads_with_its_module_from_beside_the_config(tmp_path:
     ("change", "message"),
     [
         (("program: \"mine:run\"", "program: mine"), "`program` must be 'module:function'"),
-        (("program: \"mine:run\"", "program: \"mine:walk\""), "program 'mine:walk': mine has no function 'walk'"),
+        (("program: \"mine:run\"", "program: \"mine:walk\""), "'mine:walk': mine has no function 'walk'"),
         (("program: \"mine:run\"", "program: \"nowhere:run\""), "cannot import 'nowhere'"),
         (("  count: {system: Count., user: \"Count: {text}\"}\n", "  count: {system: Count.}\n"),
          "`prompts.count.user` is missing"),

@@ -62,8 +62,10 @@ def write_config(folder: Path, api_base: str, optimizer: str = FEWSHOT) -> Path:
         (folder / "steps.py").write_text(PROGRAM_CODE)
         prompt = (
             "program: 'steps:run'\nprompts:\n"
-            "  measure: {system: 'Look at the word.', user: \"Word: {text}\\nLetters:\", params: {max_tokens: 4}}\n"
-            "  label: {system: 'Label the count.', user: \"Letters: {count}\\nLabel:\", params: {max_tokens: 2}}\n"
+            "  measure: {system: 'Look at the word.', user: \"Word: {text}\\nLetters:\",\n"
+            "            params: {max_tokens: 4}}\n"
+            "  label: {system: 'Label the count.', user: \"Letters: {count}\\nLabel:\",\n"
+            "          params: {max_tokens: 2}}\n"
         )
     config.write_text(
         f"model: openai/fake-task\napi_base: {api_base}\nconcurrency: 1\n" + prompt + ""
