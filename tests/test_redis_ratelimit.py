@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 from promptlift import Client, ClientConfig, Secret
+from promptlift.cli import main
 from promptlift.client.config import RateLimit
 from promptlift.client.ratelimit import RateLimitedProvider, SharedBucket
 from promptlift.client.shared import RedisBucket, RedisLink, RedisStore
@@ -197,3 +199,44 @@ def test_yaml_names_a_redis_cache_and_a_shared_limit(redis_server: RedisServer, 
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"c\.yaml: rate_limits: RateLimit\('openai'\): shared must be"):
         load_config(path)
+
+
+def test_cli_batch_shares_its_limit_and_cache_through_redis(
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY.reveal())
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"prompt": "q{i}"}}\n' for i in range(3)), encoding="utf-8")
+    with LoopbackServer() as srv:
+        argv = [
+            "batch",
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--model",
+            "openai/x",
+        ]
+        argv += ["--api-base", srv.openai_base, "--cache", redis_server.url]
+        assert main([*argv, "--rpm", "600", "--shared-limits", redis_server.url]) == 0
+        assert len(srv.requests) == 3
+        names = redis.Redis.from_url(redis_server.url, decode_responses=True).keys("*")
+        assert "promptlift:ratelimit:*:rpm" in names
+        assert sum(n.startswith("promptlift:cache:") for n in names) == 3
+        redis_server.stop()
+        (tmp_path / "out.jsonl").unlink()
+        # Redis gone: the cache would degrade, but the shared limit refuses every line unsent.
+        main([*argv, "--rpm", "600", "--shared-limits", redis_server.url])
+        assert len(srv.requests) == 3
+    out = (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert out.count("SharedStateUnavailable") == 3, out
+    capsys.readouterr()
+    assert main([*argv, "--shared-limits", redis_server.url]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("--shared-limits keeps --rpm or --tpm in Redis: give one of them too")
+    )
