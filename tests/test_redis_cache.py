@@ -170,3 +170,11 @@ def test_cli_cache_stats_and_clear_read_redis(
     assert main(["cache", "clear", "--cache", redis_server.url, "--namespace", "x"]) == 0
     assert "removed 3 entries" in capsys.readouterr().out
     assert redis_client(redis_server).keys("*") == []
+
+
+def test_the_benchmark_runs_small(redis_server: RedisServer) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside src/
+    from bench.redis_cache import measure
+
+    result = measure(redis_server.url, 0, entries=5, passes=2)
+    assert result["get"]["n"] == result["acomplete"]["n"] == 10
