@@ -137,6 +137,16 @@ def test_redis_killed_mid_run_fails_closed_and_sends_nothing(redis_server: Redis
     assert "\n" not in message and f"Redis at {redis_server.url}" in message and "unreachable" in message
 
 
+def test_a_limit_that_failed_closed_opens_again_when_redis_is_back(redis_server: RedisServer) -> None:
+    with LoopbackServer() as srv, client_for(srv, shared_limit(redis_server.url)) as client:
+        redis_server.stop()
+        with pytest.raises(SharedStateUnavailable):
+            client.complete("while down", temperature=0)
+        redis_server.start()
+        assert client.complete("when back", temperature=0).content
+        assert len(srv.requests) == 1
+
+
 def test_redis_lost_degrades_to_local_limits_with_one_warning_when_configured(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

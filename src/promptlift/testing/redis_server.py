@@ -4,6 +4,7 @@
         config = CacheConfig(path=server.url)
         ...
         server.stop()       # Redis "goes down" mid-run
+        server.start()      # and comes back, empty, on the same port
 
 The server is Debian's ``redis-server`` (``.ci/run`` installs it), started with a temporary
 working directory, no persistence (``--save "" --appendonly no``) and bound to 127.0.0.1 only.
@@ -45,7 +46,7 @@ class RedisServer:
                 f"{self.binary} not found on PATH: install it (apt-get install -y redis-server)"
             )
         self._dir = tempfile.TemporaryDirectory(prefix="promptlift-redis-")
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart comes back on the same port
         self._proc = subprocess.Popen(
             [path, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
              "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"],
