@@ -248,5 +248,5 @@ def test_cli_batch_shares_its_limit_and_cache_through_redis(
     assert (
         capsys.readouterr()
         .err.strip()
-        .endswith("--shared-limits keeps --rpm or --tpm in Redis: give one of them too")
+        .endswith("--shared-limits keeps --rpm, --tpm and --max-cost in Redis: give one of them too")
     )

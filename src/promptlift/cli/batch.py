@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--shared-limits",
         metavar="REDIS_URL",
-        help="keep --rpm/--tpm in this Redis, one quota for every process using it (redis://host:6379/0)",
+        help="keep --rpm/--tpm/--max-cost in this Redis, shared by every process using it (redis://host:6379/0)",
     )
     p.add_argument(
         "--local-limits-if-unreachable",
@@ -94,14 +94,16 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
 
     models, api_base = chain_from_flags(args)
     changes: dict[str, Any] = {}
+    shared = {
+        "shared": args.shared_limits,
+        "on_unreachable": "local" if args.local_limits_if_unreachable else "fail",
+    }
+    if args.shared_limits and args.rpm is None and args.tpm is None and args.max_cost is None:
+        raise ConfigError("--shared-limits keeps --rpm, --tpm and --max-cost in Redis: give one of them too")
     if args.rpm is not None or args.tpm is not None:
-        unreachable = "local" if args.local_limits_if_unreachable else "fail"
-        limit = RateLimit("*", args.rpm, args.tpm, shared=args.shared_limits, on_unreachable=unreachable)
-        changes["rate_limits"] = (limit,)
-    elif args.shared_limits:
-        raise ConfigError("--shared-limits keeps --rpm or --tpm in Redis: give one of them too")
+        changes["rate_limits"] = (RateLimit("*", args.rpm, args.tpm, **shared),)
     if args.max_cost is not None:
-        changes["budget"] = Budget(max_cost_usd=args.max_cost)
+        changes["budget"] = Budget(max_cost_usd=args.max_cost, **shared)
     if not args.no_cache:
         changes["cache"] = CacheConfig(path=args.cache or default_cache_path(), sampled=True)
     if args.input_price is not None or args.output_price is not None:

@@ -52,7 +52,19 @@ class CacheConfig:
     key_prefix: str = "promptlift:"  # Redis only: keys are {key_prefix}cache:{namespace}:{hash}
 
 
-UNREACHABLE = ("fail", "local")  # what a shared limit does when its Redis cannot be reached
+UNREACHABLE = ("fail", "local")  # what a shared limit or budget does when its Redis cannot be reached
+
+
+def check_shared(owner: str, shared: object, key_prefix: object, on_unreachable: object) -> None:
+    """``ConfigError`` (one line, no password) for a bad ``shared``/``key_prefix``/``on_unreachable``."""
+    if shared is not None and not is_redis_url(shared):
+        raise ConfigError(f"{owner}: shared must be a redis:// URL, got {redacted(str(shared))!r}")
+    if not isinstance(key_prefix, str):
+        raise ConfigError(f"{owner}: key_prefix must be text, got {key_prefix!r}")
+    if on_unreachable not in UNREACHABLE:
+        raise ConfigError(
+            f"{owner}: on_unreachable must be one of {', '.join(UNREACHABLE)}, got {on_unreachable!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,18 +89,7 @@ class RateLimit:
     on_unreachable: str = "fail"
 
     def __post_init__(self) -> None:
-        if self.shared is not None and not is_redis_url(self.shared):
-            raise ConfigError(
-                f"RateLimit({self.scope!r}): shared must be a redis:// URL,"
-                f" got {redacted(str(self.shared))!r}"
-            )
-        if not isinstance(self.key_prefix, str):
-            raise ConfigError(f"RateLimit({self.scope!r}): key_prefix must be text, got {self.key_prefix!r}")
-        if self.on_unreachable not in UNREACHABLE:
-            raise ConfigError(
-                f"RateLimit({self.scope!r}): on_unreachable must be one of {', '.join(UNREACHABLE)},"
-                f" got {self.on_unreachable!r}"
-            )
+        check_shared(f"RateLimit({self.scope!r})", self.shared, self.key_prefix, self.on_unreachable)
         for name in ("rpm", "tpm", "burst_s"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
@@ -107,6 +108,14 @@ class Budget:
     ``max_tokens`` is sent with ``default_max_tokens``, so its worst case is a real bound.
     ``max_minutes`` is a run's wall clock (optimize, eval); a client's ledger has no clock and
     refuses it.
+
+    ``shared``: a ``redis://`` URL; a client's ledger (and a ``budget_scope``'s) then lives in that
+    Redis under ``{key_prefix}budget:{ledger name}``, each reservation and settlement one atomic
+    Lua script, so N processes together never cross the caps (``client.shared_budget``). If Redis
+    cannot be reached, ``on_unreachable="fail"`` (the default) sends nothing and raises
+    ``SharedStateUnavailable``; ``"local"`` goes on in this process alone, from the totals it last
+    saw, after one warning. A run's own budget (``RunSettings``, the config's ``budget:``) is not
+    shared.
     """
 
     max_cost_usd: float | None = None
@@ -114,6 +123,12 @@ class Budget:
     max_calls: int | None = None
     max_minutes: float | None = None
     default_max_tokens: int = 4096
+    shared: str | None = None
+    key_prefix: str = "promptlift:"
+    on_unreachable: str = "fail"
+
+    def __post_init__(self) -> None:
+        check_shared("Budget", self.shared, self.key_prefix, self.on_unreachable)
 
 
 @dataclass(frozen=True)
