@@ -46,6 +46,7 @@ bench: setup
 	$(RUN) python -m bench.judge
 	$(RUN) python -m bench.plan_start
 	$(RUN) python -m bench.agent
+	$(RUN) python -m bench.redis_cache
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

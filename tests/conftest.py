@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
+from promptlift.testing.redis_server import RedisServer
 from promptlift.testing.server import LoopbackServer
 
 
@@ -76,3 +77,13 @@ def _own_default_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     """``promptlift batch`` without ``--cache`` uses ``~/.cache/promptlift``: a test that ran before
     (or the user's own runs) would answer this test's lines from it, and the test would see no request."""
     monkeypatch.setenv("PROMPTLIFT_CACHE", str(tmp_path_factory.mktemp("cache") / "cache.sqlite"))
+
+
+# -- issue 18: a real redis-server on a free loopback port ------------------------------------------
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """Debian's redis-server, started for one test (no persistence, a temp dir) and killed after.
+
+    Missing binary: the test fails (``RedisServer.start`` raises); CI installs it (``.ci/run``)."""
+    with RedisServer() as server:
+        yield server

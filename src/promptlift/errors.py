@@ -12,6 +12,7 @@ call time.
     │   ├── LocalModelError            embedded model: runtime missing, weights corrupt, unknown name
     │   └── ClientClosed               a Client (or its cache) used after close()
     ├── BudgetExceeded                 the call was not sent: it would cross a limit
+    ├── SharedStateUnavailable         the Redis holding shared state is unreachable
     └── ProviderError                  a call failed (provider, model, status, retry_after)
         ├── RateLimited                429                                      retryable
         ├── Timeout                    408 or no answer in time                 retryable
@@ -69,6 +70,14 @@ class BudgetExceeded(PromptliftError):
         self.limit = limit
         self.spent = spent
         self.cap = cap
+
+
+class SharedStateUnavailable(PromptliftError):
+    """The Redis server holding shared state (a shared rate limit) cannot be reached.
+
+    Raised before a call is sent, when sending it could break a limit other processes share (the
+    default, fail closed); never for the response cache, which degrades to memory instead.
+    """
 
 
 class NotSent(PromptliftError):

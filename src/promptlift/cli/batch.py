@@ -44,10 +44,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
     p.add_argument("--rpm", type=float, help="requests per minute, every model together")
     p.add_argument("--tpm", type=float, help="tokens per minute, every model together")
+    p.add_argument(
+        "--shared-limits",
+        metavar="REDIS_URL",
+        help="keep --rpm/--tpm/--max-cost in this Redis, shared by every process using it (redis://host:6379/0)",
+    )
+    p.add_argument(
+        "--local-limits-if-unreachable",
+        action="store_true",
+        help="if that Redis is down, go on with local limits (default: send nothing, fail)",
+    )
     p.add_argument("--max-cost", type=float, metavar="USD", help="stop sending before spend would cross this")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument(
-        "--cache", metavar="PATH", help="cache file (default: $PROMPTLIFT_CACHE or ~/.cache/...)"
+        "--cache",
+        metavar="PATH",
+        help="cache file or redis:// URL (default: $PROMPTLIFT_CACHE or ~/.cache/...)",
     )
     cache.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--max-retries", type=int, help="retries per call after the first attempt")
@@ -82,10 +94,16 @@ def build_config(args: argparse.Namespace) -> ClientConfig:
 
     models, api_base = chain_from_flags(args)
     changes: dict[str, Any] = {}
+    shared = {
+        "shared": args.shared_limits,
+        "on_unreachable": "local" if args.local_limits_if_unreachable else "fail",
+    }
+    if args.shared_limits and args.rpm is None and args.tpm is None and args.max_cost is None:
+        raise ConfigError("--shared-limits keeps --rpm, --tpm and --max-cost in Redis: give one of them too")
     if args.rpm is not None or args.tpm is not None:
-        changes["rate_limits"] = (RateLimit("*", rpm=args.rpm, tpm=args.tpm),)
+        changes["rate_limits"] = (RateLimit("*", args.rpm, args.tpm, **shared),)
     if args.max_cost is not None:
-        changes["budget"] = Budget(max_cost_usd=args.max_cost)
+        changes["budget"] = Budget(max_cost_usd=args.max_cost, **shared)
     if not args.no_cache:
         changes["cache"] = CacheConfig(path=args.cache or default_cache_path(), sampled=True)
     if args.input_price is not None or args.output_price is not None:

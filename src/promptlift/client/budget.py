@@ -20,6 +20,9 @@ reported; once that passes a cap, one warning says by how much and nothing more 
 A cache hit costs nothing new: even when the budget is exhausted, or the model unpriced, an answer
 already in the cache is served (the wrapper asks the cache, through ``lookup``, before refusing).
 
+A ``Budget(shared="redis://...")`` keeps its ledger in Redis (``client.shared_budget``), so several
+processes share one set of caps; it fails closed (``SharedStateUnavailable``) when Redis is down.
+
 Thread-safety: ledgers are guarded by a ``threading.Lock``; one ledger may be shared by several
 clients, threads and event loops.
 """
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from promptlift.client.config import Budget
-from promptlift.errors import BudgetExceeded, ConfigError
+from promptlift.errors import BudgetExceeded, ConfigError, SharedStateUnavailable
 from promptlift.log import get_logger
 from promptlift.pricing import PriceBook
 from promptlift.providers.base import Provider, close_stream, closing, whole
@@ -179,6 +182,15 @@ class BudgetLedger:
             )
 
 
+def ledger_for(budget: Budget, name: str) -> BudgetLedger:
+    """``budget``'s ledger: in this process, or in Redis when ``budget.shared`` names one."""
+    if budget.shared is None:
+        return BudgetLedger(budget, name)
+    from promptlift.client.shared_budget import SharedLedger
+
+    return SharedLedger(budget, name)
+
+
 _scoped: contextvars.ContextVar[tuple[BudgetLedger, ...]] = contextvars.ContextVar(
     "promptlift_budget_scope", default=()
 )
@@ -193,7 +205,7 @@ def scoped_ledgers() -> tuple[BudgetLedger, ...]:
 def budget_scope(budget: Budget | BudgetLedger, name: str = "run") -> Iterator[BudgetLedger]:
     """Every call made in this context (this thread, or tasks started from it) is also charged to
     the yielded ledger. Scopes nest: a call must fit in all of them."""
-    ledger = budget if isinstance(budget, BudgetLedger) else BudgetLedger(budget, name)
+    ledger = budget if isinstance(budget, BudgetLedger) else ledger_for(budget, name)
     token = _scoped.set((*_scoped.get(), ledger))
     try:
         yield ledger
@@ -221,13 +233,14 @@ _holding: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar(
 
 
 def _reserve_in(ledgers: Sequence[BudgetLedger], r: Reservation) -> list[BudgetLedger]:
-    """Hold ``r`` in every ledger, or in none (``BudgetExceeded``)."""
+    """Hold ``r`` in every ledger, or in none (``BudgetExceeded``, or ``SharedStateUnavailable``
+    from a shared ledger whose Redis is down)."""
     held: list[BudgetLedger] = []
     try:
         for ledger in ledgers:
             ledger.reserve(r)
             held.append(ledger)
-    except BudgetExceeded:
+    except (BudgetExceeded, SharedStateUnavailable):
         for ledger in held:
             ledger.release(r, sent=False)
         raise
@@ -373,7 +386,7 @@ class BudgetedProvider(Provider):
         reservation = self.estimate(request)
         try:
             hold = _Hold(_reserve_in(ledgers, reservation), reservation, self, {request.model})
-        except BudgetExceeded:
+        except (BudgetExceeded, SharedStateUnavailable):  # an answer already paid for is still served
             hit = self.lookup(request) if self.lookup is not None else None
             if hit is not None:
                 return hit
@@ -407,7 +420,7 @@ class BudgetedProvider(Provider):
         reservation = self.estimate(request)
         try:
             hold = _Hold(_reserve_in(ledgers, reservation), reservation, self, {request.model})
-        except BudgetExceeded:
+        except (BudgetExceeded, SharedStateUnavailable):  # an answer already paid for is still served
             hit = self.lookup(request) if self.lookup is not None else None
             if hit is None:
                 raise

@@ -1,4 +1,4 @@
-"""The response cache: an in-memory LRU in front of an SQLite file, as a provider wrapper.
+"""The response cache: an in-memory LRU in front of an SQLite file or Redis, as a provider wrapper.
 
 Key: the SHA-256 of the canonical request — route (provider), model, endpoint (``api_base``),
 messages, every generation parameter, the namespace, and the sample index for sampled calls.
@@ -7,7 +7,10 @@ entries because both go through ``CachingProvider.acomplete``.
 
 Values are ``Completion.to_dict()`` as JSON, never pickle: a cache file from an untrusted source
 cannot run code. The SQLite file is in WAL mode with a busy timeout, so several processes may read
-and write it at once; each process holds its own connection and its own memory level.
+and write it at once; each process holds its own connection and its own memory level. With a
+``redis://`` path the persistent level is a ``client.shared.RedisStore`` instead: the same keys and
+values, shared by every process on that Redis; if Redis cannot be reached (at the start or mid-run)
+the cache logs one warning and goes on with its memory level alone, never raising to the caller.
 
 A hit returns the original content, usage and cost with ``cached=True``, ``attempts=0`` and the
 lookup time as ``latency_s``: nothing was sent, and the budget counts it as zero new spend.
@@ -28,10 +31,11 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from promptlift.client.config import CacheConfig
-from promptlift.errors import ClientClosed, ConfigError
+from promptlift.client.shared import RedisStore, is_redis_url
+from promptlift.errors import ClientClosed, ConfigError, SharedStateUnavailable
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider, closing, whole
@@ -469,13 +473,38 @@ class SQLiteStore:
             self._conn.close()
 
 
+class Store(Protocol):
+    """The persistent level: ``SQLiteStore`` or ``client.shared.RedisStore``."""
+
+    path: str
+
+    def get(self, namespace: str, key: str, now: float) -> tuple[str, float | None] | None: ...
+    def put(self, namespace: str, key: str, value: str, now: float, expires: float | None) -> None: ...
+    def clear(self, namespace: str | None = None) -> int: ...
+    def summary(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def open_store(config: CacheConfig) -> Store | None:
+    """The persistent level ``config.path`` names: None, a Redis URL, or an SQLite file."""
+    if not config.path:
+        return None
+    if is_redis_url(config.path):
+        return RedisStore(config.path, prefix=config.key_prefix)
+    return SQLiteStore(config.path, max_entries=config.max_entries)
+
+
 class ResponseCache:
-    """Two levels: memory LRU, then SQLite (when ``config.path`` is set). Thread-safe."""
+    """Two levels: memory LRU, then SQLite or Redis (when ``config.path`` is set). Thread-safe.
+
+    A Redis that cannot be reached is dropped for the rest of this cache's life, with one WARNING:
+    the answers already in memory stay hits, new ones are kept in memory.
+    """
 
     def __init__(self, config: CacheConfig):
         self.config = config
         self.memory = MemoryLRU(config.memory_entries)
-        self.store = SQLiteStore(config.path, max_entries=config.max_entries) if config.path else None
+        self.store: Store | None = open_store(config)
         self._counts = {"hits": 0, "misses": 0, "memory_hits": 0}
         self._lock = threading.Lock()
         self._closed = False
@@ -496,14 +525,31 @@ class ResponseCache:
         with self._lock:
             self._counts[name] += 1
 
+    def _shared(self, step: Callable[[Store], T], default: T) -> T:
+        """``step(store)``; ``default`` when there is no store, or the Redis store just went away
+        (then it is dropped, with one warning, and the memory level carries on alone)."""
+        store = self.store
+        if store is None:
+            return default
+        try:
+            return step(store)
+        except SharedStateUnavailable as exc:
+            with self._lock:
+                lost, self.store = self.store is store, None
+            if lost:
+                log.warning("response cache: %s; going on with the in-memory cache only", exc)
+                with contextlib.suppress(Exception):
+                    store.close()
+            return default
+
     def get(self, key: str) -> Completion | None:
         now = time.time()
         with self._open():
             value = self.memory.get(key, now)
             if value is not None:
                 self._count("memory_hits")
-            elif self.store is not None:
-                found = self.store.get(self.config.namespace, key, now)
+            else:
+                found = self._shared(lambda store: store.get(self.config.namespace, key, now), None)
                 if found is not None:
                     value = found[0]
                     self.memory.put(key, value, found[1])
@@ -519,15 +565,14 @@ class ResponseCache:
         value = dumps(completion.replace(cached=False).to_dict(), separators=(",", ":"))
         with self._open():
             self.memory.put(key, value, expires)
-            if self.store is not None:
-                self.store.put(self.config.namespace, key, value, now, expires)
+            self._shared(lambda store: store.put(self.config.namespace, key, value, now, expires), None)
 
     def stats(self) -> CacheStats:
         with self._lock:
             counts = dict(self._counts)
         with self._open():
-            if self.store is not None:
-                summary = self.store.summary()
+            summary = self._shared(lambda store: store.summary(), None)
+            if summary is not None:
                 entries, size = int(summary["entries"]), int(summary["bytes"])
             else:
                 entries, size = len(self.memory), self.memory.bytes()
@@ -537,15 +582,15 @@ class ResponseCache:
         """Drop this namespace's entries (or every namespace's); returns how many rows went."""
         with self._open():
             self.memory.clear()
-            if self.store is None:
-                return 0
-            return self.store.clear(None if all_namespaces else self.config.namespace)
+            namespace = None if all_namespaces else self.config.namespace
+            return self._shared(lambda store: store.clear(namespace), 0)
 
     def close(self) -> None:
         """Idempotent; afterwards every method raises ``ClientClosed``."""
         self._closed = True
-        if self.store is not None:
-            self.store.close()
+        store = self.store
+        if store is not None:
+            store.close()
 
 
 class CachingProvider(Provider):

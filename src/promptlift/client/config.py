@@ -9,6 +9,7 @@ from typing import Any
 
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
+from promptlift.client.shared import is_redis_url, redacted
 from promptlift.errors import ConfigError
 from promptlift.pricing import ModelPrice  # USD per million tokens, for models the map lacks
 from promptlift.providers.credentials import KeySource, VertexConfig
@@ -29,9 +30,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """The response cache: an in-memory LRU in front of an optional SQLite file.
+    """The response cache: an in-memory LRU in front of an optional SQLite file or Redis server.
 
-    ``path`` None keeps the cache in memory only. ``ttl_s`` None never expires. ``namespace``
+    ``path`` None keeps the cache in memory only; a ``redis://host:port/db`` URL (or ``rediss://``,
+    ``unix://``) keeps it in Redis, shared by every process using the same server and
+    ``key_prefix`` (``client.shared``; the ``redis`` extra). If Redis cannot be reached, at the start
+    or mid-run, the cache carries on in memory with one warning: never an error to the caller, and
+    the answers already in memory stay hits. ``ttl_s`` None never expires. ``namespace``
     separates caches that share a file (per project, per experiment). ``max_entries`` caps the
     SQLite file (least recently used evicted first); ``memory_entries`` caps the in-memory level.
     ``sampled``: serve sampled calls (temperature > 0, no seed) from the cache too; each sample
@@ -44,6 +49,22 @@ class CacheConfig:
     max_entries: int = 1_000_000
     memory_entries: int = 10_000
     sampled: bool = False
+    key_prefix: str = "promptlift:"  # Redis only: keys are {key_prefix}cache:{namespace}:{hash}
+
+
+UNREACHABLE = ("fail", "local")  # what a shared limit or budget does when its Redis cannot be reached
+
+
+def check_shared(owner: str, shared: object, key_prefix: object, on_unreachable: object) -> None:
+    """``ConfigError`` (one line, no password) for a bad ``shared``/``key_prefix``/``on_unreachable``."""
+    if shared is not None and not is_redis_url(shared):
+        raise ConfigError(f"{owner}: shared must be a redis:// URL, got {redacted(str(shared))!r}")
+    if not isinstance(key_prefix, str):
+        raise ConfigError(f"{owner}: key_prefix must be text, got {key_prefix!r}")
+    if on_unreachable not in UNREACHABLE:
+        raise ConfigError(
+            f"{owner}: on_unreachable must be one of {', '.join(UNREACHABLE)}, got {on_unreachable!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,16 +72,24 @@ class RateLimit:
     """Requests and tokens per minute for one model (``openai/gpt-4o``), one provider
     (``openai``) or every call (``*``). Calls over the limit wait their turn; they are never
     rejected. ``burst_s`` is how many seconds of quota may be spent at once after a quiet spell.
+
+    ``shared``: a ``redis://`` URL; the limit's buckets then live in that Redis (under
+    ``key_prefix``), and every process naming the same server, prefix and scope draws on one quota
+    (``client.shared``; the ``redis`` extra). If Redis cannot be reached, ``on_unreachable="fail"``
+    (the default) sends nothing and raises ``SharedStateUnavailable``: no process can break the
+    shared quota; ``"local"`` carries on with this process's own buckets, after one warning.
     """
 
     scope: str = "*"
     rpm: float | None = None
     tpm: float | None = None
     burst_s: float = 1.0
+    shared: str | None = None
+    key_prefix: str = "promptlift:"
+    on_unreachable: str = "fail"
 
     def __post_init__(self) -> None:
-        from promptlift.errors import ConfigError
-
+        check_shared(f"RateLimit({self.scope!r})", self.shared, self.key_prefix, self.on_unreachable)
         for name in ("rpm", "tpm", "burst_s"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
@@ -79,6 +108,14 @@ class Budget:
     ``max_tokens`` is sent with ``default_max_tokens``, so its worst case is a real bound.
     ``max_minutes`` is a run's wall clock (optimize, eval); a client's ledger has no clock and
     refuses it.
+
+    ``shared``: a ``redis://`` URL; a client's ledger (and a ``budget_scope``'s) then lives in that
+    Redis under ``{key_prefix}budget:{ledger name}``, each reservation and settlement one atomic
+    Lua script, so N processes together never cross the caps (``client.shared_budget``). If Redis
+    cannot be reached, ``on_unreachable="fail"`` (the default) sends nothing and raises
+    ``SharedStateUnavailable``; ``"local"`` goes on in this process alone, from the totals it last
+    saw, after one warning. A run's own budget (``RunSettings``, the config's ``budget:``) is not
+    shared.
     """
 
     max_cost_usd: float | None = None
@@ -86,6 +123,12 @@ class Budget:
     max_calls: int | None = None
     max_minutes: float | None = None
     default_max_tokens: int = 4096
+    shared: str | None = None
+    key_prefix: str = "promptlift:"
+    on_unreachable: str = "fail"
+
+    def __post_init__(self) -> None:
+        check_shared("Budget", self.shared, self.key_prefix, self.on_unreachable)
 
 
 @dataclass(frozen=True)

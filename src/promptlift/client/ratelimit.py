@@ -15,6 +15,14 @@ back 5% of the configured rate (additive increase, multiplicative decrease).
 The wrapper sits below retry and fallback in the stack, so every attempt — a retry, a fallback to
 another model — is counted against the limits of the model it actually goes to.
 
+Shared limits: a ``RateLimit`` with ``shared="redis://..."`` keeps its buckets in Redis
+(``client.shared.RedisBucket``: the same arithmetic, one atomic Lua script per step), so every process
+naming that server, ``key_prefix`` and scope waits in one queue for one quota. When Redis cannot be
+reached, a call's ``acquire`` raises ``SharedStateUnavailable`` and nothing is sent (fail closed,
+the default); with ``on_unreachable="local"`` the limit logs one warning and goes on with this
+process's own buckets for the rest of the limiter's life. The adjustments after a call (reconcile,
+slow-down, recovery) never raise: an answer is not turned into an error by its bookkeeping.
+
 Thread-safety: bucket state is guarded by a ``threading.Lock`` and waiting is ``asyncio.sleep``,
 so one limiter may be shared by several event loops (the sync API's and the caller's).
 """
@@ -28,12 +36,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from promptlift.client.cache import route_of
 from promptlift.client.config import RateLimit
-from promptlift.errors import RateLimited
+from promptlift.client.shared import RedisBucket, RedisLink
+from promptlift.errors import RateLimited, SharedStateUnavailable
+from promptlift.log import get_logger
 from promptlift.pricing import worst_case_usage
 from promptlift.providers.base import Provider, closing
 from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 Clock = Callable[[], float]
+
+log = get_logger("ratelimit")
 
 
 def estimate_tokens(request: CompletionRequest, default_max_tokens: int = 256) -> int:
@@ -100,17 +112,81 @@ class TokenBucket:
                 self.rate = min(self.configured_rate, self.rate + self.configured_rate * 0.05)
 
 
+class SharedBucket:
+    """A ``RedisBucket`` with this process's own ``TokenBucket`` behind it, for when Redis is lost.
+
+    ``degrade`` False: ``take`` raises ``SharedStateUnavailable`` while Redis is unreachable (and
+    uses Redis again once it answers). True: the first failure switches this bucket to the local one
+    for good, after one warning per Redis server. ``give_back``, ``slow_down`` and ``recover`` never
+    raise.
+    """
+
+    def __init__(self, shared: RedisBucket, local: TokenBucket, *, degrade: bool):
+        self.shared = shared
+        self.local = local
+        self.degrade = degrade
+        self.degraded = False
+
+    def take(self, amount: float) -> float:
+        if not self.degraded:
+            try:
+                return self.shared.take(amount)
+            except SharedStateUnavailable as exc:
+                if not self.degrade:
+                    raise
+                self.degraded = True
+                self.shared.link.warn_once(f"rate limit {self.shared.key}: {exc}; using local limits instead")
+        return self.local.take(amount)
+
+    def _adjust(self, step: Callable[[TokenBucket | RedisBucket], None]) -> None:
+        if self.degraded:
+            step(self.local)
+            return
+        try:
+            step(self.shared)
+        except SharedStateUnavailable as exc:
+            log.info("rate limit %s: not adjusted (%s)", self.shared.key, exc)
+
+    def give_back(self, amount: float) -> None:
+        self._adjust(lambda bucket: bucket.give_back(amount))
+
+    def slow_down(self, retry_after: float | None) -> None:
+        self._adjust(lambda bucket: bucket.slow_down(retry_after))
+
+    def recover(self) -> None:
+        self._adjust(lambda bucket: bucket.recover())
+
+
+Bucket = TokenBucket | SharedBucket
+
+
 class _Limit:
-    def __init__(self, spec: RateLimit, clock: Clock):
+    def __init__(self, spec: RateLimit, clock: Clock, links: dict[str, RedisLink]):
         self.spec = spec
-        self.requests = TokenBucket(spec.rpm / 60, spec.rpm / 60 * spec.burst_s, clock) if spec.rpm else None
-        self.tokens = TokenBucket(spec.tpm / 60, spec.tpm / 60 * spec.burst_s, clock) if spec.tpm else None
+        self.requests = self._bucket("rpm", spec.rpm, clock, links)
+        self.tokens = self._bucket("tpm", spec.tpm, clock, links)
+
+    def _bucket(
+        self, unit: str, per_minute: float | None, clock: Clock, links: dict[str, RedisLink]
+    ) -> Bucket | None:
+        if not per_minute:
+            return None
+        spec = self.spec
+        rate, capacity = per_minute / 60, per_minute / 60 * spec.burst_s
+        local = TokenBucket(rate, capacity, clock)
+        if spec.shared is None:
+            return local
+        if spec.shared not in links:
+            links[spec.shared] = RedisLink(spec.shared)
+        key = f"{spec.key_prefix}ratelimit:{spec.scope}:{unit}"
+        shared = RedisBucket(links[spec.shared], key, rate, capacity)
+        return SharedBucket(shared, local, degrade=spec.on_unreachable == "local")
 
     def matches(self, model: str) -> bool:
         scope = self.spec.scope
         return scope in ("*", model, route_of(model))
 
-    def buckets(self) -> list[TokenBucket]:
+    def buckets(self) -> list[Bucket]:
         return [b for b in (self.requests, self.tokens) if b is not None]
 
 
@@ -122,19 +198,34 @@ class RateLimiter:
     """
 
     def __init__(self, limits: Sequence[RateLimit], clock: Clock = time.monotonic):
-        self.limits = [_Limit(spec, clock) for spec in limits]
+        self.links: dict[str, RedisLink] = {}  # one connection pool per Redis URL
+        self.limits = [_Limit(spec, clock, self.links) for spec in limits]
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
 
     def for_model(self, model: str) -> list[_Limit]:
         return [limit for limit in self.limits if limit.matches(model)]
 
     async def acquire(self, model: str, tokens: int) -> None:
-        """Take one request and ``tokens`` from every matching bucket, waiting as long as needed."""
-        waits = []
+        """Take one request and ``tokens`` from every matching bucket, waiting as long as needed.
+
+        Raises ``SharedStateUnavailable`` (nothing sent) when a shared limit's Redis cannot be
+        reached and the limit fails closed; what the other buckets gave is given back first."""
+        waits: list[float] = []
+        taken: list[tuple[Bucket, float]] = []
         for limit in self.for_model(model):
-            if limit.requests is not None:
-                waits.append(limit.requests.take(1))
-            if limit.tokens is not None:
-                waits.append(limit.tokens.take(tokens))
+            for bucket, amount in ((limit.requests, 1), (limit.tokens, tokens)):
+                if bucket is None:
+                    continue
+                try:
+                    waits.append(bucket.take(amount))
+                except SharedStateUnavailable:
+                    for earlier, given in taken:
+                        earlier.give_back(given)
+                    raise
+                taken.append((bucket, amount))
         wait = max(waits, default=0.0)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -201,3 +292,4 @@ class RateLimitedProvider(Provider):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+        self.limiter.close()

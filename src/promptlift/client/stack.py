@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptlift.client.budget import BudgetedProvider, BudgetLedger, ChainReservation
+from promptlift.client.budget import BudgetedProvider, ChainReservation, ledger_for
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.calllog import CallLog
 from promptlift.client.config import ClientConfig
@@ -101,7 +101,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     stack = parts["budget"] = BudgetedProvider(
         stack,
         pricing,
-        ledger=BudgetLedger(config.budget, "client") if config.budget is not None else None,
+        ledger=ledger_for(config.budget, "client") if config.budget is not None else None,
         lookup=cache.lookup if cache is not None else None,
         chain=config.chain,
     )

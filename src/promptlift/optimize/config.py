@@ -13,6 +13,7 @@ import yaml
 from promptlift.client.config import ModelPrice, ModelSpec, RateLimit
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
+from promptlift.client.shared import is_redis_url
 from promptlift.errors import ConfigError, TemplateError
 from promptlift.optimize.agent import DEFAULT_MAX_STEPS
 from promptlift.optimize.metrics import check_metric
@@ -64,7 +65,7 @@ TOP_KEYS = {
     "transport",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
-RATE_KEYS = ("scope", "rpm", "tpm", "burst_s")
+RATE_KEYS = ("scope", "rpm", "tpm", "burst_s", "shared", "key_prefix", "on_unreachable")
 MODEL_KEYS = ("model", "api_base", "api_key_env", "extra")
 
 
@@ -88,7 +89,8 @@ class RunConfig:
     budget: Budget
     seed: int
     store: Path | None
-    cache: Path | None  # the response cache file: a resumed run re-pays no answered call
+    # the response cache: a file or a redis:// URL; a resumed run re-pays no answered call
+    cache: Path | str | None
     concurrency: int
     timeout: float
     raw: Mapping[str, Any]
@@ -493,10 +495,14 @@ def _allowed_hosts(
     return hosts
 
 
-def _cache(value: Any, path: Path, store: Any) -> Path | None:
-    """``cache: false`` turns it off; ``cache: FILE`` names it; by default it lives in the store."""
+def _cache(value: Any, path: Path, store: Any) -> Path | str | None:
+    """``cache: false`` turns it off; ``cache: FILE`` names it; ``cache: redis://host:6379/0`` keeps
+    it in Redis (shared by every run on that server; ``client.shared``); by default it lives in the
+    store."""
     if value is False or value is None:
         return None
+    if is_redis_url(value):
+        return str(value)
     if isinstance(value, str) and value.strip():
         return _relative(path, value)
     if value is True:
@@ -573,7 +579,11 @@ def _rate_limits(value: Any, where: str) -> tuple[RateLimit, ...]:
         if rpm is None and tpm is None:
             raise ConfigError(f"{where}: a rate limit for {scope!r} needs `rpm` or `tpm`")
         burst = _positive(item.get("burst_s"), "rate_limits `burst_s`", where) or 1.0
-        limits.append(RateLimit(scope, rpm, tpm, burst))
+        shared = {k: item[k] for k in ("shared", "key_prefix", "on_unreachable") if k in item}
+        try:
+            limits.append(RateLimit(scope, rpm, tpm, burst, **shared))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: rate_limits: {exc}") from None
     return tuple(limits)
 
 

@@ -61,7 +61,7 @@ def load_splits(config: RunConfig) -> tuple[Dataset, Splits]:
             except ConfigError as exc:
                 raise ConfigError(f"{config.path}: {exc}") from None
     for what, path in (("store", _store_file(config.store)), ("cache", config.cache)):
-        if path is not None:
+        if isinstance(path, Path):  # not a redis:// URL
             check_sqlite_file(path, f"{config.path}: `{what}`")
     s = config.split
     fractions = float(s["train"]), float(s["validation"]), float(s["test"])
