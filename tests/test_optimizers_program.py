@@ -4,10 +4,17 @@ program's own calls."""
 
 from __future__ import annotations
 
-from promptlift.optimize import Optimizer
+import asyncio
+
+from promptlift import Client, ClientConfig
+from promptlift.optimize import Budget, Dataset, Evaluator, ExactMatch, Optimizer, Prompt, RunSettings, Search
+from promptlift.optimize.dataset import Splits, split
 from promptlift.optimize.optimizers import Evolutionary, FailureModes, FewShot, MetaPrompt, Parameters, Pareto
+from promptlift.optimize.optimizers.pareto import _State
 from promptlift.optimize.program import Program
-from promptlift.testing.conformance import ProgramConformance
+from promptlift.testing import FunctionProvider
+from promptlift.testing.conformance import REASONING_MODEL, TASK_MODEL, ProgramConformance
+from promptlift.types import CompletionRequest
 
 
 def changed(result, name: str) -> bool:
@@ -68,3 +75,69 @@ class TestFailureModesOnAProgram(ProgramConformance):
 class TestParametersOnAProgram(ProgramConformance):
     def make_optimizer(self) -> Optimizer:
         return Parameters(trials=3)
+
+
+# -- pareto's merge on a program: two children of one parent that changed different prompts ----------
+def router(row, lm):  # type: ignore[no-untyped-def]
+    return lm.call(row["kind"], text=row["text"])
+
+
+def router_model(request: CompletionRequest) -> str:
+    """Each prompt answers right only when its instruction says "count"."""
+    if request.model == REASONING_MODEL:
+        return "Count the letters."
+    system = " ".join(m.text for m in request.messages if m.role == "system")
+    word = request.messages[-1].text.split()[-1]
+    return ("long" if len(word) > 5 else "short") if "count" in system.lower() else "unsure"
+
+
+def router_splits() -> Splits:
+    records = [
+        {"kind": "a" if i % 2 else "b", "text": f"w{'x' * (i % 7)}{i}", "label": ""} for i in range(24)
+    ]
+    records = [{**r, "label": "long" if len(r["text"]) > 5 else "short"} for r in records]
+    data = Dataset.from_records(records)
+    return split(data, 0.5, 0.25, 0.25, 0)
+
+
+def test_pareto_merges_two_candidates_that_improved_different_prompts() -> None:
+    program = Program(
+        {
+            "a": Prompt(user="Word: {text}", system="Label it."),
+            "b": Prompt(user="Word: {text}", system="Label it."),
+        },
+        router,
+    )
+
+    async def scenario() -> tuple[Search, Client]:
+        client = Client(ClientConfig(models=(TASK_MODEL,)), provider=FunctionProvider(router_model))
+        settings = RunSettings(
+            task_model=TASK_MODEL, reasoning_model=REASONING_MODEL, budget=Budget(max_calls=500)
+        )
+        ctx = Search(client, Evaluator(client, ExactMatch("label"), TASK_MODEL), router_splits(), settings)
+        await ctx.evaluate(program, origin="initial")
+        await ctx.evaluate(program.with_component("a.system", "Count the letters."), parent=0)
+        await ctx.evaluate(program.with_component("b.system", "Count the letters."), parent=0)
+        state = _State(Pareto(minibatch=3), ctx, 0)
+        await state.try_merge()
+        return ctx, client
+
+    ctx, client = asyncio.run(scenario())
+    client.close()
+    assert [c.origin for c in ctx.history][-1] == "merge 1+2"
+    merged = ctx.history[-1]
+    assert isinstance(merged.prompt, Program)
+    assert merged.prompt.prompts["a"].system == merged.prompt.prompts["b"].system == "Count the letters."
+    assert merged.score == 1.0 > max(ctx.history[1].score, ctx.history[2].score)
+    assert merged.parent in (1, 2)
+
+
+def test_pareto_can_rewrite_every_prompt_in_one_proposal() -> None:
+    class AllAtOnce(ProgramConformance):
+        def make_optimizer(self) -> Optimizer:
+            return Pareto(max_metric_calls=40, minibatch=3, select="all")
+
+    result, _ = AllAtOnce().run()
+    origins = [c.origin for c in result.history[1:]]
+    assert "reflect measure.system + label.system" in origins, origins
+    assert result.best.score == 1.0

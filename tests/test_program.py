@@ -262,3 +262,47 @@ def test_a_program_with_the_wrong_signature_is_refused_at_load(tmp_path: Path) -
     path = write_config(tmp_path, PROGRAM_CONFIG, program="def run(row):\n    return row\n", module="one_arg")
     with pytest.raises(ConfigError, match=r"write it as `def run\(row, lm\)`"):
         load_config(path)
+
+
+def test_a_cancelled_evaluation_ends_a_sync_programs_thread_and_sends_nothing_more() -> None:
+    import threading
+    import time
+
+    sent: list[str] = []
+    finished = threading.Event()
+
+    async def hangs(request: CompletionRequest) -> str:
+        sent.append(request.messages[-1].text)
+        await asyncio.sleep(60)
+        return "never"
+
+    def patient(row: dict[str, Any], lm: Calls) -> str:
+        try:
+            lm.call("upper", text=row["text"])
+            return lm.call("count", text="again")  # must never be sent
+        finally:
+            finished.set()
+
+    class Hanging(FunctionProvider):
+        async def acomplete(self, request: CompletionRequest):  # type: ignore[no-untyped-def]
+            return await hangs(request)
+
+    async def cancelled() -> None:
+        with Client(ClientConfig(models=("scripted/m",), concurrency=1), provider=Hanging(model)) as client:
+            task = asyncio.ensure_future(
+                Evaluator(client, ExactMatch("label")).evaluate(Program(PROMPTS, patient), DATA)
+            )
+            while not sent:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The loop goes on (a notebook's, a server's): the thread must end while it runs.
+            ended = await asyncio.get_running_loop().run_in_executor(None, finished.wait, 5)
+            assert ended, "the program's thread is still waiting on a call that will never come"
+            await asyncio.sleep(0.3)
+
+    started = time.monotonic()
+    asyncio.run(cancelled())
+    assert time.monotonic() - started < 10
+    assert sent == ["Upper: ab"]

@@ -36,7 +36,7 @@ from promptlift.optimize.dataset import Dataset, split
 from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
 from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
 from promptlift.optimize.optimizers.pareto import planned_proposals
-from promptlift.optimize.program import Optimizable, members
+from promptlift.optimize.program import Optimizable, Program, members
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
@@ -186,6 +186,7 @@ class Plan:
     steps: int = 1  # model calls per row at most: an agent's step limit (task calls count it)
     zero_priced: tuple[str, ...] = ()  # models not local/ whose price is $0 (a free server, `prices:`)
     problems: tuple[str, ...] = ()  # why the run cannot do its job (a budget too small for one candidate)
+    program: str = ""  # a program's calls per row: "declared" (held) or "estimated" (measured at start)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -207,7 +208,17 @@ class Plan:
             if st.presets:
                 shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
                 lines.append(f"    presets (calls): {shown}")
-        if self.steps > 1:
+        if self.program == "declared":
+            lines.append(
+                f"  program: at most {self.steps} model calls per row (calls_per_row, held); task calls "
+                f"above count that bound"
+            )
+        elif self.program:
+            lines.append(
+                f"  program: ~{self.steps} model calls per row, estimated as one per prompt; the run "
+                f"measures it on one train row first (declare `calls_per_row` to hold a bound)"
+            )
+        elif self.steps > 1:
             lines.append(
                 f"  agent: at most {self.steps} model calls per row (max_steps); task calls above count "
                 f"that bound, so a loop that answers sooner costs less"
@@ -266,6 +277,7 @@ class Plan:
             "paid": self.paid,
             "problems": list(self.problems),
             "steps_per_row": self.steps,
+            "program_calls_per_row": self.program or None,
         }
 
 
@@ -402,7 +414,14 @@ def make_plan(
         zero_priced=zero,
         problems=problems,
         steps=steps,
+        program=_program_kind(config.prompt),
     )
+
+
+def _program_kind(subject: Optimizable) -> str:
+    if not isinstance(subject, Program):
+        return ""
+    return "declared" if subject.calls_per_row_declared is not None else "estimated"
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,8 @@ class Calls:
         self._answer, self._loop, self._limit = answer, loop, limit
         self.trace: list[PromptCall] = []
         self._model_calls = 0
+        self._stopped = False  # the row's evaluation was cancelled: no new call is sent
+        self._pending: set[concurrent.futures.Future[str]] = set()
 
     async def acall(self, name: str, /, **fields: Any) -> str:
         """Fill prompt ``name`` with ``fields`` and return the model's answer (an agent's final one)."""
@@ -279,7 +281,27 @@ class Calls:
             running = None
         if running is self._loop:
             raise UserError("an async program must `await lm.acall(...)`; lm.call is for a sync program")
-        return asyncio.run_coroutine_threadsafe(self.acall(name, **fields), self._loop).result()
+        if self._stopped:
+            raise concurrent.futures.CancelledError("the evaluation was cancelled")
+        future = asyncio.run_coroutine_threadsafe(self.acall(name, **fields), self._loop)
+        self._pending.add(future)
+        try:
+            while True:  # woken now and then: a loop that stopped or closed never answers
+                try:
+                    return future.result(timeout=0.2)
+                except concurrent.futures.TimeoutError:
+                    if self._stopped or self._loop.is_closed():
+                        future.cancel()
+                        raise concurrent.futures.CancelledError("the evaluation was cancelled") from None
+        finally:
+            self._pending.discard(future)
+
+    def stop(self) -> None:
+        """The row's evaluation was cancelled: the call in flight is cancelled, and any later one
+        raises in the program's thread at once (so the thread ends, and nothing more is sent)."""
+        self._stopped = True
+        for future in list(self._pending):
+            future.cancel()
 
 
 # Sync programs run on threads of their own: each waits on its model calls, and on the loop's default
@@ -327,7 +349,11 @@ async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) 
             result = await fn(dict(row), lm)
         else:
             call = functools.partial(contextvars.copy_context().run, fn, dict(row), lm)
-            result = await asyncio.get_running_loop().run_in_executor(_threads(), call)
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(_threads(), call)
+            except asyncio.CancelledError:
+                lm.stop()  # the thread cannot be cancelled, but its next wait ends
+                raise
             if inspect.isawaitable(result):
                 result = await result
     except (UserError, asyncio.CancelledError):

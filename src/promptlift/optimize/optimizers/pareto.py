@@ -166,19 +166,23 @@ def planned_proposals(budget_calls: int, minibatch: int, validation: int) -> int
 @dataclass
 class Pareto(Optimizer):
     """``max_metric_calls``: task calls the search may spend (the driver's scoring excluded).
-    ``parts``: which prompt parts reflection rewrites, in turn ("system", "user"); a base
-    reasoning model only ever rewrites the instruction."""
+    ``parts``: which prompt parts reflection rewrites ("system", "user", "turns", "tools"; for a
+    program, those of each of its prompts), one per proposal in turn, or with ``select: all`` every
+    one in one proposal; a base reasoning model only ever rewrites the instructions."""
 
     max_metric_calls: int = 300
     minibatch: int = 3
     merge: bool = True
     max_merges: int = 3
     parts: list[str] = field(default_factory=lambda: ["system"])
+    select: str = "round_robin"  # which parts a proposal rewrites: one in turn, or "all" at once
     name: ClassVar[str] = "pareto"
 
     def __post_init__(self) -> None:
         if self.minibatch < 1 or self.max_metric_calls < 1:
             raise ConfigError("pareto: `minibatch` and `max_metric_calls` must be at least 1")
+        if self.select not in ("round_robin", "all"):
+            raise ConfigError(f"pareto: `select` is round_robin or all, got {self.select!r}")
         if not self.parts or set(self.parts) - set(PART_NAMES):
             raise ConfigError(
                 f"pareto: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
@@ -191,6 +195,7 @@ class Pareto(Optimizer):
             "merge": self.merge,
             "max_merges": self.max_merges,
             "parts": list(self.parts),
+            "select": self.select,
         }
 
     async def search(self, ctx: Search, start: Candidate) -> None:
@@ -247,12 +252,13 @@ class _State:
         if all(s >= 1.0 for s in before.scores):
             return False  # nothing to learn from a perfect minibatch; save the reasoning call
         parts = expand_parts(parent.prompt, self.parts)
-        part = parts[iteration % len(parts)]
-        text = await reflect(ctx, parent.prompt, part, before)
-        if not part_ok(parent.prompt, part, ctx.train.fields, text):
-            return False
-        child = parent.prompt.with_component(part, text)
-        if child.key() in self.tried:
+        chosen = parts if self.opt.select == "all" else [parts[iteration % len(parts)]]
+        child, changed = parent.prompt, []
+        for part in chosen:  # each read on the parent's rows (a program's: that prompt's calls)
+            text = await reflect(ctx, parent.prompt, part, before)
+            if part_ok(parent.prompt, part, ctx.train.fields, text):
+                child, changed = child.with_component(part, text), [*changed, part]
+        if not changed or child.key() in self.tried:
             return False
         self.tried.add(child.key())
         after = await ctx.score(child, rows)
@@ -260,7 +266,7 @@ class _State:
             return False
         if self.room() < len(ctx.validation):
             return False
-        await ctx.evaluate(child, parent=parent.id, origin=f"reflect {part}")
+        await ctx.evaluate(child, parent=parent.id, origin=f"reflect {' + '.join(changed)}")
         return True
 
     def merge_pair(self) -> tuple[Candidate, Candidate, Candidate] | None:
