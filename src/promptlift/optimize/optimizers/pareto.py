@@ -253,7 +253,7 @@ class _State:
             return False  # nothing to learn from a perfect minibatch; save the reasoning call
         parts = expand_parts(parent.prompt, self.parts)
         chosen = parts if self.opt.select == "all" else [parts[iteration % len(parts)]]
-        child, changed = parent.prompt, []
+        child, changed = parent.prompt, list[str]()
         for part in chosen:  # each read on the parent's rows (a program's: that prompt's calls)
             text = await reflect(ctx, parent.prompt, part, before)
             if part_ok(parent.prompt, part, ctx.train.fields, text):
