@@ -306,3 +306,15 @@ def test_a_cancelled_evaluation_ends_a_sync_programs_thread_and_sends_nothing_mo
     asyncio.run(cancelled())
     assert time.monotonic() - started < 10
     assert sent == ["Upper: ab"]
+
+
+def test_a_stored_program_loads_back_equal_with_its_callable(tmp_path: Path) -> None:
+    from promptlift.optimize.program import from_dict
+
+    config = load_config(write_config(tmp_path, PROGRAM_CONFIG, module="stored"))
+    program = config.prompt
+    assert isinstance(program, Program)
+    again = from_dict(json.loads(json.dumps(program.to_dict())), base_dir=tmp_path)
+    assert again == program and again.key() == program.key()
+    assert isinstance(again, Program) and again.fn is program.fn
+    assert from_dict(PROMPTS["upper"].to_dict()) == PROMPTS["upper"]
