@@ -332,7 +332,8 @@ def test_the_plan_counts_a_programs_calls_its_probe_and_fewshots_bootstrap(tmp_p
     assert "estimated as one per prompt" in estimated.render()
     assert "at most 3 model calls per row (calls_per_row, held)" in declared.render()
     sizes = estimated.sizes
-    own = estimate_calls(FewShot(answer_field="label"), sizes).task  # fewshot's trials and scoring
+    # fewshot's trials and the scoring
+    own = estimate_calls(FewShot(answer_field="label"), sizes, base_reasoning=False).task
     bootstrap = min(16, sizes.train)  # rows run to collect the program's calls as demos
     assert bootstrap > 0
     assert estimated.stages[0].calls.task == 2 * (own + bootstrap + 1)  # + the probe row
