@@ -55,15 +55,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_allow_host(e)
     e.set_defaults(run=run_eval)
-    r = sub.add_parser("runs", help="list the runs in a store")
-    r.add_argument(
-        "store",
-        nargs="?",
-        help="the store folder or file, or a run's CONFIG.yaml (its store:); default ./runs/, else the "
-        "one store that a config under this folder names",
-    )
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(run=run_runs)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -210,26 +201,6 @@ def _baseline(config: Any, given: str) -> Any:
     if "best_prompt" not in result:
         raise ConfigError(f"--baseline {given}: the run has no result yet (it did not finish)")
     return from_dict(result["best_prompt"], base_dir=config.path.parent)
-
-
-def run_runs(args: argparse.Namespace) -> int:
-    from promptlift.optimize.store import RunStore
-
-    store = RunStore(_store_path(args.store) if args.store else _default_store(), create=False)
-    rows: list[dict[str, Any]] = []
-    for run in store.runs():
-        full = store.run(run["id"])
-        result = full["result"] or {}
-        rows.append(
-            {**run, "best_score": result.get("best_score"), "test_best_score": result.get("test_best_score")}
-        )
-    if args.json:
-        print(dumps(rows))
-    else:
-        for row in rows:
-            best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
-            print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
-    return 0
 
 
 def _default_store() -> str:
