@@ -94,7 +94,8 @@ def chromium_dom(html: Path, proxy_port: int) -> str:
                 # the browser's own background traffic off: what reaches the proxy is the page's
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--disable-domain-reliability", "--no-default-browser-check",
-                "--disable-client-side-phishing-detection", "--disable-features=OptimizationHints,MediaRouter",
+                "--disable-client-side-phishing-detection",
+                "--disable-features=OptimizationHints,MediaRouter",
                 f"--user-data-dir={profile}", f"--proxy-server=http://127.0.0.1:{proxy_port}",
                 "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=8000", "--dump-dom",
                 html.as_uri(),
