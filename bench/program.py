@@ -13,11 +13,14 @@ the rewrite scaffold): merges fired, candidates accepted, validation and test sc
 
 ``merge-scripted``: the same comparison over several seeds against a scripted model on a loopback
 server (real LiteLLM over HTTP, the example's program and data). The scripted ``city`` step answers
-right on every row only once its instruction says "only the city", else on half of them; the
-``country`` step likewise with "only the country", else on two rows in three; the scripted reasoning
-model proposes the fixing sentence for whichever prompt it is asked to rewrite. So a child that fixed
-``city`` and one that fixed ``country`` merge into the program that fixed both: it shows whether
-merge fires and what it buys when the gains really are per prompt, not what a real model gains.
+right on half the rows (by a hash of the sentence); once its instruction says "only the city", on
+four in five, but not on all of the first half (so the first child does not dominate the starting
+program on every row, and both stay on the Pareto front). The ``country`` step answers right on two
+rows in three, and on every row once told "only the country". The scripted reasoning model proposes
+the fixing sentence for whichever prompt it is asked to rewrite (with a tag drawn from the request,
+so that each proposal is new text, as a real model's would be). So a child that fixed ``city`` and
+a sibling that fixed ``country`` can merge into the program that has both: it shows whether merge
+fires and what it buys when the gains really are per prompt, not what a real model gains.
 """
 
 from __future__ import annotations
@@ -82,8 +85,10 @@ def summarize(result: OptimizationResult, seconds: float) -> dict[str, Any]:
         "test_gain": summary["test_gain"],
         "prompts_changed": changed,
         "best_origin": result.best.origin,
+        "best_id": result.best.id,
         "candidates": len(result.history),
         "merges": sum(c.origin.startswith("merge") for c in result.history),
+        "lineage": [[c.id, c.parent, c.origin, round(c.score, 3)] for c in result.history],
         "accepted_reflections": sum(c.origin.startswith("reflect") for c in result.history),
         "calls": summary["calls"],
         "task_calls": summary["task_calls"],
@@ -120,7 +125,7 @@ def _rows() -> dict[str, dict[str, str]]:
 
 
 ROWS = _rows()
-COUNTRY_OF = {row["city"]: row["country"] for row in ROWS.values()}
+CODE_OF = {row["city"]: row["code"] for row in ROWS.values()}
 
 
 def scripted(body: dict[str, Any]) -> str:
@@ -129,21 +134,22 @@ def scripted(body: dict[str, Any]) -> str:
     last = str(messages[-1]["content"])
     if "You improve one part of a prompt" in last:  # pareto's reflection request
         for name, proposal in PROPOSALS.items():
-            if f"This prompt ({name!r})" in last:
-                return proposal
+            if f"This prompt ({name!r})" in last:  # worded anew for each request, as a model would
+                return f"{proposal} ({zlib.crc32(last.encode()) % 997})"
         return "Answer carefully."
     told = " ".join(str(m.get("content") or "") for m in messages if m["role"] == "system")
     if last.startswith("Sentence:"):
         sentence = last.removeprefix("Sentence:").rsplit("\n", 1)[0].strip()
         city = ROWS[sentence]["city"] if sentence in ROWS else "unknown"
-        right = CITY_HINT in told or zlib.crc32(sentence.encode()) % 2 == 0
+        mark = zlib.crc32(sentence.encode())
+        right = mark % 5 != 0 if CITY_HINT in told else mark % 2 == 0
         return city if right else f"the city of {city}"
     if last.startswith("City:"):
         city = last.removeprefix("City:").rsplit("\n", 1)[0].strip()
-        if city not in COUNTRY_OF:
+        if city not in CODE_OF:
             return "unknown"
         right = COUNTRY_HINT in told or zlib.crc32(city.encode()) % 3 != 0
-        return COUNTRY_OF[city] if right else f"It is in {COUNTRY_OF[city]}."
+        return CODE_OF[city] if right else f"{CODE_OF[city]} (the country code)"
     return "unknown"
 
 
@@ -188,7 +194,7 @@ SECTIONS = ("example", "merge-local", "merge-scripted")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.program")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="sections to run (default: all)")
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="merge-scripted's seeds")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="merge-scripted's seeds")
     parser.add_argument("--local-metric-calls", type=int, default=60, help="merge-local's pareto budget")
     args = parser.parse_args(argv)
     wanted = args.only or SECTIONS
