@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,11 @@ def test_the_config_loads_with_its_program_found_beside_it(tmp_path: Path) -> No
     assert 40 <= len(rows) <= 80 and all(r["city"] in r["sentence"] for r in rows)
 
 
-def run_cli(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "promptlift", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
-
-
 @pytest.mark.model
 @pytest.mark.slow
-def test_the_program_example_gains_on_test_with_both_prompts_changed(tmp_path: Path) -> None:
+def test_the_program_example_gains_on_test_with_both_prompts_changed(
+    tmp_path: Path, promptlift_json: Callable[..., dict[str, Any]]
+) -> None:
     folder = tmp_path / "program"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("runs", "__pycache__", "*.md"))
     config = yaml.safe_load((folder / "config.yaml").read_text())
@@ -73,7 +64,7 @@ def test_the_program_example_gains_on_test_with_both_prompts_changed(tmp_path: P
     config["budget"]["max_minutes"] = 30  # a busy machine: not cut short
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
 
-    result = run_cli("optimize", str(folder / "config.yaml"), "--json", "--yes")
+    result = promptlift_json("optimize", str(folder / "config.yaml"), "--json", "--yes")
 
     assert result["test_best_score"] > result["test_initial_score"], result
     initial, best = result["initial_prompt"]["prompts"], result["best_prompt"]["prompts"]
