@@ -52,6 +52,16 @@ def test_the_config_loads_with_its_program_found_beside_it(tmp_path: Path) -> No
     assert 40 <= len(rows) <= 80 and all(r["city"] in r["sentence"] for r in rows)
 
 
+def test_the_plan_counts_the_programs_calls_per_row_as_a_program_not_an_agent() -> None:
+    from promptlift.optimize.plan import make_plan
+
+    plan = make_plan(load_config(EXAMPLE / "config.yaml"))
+    text = plan.render()
+    assert "program: at most 2 model calls per row (calls_per_row" in text
+    assert "agent:" not in text and "max_steps" not in text
+    assert plan.to_dict()["steps_per_row"] == 2
+
+
 @pytest.mark.model
 @pytest.mark.slow
 def test_the_program_example_gains_on_test_with_both_prompts_changed(

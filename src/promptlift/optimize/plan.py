@@ -36,7 +36,7 @@ from promptlift.optimize.dataset import Dataset, split
 from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
 from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
 from promptlift.optimize.optimizers.pareto import planned_proposals
-from promptlift.optimize.program import Optimizable, members
+from promptlift.optimize.program import Optimizable, Program, members
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
@@ -184,6 +184,7 @@ class Plan:
     paid: bool  # some configured model costs money
     judge_model: str | None = None  # an LLM-judge metric's model: one more call per scored answer
     steps: int = 1  # model calls per row at most: an agent's step limit (task calls count it)
+    program: bool = False  # the steps are a program's calls per row, not an agent's max_steps
     zero_priced: tuple[str, ...] = ()  # models not local/ whose price is $0 (a free server, `prices:`)
     problems: tuple[str, ...] = ()  # why the run cannot do its job (a budget too small for one candidate)
 
@@ -207,7 +208,12 @@ class Plan:
             if st.presets:
                 shown = " · ".join(f"{p} ~{c.total}" for p, c in st.presets.items())
                 lines.append(f"    presets (calls): {shown}")
-        if self.steps > 1:
+        if self.steps > 1 and self.program:
+            lines.append(
+                f"  program: at most {self.steps} model calls per row (calls_per_row, or one per prompt "
+                f"until a probe row measures it); task calls above count that bound"
+            )
+        elif self.steps > 1:
             lines.append(
                 f"  agent: at most {self.steps} model calls per row (max_steps); task calls above count "
                 f"that bound, so a loop that answers sooner costs less"
@@ -402,6 +408,7 @@ def make_plan(
         zero_priced=zero,
         problems=problems,
         steps=steps,
+        program=isinstance(config.prompt, Program),
     )
 
 
