@@ -2,6 +2,7 @@
 
     uv run --locked --all-extras python -m bench.program                  # everything below
     uv run --locked --all-extras python -m bench.program --only example   # the example alone
+    (a section run alone replaces its own part of bench/results/program.json, keeping the others)
 
 ``example``: the example's own config on the embedded model (local/gemma-3-270m, fewshot choosing
 both prompts' demos from the program's calls): initial vs best on the test split, each with its
@@ -26,6 +27,7 @@ fires and what it buys when the gains really are per prompt, not what a real mod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -37,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import save
+from bench.common import RESULTS, save
 from promptlift.optimize.config import load_config
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.session import run_config
@@ -106,7 +108,23 @@ def run(config_path: Path) -> dict[str, Any]:
 
 
 def example(tmp: Path) -> dict[str, Any]:
-    return run(_configure(tmp / "example"))
+    """The example as shipped, then each prompt's best demos alone (the other prompt as it started)
+    on the same test rows: which step the gain comes from."""
+    from promptlift.optimize.session import evaluate_config
+
+    path = _configure(tmp / "example")
+    started = time.perf_counter()
+    result = run_config(load_config(path))
+    out = summarize(result, time.perf_counter() - started)
+    config = load_config(path)
+    initial, best = result.initial.prompt, result.best.prompt
+    alone = {}
+    for name in out["prompts_changed"]:
+        mixed = initial.with_prompt(name, best.prompts[name])  # type: ignore[union-attr]
+        report = evaluate_config(dataclasses.replace(config, prompt=mixed))
+        alone[name] = {"validation": report["validation_score"], "test": report["test_score"]}
+    out["only_this_prompt_changed"] = alone
+    return out
 
 
 def merge_local(tmp: Path, max_metric_calls: int) -> dict[str, Any]:
@@ -158,7 +176,6 @@ def handle(request: RecordedRequest) -> Reply:
 
 
 def merge_scripted(tmp: Path, seeds: list[int], max_metric_calls: int) -> dict[str, Any]:
-    os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")
     out: dict[str, list[dict[str, Any]]] = {"merge=true": [], "merge=false": []}
     with LoopbackServer() as server:
         server.handler = handle
@@ -198,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-metric-calls", type=int, default=60, help="merge-local's pareto budget")
     args = parser.parse_args(argv)
     wanted = args.only or SECTIONS
+    os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-real-key")  # the scripted model's route
     out: dict[str, Any] = {"model": "local/gemma-3-270m"}
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
@@ -209,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         if "merge-scripted" in wanted:
             seeds = [int(s) for s in args.seeds.split(",")]
             out["merge_scripted"] = merge_scripted(tmp, seeds, max_metric_calls=120)
+    previous = RESULTS / "program.json"
+    if args.only and previous.exists():  # a section run alone replaces only its own part
+        kept = {k: v for k, v in json.loads(previous.read_text()).items() if k != "machine"}
+        out = {**kept, **out}
     path = save("program", out)
     print(f"written {path} at {time.strftime('%H:%M')}")
     return 0
