@@ -1,6 +1,7 @@
 """Where the client's wrappers are put together, in one place, in one order.
 
-    metrics (one record per call, end to end)   ← outermost
+    tracing (one span per call; only when tracing is on)   ← outermost
+    metrics (one record per call, end to end)
     budget  (reserve the worst case, or refuse; cache hits stay free)
     cache   (answer from memory / SQLite, or store the answer)
     fallback → chain reservation → retry        (a fallback's dearer worst case is reserved)
@@ -31,10 +32,12 @@ from promptlift.client.fallback import FallbackProvider
 from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
 from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
 from promptlift.client.retry import RetryingProvider
+from promptlift.client.traced import TracingProvider
 from promptlift.pricing import PriceBook
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import GOOGLE_AUTH
 from promptlift.providers.endpoints import ModelSpec
+from promptlift.tracing import tracer_for
 
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
@@ -109,4 +112,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     stack = parts["metrics"] = RecordingProvider(
         stack, metrics, sink=log.record if log else None, on_close=log.close if log else None
     )
+    tracer = tracer_for(config.tracing)
+    if tracer.enabled:
+        stack = parts["tracing"] = TracingProvider(stack, tracer)
     return stack, parts

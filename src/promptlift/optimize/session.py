@@ -124,6 +124,7 @@ def prepare(config: RunConfig) -> Prepared:
             rate_limits=config.rate_limits,
             prices=dict(config.prices),
             fallback=config.fallback,
+            tracing=config.tracing,
         )
     )
     field = config.metric.get("field")
