@@ -29,6 +29,7 @@ from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
+from promptlift.client.replicas import EndpointStats, ReplicaProvider
 from promptlift.client.stack import build_stack
 from promptlift.client.traced import TracingProvider
 from promptlift.errors import ClientClosed, NotSent, PromptliftError, UserError
@@ -270,6 +271,12 @@ class Client:
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         return self.metrics.snapshot()
+
+    def replica_stats(self) -> list[EndpointStats]:
+        """Each replica of every replicated model (``ModelSpec.replicas``): its breaker state, calls
+        in flight, attempts sent, failures and mean latency; empty when no model has replicas."""
+        part = self.parts.get("replicas")
+        return part.stats() if isinstance(part, ReplicaProvider) else []
 
     @property
     def tracer(self) -> Tracer:

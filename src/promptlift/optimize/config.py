@@ -67,7 +67,7 @@ TOP_KEYS = {
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s", "shared", "key_prefix", "on_unreachable")
-MODEL_KEYS = ("model", "api_base", "api_key_env", "extra")
+MODEL_KEYS = ("model", "api_base", "api_key_env", "extra", "replicas")
 
 
 @dataclass(frozen=True)
@@ -463,8 +463,15 @@ def model_spec(item: Mapping[str, Any], where: str) -> ModelSpec:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: missing `model` (a model name, like openai/gpt-4o-mini)")
     for key in ("api_base", "api_key_env"):
-        if item.get(key) is not None and not isinstance(item[key], str):
+        if item.get(key) is not None and not isinstance(item[key], str | list):
             raise ConfigError(f"{where}: `{key}` must be text, got {type(item[key]).__name__}")
+    if isinstance(item.get("api_key_env"), list):
+        raise ConfigError(f"{where}: `api_key_env` must be text, got list")
+    replicas = item.get("replicas") or ()
+    if not isinstance(replicas, list | tuple):
+        raise ConfigError(
+            f"{where}: `replicas` must be a list of endpoint URLs, got {type(replicas).__name__}"
+        )
     extra = item.get("extra") or {}
     if not isinstance(extra, Mapping):
         raise ConfigError(
@@ -472,7 +479,11 @@ def model_spec(item: Mapping[str, Any], where: str) -> ModelSpec:
         )
     try:
         return ModelSpec(
-            name, api_base=item.get("api_base"), api_key_env=item.get("api_key_env"), extra=extra
+            name,
+            api_base=item.get("api_base"),
+            api_key_env=item.get("api_key_env"),
+            extra=extra,
+            replicas=tuple(replicas),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -498,6 +509,9 @@ def _allowed_hosts(
     for spec in chain:
         if isinstance(spec, ModelSpec) and spec.api_base:
             check_host(spec.api_base, hosts, what=f"the api_base of {spec.model}")
+        if isinstance(spec, ModelSpec):
+            for replica in spec.replicas[1:]:  # the first is its api_base
+                check_host(replica, hosts, what=f"a replica of {spec.model}")
     return hosts
 
 

@@ -236,7 +236,7 @@ def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, A
 
 # A `model:` mapping's keys that say where and with which key its calls go, not what they ask (the
 # store also redacts an endpoint's query credentials, so a stored one would never compare equal).
-_CALL_KEYS = frozenset({"api_base", "api_key_env"})
+_CALL_KEYS = frozenset({"api_base", "api_key_env", "replicas"})
 _EXTRA_CALL_KEYS = frozenset({"api_base", "base_url", "api_key", "api_version"})
 
 
