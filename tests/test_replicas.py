@@ -158,3 +158,20 @@ def test_replicas_from_yaml_and_the_allow_list_checks_every_one(tmp_path: Path) 
     assert listed.chain == loaded.chain
     with pytest.raises(errors.ConfigError, match=r"10\.0\.0\.2"):
         load_config(config(two, "allowed_hosts: [10.0.0.1]\n"))
+
+
+def test_a_model_call_span_names_the_replica_that_served_it(
+    pair: tuple[LoopbackServer, LoopbackServer],
+) -> None:
+    from promptlift.client.config import TracingConfig
+    from promptlift.testing.otlp import OtlpReceiver
+
+    a, b = pair
+    with OtlpReceiver() as receiver:
+        client = replicated(a, b, tracing=TracingConfig(otlp_endpoint=receiver.url))
+        with client:
+            answers = [client.complete(f"q{i}", max_tokens=4).content for i in range(4)]
+        calls = sorted(receiver.spans, key=lambda s: s.start_ns)
+    ports = {"from a": a.port, "from b": b.port}
+    assert [c.attributes["server.port"] for c in calls] == [ports[text] for text in answers]
+    assert {c.attributes["promptlift.replica"] for c in calls} == {a.openai_base, b.openai_base}

@@ -334,6 +334,30 @@ def test_the_cli_honours_the_configs_tracing(
     assert CANARY.encode() not in receiver.raw()
 
 
+def test_eval_from_the_cli_is_one_trace_too(
+    tmp_path: Path, loopback: LoopbackServer, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlift.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    loopback.set_default(ok("yes"))
+    assert (
+        main(["eval", str(write_run(tmp_path, loopback, f"tracing: {{otlp_endpoint: {receiver.url}}}\n"))])
+        == 0
+    )
+    spans = receiver.spans
+    index = by_id(spans)
+    (root,) = [s for s in spans if s.parent_span_id == ""]
+    assert root.name == "promptlift.eval"
+    evaluations = named(spans, "promptlift.evaluation")
+    assert sorted(e.attributes["promptlift.evaluation.split"] for e in evaluations) == ["test", "validation"]
+    assert all(index[e.parent_span_id] is root for e in evaluations)
+    rows = named(spans, "promptlift.row")
+    assert rows and all(index[r.parent_span_id].name == "promptlift.evaluation" for r in rows)
+    assert all(index[c.parent_span_id].name == "promptlift.row" for c in named(spans, "chat "))
+    assert CANARY.encode() not in receiver.raw()
+
+
 @pytest.mark.parametrize(
     ("tracing", "message"),
     [
@@ -349,3 +373,24 @@ def test_the_configs_tracing_mistakes_are_named(
 
     with pytest.raises(errors.ConfigError, match=message):
         load_config(write_run(tmp_path, loopback, tracing))
+
+
+def test_a_stream_is_one_span_ended_by_its_completion_or_by_the_caller_leaving_early(
+    loopback: LoopbackServer, receiver: OtlpReceiver
+) -> None:
+    loopback.set_default(ok("one two three four"))
+    client = traced_client(loopback, receiver)
+    try:
+        with client.tracer.span("user.request"):
+            events = list(client.stream("hello", max_tokens=8))
+            for _ in client.stream("again", max_tokens=8):
+                break  # the caller stops reading after the first piece
+    finally:
+        client.close()
+    spans = receiver.spans
+    user = named(spans, "user.request")[0]
+    whole, left = sorted(named(spans, "chat "), key=lambda s: s.start_ns)
+    assert whole.parent_span_id == left.parent_span_id == user.span_id
+    assert whole.attributes["gen_ai.usage.output_tokens"] == events[-1].usage.output_tokens > 0  # type: ignore[union-attr]
+    assert "error.type" not in whole.attributes
+    assert left.attributes["error.type"] == "StreamClosed"

@@ -25,6 +25,7 @@ Thread-safety: a tracer may be used from any thread; each span belongs to the co
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 from collections.abc import Awaitable, Mapping, Sequence
@@ -133,6 +134,30 @@ class Tracer:
 
 
 NO_TRACER = Tracer()
+
+# What a wrapper below the model-call span learned that the span should say (the replica that
+# served the call): set by ``client.traced`` around each call, None when no call span is open.
+_notes: contextvars.ContextVar[dict[str, str | int] | None] = contextvars.ContextVar(
+    "promptlift_call_notes", default=None
+)
+
+
+def note(attributes: Mapping[str, str | int | None]) -> None:
+    """Add attributes to the model-call span in flight; nothing when tracing is off (one lookup).
+    A later note overrides an earlier one (a retry's replica replaces the failed attempt's)."""
+    notes = _notes.get()
+    if notes is not None:
+        notes.update({k: v for k, v in attributes.items() if v is not None})
+
+
+def collect_notes() -> tuple[dict[str, str | int], contextvars.Token[dict[str, str | int] | None]]:
+    """A fresh holder for the call about to be made, and the token that ends it (``_notes.reset``)."""
+    notes: dict[str, str | int] = {}
+    return notes, _notes.set(notes)
+
+
+def end_notes(token: contextvars.Token[dict[str, str | int] | None]) -> None:
+    _notes.reset(token)
 
 
 def _env_endpoint() -> str | None:

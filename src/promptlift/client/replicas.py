@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 from promptlift import errors
 from promptlift.client.fallback import CircuitBreaker, FallbackPolicy, Pass, counts_against_endpoint
+from promptlift.client.traced import endpoint_attributes
 from promptlift.providers.base import Provider, closing
 from promptlift.secrets import redact
+from promptlift.tracing import note
 from promptlift.types import Completion, CompletionRequest, StreamEvent
 
 
@@ -94,6 +96,7 @@ class ReplicaGroup:
     def sending(self) -> Iterator[_Replica]:
         """The replica for one attempt; its breaker hears how the attempt ended."""
         replica, passed = self._pick()
+        note({**endpoint_attributes(replica.endpoint), "promptlift.replica": replica.endpoint})
         started = time.perf_counter()
         try:
             yield replica

@@ -16,7 +16,9 @@ that answered, the attempts, whether the cache answered, the cost. Only stacked 
     error.type                   the promptlift error a failed call raised
 
 A stream's span ends with its final completion, its error, or the caller closing it early
-(``error.type`` StreamClosed).
+(``error.type`` StreamClosed). For a model with replicas, ``server.*`` and ``promptlift.replica``
+name the replica that served the call (``tracing.note``; a stream's span names the model's
+endpoint, the first replica).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 from promptlift.client.cache import route_of
 from promptlift.errors import PromptliftError
 from promptlift.providers.base import Provider, closing
-from promptlift.tracing import Span, Tracer
+from promptlift.tracing import Span, Tracer, collect_notes, end_notes
 from promptlift.types import Completion, CompletionRequest, Message, StreamEvent, ToolCall
 
 # LiteLLM routes whose GenAI provider name differs from the route (the conventions' well-known values)
@@ -64,11 +66,17 @@ def call_attributes(request: CompletionRequest) -> dict[str, Any]:
         "gen_ai.request.stop_sequences": list(request.stop) or None,
         "gen_ai.request.choice.count": request.n if request.n and request.n > 1 else None,
     }
-    if request.api_base:
-        parts = urlsplit(request.api_base)
-        attrs["server.address"] = parts.hostname
-        with contextlib.suppress(ValueError):  # not a port: left out rather than fail the call
-            attrs["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return attrs | endpoint_attributes(request.api_base)
+
+
+def endpoint_attributes(api_base: str | None) -> dict[str, str | int]:
+    """``server.address`` and ``server.port`` of an endpoint: never its path, user or query."""
+    if not api_base:
+        return {}
+    parts = urlsplit(api_base)
+    attrs: dict[str, str | int] = {"server.address": parts.hostname or ""}
+    with contextlib.suppress(ValueError):  # not a port: left out rather than fail the call
+        attrs["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
     return attrs
 
 
@@ -143,12 +151,17 @@ class TracingProvider(Provider):
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         span = self._open(request)
+        notes, token = collect_notes()  # the replica that served it, when the model has replicas
         try:
             completion = await self.inner.acomplete(request)
         except BaseException as exc:  # a cancellation too: the span says the call did not finish
+            span.update(notes)
             span.fail(exc)
             span.end()
             raise
+        finally:
+            end_notes(token)
+        span.update(notes)
         self._close(span, completion)
         return completion
 

@@ -317,11 +317,28 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
             f"{budget.max_calls:g}; raise it or use smaller splits"
         )
 
+    tracer = prepared.client.tracer
+
+    async def scored(split: str, rows: Dataset) -> Evaluation:
+        attrs: dict[str, str | int] = {
+            "promptlift.evaluation.split": split,
+            "promptlift.evaluation.rows": len(rows),
+        }
+        with tracer.span("promptlift.evaluation", attrs) as span:
+            evaluation = await evaluator.evaluate(config.prompt, rows)
+            span.update(
+                {
+                    "promptlift.evaluation.score": evaluation.mean,
+                    "promptlift.cost_usd": evaluation.spend.cost_usd,
+                }
+            )
+            return evaluation
+
     async def both() -> tuple[Evaluation, Evaluation]:
-        return (
-            await evaluator.evaluate(config.prompt, prepared.splits.validation),
-            await evaluator.evaluate(config.prompt, prepared.splits.test),
-        )
+        with tracer.span("promptlift.eval", {"promptlift.task_model": config.model}):
+            return await scored("validation", prepared.splits.validation), await scored(
+                "test", prepared.splits.test
+            )
 
     async def capped() -> tuple[Evaluation, Evaluation]:
         # The same hard dollar cap as a run's: a cost cap on a model with no known price is refused
