@@ -67,6 +67,15 @@ def named(spans: list[ReceivedSpan], prefix: str) -> list[ReceivedSpan]:
     return [s for s in spans if s.name.startswith(prefix)]
 
 
+def calls_under_the_users_span(receiver: OtlpReceiver) -> list[ReceivedSpan]:
+    """The model-call spans in start order, each checked to be a child of the caller's own span."""
+    spans = receiver.spans
+    (user,) = named(spans, "user.request")
+    calls = sorted(named(spans, "chat "), key=lambda s: s.start_ns)
+    assert calls and all(c.parent_span_id == user.span_id for c in calls)
+    return calls
+
+
 class OneRewrite(Optimizer):
     """The smallest real search: one more candidate, scored like any other."""
 
@@ -173,10 +182,7 @@ def test_attempts_and_cache_hits_and_the_callers_span_across_the_sync_api(
             client.complete("hello", max_tokens=4, temperature=0)
     finally:
         client.close()
-    spans = receiver.spans
-    user = named(spans, "user.request")[0]
-    first, again = sorted(named(spans, "chat "), key=lambda s: s.start_ns)
-    assert first.parent_span_id == again.parent_span_id == user.span_id
+    first, again = calls_under_the_users_span(receiver)
     assert first.attributes["promptlift.attempts"] == 2 and first.attributes["promptlift.cache_hit"] is False
     assert again.attributes["promptlift.cache_hit"] is True
     assert len(loopback.requests) == 2  # the failure and its retry; the cache answered the second call
@@ -387,10 +393,7 @@ def test_a_stream_is_one_span_ended_by_its_completion_or_by_the_caller_leaving_e
                 break  # the caller stops reading after the first piece
     finally:
         client.close()
-    spans = receiver.spans
-    user = named(spans, "user.request")[0]
-    whole, left = sorted(named(spans, "chat "), key=lambda s: s.start_ns)
-    assert whole.parent_span_id == left.parent_span_id == user.span_id
+    whole, left = calls_under_the_users_span(receiver)
     assert whole.attributes["gen_ai.usage.output_tokens"] == events[-1].usage.output_tokens > 0  # type: ignore[union-attr]
     assert "error.type" not in whole.attributes
     assert left.attributes["error.type"] == "StreamClosed"
