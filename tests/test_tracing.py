@@ -397,3 +397,25 @@ def test_a_stream_is_one_span_ended_by_its_completion_or_by_the_caller_leaving_e
     assert whole.attributes["gen_ai.usage.output_tokens"] == events[-1].usage.output_tokens > 0  # type: ignore[union-attr]
     assert "error.type" not in whole.attributes
     assert left.attributes["error.type"] == "StreamClosed"
+
+
+def test_a_budget_stop_inside_an_evaluation_is_not_an_error_span(receiver: OtlpReceiver) -> None:
+    from promptlift.client.config import Budget
+
+    config = ClientConfig(models=(MODEL,), tracing=TracingConfig(otlp_endpoint=receiver.url))
+    client = Client(config, provider=FunctionProvider(lambda r: "yes"))
+    prompt = Prompt(user="Say yes: {text}")
+    settings = RunSettings(budget=Budget(max_calls=4))  # the start (2 + 1 test) fits; the rewrite does not
+    with client:
+        result = OneRewrite().optimize(
+            prompt, splits(), ExactMatch("label"), client=client, settings=settings
+        )
+    assert result.stop_reason.startswith("budget: max_calls")
+    spans = receiver.spans
+    stopped = [
+        e for e in named(spans, "promptlift.evaluation") if "promptlift.evaluation.stopped" in e.attributes
+    ]
+    assert len(stopped) == 1 and stopped[0].status != "error"
+    assert stopped[0].attributes["promptlift.candidate.origin"] == "rewrite"
+    (run,) = named(spans, "promptlift.run")
+    assert run.status != "error" and run.attributes["promptlift.run.stop_reason"] == result.stop_reason

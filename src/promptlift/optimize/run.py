@@ -14,12 +14,13 @@ resumed run makes exactly the decisions an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -270,17 +271,26 @@ class Search:
 
         return write
 
-    def _span(self, split: str, rows: int, **attrs: str | int | None) -> Span:
-        """An evaluation's span; its rows' spans nest under it (``promptlift.tracing``)."""
-        return self.client.tracer.span(
-            "promptlift.evaluation",
-            {
-                "promptlift.evaluation.split": split,
-                "promptlift.evaluation.rows": rows,
-                "promptlift.round": self.round,
-                **{f"promptlift.candidate.{k}": v for k, v in attrs.items()},
-            },
-        )
+    @contextlib.contextmanager
+    def _span(self, split: str, rows: int, **attrs: str | int | None) -> Iterator[Span]:
+        """An evaluation's span; its rows' spans nest under it (``promptlift.tracing``). A stop
+        (the budget, a stop rule) is the search ending, not a failure: the span says why and ends
+        without an error."""
+        stopped: StopRun | None = None
+        attributes = {
+            "promptlift.evaluation.split": split,
+            "promptlift.evaluation.rows": rows,
+            "promptlift.round": self.round,
+            **{f"promptlift.candidate.{k}": v for k, v in attrs.items()},
+        }
+        with self.client.tracer.span("promptlift.evaluation", attributes) as span:
+            try:
+                yield span
+            except StopRun as stop:
+                span.set("promptlift.evaluation.stopped", stop.reason)
+                stopped = stop
+        if stopped is not None:
+            raise stopped
 
     async def score(self, prompt: Optimizable, rows: Sequence[Row]) -> Evaluation:
         """Score rows (train or validation) without recording a candidate."""
