@@ -40,12 +40,13 @@ def replicated(a: LoopbackServer, b: LoopbackServer, **config: object) -> Client
     return Client(ClientConfig(**settings))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("transport", ["litellm", "native"])
 def test_a_stopped_replica_is_skipped_after_its_failures_and_used_again_once_back(
-    pair: tuple[LoopbackServer, LoopbackServer],
+    pair: tuple[LoopbackServer, LoopbackServer], transport: str
 ) -> None:
     a, b = pair
     a_url, b_url = a.openai_base, b.openai_base  # b's stays its own across the restart
-    with replicated(a, b) as client:
+    with replicated(a, b, transport=transport) as client:
         answers = [client.complete(f"q{i}", max_tokens=4).content for i in range(6)]
         assert sorted(answers) == ["from a"] * 3 + ["from b"] * 3  # one caller at a time alternates
 
