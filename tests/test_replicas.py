@@ -176,3 +176,25 @@ def test_a_model_call_span_names_the_replica_that_served_it(
     ports = {"from a": a.port, "from b": b.port}
     assert [c.attributes["server.port"] for c in calls] == [ports[text] for text in answers]
     assert {c.attributes["promptlift.replica"] for c in calls} == {a.openai_base, b.openai_base}
+
+
+def test_a_credential_in_a_replicas_url_reaches_neither_its_stats_nor_a_span() -> None:
+    from promptlift.client.config import TracingConfig
+    from promptlift.testing import FunctionProvider
+    from promptlift.testing.otlp import OtlpReceiver
+
+    canary = "replica-canary-7f3a9c0e"
+    replicas = (f"http://gpu1:8000/v1?api-key={canary}", f"http://user:{canary}@gpu2:8000/v1")
+    with OtlpReceiver() as receiver:
+        config = ClientConfig(
+            models=(ModelSpec(MODEL, replicas=replicas),),
+            tracing=TracingConfig(otlp_endpoint=receiver.url),
+        )
+        with Client(config, provider=FunctionProvider(lambda r: "ok")) as client:
+            for i in range(4):
+                client.complete(f"q{i}")
+            stats = client.replica_stats()
+        raw = receiver.raw()
+        served = {s.attributes["server.address"] for s in receiver.spans}
+    assert served == {"gpu1", "gpu2"} and [s.calls for s in stats] == [2, 2]
+    assert canary not in repr(stats) and canary.encode() not in raw
