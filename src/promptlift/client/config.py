@@ -15,6 +15,7 @@ from promptlift.pricing import ModelPrice  # USD per million tokens, for models 
 from promptlift.providers.credentials import KeySource, VertexConfig
 from promptlift.providers.endpoints import ModelSpec, split_endpoint
 from promptlift.secrets import Secret
+from promptlift.tracing import TracingConfig
 
 __all__ = [
     "Budget",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelPrice",
     "ModelSpec",
     "RateLimit",
+    "TracingConfig",
     "VertexConfig",
 ]
 
@@ -173,6 +175,8 @@ class ClientConfig:
     # "native": OpenAI-compatible servers (openai/, hosted_vllm/ with an api_base) without LiteLLM
     # in the call (providers/native.py); every other route still goes through LiteLLM
     transport: str = "litellm"
+    # OpenTelemetry spans over OTLP/HTTP (the otel extra); None: only if OTEL_EXPORTER_OTLP_ENDPOINT is set
+    tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
