@@ -84,11 +84,16 @@ class FetchCounter:
             conn.close()
 
 
-def chromium_dom(html: Path, proxy_port: int) -> str:
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # screenshots, kept after the run
+
+
+def chromium(html: Path, proxy_port: int, *mode: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on ``html`` with its console logged to stderr; ``mode``: --dump-dom or
+    --screenshot=PATH."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "chromium is not installed: .ci/run installs Debian's chromium package"
+    assert browser, "chromium is not installed: make test installs Debian's chromium package"
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
+        return subprocess.run(
             [
                 browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 # the browser's own background traffic off: what reaches the proxy is the page's
@@ -97,12 +102,18 @@ def chromium_dom(html: Path, proxy_port: int) -> str:
                 "--disable-client-side-phishing-detection",
                 "--disable-features=OptimizationHints,MediaRouter",
                 f"--user-data-dir={profile}", f"--proxy-server=http://127.0.0.1:{proxy_port}",
-                "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=8000", "--dump-dom",
-                html.as_uri(),
+                "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=8000",
+                "--enable-logging=stderr", "--v=0", "--window-size=1280,4000", *mode, html.as_uri(),
             ],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
+
+
+def chromium_dom(html: Path, proxy_port: int) -> str:
+    done = chromium(html, proxy_port, "--dump-dom")
     assert done.returncode == 0, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if "CONSOLE" in line and "rror" in line]
+    assert not errors, errors  # no console error while the page loads and draws
     return done.stdout
 
 
@@ -159,6 +170,18 @@ def test_a_real_browser_renders_every_plot_offline_and_run_text_stays_text(repor
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in dom  # shown as text
     assert HOSTILE not in dom  # never as a script element the browser would run
     assert 'id="row-table"' in dom and result["run_id"] in dom
+    lineage = dom[dom.index('id="plot-lineage"') + 4 :].split('id="plot-', 1)[0]
+    assert lineage.count('class="point"') == result["candidates"]  # one node per recorded candidate
+
+
+def test_the_browsers_screenshot_is_kept_as_an_artifact(report) -> None:  # type: ignore[no-untyped-def]
+    out, _ = report
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    done = chromium(out, FetchCounter().port, f"--screenshot={shot}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # a drawn page
 
 
 def test_the_report_counts_the_rows_and_shows_the_diff(report) -> None:  # type: ignore[no-untyped-def]
