@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from promptlift.client.budget import (
 from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
+from promptlift.client.health import EndpointHealth
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
 from promptlift.client.replicas import EndpointStats, ReplicaProvider
 from promptlift.client.stack import build_stack
@@ -271,6 +273,46 @@ class Client:
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         return self.metrics.snapshot()
+
+    def health(self) -> list[EndpointHealth]:
+        """Per model this client called: calls, errors by type, latency percentiles, cache hits,
+        retries, its circuit breaker's state and its rate limit's headroom
+        (``promptlift.client.health``; ``degraded`` says when and why something is wrong)."""
+        from promptlift.client.fallback import FallbackProvider
+        from promptlift.client.ratelimit import RateLimitedProvider, TokenBucket
+
+        fallback, limited = self.parts.get("fallback"), self.parts.get("ratelimit")
+        out = []
+        for stats in self.metrics_snapshot().models.values():
+            endpoint = self.config.endpoint_of(stats.model) or ""
+            state, left = "unknown", 0.0
+            if isinstance(fallback, FallbackProvider):
+                breaker = fallback.breaker(stats.model, endpoint or None)
+                state, left = breaker.state, breaker.seconds_left(time.monotonic())
+            headroom = None
+            if isinstance(limited, RateLimitedProvider):
+                buckets = [
+                    b for limit in limited.limiter.for_model(stats.model) for b in limit.buckets()
+                    if isinstance(b, TokenBucket)
+                ]  # fmt: skip
+                headroom = min((b.headroom() for b in buckets), default=None)
+            out.append(
+                EndpointHealth(
+                    model=stats.model,
+                    endpoint=endpoint,
+                    calls=stats.calls,
+                    failed=stats.failed,
+                    errors=dict(stats.errors),
+                    latency_p50_s=stats.latency_p50_s,
+                    latency_p95_s=stats.latency_p95_s,
+                    cache_hit_rate=stats.cache_hit_rate,
+                    retries=stats.retries,
+                    breaker=state,
+                    breaker_seconds_left=left,
+                    rate_limit_headroom=headroom,
+                )
+            )
+        return out
 
     def replica_stats(self) -> list[EndpointStats]:
         """Each replica of every replicated model (``ModelSpec.replicas``): its breaker state, calls

@@ -105,6 +105,13 @@ class TokenBucket:
                 self.paused_until = max(self.paused_until, now + retry_after)
             self.level = min(self.level, 0.0)
 
+    def headroom(self) -> float:
+        """The share of the burst left now, 0..1 (0 while paused by a Retry-After)."""
+        with self._lock:
+            now = self.clock()
+            self._refill(now)
+            return 0.0 if now < self.paused_until else max(0.0, min(1.0, self.level / self.capacity))
+
     def recover(self) -> None:
         with self._lock:
             if self.rate < self.configured_rate:

@@ -1,0 +1,110 @@
+"""Provider health the user can see: per model and endpoint, how calls went lately.
+
+Two sources, one shape (``EndpointHealth``):
+
+- ``Client.health()``: this process's client — its metrics, each model's circuit breaker (closed,
+  open with the seconds left, half-open) and its rate-limit headroom;
+- ``from_call_log(rows)``: the flight recorder (``ClientConfig(call_log=...)``), which several
+  processes may write, read by ``promptlift status CALL_LOG`` from any shell.
+
+An endpoint is ``degraded`` when its breaker is not closed, or when at least a fifth of its recent
+calls failed; the reason says which.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from promptlift.client.metrics import percentile
+
+DEGRADED_ERROR_RATE = 0.2
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    model: str
+    endpoint: str  # the api_base, or "" for the provider's own
+    calls: int
+    failed: int
+    errors: dict[str, int] = field(default_factory=dict)  # by error type
+    latency_p50_s: float = 0.0
+    latency_p95_s: float = 0.0
+    cache_hit_rate: float = 0.0
+    retries: int = 0
+    breaker: str = "unknown"  # closed, open, half_open; unknown from a call log (another process's)
+    breaker_seconds_left: float = 0.0
+    rate_limit_headroom: float | None = None  # the fullest bucket's share left, 0..1; None: no limit
+    last_error: str = ""
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.calls if self.calls else 0.0
+
+    @property
+    def degraded(self) -> str:
+        """Why the endpoint is degraded, or "" when it is not."""
+        if self.breaker == "open":
+            return f"breaker open ({self.breaker_seconds_left:.0f} s to its probe)"
+        if self.breaker == "half_open":
+            return "breaker half-open (a probe is out)"
+        if self.calls and self.error_rate >= DEGRADED_ERROR_RATE:
+            top = max(self.errors.items(), key=lambda kv: kv[1])[0] if self.errors else "errors"
+            return f"{self.error_rate:.0%} of {self.calls} calls failed (mostly {top})"
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "error_rate": self.error_rate, "degraded": self.degraded}
+
+
+def from_call_log(rows: Iterable[Mapping[str, Any]], *, since_s: float | None = None) -> list[EndpointHealth]:
+    """Health per (model, endpoint) from call-log rows (``CallLog.rows``), the last ``since_s``
+    seconds only when given."""
+    cutoff = time.time() - since_s if since_s is not None else None
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if cutoff is not None and float(row["started"]) < cutoff:
+            continue
+        groups.setdefault((str(row["model"]), str(row.get("api_base") or "")), []).append(row)
+    out = []
+    for (model, endpoint), calls in sorted(groups.items()):
+        failed = [c for c in calls if not c["ok"]]
+        latencies = sorted(float(c["latency_s"]) for c in calls if c["ok"])
+        last = max(failed, key=lambda c: float(c["started"]), default=None)
+        out.append(
+            EndpointHealth(
+                model=model,
+                endpoint=endpoint,
+                calls=len(calls),
+                failed=len(failed),
+                errors=dict(Counter(str(c["error_type"]) for c in failed)),
+                latency_p50_s=percentile(latencies, 50),
+                latency_p95_s=percentile(latencies, 95),
+                cache_hit_rate=sum(1 for c in calls if c["cached"]) / len(calls),
+                retries=sum(max(0, int(c["attempts"] or 0) - 1) for c in calls),
+                last_error=f"{last['error_type']}: {last['error_message']}" if last is not None else "",
+            )
+        )
+    return out
+
+
+def render(health: list[EndpointHealth]) -> str:
+    if not health:
+        return "no calls recorded"
+    lines = []
+    for h in health:
+        where = f" @ {h.endpoint}" if h.endpoint else ""
+        headroom = "" if h.rate_limit_headroom is None else f" · rate limit {h.rate_limit_headroom:.0%} left"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(h.errors.items())) or "none"
+        lines.append(
+            f"{h.model}{where}: {h.calls} calls · {h.error_rate:.0%} failed ({errors}) · p50 "
+            f"{h.latency_p50_s * 1000:.0f} ms · p95 {h.latency_p95_s * 1000:.0f} ms · cache "
+            f"{h.cache_hit_rate:.0%} · {h.retries} retries · breaker {h.breaker}{headroom}"
+        )
+        if h.degraded:
+            last = f"; last error {h.last_error}" if h.last_error else ""
+            lines.append(f"  DEGRADED: {h.degraded}{last}")
+    return "\n".join(lines)
