@@ -345,8 +345,11 @@ class BudgetedProvider(Provider):
             return completion.replace(usage=usage, cost_usd=cost)
         if completion.cost_usd:
             return completion
-        priced = self.pricing.cost(completion.model, completion.usage)
-        return completion if priced is None else completion.replace(cost_usd=priced)
+        price = self.pricing.price(completion.model)
+        if price is None:
+            return completion
+        usage = completion.usage
+        return completion.replace(cost_usd=price.cost(usage), cache_saved_usd=price.cache_saving(usage))
 
     def grow(self, hold: _Hold, request: CompletionRequest) -> None:
         """Before ``request`` goes to the model it names (a fallback), raise the call's reservation to

@@ -173,6 +173,9 @@ class ClientConfig:
     # "native": OpenAI-compatible servers (openai/, hosted_vllm/ with an api_base) without LiteLLM
     # in the call (providers/native.py); every other route still goes through LiteLLM
     transport: str = "litellm"
+    # An evaluation's shared prefix marked for the provider's prompt cache and its first call sent
+    # alone to write it (``promptlift.prompt_cache``); False sends every call as it comes
+    prompt_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:

@@ -258,6 +258,24 @@ class Prompt:
                     f"(fields: {', '.join(sorted(have))}); rename the placeholder or add the field"
                 )
 
+    @property
+    def row_before_instruction(self) -> bool:
+        """The system text takes a row field: every row's prompt then starts differently, and no
+        provider's prompt cache can reuse any of it."""
+        return bool(placeholders(self.system, "prompt.system"))
+
+    def shared_prefix(self) -> int:
+        """How many of ``messages()``' leading messages are the same for every row: the system
+        text and the demos, then the turns without a field (0 when the system text takes one)."""
+        if self.row_before_instruction:
+            return 0
+        count = (1 if self.system.strip() else 0) + 2 * len(self.demos)
+        for i, turn in enumerate(self.turns):
+            if turn.history or placeholders(turn.content, f"prompt.turns[{i}]"):
+                break
+            count += 1
+        return count
+
     def messages(self, row: Mapping[str, Any]) -> tuple[Message, ...]:
         out: list[Message] = []
         system = fill(self.system, row).strip()

@@ -117,6 +117,7 @@ def prepare(config: RunConfig) -> Prepared:
             api_base=config.api_base,
             allowed_hosts=config.allowed_hosts,
             transport=config.transport,
+            prompt_cache=config.prompt_cache,
             timeout=config.timeout,
             concurrency=config.concurrency,
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,
