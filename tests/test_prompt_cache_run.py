@@ -5,6 +5,7 @@ over HTTP to the loopback server, which reports cache reads and writes as Anthro
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,15 @@ def test_the_run_summary_shows_cached_input_and_what_caching_saved(
     assert main(["optimize", str(path), "--yes"]) == 0
     out = capsys.readouterr().out
     assert "prompt cache:" in out and "input tokens read from the provider's cache" in out
+
+
+def test_the_benchmark_config_is_the_example_with_caching_on_or_off(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside src/
+    from bench import caching
+
+    assert len(caching.guide().split()) > 1024  # over every provider's minimum, in the server's words
+    for on in (True, False):
+        path = caching.write_config(tmp_path / str(on), SONNET, NOWHERE, caching.guide(), on)
+        config = load_config(path)
+        assert config.prompt_cache is on and config.cache is None and config.budget.max_calls == 600
+        assert make_plan(config).caching.qualifies  # type: ignore[union-attr]

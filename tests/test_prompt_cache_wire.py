@@ -12,11 +12,13 @@ import asyncio
 
 import pytest
 
-from promptlift import Client, ClientConfig, Secret
+from promptlift import Budget, Client, ClientConfig, Secret, prompt_cache
 from promptlift.client.retry import RetryPolicy
+from promptlift.errors import BudgetExceeded
 from promptlift.optimize import Dataset, Evaluator, Prompt
 from promptlift.optimize.metrics import ExactMatch
 from promptlift.optimize.prompt import Demo
+from promptlift.pricing import estimate_input_tokens
 from promptlift.testing.server import LoopbackServer, Reply
 from promptlift.types import Message
 
@@ -181,3 +183,19 @@ def test_the_embedded_model_and_a_short_prefix_are_sent_as_before(loopback: Loop
     with client_for(loopback, "local/gemma-3-270m") as client:
         local = Evaluator(client, ExactMatch("label"))
         assert local.cache_prefix(PROMPT, PROMPT.messages({"text": "x"})) == 0
+
+
+def test_a_budget_reserves_a_marked_prefix_at_the_cache_write_rate(loopback: LoopbackServer) -> None:
+    with client_for(loopback, "anthropic/claude-sonnet-4-5") as client:
+        plain = client.request(conversation("a"), max_tokens=1, temperature=0)
+        marked = plain.replace(cache_prefix=3)
+        tokens, prefix = estimate_input_tokens(plain), prompt_cache.prefix_tokens(plain.messages[:3])
+        at_input = (tokens * 3 + 15) / 1e6  # the worst case with every input token at $3/M
+        at_write = ((tokens - prefix) * 3 + prefix * 3.75 + 15) / 1e6  # the prefix at $3.75/M
+        cap = (at_input + at_write) / 2
+        with client.budget_scope(Budget(max_cost_usd=cap)), pytest.raises(BudgetExceeded):
+            client.complete(marked)
+        assert loopback.requests == []  # refused before sending
+        with client.budget_scope(Budget(max_cost_usd=cap)):
+            client.complete(plain)  # the same call unmarked fits
+    assert len(loopback.requests) == 1

@@ -29,9 +29,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptlift.pricing import MESSAGE_FRAMING_TOKENS, ModelPrice, estimate_message_tokens
-from promptlift.types import Message, Usage
+from promptlift.types import CompletionRequest, Message, Usage
 
-__all__ = ["CacheRule", "CachedCost", "cached_cost", "prefix_tokens", "qualifies", "rule_for"]
+__all__ = [
+    "CacheRule",
+    "CachedCost",
+    "cached_cost",
+    "prefix_tokens",
+    "qualifies",
+    "rule_for",
+    "worst_write_tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,15 @@ def qualifies(model: str, messages: Sequence[Message], prefix: int) -> bool:
     """Whether the first ``prefix`` messages are long enough for ``model``'s prompt cache."""
     rule = rule_for(model)
     return rule is not None and prefix > 0 and prefix_tokens(messages[:prefix]) >= rule.min_tokens
+
+
+def worst_write_tokens(request: CompletionRequest) -> int:
+    """The most input tokens of ``request`` its provider may bill as a cache write (Anthropic's
+    1.25x): its marked prefix (``cache_prefix``) on a route that bills writes, else 0."""
+    rule = rule_for(request.model)
+    if not request.cache_prefix or rule is None or not rule.marked:
+        return 0
+    return prefix_tokens(request.messages[: request.cache_prefix])
 
 
 @dataclass(frozen=True)

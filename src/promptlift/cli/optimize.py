@@ -108,6 +108,11 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"validation  {report['validation_score']:.3f}  ({report['validation_rows']} rows)")
         print(f"test        {report['test_score']:.3f}  ({report['test_rows']} rows)")
         print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}  {report['duration_s']:.1f} s")
+        if report["cached_input_tokens"]:
+            print(
+                f"prompt cache {report['cached_input_tokens']} input tokens read  "
+                f"saved ${report['cache_saved_usd']:.4f}"
+            )
     return 0
 
 

@@ -353,6 +353,8 @@ def evaluate_config(config: RunConfig) -> dict[str, Any]:
         "test_rows": len(test.rows),
         "calls": spend.calls,
         "cost_usd": spend.cost_usd,
+        "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
+        "cache_saved_usd": spend.cache_saved_usd,
         "duration_s": round(time.monotonic() - started, 3),
         "validation": validation.to_dict(),
         "test": test.to_dict(),
