@@ -84,7 +84,7 @@ def plan_cache(
     user = estimate_text_tokens(messages[-1].text) + 4 if messages else 0
     prefix = prompt_cache.prefix_tokens(messages[: subject.shared_prefix()]) + extra_demos * 2 * user
     found = CachePlan(model, prefix, rule.min_tokens)
-    if not found.qualifies or price is None or not task_calls:
+    if not found.qualifies or price is None or not task_calls or not task_input:
         return found
     cost = prompt_cache.cached_cost(
         price, rule, Usage(task_input, 0), prefix, calls=task_calls, calls_per_prefix=rows_per_evaluation

@@ -401,8 +401,9 @@ def make_plan(
     r_price = price_of(config.reasoning_model, prices)
     j_price = price_of(judge, prices) if judge else t_price
     per_call: CallCosts | None = None
-    task_in = call_tokens(config.prompt, row, demos // 2)
+    task_in = 0  # unpriced: the cache estimate names the prefix alone
     if t_price is not None and r_price is not None and j_price is not None:
+        task_in = call_tokens(config.prompt, row, demos // 2)
         per_call = _per_call_costs(config, row, task_in, base, (t_price, r_price, j_price))
     caching = plan_cache(
         config.prompt,
