@@ -306,3 +306,35 @@ def test_a_cancelled_evaluation_ends_a_sync_programs_thread_and_sends_nothing_mo
     asyncio.run(cancelled())
     assert time.monotonic() - started < 10
     assert sent == ["Upper: ab"]
+
+
+def test_a_stored_program_loads_back_equal_with_its_callable(tmp_path: Path) -> None:
+    from promptlift.optimize.program import from_dict
+
+    config = load_config(write_config(tmp_path, PROGRAM_CONFIG, module="stored"))
+    program = config.prompt
+    assert isinstance(program, Program)
+    again = from_dict(json.loads(json.dumps(program.to_dict())), base_dir=tmp_path)
+    assert again == program and again.key() == program.key()
+    assert isinstance(again, Program) and again.fn is program.fn
+    assert from_dict(PROMPTS["upper"].to_dict()) == PROMPTS["upper"]
+
+
+def test_the_plan_counts_a_programs_calls_its_probe_and_fewshots_bootstrap(tmp_path: Path) -> None:
+    from promptlift.optimize.optimizers import FewShot
+    from promptlift.optimize.plan import estimate_calls, make_plan
+
+    estimated = make_plan(load_config(write_config(tmp_path, PROGRAM_CONFIG, module="planned")))
+    declared = make_plan(
+        load_config(write_config(tmp_path, PROGRAM_CONFIG + "calls_per_row: 3\n", module="planned"))
+    )
+    assert estimated.steps == 2 and declared.steps == 3
+    assert "estimated as one per prompt" in estimated.render()
+    assert "at most 3 model calls per row (calls_per_row, held)" in declared.render()
+    sizes = estimated.sizes
+    # fewshot's trials and the scoring
+    own = estimate_calls(FewShot(answer_field="label"), sizes, base_reasoning=False).task
+    bootstrap = min(16, sizes.train)  # rows run to collect the program's calls as demos
+    assert bootstrap > 0
+    assert estimated.stages[0].calls.task == 2 * (own + bootstrap + 1)  # + the probe row
+    assert declared.stages[0].calls.task == 3 * (own + bootstrap)

@@ -87,7 +87,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from promptlift.errors import ConfigError
     from promptlift.optimize.config import load_config
     from promptlift.optimize.models import ModelCandidate, compare_models
-    from promptlift.optimize.prompt import Prompt
+    from promptlift.optimize.program import from_dict as optimizable_from_dict
     from promptlift.providers.credentials import check_host
 
     config = load_config(args.config)
@@ -117,7 +117,7 @@ def run_compare(args: argparse.Namespace) -> int:
             store.close()
         if "best_prompt" not in result:
             raise ConfigError(f"run {args.run_id!r} has no result yet")
-        prompt = Prompt.from_dict(result["best_prompt"])
+        prompt = optimizable_from_dict(result["best_prompt"], base_dir=config.path.parent)
     report = compare_models(config, candidates, target=args.target, prompt=prompt, rows=args.rows)
     print(dumps(report.to_dict()) if args.json else report.render())
     return 0

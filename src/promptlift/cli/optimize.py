@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from promptlift.cli.validators import non_negative_float
+from promptlift.cli.validators import non_negative_float, significance
 from promptlift.jsonout import dumps
 
 
@@ -34,20 +34,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     add_allow_host(p)
     p.set_defaults(run=run_optimize)
-    e = sub.add_parser("eval", help="score the prompt of a config file on validation and test")
+    e = sub.add_parser(
+        "eval",
+        help="score the prompt of a config file on validation and test; with --baseline, a regression "
+        "gate (exit 1 when significantly worse than the baseline on the same test rows)",
+    )
     e.add_argument("config")
     e.add_argument("--json", action="store_true")
+    e.add_argument(
+        "--baseline",
+        metavar="RUN_OR_PROMPT",
+        help="a run id in the config's store (its best prompt), or a file: a run config (its prompt) or "
+        "a prompt as a run exports it (YAML or JSON)",
+    )
+    e.add_argument(
+        "--alpha",
+        type=significance,
+        default=0.05,
+        help="significance level of the paired test (default 0.05): a drop with p below it fails",
+    )
     add_allow_host(e)
     e.set_defaults(run=run_eval)
-    r = sub.add_parser("runs", help="list the runs in a store")
-    r.add_argument(
-        "store",
-        nargs="?",
-        help="the store folder or file, or a run's CONFIG.yaml (its store:); default ./runs/, else the "
-        "one store that a config under this folder names",
-    )
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(run=run_runs)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -98,15 +105,19 @@ def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.session import evaluate_config, split_warnings
 
     config = _with_hosts(load_config(args.config), args)
+    baseline = _baseline(config, args.baseline) if args.baseline else None
     for warning in split_warnings(config):
         print(f"promptlift: warning: {warning}", file=sys.stderr)
+    if baseline is not None:
+        return _gate(config, baseline, args)
     report = evaluate_config(config)
     if args.json:
-        print(dumps({k: v for k, v in report.items() if k not in ("validation", "test")}))
+        print(dumps(_brief(report)))
     else:
         print(f"model       {report['model']}")
-        print(f"validation  {report['validation_score']:.3f}  ({report['validation_rows']} rows)")
-        print(f"test        {report['test_score']:.3f}  ({report['test_rows']} rows)")
+        for split in ("validation", "test"):
+            ci = _interval(report[f"{split}_score_ci"])
+            print(f"{split:<11} {report[f'{split}_score']:.3f}  {ci}  ({report[f'{split}_rows']} rows)")
         print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}  {report['duration_s']:.1f} s")
         if report["cached_input_tokens"]:
             print(
@@ -116,24 +127,85 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_runs(args: argparse.Namespace) -> int:
+def _brief(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in ("validation", "test")}
+
+
+def _interval(ci: Any) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else "[-]"
+
+
+def _gate(config: Any, baseline: Any, args: argparse.Namespace) -> int:
+    """Exit 1 when the config's prompt is significantly worse than the baseline; 0 otherwise."""
+    from promptlift.optimize.session import gate_config
+
+    report = gate_config(config, baseline, alpha=args.alpha)
+    if args.json:
+        brief = {**report, "baseline": _brief(report["baseline"]), "candidate": _brief(report["candidate"])}
+        print(dumps(brief))
+    else:
+        rows = report["rows"]
+        for name in ("baseline", "candidate"):
+            side = report[name]
+            print(
+                f"{name:<10} test {side['test_score']:.3f}  {_interval(side['test_score_ci'])}  ({rows} rows)"
+            )
+        gain = report["gain"]
+        print(
+            f"change     {gain['value']:+.3f}  {_interval(gain['ci'])}  p = {gain['p_value']:.3g} "
+            f"({gain['method']}): {gain['verdict']}"
+        )
+        same = rows - report["fixed"] - report["broken"]
+        print(f"rows       {report['fixed']} fixed · {report['broken']} broken · {same} unchanged")
+        print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}")
+        verdict = "FAIL: significantly worse than the baseline" if report["regressed"] else "pass"
+        print(f"gate       {verdict} (alpha {args.alpha:g})")
+    return 1 if report["regressed"] else 0
+
+
+def _baseline(config: Any, given: str) -> Any:
+    """``--baseline``: a file (a run config, or a prompt as a run exports it) or a run id."""
+    import yaml
+
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.program import from_dict
+
+    path = Path(given).expanduser()
+    if path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--baseline {given}: not a YAML or JSON file ({type(exc).__name__})") from None
+        if isinstance(data, dict) and ("dataset" in data or "metric" in data):
+            return load_config(path).prompt  # another run config: its prompt
+        if isinstance(data, dict) and isinstance(data.get("best_prompt"), dict):
+            data = data["best_prompt"]  # a run's JSON result
+        if not isinstance(data, dict) or not ({"user", "program", "turns"} & set(data)):
+            raise ConfigError(
+                f"--baseline {given}: not a prompt (a mapping with `user:`, or `program:` and `prompts:`) "
+                "nor a run config"
+            )
+        try:
+            return from_dict(data, base_dir=path.parent)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"--baseline {given}: not a prompt ({type(exc).__name__}: {exc})") from None
+    if config.store is None:
+        raise ConfigError(
+            f"--baseline {given}: no such file, and the config has no `store:` to find a run in"
+        )
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(_store_path(args.store) if args.store else _default_store(), create=False)
-    rows: list[dict[str, Any]] = []
-    for run in store.runs():
-        full = store.run(run["id"])
-        result = full["result"] or {}
-        rows.append(
-            {**run, "best_score": result.get("best_score"), "test_best_score": result.get("test_best_score")}
-        )
-    if args.json:
-        print(dumps(rows))
-    else:
-        for row in rows:
-            best = "-" if row["best_score"] is None else f"{row['best_score']:.3f}"
-            print(f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {best}")
-    return 0
+    store = RunStore(config.store)
+    try:
+        result = store.run(given)["result"] or {}
+    except ConfigError as exc:
+        raise ConfigError(f"--baseline {given}: no such file; {exc}") from None
+    finally:
+        store.close()
+    if "best_prompt" not in result:
+        raise ConfigError(f"--baseline {given}: the run has no result yet (it did not finish)")
+    return from_dict(result["best_prompt"], base_dir=config.path.parent)
 
 
 def _default_store() -> str:

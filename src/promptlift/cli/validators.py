@@ -58,6 +58,7 @@ positive_float = number(0.0, above=True)
 non_negative_float = number(0.0)
 temperature = number(0.0, 2.0)
 fraction = number(0.0, 1.0)
+significance = number(0.0, 0.5, above=True)  # a test's alpha: (0, 0.5]
 
 
 def price_pair(text: str) -> tuple[float, float]:

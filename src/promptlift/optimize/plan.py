@@ -362,10 +362,13 @@ def _stage(
             "start and the best prompt is counted); the budget still caps the run"
         )
     steps = config.prompt.calls_per_row
+    calls = estimate_calls(optimizer, sizes, base_reasoning=base) + _program_rows(
+        config.prompt, optimizer, sizes
+    )
     return StagePlan(
         optimizer=spec_name,
         params=optimizer.params(),
-        calls=estimate_calls(optimizer, sizes, base_reasoning=base).judged(per_row).agent(steps),
+        calls=calls.judged(per_row).agent(steps),
         presets={p: c.agent(steps) for p, c in presets.items()},
         warnings=(warning,) if warning else (),
     )
@@ -441,6 +444,18 @@ def make_plan(
         caching=caching,
         prompt_warnings=(ROW_FIRST,) if row_first else (),
     )
+
+
+def _program_rows(subject: Optimizable, optimizer: Any, sizes: Sizes) -> CallEstimate:
+    """A program's extra rows: the probe row that measures its calls (when not declared), and
+    fewshot's bootstrap, which runs the program on train rows to collect demos."""
+    if not isinstance(subject, Program):
+        return CallEstimate()
+    probe = 0 if subject.calls_per_row_declared is not None else 1
+    bootstrap = (
+        min(int(getattr(optimizer, "bootstrap_rows", 0)), sizes.train) if optimizer.name == "fewshot" else 0
+    )
+    return CallEstimate(task=probe + bootstrap)
 
 
 def _program_kind(subject: Optimizable) -> str:

@@ -175,6 +175,16 @@ class Program:
             out["calls_per_row"] = self.calls_per_row_declared
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Any = None) -> Program:
+        """``to_dict``'s shape back, the callable imported by its ``module:function``."""
+        ref = str(data["program"])
+        prompts = {
+            str(n): Prompt.from_dict(p, base_dir=base_dir) for n, p in (data.get("prompts") or {}).items()
+        }
+        declared = data.get("calls_per_row")
+        return cls(prompts, load_program(ref, base_dir=base_dir), ref, int(declared) if declared else None)
+
     def key(self) -> str:
         """Equal programs (the same callable, the same prompts) have equal keys. The calls per row
         is left out: a probe's measurement does not make another program."""
@@ -199,6 +209,13 @@ class Program:
 
 
 Optimizable = Prompt | Program
+
+
+def from_dict(data: Mapping[str, Any], *, base_dir: Any = None) -> Optimizable:
+    """A stored prompt or program (``to_dict``'s shape) back."""
+    if "program" in data:
+        return Program.from_dict(data, base_dir=base_dir)
+    return Prompt.from_dict(data, base_dir=base_dir)
 
 
 def split_component(name: str) -> tuple[str, str]:

@@ -29,12 +29,12 @@ from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
 from promptlift.optimize.pipeline import Pipeline
 from promptlift.optimize.plan import refuse_budget_below_start
-from promptlift.optimize.program import Program
+from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Event, RunSettings
 from promptlift.optimize.schema import suggest
-from promptlift.optimize.stats import score_interval, split_advice
+from promptlift.optimize.stats import Uncertainty, compare, score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
 from promptlift.secrets import redact
@@ -301,61 +301,102 @@ def _duplicate_warning(dataset: Dataset, inputs: list[str]) -> str:
     )
 
 
-def evaluate_config(config: RunConfig) -> dict[str, Any]:
-    """Score the config's prompt on validation and test; no optimizer, no store."""
+def evaluate_config(config: RunConfig, *, prompt: Optimizable | None = None) -> dict[str, Any]:
+    """Score the config's prompt (or ``prompt``) on validation and test; no optimizer, no store."""
+    return evaluate_prompts(config, [prompt or config.prompt])[0]
+
+
+def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[dict[str, Any]]:
+    """Score each prompt on validation and test, one after another, within the config's one budget
+    (calls, dollars and minutes over all of them)."""
     prepared = prepare(config)
     started = time.monotonic()
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
     budget = config.budget
     rows = len(prepared.splits.validation) + len(prepared.splits.test)
-    needed = rows * evaluator.calls_per_row(config.prompt)
+    needed = rows * sum(evaluator.calls_per_row(p) for p in prompts)
     if budget.max_calls is not None and needed > budget.max_calls:
         prepared.client.close()
+        each = f"{len(prompts)} prompts × " if len(prompts) > 1 else ""
         raise ConfigError(
-            f"eval needs {needed} calls ({len(prepared.splits.validation)} "
+            f"eval needs {needed} calls ({each}{len(prepared.splits.validation)} "
             f"validation + {len(prepared.splits.test)} test rows) but budget.max_calls is "
             f"{budget.max_calls:g}; raise it or use smaller splits"
         )
 
-    async def both() -> tuple[Evaluation, Evaluation]:
-        return (
-            await evaluator.evaluate(config.prompt, prepared.splits.validation),
-            await evaluator.evaluate(config.prompt, prepared.splits.test),
-        )
+    async def every() -> list[tuple[Evaluation, Evaluation, float]]:
+        out = []
+        for prompt in prompts:
+            began = time.monotonic()
+            validation = await evaluator.evaluate(prompt, prepared.splits.validation)
+            test = await evaluator.evaluate(prompt, prepared.splits.test)
+            out.append((validation, test, time.monotonic() - began))
+        return out
 
-    async def capped() -> tuple[Evaluation, Evaluation]:
+    async def capped() -> list[tuple[Evaluation, Evaluation, float]]:
         # The same hard dollar cap as a run's: a cost cap on a model with no known price is refused
         # before any call, and no call is sent past the cap.
         cap = budget.max_cost_usd
         with prepared.client.budget_scope(ClientBudget(max_cost_usd=cap), "eval") if cap else nullcontext():
             if budget.max_minutes is None:
-                return await both()
+                return await every()
             try:
-                return await asyncio.wait_for(both(), budget.max_minutes * 60)
+                return await asyncio.wait_for(every(), budget.max_minutes * 60)
             except TimeoutError:
                 raise BudgetExceeded(
                     f"eval ran past budget.max_minutes ({budget.max_minutes:g})", limit="max_minutes"
                 ) from None
 
     try:
-        validation, test = run_blocking(capped())
+        scored = run_blocking(capped())
     finally:
         prepared.client.close()
-    spend = validation.spend + test.spend
+    reports = []
+    for prompt, (validation, test, seconds) in zip(prompts, scored, strict=True):
+        spend = validation.spend + test.spend
+        reports.append(
+            {
+                "model": config.model,
+                "prompt": prompt.to_dict(),
+                "validation_score": validation.mean,
+                "validation_score_ci": score_interval(validation.scores).to_list(),
+                "test_score": test.mean,
+                "test_score_ci": score_interval(test.scores).to_list(),
+                "validation_rows": len(validation.rows),
+                "test_rows": len(test.rows),
+                "calls": spend.calls,
+                "cost_usd": spend.cost_usd,
+                "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
+                "cache_saved_usd": spend.cache_saved_usd,
+                "duration_s": round(seconds if len(prompts) > 1 else time.monotonic() - started, 3),
+                "validation": validation.to_dict(),
+                "test": test.to_dict(),
+            }
+        )
+    return reports
+
+
+def gate_config(config: RunConfig, baseline: Optimizable, *, alpha: float = 0.05) -> dict[str, Any]:
+    """The regression gate: the config's prompt against ``baseline`` on the same test rows, paired
+    (exact McNemar for 0/1 scores, a paired bootstrap otherwise). ``regressed`` is true when the
+    prompt is significantly worse at ``alpha``; ``fixed`` and ``broken`` count the rows that went
+    from below to at-or-above the baseline's score and back."""
+    base, candidate = evaluate_prompts(config, [baseline, config.prompt])
+    before = [float(r["score"]) for r in base["test"]["rows"]]
+    after = [float(r["score"]) for r in candidate["test"]["rows"]]
+    comparison = compare(before, after, Uncertainty(level=1.0 - alpha))
+    pairs = list(zip(before, after, strict=True))
+    broken = [r["index"] for r, (b, a) in zip(candidate["test"]["rows"], pairs, strict=True) if a < b]
     return {
-        "model": config.model,
-        "prompt": config.prompt.to_dict(),
-        "validation_score": validation.mean,
-        "validation_score_ci": score_interval(validation.scores).to_list(),
-        "test_score": test.mean,
-        "test_score_ci": score_interval(test.scores).to_list(),
-        "validation_rows": len(validation.rows),
-        "test_rows": len(test.rows),
-        "calls": spend.calls,
-        "cost_usd": spend.cost_usd,
-        "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
-        "cache_saved_usd": spend.cache_saved_usd,
-        "duration_s": round(time.monotonic() - started, 3),
-        "validation": validation.to_dict(),
-        "test": test.to_dict(),
+        "baseline": base,
+        "candidate": candidate,
+        "gain": comparison.to_dict(),
+        "alpha": alpha,
+        "rows": len(pairs),
+        "fixed": sum(1 for b, a in pairs if a > b),
+        "broken": len(broken),
+        "broken_rows": broken,  # dataset row indices, for a look at what broke
+        "regressed": comparison.verdict == "worse",
+        "calls": base["calls"] + candidate["calls"],
+        "cost_usd": base["cost_usd"] + candidate["cost_usd"],
     }

@@ -229,6 +229,26 @@ class RunStore:
             (run_id, key, time.time(), dumps(value)),
         )
 
+    def delete_run(self, run_id: str) -> dict[str, int]:
+        """Remove a run, its candidates and steps, and its pipeline stages (``<run>.<k>``)."""
+        ids = [run_id] + [
+            r
+            for (r,) in self._conn.execute("SELECT id FROM runs WHERE id LIKE ?", (f"{run_id}.%",)).fetchall()
+        ]
+        counts = {"runs": 0, "candidates": 0, "steps": 0}
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # all of it or none of it
+            try:
+                for rid in ids:
+                    for table, key in (("candidates", "run_id"), ("steps", "run_id"), ("runs", "id")):
+                        cursor = self._conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (rid,))
+                        counts[table] += cursor.rowcount
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return counts
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
