@@ -14,6 +14,7 @@ from promptlift.cli import main
 from promptlift.optimize.cache_plan import ROW_FIRST
 from promptlift.optimize.config import load_config
 from promptlift.optimize.plan import make_plan
+from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.session import run_config
 from promptlift.testing.server import LoopbackServer, RecordedRequest, Reply, ok
 
@@ -119,3 +120,17 @@ def test_the_benchmark_config_is_the_example_with_caching_on_or_off(tmp_path: Pa
         config = load_config(path)
         assert config.prompt_cache is on and config.cache is None and config.budget.max_calls == 600
         assert make_plan(config).caching.qualifies  # type: ignore[union-attr]
+
+
+def test_the_shared_prefix_is_what_every_rows_messages_start_with() -> None:
+    prompt = Prompt(
+        user="Q: {q}",
+        system="Answer briefly.",
+        demos=(Demo({"q": "one"}, "1"),),
+        turns=(Turn("user", "A fixed note."), Turn(history="chat"), Turn("user", "Now {q}")),
+    )
+    shared = prompt.shared_messages()
+    assert [m.role for m in shared] == ["system", "user", "assistant", "user"]  # stops at the history slot
+    for row in ({"q": "two", "chat": []}, {"q": "three", "chat": [{"role": "user", "content": "hi"}]}):
+        assert prompt.messages(row)[: len(shared)] == shared
+    assert Prompt(user="Q: {q}", system="About {q}.").shared_messages() == ()

@@ -17,6 +17,7 @@ from promptlift.client.retry import RetryPolicy
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize import Dataset, Evaluator, Prompt
 from promptlift.optimize.metrics import ExactMatch
+from promptlift.optimize.program import Calls, Program
 from promptlift.optimize.prompt import Demo
 from promptlift.pricing import estimate_input_tokens
 from promptlift.testing.server import LoopbackServer, Reply
@@ -176,13 +177,32 @@ def test_openai_evaluation_reads_the_cache_on_every_row_after_the_first_only_whe
 
 def test_the_embedded_model_and_a_short_prefix_are_sent_as_before(loopback: LoopbackServer) -> None:
     short = PROMPT.replace(system="Classify the review.")
+    row_first = PROMPT.replace(system=PROMPT.system + " {text}")
     with client_for(loopback, "anthropic/claude-sonnet-4-5") as client:
         evaluator = Evaluator(client, ExactMatch("label"))
-        assert evaluator.cache_prefix(short, short.messages({"text": "x"})) == 0
-        assert evaluator.cache_prefix(PROMPT, PROMPT.messages({"text": "x"})) == 3
+        assert evaluator.cache_prefix(PROMPT) == 3  # the system text, the demo's question and answer
+        assert evaluator.cache_prefix(short) == 0 and evaluator.cache_prefix(row_first) == 0
     with client_for(loopback, "local/gemma-3-270m") as client:
-        local = Evaluator(client, ExactMatch("label"))
-        assert local.cache_prefix(PROMPT, PROMPT.messages({"text": "x"})) == 0
+        assert Evaluator(client, ExactMatch("label")).cache_prefix(PROMPT) == 0
+
+
+def test_a_programs_prompts_are_each_marked_and_its_first_row_goes_alone(loopback: LoopbackServer) -> None:
+    def program(row: dict[str, str], lm: Calls) -> str:
+        return lm.call("label", text=lm.call("echo", text=row["text"]))
+
+    loopback.emulate_prompt_cache(minimum=200)
+    loopback.set_default(Reply(content="positive", delay=0.05))
+    prompts = {"echo": Prompt(user="Repeat: {text}"), "label": PROMPT}
+    with client_for(loopback, "anthropic/claude-sonnet-4-5", concurrency=4) as client:
+        evaluation = asyncio.run(
+            Evaluator(client, ExactMatch("label")).evaluate(Program(prompts, program), DATA)
+        )
+    requests = loopback.requests
+    labelled = [r for r in requests if marks(r.json)]
+    assert len(labelled) == 8 and all(marks(r.json) == ["system", "message 1"] for r in labelled)
+    assert all(marks(r.json) == [] for r in requests if r not in labelled)  # a short prompt: unmarked
+    assert requests[2].time >= requests[1].time + 0.05  # the first row's two calls went alone
+    assert evaluation.spend.cached_input_tokens == 7 * PREFIX
 
 
 def test_a_budget_reserves_a_marked_prefix_at_the_cache_write_rate(loopback: LoopbackServer) -> None:

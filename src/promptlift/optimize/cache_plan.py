@@ -82,7 +82,7 @@ def plan_cache(
         return None
     messages = subject.messages(row)
     user = estimate_text_tokens(messages[-1].text) + 4 if messages else 0
-    prefix = prompt_cache.prefix_tokens(messages[: subject.shared_prefix()]) + extra_demos * 2 * user
+    prefix = prompt_cache.prefix_tokens(subject.shared_messages()) + extra_demos * 2 * user
     found = CachePlan(model, prefix, rule.min_tokens)
     if not found.qualifies or price is None or not task_calls or not task_input:
         return found

@@ -26,7 +26,14 @@ from promptlift.errors import BadRequest, PromptliftError, UserError
 from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
-from promptlift.optimize.program import Optimizable, Program, ProgramError, PromptCall, run_program
+from promptlift.optimize.program import (
+    Optimizable,
+    Program,
+    ProgramError,
+    PromptCall,
+    members,
+    run_program,
+)
 from promptlift.optimize.prompt import Prompt
 from promptlift.types import Completion, Message
 
@@ -308,16 +315,15 @@ class Evaluator:
         samples = prompt.samples if prompt is not None else 1
         return task + int(getattr(self.metric, "calls_per_row", 0)) * samples
 
-    def cache_prefix(self, prompt: Prompt, messages: Sequence[Message]) -> int:
-        """How many leading messages of ``prompt``'s calls (one of which is ``messages``) to send as
-        a shared prefix for the provider's prompt cache: the system text and demos
-        (``Prompt.shared_prefix``) when the client allows it (``ClientConfig.prompt_cache``), the
-        task model's route caches prompts, and they are long enough (``prompt_cache.qualifies``);
-        else 0."""
+    def cache_prefix(self, prompt: Prompt) -> int:
+        """How many leading messages of ``prompt``'s calls to send as a shared prefix for the
+        provider's prompt cache: the system text and demos (``Prompt.shared_messages``) when the
+        client allows it (``ClientConfig.prompt_cache``), the task model's route caches prompts,
+        and they are long enough (``prompt_cache.qualifies``); else 0."""
         if not self.client.config.prompt_cache:
             return 0
-        prefix = prompt.shared_prefix()
-        return prefix if prompt_cache.qualifies(self.model, messages, prefix) else 0
+        shared = prompt.shared_messages()
+        return len(shared) if prompt_cache.qualifies(self.model, shared, len(shared)) else 0
 
     async def _answer(
         self,
@@ -370,7 +376,7 @@ class Evaluator:
         # conversation) is one clear error, not a failure after paying for the rows before it.
         single = prompt if isinstance(prompt, Prompt) else None
         conversations = {pos: single.messages(rows[pos].fields) for pos in todo} if single else {}
-        prefix = self.cache_prefix(single, conversations[todo[0]]) if single and todo else 0
+        prefixes = {id(part): self.cache_prefix(part) for part in members(prompt).values()}
         fatal: list[BaseException] = []
         row_faults: list[PromptliftError] = []
         paid = on_spend or (lambda spend: None)
@@ -384,10 +390,10 @@ class Evaluator:
 
             if program is None:
                 assert isinstance(prompt, Prompt)
-                return await self._answer(prompt, conversations[pos], record, prefix), (), ""
+                return await self._answer(prompt, conversations[pos], record, prefixes[id(prompt)]), (), ""
 
             async def member(part: Prompt, fields: Mapping[str, Any]) -> Trajectory:
-                return await self._answer(part, part.messages(fields), record)
+                return await self._answer(part, part.messages(fields), record, prefixes.get(id(part), 0))
 
             run = await run_program(program, rows[pos].fields, member)
             return Trajectory(run.output, (), (), "answer", tuple(calls)), run.trace, run.feedback
@@ -428,7 +434,7 @@ class Evaluator:
                 on_row(pos, *finished[pos])
 
         workers = self.client.config.concurrency
-        if prefix and workers > 1:
+        if any(prefixes.values()) and workers > 1:
             # The first call writes the provider's prompt cache; sent beside it, the others would
             # each miss it (and on Anthropic each pay a write): they go once it has been answered.
             await _in_order(todo[:1], one, 1, stop=lambda: bool(fatal))
