@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from promptlift import Budget, Client, ClientConfig, Secret, prompt_cache
+from promptlift.client.config import CacheConfig
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize import Dataset, Evaluator, Prompt
@@ -59,9 +60,11 @@ def test_openai_reports_a_prefix_seen_before_as_cached_tokens_at_the_cached_rate
     loopback: LoopbackServer, transport: str
 ) -> None:
     loopback.emulate_prompt_cache(minimum=200, step=16)
-    with client_for(loopback, "openai/gpt-4o-mini", transport=transport) as client:
+    with client_for(loopback, "openai/gpt-4o-mini", transport=transport, cache=CacheConfig()) as client:
         first = client.complete(conversation("alpha"), max_tokens=4, temperature=0)
         second = client.complete(conversation("beta"), max_tokens=4, temperature=0)
+        client.complete(conversation("beta"), max_tokens=4, temperature=0)  # a response-cache hit
+        metrics = client.metrics_snapshot()
     assert first.served_by == transport
     assert first.usage.cached_tokens == 0 and first.cache_saved_usd == 0
     # 306 words in common (system and demo): OpenAI counts 200, then steps of 16 (128 at OpenAI)
@@ -72,6 +75,12 @@ def test_openai_reports_a_prefix_seen_before_as_cached_tokens_at_the_cached_rate
     assert second.cost_usd == pytest.approx((uncached * 0.15 + 296 * 0.075 + out * 0.6) / 1e6)
     assert second.cache_saved_usd == pytest.approx(296 * (0.15 - 0.075) / 1e6)
     assert "cache_control" not in loopback.requests[1].body.decode()  # nothing to mark for OpenAI
+    # the metrics count the provider's cache on calls sent (the response-cache hit adds nothing)
+    assert metrics.total.cached_input_tokens == 296
+    assert metrics.total.cache_saved_usd == pytest.approx(second.cache_saved_usd)
+    assert 'promptlift_cached_input_tokens_total{provider="openai",model="openai/gpt-4o-mini"} 296' in (
+        metrics.to_prometheus()
+    )
 
 
 def test_anthropic_marks_the_system_text_and_the_last_demo_and_bills_writes_and_reads(
