@@ -228,3 +228,18 @@ def test_a_budget_reserves_a_marked_prefix_at_the_cache_write_rate(loopback: Loo
         with client.budget_scope(Budget(max_cost_usd=cap)):
             client.complete(plain)  # the same call unmarked fits
     assert len(loopback.requests) == 1
+
+
+def test_each_models_minimum_comes_from_the_price_map_where_it_lists_one() -> None:
+    minimum = {m: getattr(prompt_cache.rule_for(m), "min_tokens", None) for m in MINIMUMS}
+    assert minimum == MINIMUMS
+
+
+MINIMUMS = {
+    "anthropic/claude-sonnet-4-5": 1024,
+    "anthropic/claude-haiku-4-5": 4096,  # listed in the price map
+    "anthropic/claude-3-5-haiku-20241022": 2048,  # not listed: Anthropic's documented minimum
+    "openai/gpt-4o-mini": 1024,
+    "gemini/gemini-2.5-pro": 2048,
+    "local/gemma-3-270m": None,  # no provider cache: its own KV cache
+}

@@ -52,6 +52,7 @@ __all__ = [
     "estimate_cost_usd",
     "estimate_input_tokens",
     "estimate_text_tokens",
+    "map_field",
     "map_price",
     "price_of",
     "worst_case_usage",
@@ -180,6 +181,12 @@ def _entry(model: str) -> Mapping[str, Any] | None:
     if isinstance(entry, Mapping) and _provider_matches(route, str(entry.get("litellm_provider", ""))):
         return entry
     return None
+
+
+def map_field(model: str, key: str) -> Any:
+    """One field of ``model``'s entry in LiteLLM's bundled map (``prompt_cache_min_tokens``), or None."""
+    info = _entry(model)
+    return None if info is None else info.get(key)
 
 
 def map_price(model: str) -> ModelPrice | None:

@@ -7,7 +7,8 @@ they have seen recently at a discount:
 - OpenAI (and Azure): automatic for prompts of 1,024 tokens and more, reported as
   ``usage.prompt_tokens_details.cached_tokens``; nothing to mark.
 - Anthropic: only up to blocks marked ``cache_control: {type: ephemeral}`` (at most 4 per request),
-  a prefix of at least 1,024 tokens (2,048 on Haiku models); reads are billed at 0.1x input and
+  a prefix of at least 1,024 tokens (the price map's minimum where it lists one, 4,096 on
+  claude-haiku-4-5; 2,048 on older Haiku models); reads are billed at 0.1x input and
   writes at 1.25x (``usage.cache_read_input_tokens`` / ``cache_creation_input_tokens``). A mark
   on a shorter prefix is ignored, at no charge.
 - Gemini (AI Studio): implicit caching of a repeated prefix of 1,024 tokens and more, reported as
@@ -24,11 +25,12 @@ cost is the one call sent before the rest. A leaf module (``types`` and ``pricin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptlift.pricing import MESSAGE_FRAMING_TOKENS, ModelPrice, estimate_message_tokens
+from promptlift.pricing import MESSAGE_FRAMING_TOKENS, ModelPrice, estimate_message_tokens, map_field
 from promptlift.types import CompletionRequest, Message, Usage
 
 __all__ = [
@@ -60,11 +62,15 @@ RULES = {"openai": _AUTOMATIC, "azure": _AUTOMATIC, "gemini": _AUTOMATIC, "anthr
 
 def rule_for(model: str) -> CacheRule | None:
     """The prompt cache of ``model``'s route (``provider/name``), or None: the route has none we
-    use (the embedded ``local/`` models reuse their KV cache on their own)."""
+    use (the embedded ``local/`` models reuse their KV cache on their own). The minimum is the
+    price map's ``prompt_cache_min_tokens`` for the model where it has one (4,096 on
+    claude-haiku-4-5, 2,048 on gemini-2.5-pro), else the route's."""
     route, _, name = model.partition("/")
-    if route == "anthropic" and "haiku" in name:
-        return _ANTHROPIC_HAIKU
-    return RULES.get(route)
+    rule = _ANTHROPIC_HAIKU if route == "anthropic" and "haiku" in name else RULES.get(route)
+    listed = map_field(model, "prompt_cache_min_tokens") if rule is not None else None
+    if rule is None or not isinstance(listed, int | float) or listed <= 0:
+        return rule
+    return dataclasses.replace(rule, min_tokens=int(listed))
 
 
 def prefix_tokens(messages: Sequence[Message]) -> int:
