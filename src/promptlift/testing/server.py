@@ -36,6 +36,10 @@ google-auth retries), any other as ``invalid_grant`` (see ``testing.google.token
 A chat request with ``"stream": true`` (OpenAI's protocol, Azure's) is answered as server-sent
 events (``testing.sse``); ``cut_stream`` drops such an answer mid-stream, ``held_stream`` pauses it.
 
+``emulate_prompt_cache()`` makes the answers report prompt-cache reads and writes the way each
+provider does, from the prefixes the server has already answered (``testing.prompt_cache``):
+OpenAI's and Gemini's automatic caches, Anthropic's only at ``cache_control`` marks.
+
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
 ``conversation`` reads its messages the same way for every protocol (system, user, assistant turns
