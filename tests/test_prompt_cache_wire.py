@@ -184,6 +184,24 @@ def test_openai_evaluation_reads_the_cache_on_every_row_after_the_first_only_whe
     assert on[0] < off[0]
 
 
+def test_rows_the_response_cache_answers_do_not_count_as_warming_the_providers(
+    loopback: LoopbackServer,
+) -> None:
+    loopback.emulate_prompt_cache(minimum=200, step=1)
+    loopback.set_default(Reply(content="positive", delay=0.05))
+    with client_for(loopback, "anthropic/claude-sonnet-4-5", concurrency=4, cache=CacheConfig()) as client:
+        evaluator = Evaluator(client, ExactMatch("label"))
+        asyncio.run(evaluator.evaluate(PROMPT, list(DATA)[:2]))  # rows 0 and 1 in the response cache
+        loopback.reset()
+        loopback.emulate_prompt_cache(minimum=200, step=1)  # the provider's cache expired meanwhile
+        loopback.set_default(Reply(content="positive", delay=0.05))
+        evaluation = asyncio.run(evaluator.evaluate(PROMPT, DATA))
+    sent = loopback.requests
+    assert evaluation.spend.calls == len(sent) == 6 and evaluation.spend.cached_calls == 2
+    assert sent[1].time >= sent[0].time + 0.05  # row 2, the first one sent, went alone
+    assert evaluation.spend.cached_input_tokens == 5 * PREFIX
+
+
 def test_the_embedded_model_and_a_short_prefix_are_sent_as_before(loopback: LoopbackServer) -> None:
     short = PROMPT.replace(system="Classify the review.")
     row_first = PROMPT.replace(system=PROMPT.system + " {text}")

@@ -278,6 +278,28 @@ async def _in_order(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _warm_then_fan_out(
+    items: Sequence[int],
+    job: Callable[[int], Any],
+    workers: int,
+    *,
+    warm: bool,
+    sent: Callable[[int], bool],
+    stop: Callable[[], bool],
+) -> None:
+    """``_in_order``, but with ``warm`` the first item goes alone: its call writes the provider's
+    prompt cache, which the others, sent beside it, would each miss (and on Anthropic each pay a
+    write). An item that sent nothing (the response cache answered it) wrote nothing, so the next
+    goes alone too."""
+    rest = list(items)
+    while warm and workers > 1 and rest and not stop():
+        first, rest = rest[0], rest[1:]
+        await _in_order([first], job, 1, stop=stop)
+        if sent(first):
+            break
+    await _in_order(rest, job, workers, stop=stop)
+
+
 def _row_fault(error: PromptliftError) -> bool:
     """True for a failure caused by this row's request (refused as a bad request, filtered, too
     long): the row scores 0 with the reason. Anything else — a budget refusal, a provider
@@ -433,13 +455,14 @@ class Evaluator:
             if on_row is not None:
                 on_row(pos, *finished[pos])
 
-        workers = self.client.config.concurrency
-        if any(prefixes.values()) and workers > 1:
-            # The first call writes the provider's prompt cache; sent beside it, the others would
-            # each miss it (and on Anthropic each pay a write): they go once it has been answered.
-            await _in_order(todo[:1], one, 1, stop=lambda: bool(fatal))
-            todo = todo[1:]
-        await _in_order(todo, one, workers, stop=lambda: bool(fatal))
+        await _warm_then_fan_out(
+            todo,
+            one,
+            self.client.config.concurrency,
+            warm=any(prefixes.values()),
+            sent=lambda pos: pos in finished and finished[pos][1].calls > 0,
+            stop=lambda: bool(fatal),
+        )
         if fatal:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]
