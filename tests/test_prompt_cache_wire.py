@@ -9,11 +9,14 @@ and writes the way each provider does (``testing.prompt_cache``; its tokens are 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 
 from promptlift import Budget, Client, ClientConfig, Secret, prompt_cache
-from promptlift.client.config import CacheConfig
+from promptlift.client.calllog import MIGRATIONS, CallLog
+from promptlift.client.config import CacheConfig, CallLogConfig
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize import Dataset, Evaluator, Prompt
@@ -261,3 +264,27 @@ MINIMUMS = {
     "gemini/gemini-2.5-pro": 2048,
     "local/gemma-3-270m": None,  # no provider cache: its own KV cache
 }
+
+
+def test_the_call_log_keeps_cache_reads_writes_and_savings_and_migrates_an_older_file(
+    loopback: LoopbackServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "calls.sqlite"
+    older = sqlite3.connect(path)  # a file written before the prompt-cache columns
+    older.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, at REAL)")
+    older.executescript(MIGRATIONS[0][1])
+    older.execute("INSERT INTO _migrations VALUES ('001_calls', 0)")
+    older.commit()
+    older.close()
+    loopback.emulate_prompt_cache(minimum=200)
+    with client_for(loopback, "anthropic/claude-sonnet-4-5", call_log=CallLogConfig(str(path))) as client:
+        asks = [
+            client.request(conversation(row), max_tokens=4, temperature=0, cache_prefix=3) for row in "ab"
+        ]
+        first, second = client.complete(asks[0]), client.complete(asks[1])
+    rows = CallLog(str(path)).rows()
+    prefix = 300 + 5 + 1
+    assert [(r["cache_write_tokens"], r["cached_input_tokens"]) for r in rows] == [(prefix, 0), (0, prefix)]
+    assert [r["cache_saved_usd"] for r in rows] == pytest.approx(
+        [first.cache_saved_usd, second.cache_saved_usd]
+    )
