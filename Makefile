@@ -19,8 +19,9 @@ setup: .venv/.synced
 demo: setup
 	$(RUN) promptlift optimize examples/sentiment/config.yaml --yes
 
-## The whole test suite (warnings are errors).
+## The whole test suite (warnings are errors), after the Debian packages it uses (redis-server, chromium).
 test: setup
+	bash tools/system-deps.sh
 	$(RUN) pytest -q
 
 lint: setup

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -87,3 +92,23 @@ def redis_server() -> Iterator[RedisServer]:
     Missing binary: the test fails (``RedisServer.start`` raises); CI installs it (``.ci/run``)."""
     with RedisServer() as server:
         yield server
+
+
+# -- the examples run end to end: the CLI in a subprocess, its --json read back --------------------
+@pytest.fixture
+def promptlift_json() -> Callable[..., dict[str, Any]]:
+    """``python -m promptlift ARGS`` in a subprocess with this environment; returns what it printed
+    as JSON (pass ``--json``). A nonzero exit fails the test with the command's stderr."""
+
+    def run(*args: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "promptlift", *args],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    return run

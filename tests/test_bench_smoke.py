@@ -246,3 +246,19 @@ def test_bench_agent_runs_an_optimizer_on_the_agent_example(
     assert (cell["test_initial"], cell["test_best"]) == (0.0, 1.0)
     assert cell["changed"] == ["tool:find_employee"] and cell["model_calls_per_row"] > 2
     assert "| pareto [tools] | 0.00 → 1.00 |" in agent.render([cell])
+
+
+@pytest.mark.slow
+def test_bench_program_merges_a_city_child_with_its_country_sibling_on_the_scripted_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.program import merge_scripted
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    cells = merge_scripted(tmp_path, seeds=[5], max_metric_calls=120)  # a seed where merge fires
+
+    merged, plain = cells["merge=true"][0], cells["merge=false"][0]
+    assert merged["merges"] == 1 and merged["best_origin"].startswith("merge")
+    assert plain["merges"] == 0
+    assert merged["prompts_changed"] == plain["prompts_changed"] == ["city", "country"]
+    assert merged["test_best"] == plain["test_best"] > merged["test_initial"]

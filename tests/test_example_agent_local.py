@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +35,11 @@ def test_the_worked_exchanges_are_what_the_tools_return_one_question_per_employe
     assert all(row["worked"].endswith(f"Answer: {row['city']}") for row in shipped)
 
 
-def run_cli(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "promptlift", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
-
-
 @pytest.mark.model
 @pytest.mark.slow
-def test_the_local_agent_example_learns_the_tool_loop_from_worked_demos(tmp_path: Path) -> None:
+def test_the_local_agent_example_learns_the_tool_loop_from_worked_demos(
+    tmp_path: Path, promptlift_json: Callable[..., dict[str, Any]]
+) -> None:
     folder = tmp_path / "agent"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("runs", "__pycache__", "*.md"))
     config = yaml.safe_load((folder / "local.yaml").read_text())
@@ -58,7 +47,7 @@ def test_the_local_agent_example_learns_the_tool_loop_from_worked_demos(tmp_path
     config["budget"]["max_minutes"] = 30  # a busy machine (15 min seen for the full run): not cut short
     (folder / "local.yaml").write_text(yaml.safe_dump(config))
 
-    result = run_cli("optimize", str(folder / "local.yaml"), "--json")
+    result = promptlift_json("optimize", str(folder / "local.yaml"), "--json")
 
     assert result["test_initial_score"] == 0.0 and result["test_best_score"] > 0.5, result
     demos = result["best_prompt"]["demos"]

@@ -47,6 +47,23 @@ def test_cheapest_meeting_a_target() -> None:
     assert cheapest_meeting(scores, 0.95) is None
 
 
+def test_the_report_gives_intervals_and_a_paired_test_between_the_two_best() -> None:
+    from promptlift.optimize.models import ModelReport
+
+    a = ModelScore("a", 0.9, 10, 1.0, 0.1, 0, score_ci=(0.6, 1.0), row_scores=(1.0,) * 9 + (0.0,))
+    b = ModelScore("b", 0.1, 10, 0.5, 0.1, 0, score_ci=(0.0, 0.4), row_scores=(0.0,) * 9 + (1.0,))
+    c = ModelScore("c", 0.0, 10, 0.1, 0.1, 0, score_ci=(0.0, 0.3), row_scores=(0.0,) * 10)
+    report = ModelReport((c, b, a), None, "test")
+    first, second, gain = report.top_two()  # type: ignore[misc]
+    assert (first.model, second.model) == ("a", "b")
+    assert gain.gain == -0.8 and gain.method == "mcnemar-exact" and gain.verdict == "worse"
+    text = report.render()
+    assert "[0.600, 1.000]" in text and "b - a: -0.800" in text and "paired on 10 rows" in text
+    out = report.to_dict()
+    assert out["top_two"]["second_minus_first"]["verdict"] == "worse"
+    assert out["models"][2]["score_ci"] == [0.6, 1.0] and "row_scores" not in out["models"][2]
+
+
 def example_config(tmp_path: Path) -> RunConfig:
     text = (
         (EXAMPLE / "config.yaml")
@@ -87,6 +104,9 @@ def test_report_on_the_embedded_model_and_a_priced_server(tmp_path: Path, loopba
     assert by["local/gemma-3-270m"].on_frontier and not by[SERVED].on_frontier
     assert report.cheapest is not None and report.cheapest.model == "local/gemma-3-270m"
     assert "cheapest meeting 0.6: local/gemma-3-270m" in report.render()
+    assert all(s.score_ci is not None and s.score_ci[0] <= s.score <= s.score_ci[1] for s in report.scores)
+    top = report.top_two()
+    assert top is not None and top[0].model == "local/gemma-3-270m" and top[2].rows == 26
 
     # zero-shot the base model scores (nearly) nothing: both are on the frontier, and a target
     # above the free model's score is met only by paying

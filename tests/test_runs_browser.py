@@ -61,8 +61,24 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     with LoopbackServer() as server:
         server.handler = model
         configs = [write(folder, server.openai_base, seed) for seed in (1, 2)]
-        results = [ok_json("optimize", str(c), "--yes") for c in configs]
+        runs = [cli("optimize", str(c), "--yes", "--json") for c in configs]
+        assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+        results = [json.loads(r.stdout) for r in runs]
+        logs.extend(r.stderr for r in runs)
         yield folder, configs, results
+
+
+logs: list[str] = []  # each run's stderr, not a terminal here
+
+
+def test_a_run_without_a_terminal_logs_one_line_per_round(two_runs) -> None:  # type: ignore[no-untyped-def]
+    _, _, results = two_runs
+    lines = [li for li in logs[0].splitlines() if li.startswith("promptlift: round ")]
+    rounds = [int(li.split()[2]) for li in lines]
+    assert len(lines) >= 3 and rounds == sorted(set(rounds)), lines  # one per round, in order
+    assert "\r" not in logs[0] and "\033" not in logs[0]
+    last = lines[-1]
+    assert f"best {results[0]['best_score']:.3f} [" in last and " calls · $" in last and "ETA" in last
 
 
 def test_list_shows_each_run_with_its_scores_intervals_calls_and_cost(two_runs) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from promptlift import __version__
 from promptlift.errors import PromptliftError, UserError
 
-COMMAND_MODULES = ("complete", "batch", "optimize", "runs", "models", "cache")
+COMMAND_MODULES = ("complete", "batch", "optimize", "runs", "report", "models", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,7 +78,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     if not confirm(plan, threshold_usd=args.confirm_above, yes=args.yes, interactive=interactive, ask=_ask):
         print("promptlift: not run", file=sys.stderr)
         return 1
-    progress = Progress(config.budget, enabled=not args.json and sys.stderr.isatty())
+    # On a terminal a redrawn line; in a log (CI, nohup) a line per round; with --json, stdout's
+    # one object and stderr's line per round both (a script reads stdout, a person the log).
+    progress = Progress(config.budget, enabled=True, terminal=not args.json and sys.stderr.isatty())
     result = run_config(config, on_event=progress.on_event, resume=args.resume, new_run=args.new_run)
     progress.close()
     if args.json:

@@ -13,13 +13,17 @@ from promptlift.optimize.stats import score_interval
 
 
 class Progress:
-    """Redraws one status line on stderr (only on a terminal)."""
+    """A run's progress on stderr: on a terminal, one status line redrawn at each candidate;
+    elsewhere (CI logs, ``nohup``, a pipe), one line per finished round, so a log shows progress
+    without control characters. ``enabled=False`` prints nothing."""
 
-    def __init__(self, budget: Budget, *, enabled: bool):
+    def __init__(self, budget: Budget, *, enabled: bool, terminal: bool = True):
         self.budget = budget
         self.enabled = enabled
+        self.terminal = terminal
         self.started = time.monotonic()
         self.candidates = 0
+        self._last: tuple[int, str] | None = None  # the round and line not yet written (log mode)
 
     def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind != "candidate" or not self.enabled:
@@ -30,16 +34,32 @@ class Progress:
         eta = ""
         if self.budget.max_calls and p.calls:
             eta = f" · ETA {max(0.0, elapsed / p.calls * (self.budget.max_calls - p.calls)):.0f}s"
+        best = data.get("best")
+        band = _ci(best.evaluation.scores) if best is not None else ""
         line = (
-            f"round {p.rounds} · {self.candidates} candidates · best {p.best_score:.3f} · "
+            f"round {p.rounds} · {self.candidates} candidates · best {p.best_score:.3f}{band} · "
             f"{p.calls} calls · ${p.cost_usd:.4f} · {elapsed:.0f}s{eta}"
         )
-        sys.stderr.write("\r\033[K" + line)
+        if self.terminal:
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+            return
+        if self._last is not None and self._last[0] != p.rounds:
+            self._write(self._last[1])  # a round ended: its last state, once
+        self._last = (p.rounds, line)
+
+    def _write(self, line: str) -> None:
+        sys.stderr.write(f"promptlift: {line}\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled and self.candidates:
+        if not self.enabled or not self.candidates:
+            return
+        if self.terminal:
             sys.stderr.write("\n")
+        elif self._last is not None:
+            self._write(self._last[1])
+            self._last = None
 
 
 def _indent(text: str) -> str:

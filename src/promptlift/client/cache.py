@@ -21,6 +21,7 @@ done inline under a lock (a lookup is well under a millisecond, cheaper than a t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -597,6 +598,9 @@ class CachingProvider(Provider):
     """Serves a request from the cache when it can; stores every successful answer.
 
     Sampled requests bypass the cache unless ``config.sampled`` is set. Errors are never cached.
+    Identical requests in flight at once (in one process, on one event loop) are sent once: the
+    others wait for that answer and get it as a cache hit, or its error; if the call they wait
+    on is cancelled, the next one in line sends its own.
     """
 
     name = "cache"
@@ -620,6 +624,7 @@ class CachingProvider(Provider):
         # Settings that reach one route only (Vertex's project and region): they key that route's
         # answers and leave every other route's keys alone.
         self.route_extra = {route: dict(values) for route, values in (route_extra or {}).items()}
+        self._in_flight: dict[tuple[int, str], asyncio.Future[Completion]] = {}
 
     def key(self, request: CompletionRequest) -> str | None:
         """The cache key for ``request``, or None when this request must not use the cache."""
@@ -645,8 +650,35 @@ class CachingProvider(Provider):
         hit = self.lookup(request)
         if hit is not None:
             return hit
-        completion = await self.inner.acomplete(request)
+        key = self.key(request)
+        if key is None:
+            return await self.inner.acomplete(request)
+        slot = (id(asyncio.get_running_loop()), key)  # a future belongs to its loop
+        while (leader := self._in_flight.get(slot)) is not None:
+            started = time.perf_counter()
+            try:
+                shared = await asyncio.shield(leader)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not leader.cancelled() or (current is not None and current.cancelling()):
+                    raise  # this call was cancelled, not the one it waited on
+                continue  # the one it waited on was cancelled: the next in line sends
+            return shared.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._in_flight[slot] = future
+        try:
+            completion = await self.inner.acomplete(request)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" noise when nobody waited
+            raise
+        finally:
+            self._in_flight.pop(slot, None)
         self._store(request, completion)
+        future.set_result(completion)
         return completion
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:

@@ -16,7 +16,7 @@ faster). ``promptlift models compare CONFIG --model A --model B --target 0.8`` i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptlift.blocking import run_blocking
@@ -28,6 +28,7 @@ from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import metric_from_config
 from promptlift.optimize.program import Optimizable
+from promptlift.optimize.stats import Comparison, compare, score_interval
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class ModelScore:
     latency_p50_s: float
     failed_calls: int
     on_frontier: bool = False
+    score_ci: tuple[float, float] | None = None  # the score's interval (95%)
+    row_scores: tuple[float, ...] = field(default=(), repr=False)  # per row, for the paired test
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if k != "row_scores"}
+        out["score_ci"] = list(self.score_ci) if self.score_ci else None
+        return out
 
 
 def frontier(points: Sequence[tuple[str, float, float]]) -> set[str]:
@@ -74,13 +82,24 @@ class ModelReport:
     def cheapest(self) -> ModelScore | None:
         return None if self.target is None else cheapest_meeting(self.scores, self.target)
 
+    def top_two(self) -> tuple[ModelScore, ModelScore, Comparison] | None:
+        """The two best-scoring models, and the second's score minus the first's on the same rows,
+        paired (exact McNemar for 0/1 scores, a paired bootstrap otherwise)."""
+        ranked = sorted(self.scores, key=lambda s: -s.score)
+        if len(ranked) < 2 or len(ranked[0].row_scores) != len(ranked[1].row_scores):
+            return None
+        first, second = ranked[0], ranked[1]
+        return first, second, compare(list(first.row_scores), list(second.row_scores))
+
     def render(self) -> str:
         width = max(len(s.model) for s in self.scores)
-        lines = [f"{'model':<{width}}  score   $/1k rows   p50 latency  frontier   ({self.rows} rows)"]
+        head = f"{'model':<{width}}  score  interval        $/1k rows   p50 latency  frontier"
+        lines = [f"{head}   ({self.rows} rows)"]
         for s in self.scores:
             mark = "*" if s.on_frontier else ""
+            ci = f"[{s.score_ci[0]:.3f}, {s.score_ci[1]:.3f}]" if s.score_ci else "[-]"
             lines.append(
-                f"{s.model:<{width}}  {s.score:.3f}  {s.cost_per_1k_rows:10.4f}  "
+                f"{s.model:<{width}}  {s.score:.3f}  {ci:<14}  {s.cost_per_1k_rows:10.4f}  "
                 f"{s.latency_p50_s * 1000:8.0f} ms  {mark:^8}"
                 + (f"   {s.failed_calls} failed calls" if s.failed_calls else "")
             )
@@ -88,6 +107,13 @@ class ModelReport:
             best = self.cheapest
             verdict = best.model if best else "no model reaches it"
             lines.append(f"cheapest meeting {self.target:g}: {verdict}")
+        top = self.top_two()
+        if top is not None:
+            first, second, c = top
+            lines.append(
+                f"{second.model} - {first.model}: {c.gain:+.3f} [{c.ci.low:+.3f}, {c.ci.high:+.3f}] "
+                f"p = {c.p_value:.3g} ({c.method}, paired on {c.rows} rows): {c.verdict}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,7 +122,12 @@ class ModelReport:
             "rows": self.rows,
             "target": self.target,
             "cheapest": best.model if best else None,
-            "models": [vars(s) for s in self.scores],
+            "models": [s.to_dict() for s in self.scores],
+            "top_two": (
+                {"first": top[0].model, "second": top[1].model, "second_minus_first": top[2].to_dict()}
+                if (top := self.top_two()) is not None
+                else None
+            ),
         }
 
 
@@ -149,6 +180,8 @@ def _score(
     return ModelScore(
         model=candidate.model,
         score=evaluation.mean,
+        score_ci=(iv.low, iv.high) if (iv := score_interval(evaluation.scores)).method != "none" else None,
+        row_scores=tuple(evaluation.scores),
         rows=len(rows),
         cost_per_1k_rows=stats.cost_usd / max(1, len(rows)) * 1000,
         latency_p50_s=stats.latency_p50_s,
