@@ -108,6 +108,10 @@ def test_the_run_summary_shows_cached_input_and_what_caching_saved(
     assert main(["optimize", str(path), "--yes"]) == 0
     out = capsys.readouterr().out
     assert "prompt cache:" in out and "input tokens read from the provider's cache" in out
+    run_id = str(results["on"].run_id)
+    assert main(["runs", "show", run_id, "--store", str(tmp_path / "on" / "config.yaml")]) == 0
+    shown = capsys.readouterr().out  # the stored run shows it too
+    assert f"prompt cache {on['cached_input_tokens']} input tokens read from the provider's cache" in shown
 
 
 def test_the_benchmark_config_is_the_example_with_caching_on_or_off(tmp_path: Path) -> None:
