@@ -19,8 +19,10 @@ A cache entry exists once the call that wrote it has been answered, so calls sen
 moment all miss: the evaluator sends the first row alone, then the rest (``optimize.evaluation``).
 
 Token counts here are ``pricing``'s estimates, which lean high: a prefix just over a minimum may
-not qualify at the provider. That costs nothing: an unneeded mark is free, and the only other
-cost is the one call sent before the rest. A leaf module (``types`` and ``pricing`` only).
+not qualify at the provider. That costs nothing: a mark under the minimum is ignored free, and the
+only other cost is the one call sent before the rest. A prefix that does qualify pays Anthropic's
+write premium (0.25x of it) once, which the first read (0.9x of it saved) repays. A leaf module
+(``types`` and ``pricing`` only).
 """
 
 from __future__ import annotations
