@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,20 @@ def test_the_call_log_keeps_cache_reads_writes_and_savings_and_migrates_an_older
     assert [r["cache_saved_usd"] for r in rows] == pytest.approx(
         [first.cache_saved_usd, second.cache_saved_usd]
     )
+
+
+def test_an_entry_expires_once_unused_for_its_ttl_and_a_read_keeps_it_alive(loopback: LoopbackServer) -> None:
+    loopback.emulate_prompt_cache(minimum=200, ttl_s=1.0)
+    with client_for(loopback, "anthropic/claude-sonnet-4-5") as client:
+
+        def read(row: str) -> int:
+            ask = client.request(conversation(row), max_tokens=4, temperature=0, cache_prefix=3)
+            return client.complete(ask).usage.cached_tokens
+
+        assert read("a") == 0
+        time.sleep(0.6)
+        assert read("b") > 0  # read within its life, which the read renews
+        time.sleep(0.6)
+        assert read("c") > 0  # 1.2 s after the write, 0.6 s after the last read
+        time.sleep(1.3)
+        assert read("d") == 0  # unused for longer than the ttl: written again

@@ -14,8 +14,8 @@ never more than the input it is part of. Each protocol caches as its provider do
 
 A prefix enters the cache when the request that wrote it is answered (after its reply's
 ``delay``), not when it arrives: requests in flight together all miss, as they do at the
-providers. Entries are kept per protocol and model, for the server's life (no expiry).
-Thread-safe.
+providers. Entries are kept per protocol and model, and expire ``ttl_s`` after they were last
+written or read (Anthropic's default 5 minutes; OpenAI's 5 to 10 of inactivity). Thread-safe.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,11 +58,13 @@ class _Block:
 
 @dataclass
 class PromptCacheEmulator:
-    """``minimum`` words before anything is cached; ``step``: the automatic caches' increment."""
+    """``minimum`` words before anything is cached; ``step``: the automatic caches' increment;
+    ``ttl_s``: how long an entry lives unused."""
 
     minimum: int = 1024
     step: int = 128
-    _entries: set[str] = field(default_factory=set)
+    ttl_s: float = 300.0
+    _entries: dict[str, float] = field(default_factory=dict)  # entry -> when last written or read
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def meter(self, protocol: str, model: str, body: Any) -> Metered:
@@ -78,12 +81,20 @@ class PromptCacheEmulator:
 
     def commit(self, metered: Metered) -> None:
         """The request was answered: the prefixes it wrote can be read from now on."""
+        now = time.monotonic()
         with self._lock:
-            self._entries.update(metered.entries)
+            self._entries.update(dict.fromkeys(metered.entries, now))
 
     def _known(self, entry: str) -> bool:
+        """Whether ``entry`` is cached and alive; a hit refreshes its life."""
+        now = time.monotonic()
         with self._lock:
-            return entry in self._entries
+            seen = self._entries.get(entry)
+            if seen is None or now - seen > self.ttl_s:
+                self._entries.pop(entry, None)
+                return False
+            self._entries[entry] = now
+            return True
 
     def _automatic(self, scope: str, blocks: list[_Block]) -> Metered:
         digest = hashlib.sha256(scope.encode())

@@ -593,12 +593,15 @@ class LoopbackServer:
         with self._lock:
             self._defaults[model] = reply
 
-    def emulate_prompt_cache(self, minimum: int = 1024, step: int = 128) -> PromptCacheEmulator:
+    def emulate_prompt_cache(
+        self, minimum: int = 1024, step: int = 128, ttl_s: float = 300.0
+    ) -> PromptCacheEmulator:
         """Report prompt-cache reads and writes the way each provider does, from the prefixes this
-        server has answered (``testing.prompt_cache``; ``minimum`` and ``step`` in words). A reply
-        that sets its own ``cached_tokens`` or ``cache_write_tokens`` keeps them. ``reset`` ends it."""
+        server has answered in the last ``ttl_s`` seconds (``testing.prompt_cache``; ``minimum`` and
+        ``step`` in words). A reply that sets its own ``cached_tokens`` or ``cache_write_tokens``
+        keeps them. ``reset`` ends it."""
         with self._lock:
-            self.prompt_cache = PromptCacheEmulator(minimum, step)
+            self.prompt_cache = PromptCacheEmulator(minimum, step, ttl_s)
             return self.prompt_cache
 
     def require_key(self, key: str | None) -> None:
