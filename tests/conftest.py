@@ -112,3 +112,11 @@ def promptlift_json() -> Callable[..., dict[str, Any]]:
         return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _no_tracing_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's OTEL_EXPORTER_OTLP_ENDPOINT would turn tracing on in every client of every test
+    (and each close() would wait on that collector): the tracing tests set their own."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)

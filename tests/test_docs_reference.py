@@ -49,6 +49,7 @@ def loader_keys() -> dict[str, set[str]]:
         "rate_limits[]": set(loader.RATE_KEYS),
         "prices.MODEL": set(loader.PRICE.keys),
         "fallback": set(loader.FALLBACK.keys),
+        "tracing": set(loader.TRACING.keys),
     }
     for name, schema in METRICS.items():
         keys[f"metric: {name}"] = set(schema.keys)

@@ -132,3 +132,19 @@ def test_the_readme_structured_output_block_loads_and_scores_as_written(tmp_path
     assert metric(Row(0, row), json.dumps(answer)).value == 1.0
     half = metric(Row(0, row), json.dumps({**answer, "total": 9}))
     assert half.value == pytest.approx(3 / 5) and half.reason == "total: expected 7, got 9"
+
+
+@pytest.mark.model
+def test_the_program_example_runs_as_written_and_gains(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "Program(" in c]
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.best_test.mean > result.initial_test.mean  # type: ignore[attr-defined]
+    best, start = result.best.prompt, result.initial.prompt  # type: ignore[attr-defined]
+    assert best.prompts["country"] != start.prompts["country"]
+    before, after = capsys.readouterr().out.split("->")
+    assert float(after) > float(before)

@@ -29,9 +29,12 @@ from promptlift.client.cache import CachingProvider, ResponseCache
 from promptlift.client.concurrency import SharedLimit
 from promptlift.client.config import Budget, ClientConfig
 from promptlift.client.metrics import Metrics, MetricsSnapshot, RecordingProvider
+from promptlift.client.replicas import EndpointStats, ReplicaProvider
 from promptlift.client.stack import build_stack
+from promptlift.client.traced import TracingProvider
 from promptlift.errors import ClientClosed, NotSent, PromptliftError, UserError
 from promptlift.providers.base import Provider, close_stream
+from promptlift.tracing import NO_TRACER, Tracer
 from promptlift.types import Completion, CompletionRequest, Message, StreamEvent, messages_from
 
 T = TypeVar("T")
@@ -220,7 +223,7 @@ class Client:
     ) -> Completion:
         loop = self._loop()
         loop.check_caller()
-        return loop.run(carry_scope(self.acomplete(request, **params)))
+        return loop.run(carry_scope(self.tracer.carry(self.acomplete(request, **params))))
 
     def stream(
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
@@ -234,7 +237,7 @@ class Client:
         try:
             while True:
                 try:
-                    event = loop.run(carry_scope_inner(scope, anext(events)))
+                    event = loop.run(carry_scope_inner(scope, self.tracer.carry(anext(events))))
                 except StopAsyncIteration:
                     return
                 yield event
@@ -257,7 +260,7 @@ class Client:
         they must not make sync calls through this client: that is refused)."""
         loop = self._loop()
         loop.check_caller()
-        return loop.run(carry_scope(self.abatch(requests, on_result=on_result, stop=stop)))
+        return loop.run(carry_scope(self.tracer.carry(self.abatch(requests, on_result=on_result, stop=stop))))
 
     # -- budgets, cache, metrics -------------------------------------------------------------
     @property
@@ -268,6 +271,19 @@ class Client:
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         return self.metrics.snapshot()
+
+    def replica_stats(self) -> list[EndpointStats]:
+        """Each replica of every replicated model (``ModelSpec.replicas``): its breaker state, calls
+        in flight, attempts sent, failures and mean latency; empty when no model has replicas."""
+        part = self.parts.get("replicas")
+        return part.stats() if isinstance(part, ReplicaProvider) else []
+
+    @property
+    def tracer(self) -> Tracer:
+        """Where this client's spans go (``promptlift.tracing``): ``NO_TRACER`` unless tracing is on.
+        The optimize layer opens its run, evaluation and row spans here; ``close()`` flushes it."""
+        part = self.parts.get("tracing")
+        return part.tracer if isinstance(part, TracingProvider) else NO_TRACER
 
     @property
     def cache(self) -> ResponseCache | None:

@@ -15,6 +15,7 @@ from promptlift.pricing import ModelPrice  # USD per million tokens, for models 
 from promptlift.providers.credentials import KeySource, VertexConfig
 from promptlift.providers.endpoints import ModelSpec, split_endpoint
 from promptlift.secrets import Secret
+from promptlift.tracing import TracingConfig
 
 __all__ = [
     "Budget",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelPrice",
     "ModelSpec",
     "RateLimit",
+    "TracingConfig",
     "VertexConfig",
 ]
 
@@ -176,6 +178,8 @@ class ClientConfig:
     # An evaluation's shared prefix marked for the provider's prompt cache and its first call sent
     # alone to write it (``promptlift.prompt_cache``); False sends every call as it comes
     prompt_cache: bool = True
+    # OpenTelemetry spans over OTLP/HTTP (the otel extra); None: only if OTEL_EXPORTER_OTLP_ENDPOINT is set
+    tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:

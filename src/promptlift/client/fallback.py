@@ -189,7 +189,7 @@ class CircuitBreaker:
         self._wake()
 
 
-def _counts_against_endpoint(exc: errors.ProviderError) -> bool:
+def counts_against_endpoint(exc: errors.ProviderError) -> bool:
     """Failures that say the endpoint is unhealthy, not that the request was wrong."""
     return exc.retryable or isinstance(exc, (errors.AuthenticationFailed, errors.PermissionDenied))
 
@@ -296,7 +296,7 @@ class FallbackProvider(Provider):
     def _falls_through(self, exc: errors.ProviderError) -> bool:
         if isinstance(exc, errors.ContextWindowExceeded):
             return self.policy.on_context_window
-        return _counts_against_endpoint(exc)
+        return counts_against_endpoint(exc)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         chain = self._chain(request)
@@ -317,7 +317,7 @@ class FallbackProvider(Provider):
         except StopAsyncIteration:
             return
         except errors.ProviderError as exc:
-            if _counts_against_endpoint(exc):
+            if counts_against_endpoint(exc):
                 breaker.record_failure(self._clock(), str(exc))
             raise
         finally:
@@ -381,7 +381,7 @@ class FallbackProvider(Provider):
             breaker.record_success()
             return completion.replace(attempts=before + completion.attempts)
         except errors.ProviderError as exc:
-            if _counts_against_endpoint(exc):
+            if counts_against_endpoint(exc):
                 breaker.record_failure(self._clock(), str(exc))
             else:
                 breaker.record_success()  # the endpoint answered; the request was at fault
@@ -399,7 +399,7 @@ class FallbackProvider(Provider):
             first = await anext(events)
         except errors.ProviderError as exc:
             await close_stream(events)
-            if _counts_against_endpoint(exc):
+            if counts_against_endpoint(exc):
                 breaker.record_failure(self._clock(), str(exc))
             else:
                 breaker.record_success()
@@ -419,7 +419,7 @@ class FallbackProvider(Provider):
         """Wait only for a chain that is paused, not for a model that failed this call alone."""
         if not self.policy.wait_for_probe or self.policy.failure_threshold <= 0 or call.probed:
             return False
-        if call.last is not None and not _counts_against_endpoint(call.last):
+        if call.last is not None and not counts_against_endpoint(call.last):
             return False
         if call.sent_failed:
             if call.resends == 0:

@@ -1,9 +1,11 @@
 """Where the client's wrappers are put together, in one place, in one order.
 
-    metrics (one record per call, end to end)   ← outermost
+    tracing (one span per call; only when tracing is on)   ← outermost
+    metrics (one record per call, end to end)
     budget  (reserve the worst case, or refuse; cache hits stay free)
     cache   (answer from memory / SQLite, or store the answer)
     fallback → chain reservation → retry        (a fallback's dearer worst case is reserved)
+    replicas (each attempt to a model's least busy replica that is up; only for replicated models)
     rate limit (per attempt, per model actually called; slows down on 429)
     attempt meter (counts what goes on the wire)
     provider (LiteLLM, the native OpenAI-compatible path, or the one given)  ← innermost
@@ -30,11 +32,14 @@ from promptlift.client.config import ClientConfig
 from promptlift.client.fallback import FallbackProvider
 from promptlift.client.metrics import AttemptMeter, Metrics, RecordingProvider
 from promptlift.client.ratelimit import RateLimitedProvider, RateLimiter
+from promptlift.client.replicas import ReplicaProvider
 from promptlift.client.retry import RetryingProvider
+from promptlift.client.traced import TracingProvider
 from promptlift.pricing import PriceBook
 from promptlift.providers.base import Provider
 from promptlift.providers.credentials import GOOGLE_AUTH
 from promptlift.providers.endpoints import ModelSpec
+from promptlift.tracing import tracer_for
 
 
 def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provider, dict[str, Provider]]:
@@ -73,6 +78,9 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     stack: Provider = AttemptMeter(provider, metrics)
     if config.rate_limits:
         stack = parts["ratelimit"] = RateLimitedProvider(stack, RateLimiter(config.rate_limits))
+    replicas = {m.model: m.replicas for m in config.models if isinstance(m, ModelSpec) and m.replicas}
+    if replicas:  # below retry: every attempt is placed on the least busy replica that is up
+        stack = parts["replicas"] = ReplicaProvider(stack, replicas, config.fallback)
     stack = parts["retry"] = RetryingProvider(stack, config.retry)
     endpoints = {model: config.endpoint_of(model) for model in config.chain}
     fallback = FallbackProvider(
@@ -109,4 +117,7 @@ def build_stack(config: ClientConfig, provider: Provider | None) -> tuple[Provid
     stack = parts["metrics"] = RecordingProvider(
         stack, metrics, sink=log.record if log else None, on_close=log.close if log else None
     )
+    tracer = tracer_for(config.tracing)
+    if tracer.enabled:
+        stack = parts["tracing"] = TracingProvider(stack, tracer)
     return stack, parts

@@ -20,6 +20,7 @@ from typing import Any
 
 from promptlift.client import Client
 from promptlift.optimize.tools import Tool, ToolOutcome
+from promptlift.tracing import Tracer
 from promptlift.types import Completion, Message, ToolCall, Usage
 
 DEFAULT_MAX_STEPS = 8
@@ -188,7 +189,9 @@ async def run_agent(
             return Trajectory(completion.content, tuple(steps), tuple(history), "answer", tuple(completions))
         if step == max_steps - 1:
             break  # no model call is left to read the results: the tools asked for are not run
-        outcomes = await asyncio.gather(*(_call(by_name, call) for call in completion.tool_calls))
+        outcomes = await asyncio.gather(
+            *(_call(client.tracer, by_name, call) for call in completion.tool_calls)
+        )
         for call, outcome in zip(completion.tool_calls, outcomes, strict=True):
             steps.append(ToolStep(call, outcome))
             history.append(Message("tool", outcome.shown, tool_call_id=call.id, name=call.name))
@@ -201,10 +204,25 @@ def _obliges_a_call(tool_choice: Any) -> bool:
     return tool_choice == "required" or isinstance(tool_choice, Mapping)
 
 
-async def _call(tools: Mapping[str, Tool], call: ToolCall) -> ToolOutcome:
-    tool = tools.get(call.name)
-    if tool is None:  # the model made a tool up: it is told which exist, and may correct itself
-        return ToolOutcome(
-            error=f"there is no tool {call.name!r}; the tools are: {', '.join(tools) or 'none'}"
-        )
-    return await tool.run(call.arguments)
+async def _call(tracer: Tracer, tools: Mapping[str, Tool], call: ToolCall) -> ToolOutcome:
+    """One tool call, in an ``execute_tool {name}`` span (GenAI conventions); its arguments and
+    result are recorded only with the tracer's ``capture_content``."""
+    attrs = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": call.name,
+        "gen_ai.tool.call.id": call.id,
+    }
+    with tracer.span(f"execute_tool {call.name}", attrs) as span:
+        tool = tools.get(call.name)
+        if tool is None:  # the model made a tool up: it is told which exist, and may correct itself
+            outcome = ToolOutcome(
+                error=f"there is no tool {call.name!r}; the tools are: {', '.join(tools) or 'none'}"
+            )
+        else:
+            outcome = await tool.run(call.arguments)
+        span.set("error.type", "ToolError" if outcome.error else None)
+        if tracer.capture_content:
+            span.update(
+                {"gen_ai.tool.call.arguments": call.arguments, "gen_ai.tool.call.result": outcome.shown}
+            )
+        return outcome

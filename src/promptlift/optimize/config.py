@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from promptlift.client.config import ModelPrice, ModelSpec, RateLimit
+from promptlift.client.config import ModelPrice, ModelSpec, RateLimit, TracingConfig
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.client.shared import is_redis_url
@@ -64,10 +64,11 @@ TOP_KEYS = {
     "fallback",
     "transport",
     "prompt_cache",
+    "tracing",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s", "shared", "key_prefix", "on_unreachable")
-MODEL_KEYS = ("model", "api_base", "api_key_env", "extra")
+MODEL_KEYS = ("model", "api_base", "api_key_env", "extra", "replicas")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class RunConfig:
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)  # the chain's breakers
     transport: str = "litellm"  # "native": OpenAI-compatible servers without LiteLLM (ClientConfig)
     prompt_cache: bool = True  # mark the shared prefix and warm the provider's cache (ClientConfig)
+    tracing: TracingConfig | None = None  # OpenTelemetry spans (the otel extra); None: the OTEL_ variables
 
     @property
     def client_models(self) -> tuple[str | ModelSpec, ...]:
@@ -219,6 +221,10 @@ ACCEPTANCE = Schema(
 FALLBACK = Schema(
     {"failure_threshold": whole(0), "cooldown": number(0.0), "wait_for_probe": flag},
     example="{failure_threshold: 5, cooldown: 30, wait_for_probe: true}",
+)
+TRACING = Schema(
+    {"otlp_endpoint": text, "capture_content": flag, "service_name": text},
+    example="{otlp_endpoint: http://localhost:4318}",
 )
 # USD per 1M tokens; a rate left out is charged at the input (cache rates) or output (reasoning) rate.
 PRICE = Schema(
@@ -460,8 +466,15 @@ def model_spec(item: Mapping[str, Any], where: str) -> ModelSpec:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: missing `model` (a model name, like openai/gpt-4o-mini)")
     for key in ("api_base", "api_key_env"):
-        if item.get(key) is not None and not isinstance(item[key], str):
+        if item.get(key) is not None and not isinstance(item[key], str | list):
             raise ConfigError(f"{where}: `{key}` must be text, got {type(item[key]).__name__}")
+    if isinstance(item.get("api_key_env"), list):
+        raise ConfigError(f"{where}: `api_key_env` must be text, got list")
+    replicas = item.get("replicas") or ()
+    if not isinstance(replicas, list | tuple):
+        raise ConfigError(
+            f"{where}: `replicas` must be a list of endpoint URLs, got {type(replicas).__name__}"
+        )
     extra = item.get("extra") or {}
     if not isinstance(extra, Mapping):
         raise ConfigError(
@@ -469,7 +482,11 @@ def model_spec(item: Mapping[str, Any], where: str) -> ModelSpec:
         )
     try:
         return ModelSpec(
-            name, api_base=item.get("api_base"), api_key_env=item.get("api_key_env"), extra=extra
+            name,
+            api_base=item.get("api_base"),
+            api_key_env=item.get("api_key_env"),
+            extra=extra,
+            replicas=tuple(replicas),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -495,6 +512,9 @@ def _allowed_hosts(
     for spec in chain:
         if isinstance(spec, ModelSpec) and spec.api_base:
             check_host(spec.api_base, hosts, what=f"the api_base of {spec.model}")
+        if isinstance(spec, ModelSpec):
+            for replica in spec.replicas[1:]:  # the first is its api_base
+                check_host(replica, hosts, what=f"a replica of {spec.model}")
     return hosts
 
 
@@ -655,6 +675,18 @@ def _fallback(value: Any, where: str) -> FallbackPolicy:
     return FallbackPolicy(**checked)
 
 
+def _tracing(value: Any, where: str) -> TracingConfig | None:
+    """``tracing: {otlp_endpoint: http://localhost:4318, capture_content: false}``: OpenTelemetry
+    spans of the run over OTLP/HTTP (``promptlift.tracing``; the otel extra)."""
+    if value is None:
+        return None
+    checked = TRACING(value, At(where, "tracing"))
+    try:
+        return TracingConfig(**checked)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _read(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
@@ -717,4 +749,5 @@ def load_config(path: str | Path) -> RunConfig:
         fallback=_fallback(raw.get("fallback"), where),
         transport=scalars["transport"],
         prompt_cache=scalars["prompt_cache"],
+        tracing=_tracing(raw.get("tracing"), where),
     )

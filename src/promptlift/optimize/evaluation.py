@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from promptlift.optimize.program import (
     run_program,
 )
 from promptlift.optimize.prompt import Prompt
+from promptlift.tracing import Tracer
 from promptlift.types import Completion, Message
 
 CALL_FAILED = "the call failed"
@@ -300,6 +301,35 @@ async def _warm_then_fan_out(
     await _in_order(rest, job, workers, stop=stop)
 
 
+async def _traced_row(
+    tracer: Tracer,
+    row: Row,
+    pos: int,
+    score_row: Callable[[int], Awaitable[BaseException | None]],
+    finished: Mapping[int, tuple[RowResult, Spend]],
+) -> None:
+    """``score_row(pos)`` in the row's span: its children are the row's calls (a judge's too)."""
+    with tracer.span(
+        "promptlift.row", {"promptlift.row.index": row.index, "promptlift.row.position": pos}
+    ) as span:
+        stopped = await score_row(pos)
+        if stopped is not None:  # the evaluation stops on it: the row has no result
+            span.fail(stopped)
+        elif pos in finished:
+            span.update(row_attributes(finished[pos][0]))
+
+
+def row_attributes(result: RowResult) -> dict[str, Any]:
+    """A row span's outcome: its score, and why it failed (never its output: that is content)."""
+    failed = result.reason in (CALL_FAILED, PROGRAM_FAILED)
+    return {
+        "promptlift.row.score": result.score,
+        "promptlift.row.steps": result.steps,
+        "promptlift.row.failed": failed,
+        "error.type": result.error.split(":", 1)[0] if failed and result.error else None,
+    }
+
+
 def _row_fault(error: PromptliftError) -> bool:
     """True for a failure caused by this row's request (refused as a bad request, filtered, too
     long): the row scores 0 with the reason. Anything else — a budget refusal, a provider
@@ -420,7 +450,7 @@ class Evaluator:
             run = await run_program(program, rows[pos].fields, member)
             return Trajectory(run.output, (), (), "answer", tuple(calls)), run.trace, run.feedback
 
-        async def one(pos: int) -> None:
+        async def score_row(pos: int) -> BaseException | None:
             """Answer and score one row. The metric runs in the same worker, so a judge's call runs
             beside the other workers' calls, never blocking them."""
             row, calls = rows[pos], list[Completion]()
@@ -432,7 +462,7 @@ class Evaluator:
             except PromptliftError as exc:
                 if not _row_fault(exc):
                     fatal.append(exc)  # nothing about this row: stop, keep what was answered
-                    return
+                    return exc
                 row_faults.append(exc)
                 result = RowResult(row.index, "", 0.0, CALL_FAILED, f"{type(exc).__name__}: {exc}")
                 finished[pos] = result, Spend.of(calls)
@@ -445,7 +475,7 @@ class Evaluator:
                         score, error = await _score(self.metric, row, trajectory.output, None)
                 except Exception as exc:  # a judge's call failed outside this row, or the metric refused
                     fatal.append(exc)
-                    return
+                    return exc
                 paid(Spend.of(score.calls))
                 # a single call's record is its output; an agent's row keeps its loop
                 kept = trajectory if single is not None and single.tools else None
@@ -454,6 +484,10 @@ class Evaluator:
                 finished[pos] = result, Spend.of([*calls, *score.calls])
             if on_row is not None:
                 on_row(pos, *finished[pos])
+            return None
+
+        def one(pos: int) -> Awaitable[None]:
+            return _traced_row(self.client.tracer, rows[pos], pos, score_row, finished)
 
         await _warm_then_fan_out(
             todo,

@@ -14,12 +14,13 @@ resumed run makes exactly the decisions an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from promptlift.optimize.program import Optimizable
 from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
 from promptlift.optimize.store import RunStore
+from promptlift.tracing import Span
 from promptlift.types import Completion, Message, messages_from
 
 
@@ -269,11 +271,35 @@ class Search:
 
         return write
 
+    @contextlib.contextmanager
+    def _span(self, split: str, rows: int, **attrs: str | int | None) -> Iterator[Span]:
+        """An evaluation's span; its rows' spans nest under it (``promptlift.tracing``). A stop
+        (the budget, a stop rule) is the search ending, not a failure: the span says why and ends
+        without an error."""
+        stopped: StopRun | None = None
+        attributes = {
+            "promptlift.evaluation.split": split,
+            "promptlift.evaluation.rows": rows,
+            "promptlift.round": self.round,
+            **{f"promptlift.candidate.{k}": v for k, v in attrs.items()},
+        }
+        with self.client.tracer.span("promptlift.evaluation", attributes) as span:
+            try:
+                yield span
+            except StopRun as stop:
+                span.set("promptlift.evaluation.stopped", stop.reason)
+                stopped = stop
+        if stopped is not None:
+            raise stopped
+
     async def score(self, prompt: Optimizable, rows: Sequence[Row]) -> Evaluation:
         """Score rows (train or validation) without recording a candidate."""
         self.check_stop()
         prompt.check(self.train.fields)
-        return await self._memo_eval(prompt, rows)
+        with self._span("rows", len(rows)) as span:
+            evaluation = await self._memo_eval(prompt, rows)
+            span.update(_outcome(evaluation))
+        return evaluation
 
     async def evaluate(
         self, prompt: Optimizable, *, parent: int | None = None, origin: str = ""
@@ -282,7 +308,9 @@ class Search:
         self.check_stop()
         prompt.check(self.train.fields)
         before = self.ledger.task
-        evaluation = await self._memo_eval(prompt, list(self.validation))
+        with self._span("validation", len(self.validation), origin=origin, parent=parent) as span:
+            evaluation = await self._memo_eval(prompt, list(self.validation))
+            span.update({**_outcome(evaluation), "promptlift.candidate.id": len(self.history)})
         best_before = self.best if self.history else None
         candidate = Candidate(
             id=len(self.history),
@@ -357,7 +385,20 @@ class Search:
 
     async def evaluate_test(self, prompt: Optimizable) -> Evaluation:
         """Only the driver calls this: at the start and at the end of a run."""
-        return await self._memo_eval(prompt, list(self._test))
+        with self._span("test", len(self._test)) as span:
+            evaluation = await self._memo_eval(prompt, list(self._test))
+            span.update(_outcome(evaluation))
+        return evaluation
+
+
+def _outcome(evaluation: Evaluation) -> dict[str, float | int]:
+    """An evaluation span's result: mean score and what it cost (cache hits at their first price)."""
+    return {
+        "promptlift.evaluation.score": evaluation.mean,
+        "promptlift.evaluation.calls": evaluation.spend.calls,
+        "promptlift.evaluation.cached_calls": evaluation.spend.cached_calls,
+        "promptlift.cost_usd": evaluation.spend.cost_usd,
+    }
 
 
 ROW_STEP = ":row:"

@@ -125,6 +125,7 @@ def prepare(config: RunConfig) -> Prepared:
             rate_limits=config.rate_limits,
             prices=dict(config.prices),
             fallback=config.fallback,
+            tracing=config.tracing,
         )
     )
     field = config.metric.get("field")
@@ -236,7 +237,7 @@ def run_identity(config: RunConfig, params: list[dict[str, Any]]) -> dict[str, A
 
 # A `model:` mapping's keys that say where and with which key its calls go, not what they ask (the
 # store also redacts an endpoint's query credentials, so a stored one would never compare equal).
-_CALL_KEYS = frozenset({"api_base", "api_key_env"})
+_CALL_KEYS = frozenset({"api_base", "api_key_env", "replicas"})
 _EXTRA_CALL_KEYS = frozenset({"api_base", "base_url", "api_key", "api_version"})
 
 
@@ -324,13 +325,31 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
             f"{budget.max_calls:g}; raise it or use smaller splits"
         )
 
+    tracer = prepared.client.tracer
+
+    async def evaluated(prompt: Optimizable, split: str, rows: Dataset) -> Evaluation:
+        attrs: dict[str, str | int] = {
+            "promptlift.evaluation.split": split,
+            "promptlift.evaluation.rows": len(rows),
+        }
+        with tracer.span("promptlift.evaluation", attrs) as span:
+            evaluation = await evaluator.evaluate(prompt, rows)
+            span.update(
+                {
+                    "promptlift.evaluation.score": evaluation.mean,
+                    "promptlift.cost_usd": evaluation.spend.cost_usd,
+                }
+            )
+            return evaluation
+
     async def every() -> list[tuple[Evaluation, Evaluation, float]]:
         out = []
-        for prompt in prompts:
-            began = time.monotonic()
-            validation = await evaluator.evaluate(prompt, prepared.splits.validation)
-            test = await evaluator.evaluate(prompt, prepared.splits.test)
-            out.append((validation, test, time.monotonic() - began))
+        with tracer.span("promptlift.eval", {"promptlift.task_model": config.model}):
+            for prompt in prompts:
+                began = time.monotonic()
+                validation = await evaluated(prompt, "validation", prepared.splits.validation)
+                test = await evaluated(prompt, "test", prepared.splits.test)
+                out.append((validation, test, time.monotonic() - began))
         return out
 
     async def capped() -> list[tuple[Evaluation, Evaluation, float]]:

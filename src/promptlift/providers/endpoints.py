@@ -93,6 +93,10 @@ class ModelSpec:
     default for the route. ``extra`` goes to LiteLLM for this model only, over ``ClientConfig.extra``
     (``{"api_version": "2024-06-01"}`` for Azure); an ``api_base`` or ``base_url`` in it is the
     endpoint. The endpoint and ``extra`` are part of the cache key; the key never is.
+
+    ``replicas``: several endpoints serving this model (``api_base`` given as a list means the
+    same); each attempt goes to the least busy one that is up (``client.replicas``). ``api_base``
+    is then the first replica: the name the cache key, the breakers and the key's home use.
     """
 
     model: str
@@ -100,6 +104,7 @@ class ModelSpec:
     api_key: Secret | None = None
     api_key_env: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    replicas: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -115,9 +120,30 @@ class ModelSpec:
             )
         if not isinstance(self.extra, Mapping):
             raise ConfigError(f"{self.model}: extra must be a mapping of LiteLLM parameters")
+        self._fold_replicas()
         api_base, extra = split_endpoint(self.api_base, self.extra, self.model)
         object.__setattr__(self, "api_base", api_base)
         object.__setattr__(self, "extra", extra)
+
+    def _fold_replicas(self) -> None:
+        """``api_base`` as a list is ``replicas``; with replicas, ``api_base`` is the first one."""
+        given: Any = self.api_base
+        replicas: Any = self.replicas
+        if isinstance(given, list | tuple):
+            if replicas:
+                raise ConfigError(f"{self.model}: give the endpoints as replicas or as api_base, not both")
+            replicas, given = given, None
+        if not isinstance(replicas, list | tuple) or not all(
+            isinstance(r, str) and r.strip() for r in replicas
+        ):
+            raise ConfigError(f"{self.model}: replicas must be a list of endpoint URLs")
+        endpoints = tuple(r.rstrip("/") for r in replicas)
+        if len(set(endpoints)) < len(endpoints):
+            raise ConfigError(f"{self.model}: an endpoint appears twice in its replicas")
+        if endpoints and given is not None and str(given).rstrip("/") != endpoints[0]:
+            raise ConfigError(f"{self.model}: give the endpoints as replicas or as api_base, not both")
+        object.__setattr__(self, "api_base", endpoints[0] if endpoints else given)
+        object.__setattr__(self, "replicas", endpoints if len(endpoints) > 1 else ())  # one: a plain api_base
 
     @classmethod
     def of(cls, model: str | ModelSpec) -> ModelSpec:

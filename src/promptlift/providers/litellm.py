@@ -289,6 +289,8 @@ class LiteLLMProvider(Provider):
         for spec in self.chain.specs:
             if spec.api_base:
                 check_host(spec.api_base, allowed_hosts, what=f"the api_base of {spec.model}")
+            for replica in spec.replicas[1:]:  # the first is its api_base
+                check_host(replica, allowed_hosts, what=f"a replica of {spec.model}")
         if self.api_base:
             check_host(self.api_base, allowed_hosts)
 

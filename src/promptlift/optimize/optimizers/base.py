@@ -83,8 +83,25 @@ class Optimizer(abc.ABC):
             if capped
             else contextlib.nullcontext()
         )
-        with scope:
-            return await self._run(prompt, splits, metric, client, settings, store, run_id)
+        attrs = {
+            "promptlift.optimizer": self.name,
+            "promptlift.run.id": run_id,
+            "promptlift.task_model": settings.task,
+            "promptlift.reasoning_model": settings.reasoner,
+            "promptlift.seed": settings.seed,
+        }
+        with scope, client.tracer.span("promptlift.run", attrs) as span:
+            result = await self._run(prompt, splits, metric, client, settings, store, run_id)
+            span.update(
+                {
+                    "promptlift.run.stop_reason": result.stop_reason,
+                    "promptlift.run.candidates": len(result.history),
+                    "promptlift.run.best_score": result.best.score,
+                    "promptlift.run.best_test_score": result.best_test.mean,
+                    "promptlift.cost_usd": result.task_spend.cost_usd + result.reasoning_spend.cost_usd,
+                }
+            )
+            return result
 
     async def _run(
         self,
