@@ -47,10 +47,12 @@ __all__ = [
     "ModelPrice",
     "PriceBook",
     "Prices",
+    "cache_saving_usd",
     "cost_usd",
     "estimate_cost_usd",
     "estimate_input_tokens",
     "estimate_text_tokens",
+    "map_field",
     "map_price",
     "price_of",
     "worst_case_usage",
@@ -107,6 +109,13 @@ class ModelPrice:
     def free(self) -> bool:
         rates = (self.cached_input_per_mtok, self.cache_write_per_mtok, self.reasoning_per_mtok)
         return not self.input_per_mtok and not self.output_per_mtok and not any(rates)
+
+    def cache_saving(self, usage: Usage) -> float:
+        """USD the prompt cache saved on ``usage``: its cost with every input token at the input
+        rate, minus its cost as billed (negative when a write's premium outweighed the reads)."""
+        if not usage.cached_tokens and not usage.cache_write_tokens:
+            return 0.0
+        return self.cost(usage.without_cache()) - self.cost(usage)
 
     def cost(self, usage: Usage) -> float:
         """USD for ``usage``: the one cost formula (see the module docstring)."""
@@ -174,6 +183,12 @@ def _entry(model: str) -> Mapping[str, Any] | None:
     return None
 
 
+def map_field(model: str, key: str) -> Any:
+    """One field of ``model``'s entry in LiteLLM's bundled map (``prompt_cache_min_tokens``), or None."""
+    info = _entry(model)
+    return None if info is None else info.get(key)
+
+
 def map_price(model: str) -> ModelPrice | None:
     """The price LiteLLM's bundled map gives ``model``, or None."""
     info = _entry(model)
@@ -213,6 +228,12 @@ def cost_usd(model: str, usage: Usage, prices: Prices | None = None) -> float:
             log.warning("no price known for %s: its calls count as $0; register a price for it", model)
         return 0.0
     return price.cost(usage)
+
+
+def cache_saving_usd(model: str, usage: Usage, prices: Prices | None = None) -> float:
+    """What the prompt cache saved on ``usage`` (``ModelPrice.cache_saving``); 0 for an unknown price."""
+    price = price_of(model, prices)
+    return 0.0 if price is None else price.cache_saving(usage)
 
 
 # -- token estimates ---------------------------------------------------------------------------------

@@ -206,6 +206,10 @@ class CompletionRequest:
     # A ceiling on the answer that a budget sets when the caller set no max_tokens: sent as max_tokens,
     # but not part of the cache key, so answers are shared between runs with and without a budget.
     output_cap: int | None = None
+    # How many leading messages (system text, demos) every call of an evaluation shares: a provider
+    # whose prompt cache needs explicit breakpoints (Anthropic) marks them (``promptlift.prompt_cache``).
+    # 0: mark nothing. It changes what is billed, never the answer, so it is not part of the cache key.
+    cache_prefix: int = 0
 
     def generation_params(self) -> dict[str, Any]:
         """The parameters that change what the model generates, without None values."""
@@ -269,6 +273,10 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def without_cache(self) -> Usage:
+        """The same tokens as if no prompt cache had been read or written: all at the input rate."""
+        return dataclasses.replace(self, cached_tokens=0, cache_write_tokens=0)
 
     def to_dict(self) -> dict[str, int | bool]:
         return {
@@ -358,6 +366,9 @@ class Completion:
     served_by: str = ""  # which path sent it: "litellm", "native" ("" for a provider of your own)
     logprobs: tuple[TokenLogprob, ...] = ()  # with request ``logprobs``, where the provider gives them
     samples: tuple[str, ...] = ()  # with request ``n`` > 1: every answer's text, ``content`` first
+    # What the provider's prompt cache saved on this call: its cost with every input token at the
+    # input rate, minus ``cost_usd`` (negative when a cache write's premium outweighed the reads).
+    cache_saved_usd: float = 0.0
 
     def __post_init__(self) -> None:
         # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
@@ -385,6 +396,7 @@ class Completion:
             **({"served_by": self.served_by} if self.served_by else {}),
             **({"logprobs": [t.to_dict() for t in self.logprobs]} if self.logprobs else {}),
             **({"samples": list(self.samples)} if self.samples else {}),
+            **({"cache_saved_usd": self.cache_saved_usd} if self.cache_saved_usd else {}),
         }
 
     @classmethod
@@ -405,6 +417,7 @@ class Completion:
             served_by=str(data.get("served_by") or ""),
             logprobs=tuple(TokenLogprob.from_dict(t) for t in data.get("logprobs") or ()),
             samples=tuple(str(t) for t in data.get("samples") or ()),
+            cache_saved_usd=float(data.get("cache_saved_usd") or 0.0),
         )
 
 

@@ -121,6 +121,11 @@ def run_eval(args: argparse.Namespace) -> int:
             ci = _interval(report[f"{split}_score_ci"])
             print(f"{split:<11} {report[f'{split}_score']:.3f}  {ci}  ({report[f'{split}_rows']} rows)")
         print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}  {report['duration_s']:.1f} s")
+        if report["cached_input_tokens"]:
+            print(
+                f"prompt cache {report['cached_input_tokens']} input tokens read  "
+                f"saved ${report['cache_saved_usd']:.4f}"
+            )
     return 0
 
 

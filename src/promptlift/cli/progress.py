@@ -100,6 +100,12 @@ def print_summary(result: OptimizationResult) -> None:
         f"tokens {spend.tokens} · cost ${spend.cost_usd:.4f} · {result.duration_s:.1f} s · "
         f"{len(result.history)} candidates"
     )
+    if spend.cached_input_tokens or spend.cache_saved_usd:
+        print(
+            f"prompt cache: {spend.cached_input_tokens} input tokens read from the provider's cache · "
+            f"saved ${spend.cache_saved_usd:.4f} (${spend.cost_usd + spend.cache_saved_usd:.4f} at the "
+            f"full input price)"
+        )
     print("initial prompt:")
     print(_indent(result.initial.prompt.describe()))
     print("best prompt:")

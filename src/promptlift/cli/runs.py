@@ -215,7 +215,16 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
         "rows": {k: len(v) for k, v in outcomes.items()},
         "regressed_rows": outcomes["regressed"],
         "spend": {
-            k: result.get(k) for k in ("calls", "task_calls", "reasoning_calls", "cached_calls", "cost_usd")
+            k: result.get(k)
+            for k in (
+                "calls",
+                "task_calls",
+                "reasoning_calls",
+                "cached_calls",
+                "cost_usd",
+                "cached_input_tokens",  # the provider's prompt cache (None in a run stored before it)
+                "cache_saved_usd",
+            )
         },
         "budget": (run["config"] or {}).get("budget"),
         "duration_s": result.get("duration_s"),
@@ -253,6 +262,11 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
         f"{spend['reasoning_calls']} reasoning, {spend['cached_calls']} from the cache) · "
         f"${spend['cost_usd'] or 0:.4f} · {summary['duration_s']:.1f} s"
     )
+    if spend["cached_input_tokens"]:
+        print(
+            f"prompt cache {spend['cached_input_tokens']} input tokens read from the provider's cache · "
+            f"saved ${spend['cache_saved_usd'] or 0:.4f}"
+        )
     print(f"candidates  {summary['candidates']}; the top ones:")
     for c in summary["top"]:
         print(

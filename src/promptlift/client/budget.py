@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from typing import TypeVar
 
+from promptlift import prompt_cache
 from promptlift.client.config import Budget
 from promptlift.errors import BudgetExceeded, ConfigError, SharedStateUnavailable
 from promptlift.log import get_logger
@@ -310,7 +311,10 @@ class BudgetedProvider(Provider):
             request = self.capped(request)
         answers = max(1, request.n or 1)  # each of n samples may run to max_tokens
         usage = Usage(
-            self.pricing.input_tokens(request), (request.answer_limit or 0) * answers, reported=False
+            self.pricing.input_tokens(request),
+            (request.answer_limit or 0) * answers,
+            cache_write_tokens=prompt_cache.worst_write_tokens(request),  # a write costs more than input
+            reported=False,
         )
         price = self.pricing.price(request.model)
         if price is None:
@@ -345,8 +349,11 @@ class BudgetedProvider(Provider):
             return completion.replace(usage=usage, cost_usd=cost)
         if completion.cost_usd:
             return completion
-        priced = self.pricing.cost(completion.model, completion.usage)
-        return completion if priced is None else completion.replace(cost_usd=priced)
+        price = self.pricing.price(completion.model)
+        if price is None:
+            return completion
+        usage = completion.usage
+        return completion.replace(cost_usd=price.cost(usage), cache_saved_usd=price.cache_saving(usage))
 
     def grow(self, hold: _Hold, request: CompletionRequest) -> None:
         """Before ``request`` goes to the model it names (a fallback), raise the call's reservation to

@@ -1,7 +1,8 @@
 """An optional flight recorder: one SQLite row per call.
 
 Every row has the model, endpoint, generation parameters, outcome, error (type and redacted
-message), usage, cost, latency, attempts, cache hit and fallback. Message contents — the request's
+message), usage (with the provider's prompt-cache reads and writes), cost and what the prompt cache
+saved, latency, attempts, cache hit and fallback. Message contents — the request's
 messages and the answer — are stored only when ``log_content`` is on. Credentials never are: the
 request type does not carry them, and every stored text goes through ``redact``.
 
@@ -49,6 +50,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             response TEXT
         );
         CREATE INDEX calls_started ON calls (started);
+        """,
+    ),
+    (
+        "002_prompt_cache",  # input read from and written to the provider's prompt cache, and the saving
+        """
+        ALTER TABLE calls ADD COLUMN cached_input_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE calls ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE calls ADD COLUMN cache_saved_usd REAL NOT NULL DEFAULT 0;
         """,
     ),
 ]
@@ -112,13 +121,17 @@ class CallLog:
             completion.finish_reason if completion is not None else None,
             messages,
             response,
+            record.cached_input_tokens,
+            completion.usage.cache_write_tokens if completion is not None and not completion.cached else 0,
+            record.cache_saved_usd,
         )
         with self._lock:
             self._conn.execute(
                 "INSERT INTO calls (started, model, provider, served_by, api_base, params, ok, error_type,"
                 " error_message, latency_s, attempts, cached, fallback_used, input_tokens, output_tokens,"
-                " cost_usd, finish_reason, messages, response) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cost_usd, finish_reason, messages, response, cached_input_tokens, cache_write_tokens,"
+                " cache_saved_usd) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
 

@@ -175,6 +175,9 @@ class ClientConfig:
     # "native": OpenAI-compatible servers (openai/, hosted_vllm/ with an api_base) without LiteLLM
     # in the call (providers/native.py); every other route still goes through LiteLLM
     transport: str = "litellm"
+    # An evaluation's shared prefix marked for the provider's prompt cache and its first call sent
+    # alone to write it (``promptlift.prompt_cache``); False sends every call as it comes
+    prompt_cache: bool = True
     # OpenTelemetry spans over OTLP/HTTP (the otel extra); None: only if OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: TracingConfig | None = None
 

@@ -54,6 +54,9 @@ class CallRecord:
     attempts: int = 0
     cached: bool = False
     fallback_used: bool = False
+    # of the input, read from the provider's prompt cache, and what that saved (Completion.cache_saved_usd)
+    cached_input_tokens: int = 0
+    cache_saved_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,8 @@ class _Agg:
     cost_usd: float = 0.0
     cached_cost_usd: float = 0.0
     latencies: deque[float] = field(default_factory=deque)
+    cached_input_tokens: int = 0  # read from the provider's prompt cache (calls sent)
+    cache_saved_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class ModelStats:
     output_tokens: int
     cost_usd: float
     cached_cost_usd: float
+    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_saved_usd: float = 0.0  # what that saved: the cost at the full input price minus cost_usd
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,8 @@ class Metrics:
                 billed.input_tokens += record.input_tokens
                 billed.output_tokens += record.output_tokens
                 billed.cost_usd += record.cost_usd
+                billed.cached_input_tokens += record.cached_input_tokens
+                billed.cache_saved_usd += record.cache_saved_usd
         for listener in self.listeners:
             listener(record)
 
@@ -197,6 +206,8 @@ def _copy(a: _Agg) -> _Agg:
         a.cost_usd,
         a.cached_cost_usd,
         deque(a.latencies),
+        a.cached_input_tokens,
+        a.cache_saved_usd,
     )
 
 
@@ -213,6 +224,8 @@ def _merge(into: _Agg, a: _Agg) -> None:
     into.cost_usd += a.cost_usd
     into.cached_cost_usd += a.cached_cost_usd
     into.latencies.extend(a.latencies)
+    into.cached_input_tokens += a.cached_input_tokens
+    into.cache_saved_usd += a.cache_saved_usd
 
 
 def _stats(provider: str, model: str, a: _Agg) -> ModelStats:
@@ -239,6 +252,8 @@ def _stats(provider: str, model: str, a: _Agg) -> ModelStats:
         output_tokens=a.output_tokens,
         cost_usd=a.cost_usd,
         cached_cost_usd=a.cached_cost_usd,
+        cached_input_tokens=a.cached_input_tokens,
+        cache_saved_usd=a.cache_saved_usd,
     )
 
 
@@ -256,6 +271,8 @@ _PROM_COUNTERS: list[tuple[str, str, str]] = [
     ("input_tokens_total", "input_tokens", "Input tokens of calls sent (cache hits excluded)."),
     ("output_tokens_total", "output_tokens", "Output tokens of calls sent (cache hits excluded)."),
     ("cost_usd_total", "cost_usd", "New spend in USD (cache hits excluded)."),
+    ("cached_input_tokens_total", "cached_input_tokens", "Input tokens read from providers' prompt caches."),
+    ("cache_saved_usd_total", "cache_saved_usd", "USD providers' prompt caches saved on calls sent."),
 ]
 
 
@@ -370,6 +387,8 @@ class RecordingProvider(Provider):
             attempts=c.attempts if c else 0,
             cached=c.cached if c else False,
             fallback_used=c.fallback_used if c else False,
+            cached_input_tokens=c.usage.cached_tokens if c and not c.cached else 0,
+            cache_saved_usd=c.cache_saved_usd if c and not c.cached else 0.0,
         )
         self.metrics.record_call(record)
         if self.sink is not None:

@@ -63,6 +63,7 @@ TOP_KEYS = {
     "allowed_hosts",
     "fallback",
     "transport",
+    "prompt_cache",
     "tracing",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
@@ -104,6 +105,7 @@ class RunConfig:
     allowed_hosts: tuple[str, ...] | None = None  # the only hosts calls may go to; None: any
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)  # the chain's breakers
     transport: str = "litellm"  # "native": OpenAI-compatible servers without LiteLLM (ClientConfig)
+    prompt_cache: bool = True  # mark the shared prefix and warm the provider's cache (ClientConfig)
     tracing: TracingConfig | None = None  # OpenTelemetry spans (the otel extra); None: the OTEL_ variables
 
     @property
@@ -246,6 +248,7 @@ SCALARS: dict[str, tuple[Check, Any]] = {
     "store": (optional(text), None),
     "api_base": (optional(text), None),
     "transport": (choice("litellm", "native"), "litellm"),
+    "prompt_cache": (flag, True),
 }
 
 
@@ -745,5 +748,6 @@ def load_config(path: str | Path) -> RunConfig:
         allowed_hosts=_allowed_hosts(raw.get("allowed_hosts"), raw, chain, where),
         fallback=_fallback(raw.get("fallback"), where),
         transport=scalars["transport"],
+        prompt_cache=scalars["prompt_cache"],
         tracing=_tracing(raw.get("tracing"), where),
     )

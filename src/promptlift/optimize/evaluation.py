@@ -6,7 +6,10 @@ row (``promptlift.optimize.agent``), and the row keeps its whole trajectory. A p
 schema has each answer validated first: one that is not valid JSON for the schema scores 0 with
 the reason, and the metric gets the answers that are (as text, like any output). Rows are taken in
 order by at most ``concurrency`` workers: on the embedded model the calls of one prompt share its
-prefix (system text and demos) and run back to back on its single worker, so the KV cache is reused.
+prefix (system text and demos) and run back to back on its single worker, so the KV cache is
+reused. On a provider with a prompt cache (``promptlift.prompt_cache``) a prefix long enough to
+qualify is sent marked as such (``CompletionRequest.cache_prefix``), and the first row's call goes
+alone, so the others read the prefix it wrote instead of all missing at once.
 """
 
 from __future__ import annotations
@@ -14,15 +17,23 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
+from promptlift import prompt_cache
 from promptlift.client import Client
 from promptlift.errors import BadRequest, PromptliftError, UserError
 from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
-from promptlift.optimize.program import Optimizable, Program, ProgramError, PromptCall, run_program
+from promptlift.optimize.program import (
+    Optimizable,
+    Program,
+    ProgramError,
+    PromptCall,
+    members,
+    run_program,
+)
 from promptlift.optimize.prompt import Prompt
 from promptlift.tracing import Tracer
 from promptlift.types import Completion, Message
@@ -90,6 +101,10 @@ class Spend:
     cost_usd: float = 0.0
     cached_calls: int = 0
     cached_cost_usd: float = 0.0
+    # Of the sent calls, as the provider reported: input tokens read from its prompt cache, and
+    # what that saved (the cost at the full input rate minus ``cost_usd``; Completion.cache_saved_usd)
+    cached_input_tokens: int = 0
+    cache_saved_usd: float = 0.0
 
     @property
     def work_calls(self) -> int:
@@ -100,22 +115,10 @@ class Spend:
         return self.cost_usd + self.cached_cost_usd
 
     def __add__(self, other: Spend) -> Spend:
-        return Spend(
-            self.calls + other.calls,
-            self.tokens + other.tokens,
-            self.cost_usd + other.cost_usd,
-            self.cached_calls + other.cached_calls,
-            self.cached_cost_usd + other.cached_cost_usd,
-        )
+        return Spend(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def __sub__(self, other: Spend) -> Spend:
-        return Spend(
-            self.calls - other.calls,
-            self.tokens - other.tokens,
-            self.cost_usd - other.cost_usd,
-            self.cached_calls - other.cached_calls,
-            self.cached_cost_usd - other.cached_cost_usd,
-        )
+        return Spend(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     @classmethod
     def of(cls, completions: Sequence[Completion]) -> Spend:
@@ -127,6 +130,8 @@ class Spend:
             sum(c.cost_usd for c in sent),
             len(hits),
             sum(c.cost_usd for c in hits),
+            sum(c.usage.cached_tokens for c in sent),
+            sum(c.cache_saved_usd for c in sent),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +141,8 @@ class Spend:
             "cost_usd": self.cost_usd,
             "cached_calls": self.cached_calls,
             "cached_cost_usd": self.cached_cost_usd,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_saved_usd": self.cache_saved_usd,
         }
 
     @classmethod
@@ -146,6 +153,8 @@ class Spend:
             float(d["cost_usd"]),
             int(d.get("cached_calls", 0)),
             float(d.get("cached_cost_usd", 0.0)),
+            int(d.get("cached_input_tokens", 0)),
+            float(d.get("cache_saved_usd", 0.0)),
         )
 
 
@@ -270,6 +279,28 @@ async def _in_order(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _warm_then_fan_out(
+    items: Sequence[int],
+    job: Callable[[int], Any],
+    workers: int,
+    *,
+    warm: bool,
+    sent: Callable[[int], bool],
+    stop: Callable[[], bool],
+) -> None:
+    """``_in_order``, but with ``warm`` the first item goes alone: its call writes the provider's
+    prompt cache, which the others, sent beside it, would each miss (and on Anthropic each pay a
+    write). An item that sent nothing (the response cache answered it) wrote nothing, so the next
+    goes alone too."""
+    rest = list(items)
+    while warm and workers > 1 and rest and not stop():
+        first, rest = rest[0], rest[1:]
+        await _in_order([first], job, 1, stop=stop)
+        if sent(first):
+            break
+    await _in_order(rest, job, workers, stop=stop)
+
+
 async def _traced_row(
     tracer: Tracer,
     row: Row,
@@ -336,12 +367,26 @@ class Evaluator:
         samples = prompt.samples if prompt is not None else 1
         return task + int(getattr(self.metric, "calls_per_row", 0)) * samples
 
+    def cache_prefix(self, prompt: Prompt) -> int:
+        """How many leading messages of ``prompt``'s calls to send as a shared prefix for the
+        provider's prompt cache: the system text and demos (``Prompt.shared_messages``) when the
+        client allows it (``ClientConfig.prompt_cache``), the task model's route caches prompts,
+        and they are long enough (``prompt_cache.qualifies``); else 0."""
+        if not self.client.config.prompt_cache:
+            return 0
+        shared = prompt.shared_messages()
+        return len(shared) if prompt_cache.qualifies(self.model, shared, len(shared)) else 0
+
     async def _answer(
-        self, prompt: Prompt, messages: Sequence[Message], record: Callable[[Completion], None]
+        self,
+        prompt: Prompt,
+        messages: Sequence[Message],
+        record: Callable[[Completion], None],
+        cache_prefix: int = 0,
     ) -> Trajectory:
         """One prompt's answer to one conversation: a single call, or the agent loop for a prompt
         with tools; ``record`` sees each model call as it returns."""
-        params = prompt.request_params()
+        params = prompt.request_params() | ({"cache_prefix": cache_prefix} if cache_prefix else {})
         if prompt.tools:
             return await run_agent(
                 self.client,
@@ -383,6 +428,7 @@ class Evaluator:
         # conversation) is one clear error, not a failure after paying for the rows before it.
         single = prompt if isinstance(prompt, Prompt) else None
         conversations = {pos: single.messages(rows[pos].fields) for pos in todo} if single else {}
+        prefixes = {id(part): self.cache_prefix(part) for part in members(prompt).values()}
         fatal: list[BaseException] = []
         row_faults: list[PromptliftError] = []
         paid = on_spend or (lambda spend: None)
@@ -396,10 +442,10 @@ class Evaluator:
 
             if program is None:
                 assert isinstance(prompt, Prompt)
-                return await self._answer(prompt, conversations[pos], record), (), ""
+                return await self._answer(prompt, conversations[pos], record, prefixes[id(prompt)]), (), ""
 
             async def member(part: Prompt, fields: Mapping[str, Any]) -> Trajectory:
-                return await self._answer(part, part.messages(fields), record)
+                return await self._answer(part, part.messages(fields), record, prefixes.get(id(part), 0))
 
             run = await run_program(program, rows[pos].fields, member)
             return Trajectory(run.output, (), (), "answer", tuple(calls)), run.trace, run.feedback
@@ -443,7 +489,14 @@ class Evaluator:
         def one(pos: int) -> Awaitable[None]:
             return _traced_row(self.client.tracer, rows[pos], pos, score_row, finished)
 
-        await _in_order(todo, one, self.client.config.concurrency, stop=lambda: bool(fatal))
+        await _warm_then_fan_out(
+            todo,
+            one,
+            self.client.config.concurrency,
+            warm=any(prefixes.values()),
+            sent=lambda pos: pos in finished and finished[pos][1].calls > 0,
+            stop=lambda: bool(fatal),
+        )
         if fatal:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]

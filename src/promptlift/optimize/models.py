@@ -159,6 +159,7 @@ def _score(
             models=(own or candidate.model,),
             allowed_hosts=config.allowed_hosts,
             transport=config.transport,
+            prompt_cache=config.prompt_cache,
             api_base=api_base,
             timeout=config.timeout,
             concurrency=config.concurrency,

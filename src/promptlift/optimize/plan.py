@@ -31,6 +31,7 @@ from typing import Any
 
 from promptlift.client.catalog import ModelPrice, estimate_text_tokens, is_base_model, price_of
 from promptlift.errors import ConfigError, UserError
+from promptlift.optimize.cache_plan import ROW_FIRST, CachePlan, plan_cache
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, split
 from promptlift.optimize.metrics import JUDGE_MAX_TOKENS, LLMJudge
@@ -187,10 +188,12 @@ class Plan:
     zero_priced: tuple[str, ...] = ()  # models not local/ whose price is $0 (a free server, `prices:`)
     problems: tuple[str, ...] = ()  # why the run cannot do its job (a budget too small for one candidate)
     program: str = ""  # a program's calls per row: "declared" (held) or "estimated" (measured at start)
+    caching: CachePlan | None = None  # the task calls' shared prefix and the provider cache's saving
+    prompt_warnings: tuple[str, ...] = ()  # about the prompt itself (a row field before the instruction)
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(w for s in self.stages for w in s.warnings)
+        return (*self.prompt_warnings, *(w for s in self.stages for w in s.warnings))
 
     def render(self) -> str:
         s = self.sizes
@@ -230,6 +233,12 @@ class Plan:
             )
         capped = f" (capped by max_calls {self.budget.max_calls})" if self._capped() else ""
         lines.append(f"  total: ~{self.calls.total} calls{capped} · cost {self.cost_text()}")
+        if self.caching is not None:
+            lines.append(self.caching.render())
+            if self.caching.saved_usd and self.cost_usd:
+                low, high = self.cost_usd  # the range's own margins on the saving too
+                saved = self.caching.saved_usd
+                lines.append(f"  cost with caching ${low - 0.8 * saved:.4f}–${high - 1.2 * saved:.4f}")
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  error: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -278,6 +287,8 @@ class Plan:
             "problems": list(self.problems),
             "steps_per_row": self.steps,
             "program_calls_per_row": self.program or None,
+            "prompt_cache": self.caching.to_dict() if self.caching else None,
+            "warnings": list(self.warnings),
         }
 
 
@@ -393,9 +404,21 @@ def make_plan(
     r_price = price_of(config.reasoning_model, prices)
     j_price = price_of(judge, prices) if judge else t_price
     per_call: CallCosts | None = None
+    task_in = 0  # unpriced: the cache estimate names the prefix alone
     if t_price is not None and r_price is not None and j_price is not None:
         task_in = call_tokens(config.prompt, row, demos // 2)
         per_call = _per_call_costs(config, row, task_in, base, (t_price, r_price, j_price))
+    caching = plan_cache(
+        config.prompt,
+        config.model,
+        t_price,
+        row,
+        extra_demos=demos // 2,
+        task_input=task_in,
+        task_calls=calls.task,
+        rows_per_evaluation=sizes.validation,
+    )
+    row_first = isinstance(config.prompt, Prompt) and config.prompt.row_before_instruction
     cost = None
     if per_call is not None:
         cost = (0.8 * per_call.low(calls), 1.2 * per_call.high(calls))
@@ -418,6 +441,8 @@ def make_plan(
         problems=problems,
         steps=steps,
         program=_program_kind(config.prompt),
+        caching=caching,
+        prompt_warnings=(ROW_FIRST,) if row_first else (),
     )
 
 

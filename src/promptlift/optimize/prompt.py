@@ -258,7 +258,26 @@ class Prompt:
                     f"(fields: {', '.join(sorted(have))}); rename the placeholder or add the field"
                 )
 
-    def messages(self, row: Mapping[str, Any]) -> tuple[Message, ...]:
+    @property
+    def row_before_instruction(self) -> bool:
+        """The system text takes a row field: every row's prompt then starts differently, and no
+        provider's prompt cache can reuse any of it."""
+        return bool(placeholders(self.system, "prompt.system"))
+
+    def shared_messages(self) -> tuple[Message, ...]:
+        """The leading messages of ``messages()`` that are the same for every row: the system text
+        and the demos, then the turns without a field; none when the system text takes a field."""
+        if self.row_before_instruction:
+            return ()
+        out = self._opening({})
+        for i, turn in enumerate(self.turns):
+            if turn.history or placeholders(turn.content, f"prompt.turns[{i}]"):
+                break
+            out.append(Message(turn.role, fill(turn.content, {})))  # type: ignore[arg-type]
+        return tuple(out)
+
+    def _opening(self, row: Mapping[str, Any]) -> list[Message]:
+        """The system text filled for ``row``, then the demos as user/assistant turns."""
         out: list[Message] = []
         system = fill(self.system, row).strip()
         if system:
@@ -266,6 +285,10 @@ class Prompt:
         for demo in self.demos:
             out.append(Message("user", fill(self.user, demo.fields)))
             out.append(Message("assistant", demo.answer))
+        return out
+
+    def messages(self, row: Mapping[str, Any]) -> tuple[Message, ...]:
+        out = self._opening(row)
         for turn in self.turns:
             if turn.history:
                 out.extend(history_messages(row.get(turn.history), turn.history))

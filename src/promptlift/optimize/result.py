@@ -69,6 +69,10 @@ class OptimizationResult:
             "cached_calls": self.spend.cached_calls,  # answered by the cache: counted by budgets, not paid
             "tokens": self.spend.tokens,
             "cost_usd": self.spend.cost_usd,
+            # as the providers reported: input read from their prompt caches, and what that saved
+            # (the cost at the full input price minus cost_usd)
+            "cached_input_tokens": self.spend.cached_input_tokens,
+            "cache_saved_usd": self.spend.cache_saved_usd,
             "stop_reason": self.stop_reason,
             "duration_s": round(self.duration_s, 3),
         }

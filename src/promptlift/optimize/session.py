@@ -117,6 +117,7 @@ def prepare(config: RunConfig) -> Prepared:
             api_base=config.api_base,
             allowed_hosts=config.allowed_hosts,
             transport=config.transport,
+            prompt_cache=config.prompt_cache,
             timeout=config.timeout,
             concurrency=config.concurrency,
             cache=CacheConfig(path=str(config.cache)) if config.cache else None,
@@ -384,6 +385,8 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
                 "test_rows": len(test.rows),
                 "calls": spend.calls,
                 "cost_usd": spend.cost_usd,
+                "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
+                "cache_saved_usd": spend.cache_saved_usd,
                 "duration_s": round(seconds if len(prompts) > 1 else time.monotonic() - started, 3),
                 "validation": validation.to_dict(),
                 "test": test.to_dict(),

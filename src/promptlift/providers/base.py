@@ -77,6 +77,7 @@ def answer(
         provider=provider,
         usage=usage,
         cost_usd=pricing.cost_usd(request.model, usage, prices),
+        cache_saved_usd=pricing.cache_saving_usd(request.model, usage, prices),
         latency_s=latency,
         finish_reason=finish,
         tool_calls=tool_calls,

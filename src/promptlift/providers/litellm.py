@@ -29,7 +29,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from promptlift import errors, pricing
+from promptlift import errors, pricing, prompt_cache
 from promptlift.log import get_logger, litellm_import, litellm_prints_off
 from promptlift.providers import local as local_models
 from promptlift.providers.base import Provider, answer, closing
@@ -358,7 +358,7 @@ class LiteLLMProvider(Provider):
         spec = self.chain.spec(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": _messages_for(request, provider_of(request.model)),
+            "messages": _with_breakpoints(_messages_for(request, provider_of(request.model)), request),
             "timeout": request.timeout,
             "num_retries": 0,
             "max_retries": 0,
@@ -583,6 +583,40 @@ def _messages_for(request: CompletionRequest, provider: str) -> list[dict[str, s
     if provider.startswith("text-completion") and len(request.messages) > 1:
         return [{"role": "user", "content": render_plain(request.messages)}]
     return [m.to_dict() for m in request.messages]
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _with_breakpoints(messages: list[dict[str, Any]], request: CompletionRequest) -> list[dict[str, Any]]:
+    """The messages with the request's shared prefix (``cache_prefix``) marked for a route whose
+    prompt cache needs marks (Anthropic): ``cache_control`` on the system text and on the prefix's
+    last message, two of the four breakpoints allowed, so a changed demo still reads the system
+    text from the cache. LiteLLM carries a ``cache_control`` on a text content block through to
+    Anthropic's blocks (``system`` and ``messages`` alike)."""
+    rule = prompt_cache.rule_for(request.model)
+    if not request.cache_prefix or rule is None or not rule.marked or not messages:
+        return messages
+    last = min(request.cache_prefix, len(messages)) - 1
+    marks = {last, 0} if messages[0]["role"] == "system" else {last}
+    out = list(messages)
+    for index in sorted(marks)[-rule.max_breakpoints :]:
+        out[index] = _marked(out[index])
+    return out
+
+
+def _marked(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with ``cache_control`` on its last text block (a string becomes one block)."""
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+    if isinstance(content, list):
+        texts = [i for i, part in enumerate(content) if part.get("type") == "text" and part.get("text")]
+        if texts:
+            parts = list(content)
+            parts[texts[-1]] = {**parts[texts[-1]], "cache_control": EPHEMERAL}
+            return {**message, "content": parts}
+    return message  # no text to mark (a bare tool call): the breakpoint is left out
 
 
 @contextlib.asynccontextmanager

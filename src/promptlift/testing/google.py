@@ -157,7 +157,7 @@ _STATUS: dict[ErrorKind, str] = {  # google.rpc.Code names
 
 
 def generate_content_body(
-    reply: Reply, *, model: str, input_tokens: int, output_tokens: int
+    reply: Reply, *, model: str, input_tokens: int, output_tokens: int, cached_tokens: int = 0
 ) -> dict[str, Any]:
     """A generateContent response carrying ``reply``: its text, then one ``functionCall`` part per
     tool call (Gemini's calls carry no id). An empty text beside calls sends no text part.
@@ -177,6 +177,8 @@ def generate_content_body(
             "promptTokenCount": input_tokens,
             "candidatesTokenCount": output_tokens,
             "totalTokenCount": input_tokens + output_tokens,
+            # implicit caching: the part of the prompt read from the cache (promptTokenCount has it)
+            **({"cachedContentTokenCount": cached_tokens} if cached_tokens else {}),
         },
         "modelVersion": model,
     }

@@ -36,6 +36,10 @@ google-auth retries), any other as ``invalid_grant`` (see ``testing.google.token
 A chat request with ``"stream": true`` (OpenAI's protocol, Azure's) is answered as server-sent
 events (``testing.sse``); ``cut_stream`` drops such an answer mid-stream, ``held_stream`` pauses it.
 
+``emulate_prompt_cache()`` makes the answers report prompt-cache reads and writes the way each
+provider does, from the prefixes the server has already answered (``testing.prompt_cache``):
+OpenAI's and Gemini's automatic caches, Anthropic's only at ``cache_control`` marks.
+
 Every request is recorded (``requests``) before it is answered: arrival time (``time.monotonic``),
 method, path, query, headers (lower-case names), raw body, protocol, model and the key presented.
 ``conversation`` reads its messages the same way for every protocol (system, user, assistant turns
@@ -49,6 +53,7 @@ Thread-safety: the server answers each connection on its own thread; scripting a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import itertools
 import json
@@ -70,6 +75,7 @@ from promptlift.testing.google import (
     token_error,
     token_response,
 )
+from promptlift.testing.prompt_cache import Metered, PromptCacheEmulator
 from promptlift.testing.replies import (
     Reply,
     bad_request,
@@ -251,7 +257,9 @@ def _success_body(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
             "usage": _anthropic_usage(reply, n_in, n_out),
         }
     if request.protocol in ("gemini", "vertex"):
-        return generate_content_body(reply, model=model, input_tokens=n_in, output_tokens=n_out)
+        return generate_content_body(
+            reply, model=model, input_tokens=n_in, output_tokens=n_out, cached_tokens=reply.cached_tokens
+        )
     if request.protocol == "ollama":
         return {
             "model": model,
@@ -398,7 +406,8 @@ class _Handler(BaseHTTPRequestHandler):
             key=_presented_key(headers, query),
         )
         reply = self.server.owner._record_and_pick(request)
-        self._answer(reply, request)
+        reply, metered = self.server.owner._meter(request, reply)
+        self._answer(reply, request, metered)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -412,9 +421,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _answer(self, reply: Reply, request: RecordedRequest) -> None:
+    def _answer(self, reply: Reply, request: RecordedRequest, metered: Metered | None = None) -> None:
         if reply.delay and self.server.owner._closing.wait(reply.delay):
             reply = drop_connection()  # the server is closing: do not hold it up
+        cache = self.server.owner.prompt_cache
+        if metered is not None and cache is not None and reply.action == "answer":
+            cache.commit(metered)  # answered: what it wrote can be read by the requests after it
         if reply.action == "drop":
             self.close_connection = True
             return
@@ -514,6 +526,7 @@ class LoopbackServer:
         self._sockets: set[socket.socket] = set()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.prompt_cache: PromptCacheEmulator | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LoopbackServer:
@@ -580,6 +593,17 @@ class LoopbackServer:
         with self._lock:
             self._defaults[model] = reply
 
+    def emulate_prompt_cache(
+        self, minimum: int = 1024, step: int = 128, ttl_s: float = 300.0
+    ) -> PromptCacheEmulator:
+        """Report prompt-cache reads and writes the way each provider does, from the prefixes this
+        server has answered in the last ``ttl_s`` seconds (``testing.prompt_cache``; ``minimum`` and
+        ``step`` in words). A reply that sets its own ``cached_tokens`` or ``cache_write_tokens``
+        keeps them. ``reset`` ends it."""
+        with self._lock:
+            self.prompt_cache = PromptCacheEmulator(minimum, step, ttl_s)
+            return self.prompt_cache
+
     def require_key(self, key: str | None) -> None:
         """Answer 401 to every request not presenting ``key`` (None: accept any)."""
         with self._lock:
@@ -594,6 +618,7 @@ class LoopbackServer:
             self._defaults = {None: ok()}
             self._required_key = None
             self._issued.clear()
+            self.prompt_cache = None
         self.handler = None
 
     # -- what was received -------------------------------------------------------------------
@@ -631,6 +656,17 @@ class LoopbackServer:
             if self._shared:
                 return self._shared.popleft()
             return self._defaults.get(request.model) or self._defaults[None]
+
+    def _meter(self, request: RecordedRequest, reply: Reply) -> tuple[Reply, Metered | None]:
+        """``reply`` with the prompt cache's reads and writes for ``request``, when it is emulated
+        and the reply is a plain answer that does not report its own."""
+        cache = self.prompt_cache
+        plain = reply.error is None and reply.body is None and reply.action == "answer"
+        if cache is None or not plain or reply.cached_tokens or reply.cache_write_tokens:
+            return reply, None
+        found = cache.meter(request.protocol, request.model, request.json)
+        read, written = found.cached_tokens, found.cache_write_tokens
+        return dataclasses.replace(reply, cached_tokens=read, cache_write_tokens=written), found
 
     def _grant(self, request: RecordedRequest) -> tuple[int, dict[str, Any]]:
         status, payload = token_response(request.body)
