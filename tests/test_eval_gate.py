@@ -128,6 +128,15 @@ def test_a_baseline_it_cannot_read_is_one_line_and_exit_2(
     assert server.requests == []  # refused before any call
 
 
+def test_an_empty_baseline_is_refused_not_a_silent_pass(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    config = write(tmp_path, server.openai_base, demos=False)
+    done = cli("eval", str(config), "--baseline", "")  # what --baseline "$UNSET" gives in CI
+    assert done.returncode == 2 and "--baseline is empty" in done.stderr
+    folder = cli("eval", str(config), "--baseline", str(tmp_path))
+    assert folder.returncode == 2 and "is a folder" in folder.stderr
+    assert server.requests == []
+
+
 def test_alpha_out_of_range_is_refused(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
     config = write(tmp_path, server.openai_base, demos=False)
     done = cli("eval", str(config), "--baseline", str(config), "--alpha", "0.7")

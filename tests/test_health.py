@@ -90,3 +90,24 @@ def test_status_reads_a_call_log_from_another_process_and_flags_what_is_degraded
     assert (
         missing.returncode == 2 and "no call log at" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def test_status_never_writes_and_refuses_a_file_that_is_not_a_call_log(tmp_path: Path) -> None:
+    import hashlib
+
+    from promptlift.optimize.store import RunStore
+
+    store = tmp_path / "runs.sqlite"
+    RunStore(store).close()
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    for path, message in ((store, "no calls table"), (empty, "not an SQLite file")):
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        done = subprocess.run(
+            [sys.executable, "-m", "promptlift", "status", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # untouched

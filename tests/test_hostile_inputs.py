@@ -131,7 +131,9 @@ CASES = [
         says="RuntimeError: boom",
     ),
     Case(
-        "python metric not a function", {"metric": {"python": "os:sep", "field": "label"}}, says="no function"
+        "python metric not a function",
+        {"metric": {"python": "os:sep", "field": "label"}},
+        says="not a function",
     ),
     Case("dataset missing", {"dataset.path": "nope.jsonl"}, says="not found"),
     Case("dataset under ~ missing", {"dataset.path": "~/no-such-promptlift-dir/d.jsonl"}, says="no-such"),

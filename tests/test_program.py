@@ -338,3 +338,60 @@ def test_the_plan_counts_a_programs_calls_its_probe_and_fewshots_bootstrap(tmp_p
     assert bootstrap > 0
     assert estimated.stages[0].calls.task == 2 * (own + bootstrap + 1)  # + the probe row
     assert declared.stages[0].calls.task == 3 * (own + bootstrap)
+
+
+# -- found by a hostile pass -----------------------------------------------------------------------
+def test_odd_returns_and_sys_exit_score_the_row_0_with_the_reason_and_the_run_goes_on(caplog) -> None:  # type: ignore[no-untyped-def]
+    def odd(row: dict[str, Any], lm: Calls) -> Any:
+        loud = lm.call("upper", text=row["text"])
+        if row["text"] == "ab":
+            return (c for c in loud)  # a generator: its str() would score 0 with no word why
+        if row["text"] == "abc":
+            raise SystemExit(3)
+        return lm.call("count", text=loud)
+
+    with caplog.at_level("WARNING", logger="promptlift"):
+        evaluation = evaluate(Program(PROMPTS, odd))
+    first, second = evaluation.rows[0], evaluation.rows[1]
+    assert first.score == 0.0 and "returned generator" in first.error and first.trace
+    assert second.score == 0.0 and second.error == "SystemExit: the program called sys.exit(3)"
+    assert [r.score for r in evaluation.rows[2:]] == [1.0, 1.0]
+    warned = [r.getMessage() for r in caplog.records if "the program raised on" in r.getMessage()]
+    assert warned and "2 of 4 rows" in warned[0]
+
+
+def test_programs_and_pipelines_given_the_wrong_things_say_what_to_give() -> None:
+    from promptlift import Pipeline
+    from promptlift.optimize.optimizers import FewShot
+
+    with pytest.raises(ConfigError, match=r"write it as `def <lambda>\(row, lm\)`|write it as"):
+        Program(PROMPTS, lambda row: "x")
+    with pytest.raises(ConfigError, match="calls_per_row must be a whole number"):
+        Program(PROMPTS, sync_program, calls_per_row_declared=True)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="Pipeline takes a list of optimizers, got FewShot"):
+        Pipeline(FewShot(answer_field="label"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="stage 0 is int"):
+        Pipeline([1])  # type: ignore[list-item]
+    from promptlift.optimize.dataset import split
+
+    client = Client(ClientConfig(models=("scripted/m",)), provider=FunctionProvider(model))
+    with client, pytest.raises(ConfigError, match="optimize takes a Prompt or a Program, got str"):
+        FewShot(answer_field="label").optimize(
+            "just a string", split(DATA, 0.5, 0.25, 0.25), ExactMatch("label"), client=client
+        )  # type: ignore[arg-type]
+
+
+def test_star_import_brings_the_optimize_layer_too() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from promptlift import *", namespace)
+    for name in ("Prompt", "Program", "Pipeline", "FewShot", "Dataset", "ExactMatch", "Client", "Budget"):
+        assert name in namespace, name
+
+
+def test_prompts_given_as_a_list_says_it_must_be_a_mapping(tmp_path: Path) -> None:
+    listed = (
+        '  upper: {system: Shout., user: "Upper: {text}"}\n  count: {system: Count., user: "Count: {text}"}'
+    )
+    body = PROGRAM_CONFIG.replace(listed + "\n", "  - upper\n  - count\n")
+    with pytest.raises(ConfigError, match=r"`prompts` must be a mapping of named prompts"):
+        load_config(write_config(tmp_path, body, module="listed"))

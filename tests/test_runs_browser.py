@@ -151,3 +151,18 @@ def test_delete_removes_a_run_and_a_missing_or_unfinished_run_is_one_line(two_ru
     assert deleted["runs"] == 1
     assert unfinished not in [r["id"] for r in ok_json("runs", str(configs[0]))]
     assert len(ok_json("runs", str(configs[0]))) == 2  # the others are untouched
+
+
+def test_a_report_or_export_to_a_path_that_cannot_be_written_is_one_line(two_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, configs, results = two_runs
+    run = results[0]["run_id"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (
+        ("report", run, "--html", str(blocker / "report.html")),
+        ("runs", "export", run, "--output", str(blocker / "sub")),
+        ("report", run, "--html", ""),
+    ):
+        done = cli(*args, "--store", str(configs[0]))
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr

@@ -64,4 +64,5 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
+    *sorted(_OPTIMIZE_NAMES),  # `from promptlift import *` brings the optimize layer's names too
 ]

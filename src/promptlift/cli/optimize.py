@@ -103,9 +103,12 @@ def _ask(question: str) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from promptlift.errors import ConfigError
     from promptlift.optimize.config import load_config
     from promptlift.optimize.session import evaluate_config, split_warnings
 
+    if args.baseline is not None and not args.baseline.strip():
+        raise ConfigError("--baseline is empty (an unset variable?); name a run id or a prompt file")
     config = _with_hosts(load_config(args.config), args)
     baseline = _baseline(config, args.baseline) if args.baseline else None
     for warning in split_warnings(config):
@@ -174,6 +177,8 @@ def _baseline(config: Any, given: str) -> Any:
     from promptlift.optimize.program import from_dict
 
     path = Path(given).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--baseline {given} is a folder; name a run id, a run config or a prompt file")
     if path.is_file():
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))

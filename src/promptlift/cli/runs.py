@@ -289,7 +289,15 @@ def _export(store: Any, run_id: str, output: str | None) -> int:
     folder = Path(output).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output {output} is a file; name a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".promptlift-export"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"--output {output} cannot be written ({exc.strerror or exc}); name a writable folder"
+        ) from None
     config = {k: v for k, v in (run["config"] or {}).items() if k not in _RECORD_ONLY}
     best = result["best_prompt"]
     if "program" in best:

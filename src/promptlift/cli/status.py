@@ -22,17 +22,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from promptlift.client.calllog import CallLog
     from promptlift.client.health import from_call_log, render
-    from promptlift.errors import ConfigError
 
-    path = Path(args.call_log).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"no call log at {path}; a client writes one with ClientConfig(call_log=...)")
-    log = CallLog(str(path))
-    try:
-        health = from_call_log(log.rows(), since_s=args.since * 60 if args.since else None)
-    finally:
-        log.close()
+    rows = read_call_log(Path(args.call_log).expanduser())
+    health = from_call_log(rows, since_s=args.since * 60 if args.since else None)
     print(dumps([h.to_dict() for h in health]) if args.json else render(health))
     return 1 if args.check and any(h.degraded for h in health) else 0
+
+
+def read_call_log(path: Path) -> list[dict[str, object]]:
+    """Every row of a call log, opened read-only: a viewer never writes (nor migrates) a file, and
+    a file that is not a call log (a run store, a text file) is refused in one line."""
+    import sqlite3
+
+    from promptlift.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"no call log at {path}; a client writes one with ClientConfig(call_log=...)")
+    with path.open("rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise ConfigError(f"{path} is not a call log (not an SQLite file)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "calls" not in tables:
+            raise ConfigError(f"{path} is not a call log (no calls table; a run store is `promptlift runs`)")
+        cursor = conn.execute("SELECT * FROM calls ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{path} cannot be read as a call log ({exc})") from None
+    finally:
+        conn.close()

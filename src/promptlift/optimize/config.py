@@ -357,7 +357,9 @@ def _subject(raw: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
     if not isinstance(ref, str) or ":" not in ref:
         (top / "program").fail("'module:function' (a Python file beside the config works)", ref)
     prompts = raw.get("prompts")
-    if not isinstance(prompts, Mapping) or not prompts:
+    if prompts is not None and not isinstance(prompts, Mapping):
+        (top / "prompts").fail("a mapping of named prompts like {answer: {user: '{question}'}}", prompts)
+    if not prompts:
         raise (top / "prompts").error(
             "`prompts` is missing: a program names its prompts, like "
             "{answer: {system: ..., user: '{question}'}}"

@@ -23,6 +23,7 @@ from typing import Any
 from promptlift import prompt_cache
 from promptlift.client import Client
 from promptlift.errors import BadRequest, PromptliftError, UserError
+from promptlift.log import get_logger
 from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
 from promptlift.optimize.dataset import Dataset, Row
 from promptlift.optimize.metrics import Metric, Score
@@ -37,6 +38,8 @@ from promptlift.optimize.program import (
 from promptlift.optimize.prompt import Prompt
 from promptlift.tracing import Tracer
 from promptlift.types import Completion, Message
+
+log = get_logger("optimize.evaluation")
 
 CALL_FAILED = "the call failed"
 PROGRAM_FAILED = "the program raised"
@@ -345,6 +348,23 @@ class Evaluator:
         self.client = client
         self.metric = metric
         self.model = model or client.model
+        self._warned: set[str] = set()  # program errors already reported
+
+    def _warn_program_failures(self, out: Sequence[RowResult]) -> None:
+        """Rows the user's program raised on score 0; say so once per distinct error (every
+        candidate would repeat it), on stderr, with how many rows of this evaluation."""
+        failed = [r for r in out if r.reason == PROGRAM_FAILED]
+        if not failed or len(failed) == len(out):
+            return
+        first = failed[0].error
+        if first in self._warned:
+            return
+        self._warned.add(first)
+        log.warning(
+            "the program raised on %d of %d rows, which score 0 (first, row %d: %s); "
+            "`promptlift runs show` / the report list the rows",
+            len(failed), len(out), failed[0].index + 1, first,
+        )  # fmt: skip
 
     def _refuse_all_failed(self, out: Sequence[RowResult], row_faults: Sequence[PromptliftError]) -> None:
         """Every row failing the same way says the setup is wrong, not the prompt: raise."""
@@ -501,5 +521,6 @@ class Evaluator:
             raise fatal[0]
         out = [finished[pos][0] for pos in range(len(rows))]
         self._refuse_all_failed(out, row_faults)
+        self._warn_program_failures(out)
         spend = sum((finished[pos][1] for pos in range(len(rows))), Spend())
         return Evaluation(tuple(out), spend)

@@ -486,8 +486,10 @@ def load_callable(
     fn: Any = module
     for name in attr.split("."):  # a nested name (Class.method) resolves too
         fn = getattr(fn, name, None)
-    if not callable(fn):
+    if fn is None:
         raise ConfigError(f"{what} {target!r}: {module_name} has no function {attr!r}")
+    if not callable(fn):
+        raise ConfigError(f"{what} {target!r}: {module_name}.{attr} is a {type(fn).__name__}, not a function")
     return fn  # type: ignore[no-any-return]
 
 

@@ -132,10 +132,21 @@ class Pipeline:
     longer fits the budget is not started: the pipeline ends with the stages it ran."""
 
     def __init__(self, stages: Sequence[Optimizer]):
-        if not stages or not all(isinstance(s, Optimizer) for s in stages):
+        if isinstance(stages, Optimizer | Pipeline | str) or not isinstance(stages, Sequence):
+            raise ConfigError(
+                f"Pipeline takes a list of optimizers, got {type(stages).__name__}: "
+                "Pipeline([MetaPrompt(), FewShot(...)])"
+            )
+        if not stages:
             raise ConfigError(
                 "a pipeline needs one or more optimizers, like Pipeline([MetaPrompt(), FewShot(...)])"
             )
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, Optimizer):
+                raise ConfigError(
+                    f"Pipeline stage {i} is {type(stage).__name__} {stage!r:.40}, not an optimizer "
+                    "(FewShot(...), MetaPrompt(), ...; a pipeline's stages are not pipelines)"
+                )
         self.stages = tuple(stages)
         self.name = " → ".join(s.name for s in self.stages)
 

@@ -114,11 +114,14 @@ class Program:
                 raise ConfigError(f"program prompt {name!r} is a {type(prompt).__name__}, not a Prompt")
         if not callable(self.fn):
             raise ConfigError(f"a program's function must be callable, got {type(self.fn).__name__}")
+        check_signature(self.fn, self.ref or getattr(self.fn, "__name__", "program"))
         object.__setattr__(self, "prompts", dict(self.prompts))
         if not self.ref:
             object.__setattr__(self, "ref", f"{self.fn.__module__}:{self.fn.__qualname__}")
         declared = self.calls_per_row_declared
-        if declared is not None and not (isinstance(declared, int) and declared >= 1):
+        if declared is not None and not (
+            isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1
+        ):
             raise ConfigError(
                 f"a program's calls_per_row must be a whole number of at least 1, got {declared!r}"
             )
@@ -346,14 +349,21 @@ class ProgramRun:
 
 
 def as_text(value: Any) -> str:
-    """A program's output as the text a metric scores: a mapping or list as JSON."""
+    """A program's output as the text a metric scores: a mapping or list as JSON, a number as
+    written. Anything else (bytes, a generator, an object) is refused: its ``str()`` would score 0
+    on every row with no word why."""
     if isinstance(value, str):
         return value
     if value is None:
         return ""
+    if isinstance(value, bool | int | float):
+        return str(value)
     if isinstance(value, Mapping | list | tuple):
         return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
+    raise ProgramError(
+        f"the program returned {type(value).__name__}; return the output as text, a number, or a mapping "
+        f"or list (scored as JSON)"
+    )
 
 
 async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) -> ProgramRun:
@@ -375,6 +385,9 @@ async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) 
                 result = await result
     except (UserError, asyncio.CancelledError):
         raise
+    except SystemExit as exc:  # sys.exit in the program ends its row, never the run
+        message = f"SystemExit: the program called sys.exit({exc.code!r})"
+        raise ProgramError(message, tuple(lm.trace)) from None
     except Exception as exc:
         from promptlift.errors import PromptliftError
 
@@ -384,7 +397,11 @@ async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) 
     feedback = ""
     if isinstance(result, Output):
         result, feedback = result.text, str(result.feedback or "")
-    return ProgramRun(as_text(result), feedback, tuple(lm.trace))
+    try:
+        text = as_text(result)
+    except ProgramError as exc:
+        raise ProgramError(str(exc), tuple(lm.trace)) from None
+    return ProgramRun(text, feedback, tuple(lm.trace))
 
 
 class ProgramError(Exception):
@@ -416,16 +433,19 @@ def load_program(ref: str, *, base_dir: Any = None) -> Callable[..., Any]:
     from promptlift.optimize.metrics import load_callable
 
     fn = load_callable(ref, base_dir=base_dir, what="program")
-    try:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return fn
-    if len(params) < 2 and not any(
-        p.kind is p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values()
-    ):
-        raise ConfigError(f"program {ref!r}: write it as `def {ref.partition(':')[2]}(row, lm)`")
+    check_signature(fn, ref)
     return fn
+
+
+def check_signature(fn: Callable[..., Any], name: str) -> None:
+    """A program takes the row and the handle: ``def program(row, lm)``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable: trust it
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        short = name.partition(":")[2] or name
+        raise ConfigError(
+            f"program {name!r}: write it as `def {short}(row, lm)` (it gets the row and the handle)"
+        )

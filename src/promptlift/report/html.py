@@ -220,8 +220,15 @@ def write(store: Any, run_id: str, path: str | Path) -> Path:
     """Render the run's report into ``path``; returns the path written."""
     html = render(store.run(run_id), store.candidates(run_id))
     out = Path(path).expanduser()
+    if not str(path).strip():
+        raise ConfigError("--html is empty; name the file to write, like report.html")
     if out.is_dir():
         raise ConfigError(f"--html {path} is a folder; name the file to write, like report.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"--html {path} cannot be written ({exc.strerror or exc}); name a writable file"
+        ) from None
     return out

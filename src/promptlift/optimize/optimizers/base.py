@@ -17,11 +17,12 @@ from typing import Any, ClassVar
 from promptlift.blocking import run_blocking
 from promptlift.client import Client
 from promptlift.client.config import Budget as ClientBudget
-from promptlift.errors import BudgetExceeded
+from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.dataset import Splits
 from promptlift.optimize.evaluation import Evaluator
 from promptlift.optimize.metrics import Metric
 from promptlift.optimize.program import Optimizable, Program
+from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Candidate, RunSettings, Search, StopRun
 from promptlift.optimize.store import RunStore
@@ -70,6 +71,11 @@ class Optimizer(abc.ABC):
     ) -> OptimizationResult:
         """Optimize ``prompt`` on ``splits`` with ``metric``, every call through ``client``.
         ``settings`` (budget, stop rules, seed, ...) default to none; the models to the client's."""
+        if not isinstance(prompt, Prompt | Program):
+            raise ConfigError(
+                f"optimize takes a Prompt or a Program, got {type(prompt).__name__}: "
+                f"Prompt(user='...{{field}}...') or Program({{'name': Prompt(...)}}, fn)"
+            )
         prompt.check(splits.train.fields)
         settings = (settings or RunSettings()).for_client(client)
         budget = settings.budget
