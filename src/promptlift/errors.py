@@ -46,6 +46,14 @@ class ConfigError(UserError):
     """A malformed config, an unknown model, a missing credential, a disallowed host."""
 
 
+class HostNotAllowed(ConfigError):
+    """A request for a host that is not in ``allowed_hosts``: refused before anything is sent."""
+
+    def __init__(self, message: str, host: str = ""):
+        super().__init__(message)
+        self.host = host
+
+
 class DatasetError(UserError):
     """A dataset that cannot be used as given."""
 

@@ -100,6 +100,8 @@ def print_summary(result: OptimizationResult) -> None:
         f"tokens {spend.tokens} · cost ${spend.cost_usd:.4f} · {result.duration_s:.1f} s · "
         f"{len(result.history)} candidates"
     )
+    for alert in result.alerts:
+        print(f"suspicious: {alert}")
     if spend.cached_input_tokens or spend.cache_saved_usd:
         print(
             f"prompt cache: {spend.cached_input_tokens} input tokens read from the provider's cache · "

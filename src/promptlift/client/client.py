@@ -271,6 +271,11 @@ class Client:
         assert isinstance(recorder, RecordingProvider)
         return recorder.metrics
 
+    def alerts(self) -> list[str]:
+        """Suspicious activity seen so far, one message each (``promptlift.client.alerts``): a burst
+        of authentication failures on a model, a request refused for a host not allowed."""
+        return self.metrics.alerts.messages()
+
     def metrics_snapshot(self) -> MetricsSnapshot:
         return self.metrics.snapshot()
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from promptlift.client.alerts import Alerts
 from promptlift.client.cache import route_of
 from promptlift.errors import PromptliftError
 from promptlift.jsonout import dumps
@@ -135,6 +136,7 @@ class Metrics:
     """Collects call records and attempt counts. ``listeners`` get every ``CallRecord``."""
 
     def __init__(self, window: int = 100_000):
+        self.alerts = Alerts()  # suspicious activity, seen in every attempt (AttemptMeter)
         self.window = window
         self._aggs: dict[tuple[str, str], _Agg] = {}
         self._lock = threading.Lock()
@@ -425,6 +427,7 @@ class AttemptMeter(Provider):
         except PromptliftError as exc:
             self._refused_before(request.model, getattr(exc, "requests", 1))
             self.metrics.record_attempt(request.model, type(exc).__name__)
+            self.metrics.alerts.observe(request.model, time.time(), exc)
             raise
         self._refused_before(request.model, completion.attempts)
         self.metrics.record_attempt(request.model)
@@ -441,6 +444,7 @@ class AttemptMeter(Provider):
         except PromptliftError as exc:
             self._refused_before(request.model, getattr(exc, "requests", 1))
             self.metrics.record_attempt(request.model, type(exc).__name__)
+            self.metrics.alerts.observe(request.model, time.time(), exc)
             raise
 
     def _refused_before(self, model: str, sent: int) -> None:

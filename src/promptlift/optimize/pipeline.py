@@ -120,6 +120,7 @@ def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
         reasoning_spend=sum((s.reasoning_spend for s in stages), Spend()),
         stop_reason=last.stop_reason,
         duration_s=sum(s.duration_s for s in stages),
+        alerts=tuple(dict.fromkeys(a for s in stages for a in s.alerts)),
         stages=tuple(stages),
     )
 

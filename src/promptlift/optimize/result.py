@@ -30,6 +30,7 @@ class OptimizationResult:
     reasoning_spend: Spend
     stop_reason: str
     duration_s: float
+    alerts: tuple[str, ...] = ()  # suspicious activity during the run (promptlift.client.alerts)
 
     @property
     def spend(self) -> Spend:
@@ -74,6 +75,7 @@ class OptimizationResult:
             "cached_input_tokens": self.spend.cached_input_tokens,
             "cache_saved_usd": self.spend.cache_saved_usd,
             "stop_reason": self.stop_reason,
+            "alerts": list(self.alerts),
             "duration_s": round(self.duration_s, 3),
         }
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from promptlift.errors import AuthenticationFailed, ConfigError, ProviderError
+from promptlift.errors import AuthenticationFailed, ConfigError, HostNotAllowed, ProviderError
 from promptlift.log import get_logger
 from promptlift.secrets import Secret, redact
 
@@ -331,9 +331,10 @@ def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "a
                 return
         elif entry in (host, with_port):
             return
-    raise ConfigError(
+    raise HostNotAllowed(
         f"{what} host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
-        f"add it to allowed_hosts if prompts and keys may go there"
+        f"add it to allowed_hosts if prompts and keys may go there",
+        host,
     )
 
 

@@ -120,6 +120,7 @@ class Optimizer(abc.ABC):
         run_id: str | None,
     ) -> OptimizationResult:
         started = time.monotonic()
+        alerts_before = len(client.alerts())
         evaluator = Evaluator(client, metric, settings.task)
         ctx = Search(client, evaluator, splits, settings, store, run_id)
         ctx.emit("start", optimizer=self.name, splits=splits)
@@ -170,6 +171,7 @@ class Optimizer(abc.ABC):
             reasoning_spend=ctx.ledger.reasoning,
             stop_reason=stop_reason,
             duration_s=time.monotonic() - started,
+            alerts=tuple(client.alerts()[alerts_before:]),
         )
         if store and run_id:
             store.finish_run(run_id, "finished", result.to_dict())

@@ -1,0 +1,66 @@
+"""Suspicious activity, flagged rather than only logged: one warning each, in the log and in a
+run's summary.
+
+- a burst of authentication failures on one model (``AUTH_BURST`` within ``AUTH_WINDOW_S``): a key
+  revoked, rotated or leaked mid-run;
+- a request refused for a host that is not in ``allowed_hosts`` (``HostNotAllowed``): a prompt or a
+  key was about to go somewhere it was not meant to.
+
+Thread-safe: calls end on the client's loop thread and on callers' threads alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from promptlift.errors import HostNotAllowed, PromptliftError
+from promptlift.log import get_logger
+
+log = get_logger("alerts")
+
+AUTH_BURST = 3
+AUTH_WINDOW_S = 60.0
+
+
+class Alerts:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._auth: dict[str, deque[float]] = {}
+        self._raised: dict[str, str] = {}  # key -> message, in the order raised
+
+    def observe(self, model: str, started: float, error: PromptliftError | None) -> None:
+        """See one finished call (``started``: its wall-clock start) and the error it ended with."""
+        if error is None:
+            return
+        if type(error).__name__ == "AuthenticationFailed":
+            with self._lock:
+                times = self._auth.setdefault(model, deque())
+                times.append(started)
+                while times and times[0] < started - AUTH_WINDOW_S:
+                    times.popleft()
+                burst = len(times)
+            if burst >= AUTH_BURST:
+                self._raise(
+                    f"auth:{model}",
+                    f"{burst} authentication failures on {model} within {AUTH_WINDOW_S:.0f} s: a key "
+                    f"revoked, rotated or leaked? check it before the run goes on",
+                )
+        elif isinstance(error, HostNotAllowed):
+            self._raise(
+                f"host:{error.host}",
+                f"a request for the host {error.host!r} was refused: it is not in allowed_hosts (a prompt "
+                f"or a key was about to go there)",
+            )
+
+    def _raise(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._raised:
+                return
+            self._raised[key] = message
+        log.warning("suspicious: %s", message)
+
+    def messages(self) -> list[str]:
+        """Every alert raised so far, in order."""
+        with self._lock:
+            return list(self._raised.values())

@@ -1,0 +1,83 @@
+"""Suspicious activity is flagged, once each, in the log and in a run's summary: a burst of
+authentication failures on one model, a request refused for a host not in allowed_hosts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from promptlift import Client, ClientConfig
+from promptlift.client.fallback import FallbackPolicy
+from promptlift.client.retry import RetryPolicy
+from promptlift.errors import AuthenticationFailed, HostNotAllowed, PromptliftError
+from promptlift.optimize import Budget, ExactMatch, FewShot, Prompt, RunSettings
+from promptlift.testing import FunctionProvider
+from promptlift.testing.conformance import TASK_MODEL, synthetic_model, synthetic_splits
+from promptlift.testing.replies import unauthorized
+from promptlift.testing.server import LoopbackServer
+from promptlift.types import CompletionRequest
+
+KEY = "sk-test-alerts-not-a-real-key-001"
+
+
+def suspicious(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("suspicious: ")]
+
+
+def test_a_burst_of_rejected_keys_is_flagged_once_over_http(caplog: pytest.LogCaptureFixture) -> None:
+    with LoopbackServer() as server, caplog.at_level(logging.WARNING, logger="promptlift"):
+        server.set_default(unauthorized())
+        config = ClientConfig(
+            models=("openai/m",),
+            api_base=server.openai_base,
+            api_key=KEY,
+            retry=RetryPolicy(max_attempts=1),
+            fallback=FallbackPolicy(failure_threshold=0),
+        )  # no breaker: every call is sent
+        with Client(config) as client:
+            for i in range(2):
+                with pytest.raises(AuthenticationFailed):
+                    client.complete(f"q{i}")
+            assert client.alerts() == []  # two are not a burst
+            for i in range(2, 6):
+                with pytest.raises(AuthenticationFailed):
+                    client.complete(f"q{i}")
+            alerts = client.alerts()
+    assert len(alerts) == 1 and "authentication failures on openai/m within 60 s" in alerts[0]
+    assert suspicious(caplog) == [f"suspicious: {alerts[0]}"]  # logged once, not once a call
+    assert KEY not in alerts[0] and all(KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_a_request_for_a_host_not_allowed_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
+    with LoopbackServer() as server, caplog.at_level(logging.WARNING, logger="promptlift"):
+        config = ClientConfig(
+            models=("openai/m",), api_base=server.openai_base, api_key=KEY, transport="native",
+            allowed_hosts=("127.0.0.1",),
+        )  # fmt: skip
+        with Client(config) as client:
+            for _ in range(2):
+                with pytest.raises(HostNotAllowed):
+                    client.complete(client.request("q", api_base="http://exfil.example/v1"))
+            alerts = client.alerts()
+        assert server.requests == []  # nothing was sent anywhere
+    assert len(alerts) == 1 and "'exfil.example'" in alerts[0]
+    assert len(suspicious(caplog)) == 1
+
+
+def test_a_runs_summary_carries_the_alerts_raised_during_it() -> None:
+    def first_key_revoked(request: CompletionRequest) -> str | PromptliftError:
+        if request.model == "scripted/revoked":
+            return AuthenticationFailed("the key was revoked", provider="scripted", model=request.model)
+        return synthetic_model(request.replace(model=TASK_MODEL))
+
+    provider = FunctionProvider(first_key_revoked)
+    config = ClientConfig(models=("scripted/revoked", TASK_MODEL), retry=RetryPolicy(max_attempts=1))
+    with Client(config, provider=provider) as client:
+        prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
+        result = FewShot(answer_field="label", trials=2).optimize(
+            prompt, synthetic_splits(), ExactMatch("label"), client=client,
+            settings=RunSettings(budget=Budget(max_calls=400)),
+        )  # fmt: skip
+    assert any("authentication failures on scripted/revoked" in a for a in result.alerts), result.alerts
+    assert result.summary()["alerts"] == list(result.alerts)
