@@ -137,6 +137,12 @@ def test_an_empty_baseline_is_refused_not_a_silent_pass(tmp_path: Path, server) 
     assert server.requests == []
 
 
+def test_alpha_without_a_baseline_is_refused_not_ignored(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    config = write(tmp_path, server.openai_base, demos=False)
+    done = cli("eval", str(config), "--alpha", "0.01")
+    assert done.returncode == 2 and "give it with --baseline" in done.stderr and server.requests == []
+
+
 def test_alpha_out_of_range_is_refused(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
     config = write(tmp_path, server.openai_base, demos=False)
     done = cli("eval", str(config), "--baseline", str(config), "--alpha", "0.7")

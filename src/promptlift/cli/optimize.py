@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument(
         "--alpha",
         type=significance,
-        default=0.05,
+        default=None,
         help="significance level of the paired test (default 0.05): a drop with p below it fails",
     )
     add_allow_host(e)
@@ -107,6 +107,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from promptlift.optimize.config import load_config
     from promptlift.optimize.session import evaluate_config, split_warnings
 
+    if args.baseline is None and args.alpha is not None:
+        raise ConfigError("--alpha is the regression gate's; give it with --baseline RUN_OR_PROMPT")
     if args.baseline is not None and not args.baseline.strip():
         raise ConfigError("--baseline is empty (an unset variable?); name a run id or a prompt file")
     config = _with_hosts(load_config(args.config), args)
@@ -144,7 +146,8 @@ def _gate(config: Any, baseline: Any, args: argparse.Namespace) -> int:
     """Exit 1 when the config's prompt is significantly worse than the baseline; 0 otherwise."""
     from promptlift.optimize.session import gate_config
 
-    report = gate_config(config, baseline, alpha=args.alpha)
+    alpha = 0.05 if args.alpha is None else args.alpha
+    report = gate_config(config, baseline, alpha=alpha)
     if args.json:
         brief = {**report, "baseline": _brief(report["baseline"]), "candidate": _brief(report["candidate"])}
         print(dumps(brief))
@@ -164,7 +167,7 @@ def _gate(config: Any, baseline: Any, args: argparse.Namespace) -> int:
         print(f"rows       {report['fixed']} fixed · {report['broken']} broken · {same} unchanged")
         print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}")
         verdict = "FAIL: significantly worse than the baseline" if report["regressed"] else "pass"
-        print(f"gate       {verdict} (alpha {args.alpha:g})")
+        print(f"gate       {verdict} (alpha {alpha:g})")
     return 1 if report["regressed"] else 0
 
 
