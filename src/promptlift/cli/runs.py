@@ -304,7 +304,8 @@ def _export(store: Any, run_id: str, output: str | None) -> int:
         config.pop("prompt", None)
         config.update({"program": best["program"], "prompts": best["prompts"]})
     else:
-        config.pop("program", None), config.pop("prompts", None)
+        for key in ("program", "prompts", "calls_per_row"):
+            config.pop(key, None)
         config["prompt"] = best
     score = _score(result.get("test_best_score"))
     header = f"# The best prompt of run {run_id} ({run['optimizer']}, test {score}).\n"

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptlift.errors import ConfigError, TemplateError, UserError
+from promptlift.errors import ConfigError, PromptliftError, TemplateError, UserError
 from promptlift.optimize.agent import Trajectory
 from promptlift.optimize.prompt import Demo, Prompt
 
@@ -383,16 +383,12 @@ async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) 
                 raise
             if inspect.isawaitable(result):
                 result = await result
-    except (UserError, asyncio.CancelledError):
-        raise
+    except (PromptliftError, asyncio.CancelledError):
+        raise  # promptlift's own (a budget refusal, a bad request, a misused handle) pass through
     except SystemExit as exc:  # sys.exit in the program ends its row, never the run
         message = f"SystemExit: the program called sys.exit({exc.code!r})"
         raise ProgramError(message, tuple(lm.trace)) from None
     except Exception as exc:
-        from promptlift.errors import PromptliftError
-
-        if isinstance(exc, PromptliftError):
-            raise
         raise ProgramError(f"{type(exc).__name__}: {exc}", tuple(lm.trace)) from exc
     feedback = ""
     if isinstance(result, Output):

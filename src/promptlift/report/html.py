@@ -172,7 +172,7 @@ def steps_of(row: Mapping[str, Any]) -> list[str]:
 
 def render(run: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]) -> str:
     """The report of a stored run (``RunStore.run``) and its candidates, as one HTML document."""
-    go = _plotly()
+    _plotly()  # the `report` extra: one clear line before any work
     import jinja2
     from plotly.offline import get_plotlyjs
 
@@ -193,7 +193,6 @@ def render(run: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]) -> s
                           config={"displaylogo": False, "responsive": True})
         for name, fig in figures.items()
     }  # fmt: skip
-    del go
     changes = row_changes(result)
     counts = {k: sum(1 for c in changes if c["outcome"] == k) for k in ("fixed", "regressed", "unchanged")}
     env = jinja2.Environment(
