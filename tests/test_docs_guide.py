@@ -32,6 +32,7 @@ Python blocks ``in examples/agent`` get the agent example's scripted tool-callin
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import inspect
 import io
@@ -40,6 +41,7 @@ import re
 import shlex
 import shutil
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +67,9 @@ GUIDE = (
     "security.md",
     "troubleshooting.md",
 )
-BLOCK = re.compile(
-    r"^(?:<!-- doc-test: (?P<mark>[^>]*?) -->\n)?```(?P<lang>[\w-]*)\n(?P<body>.*?)^```[ \t]*\n(?P<after>[^\n]*)",
+BLOCK = re.compile(  # an optional marker comment, the fence and its language, the body, the next line
+    r"^(?:<!-- doc-test: (?P<mark>[^>]*?) -->\n)?"
+    r"```(?P<lang>[\w-]*)\n(?P<body>.*?)^```[ \t]*\n(?P<after>[^\n]*)",
     re.M | re.S,
 )
 BASE: dict[str, Any] = {  # what a fragment is merged over: the bundled sentiment example's essentials
@@ -162,8 +165,10 @@ def config_text(block: Block, root: Path) -> str:
     if not block.has("fragment"):
         return block.body
     folder = block.value("in")
-    base = yaml.safe_load((root / folder / "config.yaml").read_text()) if folder else json.loads(
-        json.dumps(BASE).replace("{examples}", str(root / "examples"))
+    base = (
+        yaml.safe_load((root / folder / "config.yaml").read_text())
+        if folder
+        else json.loads(json.dumps(BASE).replace("{examples}", str(root / "examples")))
     )
     return yaml.safe_dump({**base, **yaml.safe_load(block.body)})
 
@@ -193,7 +198,9 @@ def test_every_block_is_of_a_kind_this_file_tests() -> None:
 
 
 @pytest.mark.parametrize("block", of("yaml", skip="file"))
-def test_every_config_loads_and_plans(block: Block, sandbox: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_config_loads_and_plans(
+    block: Block, sandbox: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = where(block, sandbox) / "doc-config.yaml"
     path.write_text(config_text(block, sandbox), encoding="utf-8")
     load_config(path)
@@ -222,10 +229,12 @@ def test_every_python_example_runs(
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(on_loopback(block.body, server), block.id, "exec"), {"__name__": "__doc_example__"})
-    if ".complete(" in block.body and not block.has("model"):
+    if ".complete(" in block.body and "provider=" not in block.body and not block.has("model"):
         assert server.requests, f"{block.id}: the example made no call"
     for claim in re.findall(r"prints `([^`]+)`", block.after):
-        assert claim in out.getvalue(), f"{block.id}: the page says it prints {claim!r}; it printed {out.getvalue()!r}"
+        assert claim in out.getvalue(), (
+            f"{block.id}: the page says it prints {claim!r}; it printed {out.getvalue()!r}"
+        )
 
 
 def commands(block: Block) -> list[list[str]]:
@@ -237,9 +246,7 @@ def commands(block: Block) -> list[list[str]]:
     return [c for c in out if c]
 
 
-EXTRAS = set(
-    re.findall(r"^(\w+) = \[", (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1].split("\n[")[0], re.M)
-)
+EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
 
 
 @pytest.mark.parametrize("block", of("sh", "console"))
@@ -261,17 +268,32 @@ def test_every_command_parses(block: Block) -> None:
             pytest.fail(f"{block.id}: {argv[0]} is not a command this test knows how to check")
 
 
+def subcommand(
+    parser: argparse.ArgumentParser, words: list[str]
+) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The (sub)command parser the leading words name, and the words left."""
+    while words:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or words[0] not in subs[0].choices:
+            break
+        parser, words = subs[0].choices[words[0]], words[1:]
+    return parser, words
+
+
 def test_every_inline_command_and_extra_exists() -> None:
-    """`promptlift SUBCOMMAND ...` and `pip install 'promptlift[EXTRA]'` in the pages' prose."""
-    parser = build_parser()
+    """`promptlift COMMAND ...` and `pip install 'promptlift[EXTRA]'` in the pages' prose: the
+    command exists and takes every flag named beside it (prose names commands without all their
+    arguments, so it is not parsed whole)."""
     for page in GUIDE:
         text = re.sub(r"```.*?```", "", (DOCS / page).read_text(encoding="utf-8"), flags=re.S)
         for span in re.findall(r"`(promptlift [a-z][^`]*)`", text):
-            argv = shlex.split(span.replace("...", "X"))
-            try:
-                parser.parse_args(argv[1:])
-            except SystemExit:
-                pytest.fail(f"{page}: the CLI refuses `{span}`")
+            argv = shlex.split(span)
+            parser, rest = subcommand(build_parser(), argv[1:])
+            assert parser.prog != "promptlift", f"{page}: `{span}`: no such command"
+            flags = {o for a in parser._actions for o in a.option_strings}
+            for word in rest:
+                if word.startswith("--"):
+                    assert word.split("=")[0] in flags, f"{page}: `{span}`: {parser.prog} has no {word}"
         for extra in re.findall(r"promptlift\[([\w,]+)\]", text):
             assert set(extra.split(",")) <= EXTRAS, f"{page}: no extra {extra}"
 
