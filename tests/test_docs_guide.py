@@ -8,7 +8,8 @@ Each fenced block of a guide page is an example, tested by its language:
 - ``python``: executed in a fresh namespace, from a copy of the repository's ``examples/`` folder,
   with every provider's base URL pointed at a loopback server (``promptlift.testing.server``) and a
   made-up key in each provider's variable. The example hosts a page shows (``HOSTS``) are rewritten
-  to that server. A sentence after the block saying "it prints `X`" is checked against the output.
+  to that server. Where the paragraph after the block says "prints `X`" (or "then `Y`"), X and Y
+  are checked against what the block printed.
 - ``sh`` / ``console``: every ``promptlift ...`` line is parsed by the real CLI parser; ``make X``
   must be a Makefile target and ``pip install 'promptlift[E]'`` an extra of pyproject.toml.
 - ``json``: every line parses. ``text`` blocks are output samples and trees, not examples.
@@ -69,7 +70,7 @@ GUIDE = (
 )
 BLOCK = re.compile(  # an optional marker comment, the fence and its language, the body, the next line
     r"^(?:<!-- doc-test: (?P<mark>[^>]*?) -->\n)?"
-    r"```(?P<lang>[\w-]*)\n(?P<body>.*?)^```[ \t]*\n(?P<after>[^\n]*)",
+    r"```(?P<lang>[\w-]*)\n(?P<body>.*?)^```[ \t]*\n(?=\s*(?P<after>(?:[^\n]+\n)*))",
     re.M | re.S,
 )
 BASE: dict[str, Any] = {  # what a fragment is merged over: the bundled sentiment example's essentials
@@ -99,7 +100,7 @@ class Block:
     lang: str
     body: str
     marks: tuple[str, ...]
-    after: str  # the first line after the block
+    after: str  # the paragraph after the block
 
     def has(self, word: str) -> bool:
         return word in self.marks
@@ -231,7 +232,7 @@ def test_every_python_example_runs(
         exec(compile(on_loopback(block.body, server), block.id, "exec"), {"__name__": "__doc_example__"})
     if ".complete(" in block.body and "provider=" not in block.body and not block.has("model"):
         assert server.requests, f"{block.id}: the example made no call"
-    for claim in re.findall(r"prints `([^`]+)`", block.after):
+    for claim in re.findall(r"(?:prints|then) `([^`]+)`", block.after):
         assert claim in out.getvalue(), (
             f"{block.id}: the page says it prints {claim!r}; it printed {out.getvalue()!r}"
         )
