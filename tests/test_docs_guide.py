@@ -232,7 +232,7 @@ def test_every_python_example_runs(
         exec(compile(on_loopback(block.body, server), block.id, "exec"), {"__name__": "__doc_example__"})
     if ".complete(" in block.body and "provider=" not in block.body and not block.has("model"):
         assert server.requests, f"{block.id}: the example made no call"
-    for claim in re.findall(r"(?:prints|then) `([^`]+)`", block.after):
+    for claim in re.findall(r"(?:prints|then)\s+`([^`]+)`", block.after):
         assert claim in out.getvalue(), (
             f"{block.id}: the page says it prints {claim!r}; it printed {out.getvalue()!r}"
         )
