@@ -251,15 +251,22 @@ EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["op
 
 
 @pytest.mark.parametrize("block", of("sh", "console"))
-def test_every_command_parses(block: Block) -> None:
+def test_every_command_parses(
+    block: Block, sandbox: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parsed by the real parser; an `optimize` of a config the repository has is also planned
+    (`--dry-run`, from a copy of the repository's examples: no call, nothing written)."""
     parser = build_parser()
     makefile = (ROOT / "Makefile").read_text()
+    monkeypatch.chdir(sandbox)
     for argv in commands(block):
         if argv[0] == "promptlift":
             try:
                 parser.parse_args(argv[1:])
             except SystemExit:
                 pytest.fail(f"{block.id}: the CLI refuses {shlex.join(argv)}")
+            if argv[1] == "optimize" and (ROOT / argv[2]).is_file() and not block.has("run"):
+                assert main([*argv[1:], "--dry-run"]) == 0, f"{block.id}: {capsys.readouterr().err}"
         elif argv[0] == "make":
             assert re.search(rf"^{argv[1]}:", makefile, re.M), f"{block.id}: no make target {argv[1]}"
         elif argv[:2] == ["pip", "install"]:
