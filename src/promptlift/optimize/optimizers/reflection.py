@@ -140,6 +140,9 @@ async def _scaffolded(ctx: Search, scaffold: str, **values: str) -> str:
     return clean_instruction(await ctx.reason(text, max_tokens=80, stop=("\n",)))
 
 
+# Why a proposal's text was not tried (``part_ok`` refused it), as a rejected proposal records it.
+UNUSABLE = "the reply was empty, unchanged, or broke the template's placeholders"
+
 # What an optimizer's `parts` may name: "tools" is every tool's description, "turns" every templated turn.
 PART_NAMES = ("system", "user", "turns", "tools")
 
