@@ -51,7 +51,7 @@ def test_a_proposal_rejected_on_its_minibatch_is_recorded_with_its_reflection(pa
     assert rejected["status"] == "rejected" and rejected["parents"] == [0]
     assert rejected["proposal"] == [USELESS]  # the reasoning model's reply that proposed it
     assert rejected["prompt"]["system"] == USELESS
-    assert "not better than its parent on the minibatch (0/3 vs 0/3)" == rejected["reason"]
+    assert rejected["reason"] == "not better than its parent on the minibatch (0/3 vs 0/3)"
     rows = rejected["evaluation"]["rows"]
     assert len(rows) == 3 and all(r["score"] == 0.0 for r in rows)  # its per-row results there
     assert rejected["spent"]["calls"] > 0
@@ -85,11 +85,11 @@ def test_the_plan_and_the_call_metrics_are_kept(pareto_run) -> None:  # type: ig
 
 
 def test_runs_show_lists_the_rejected_proposals_apart(pareto_run, capsys) -> None:  # type: ignore[no-untyped-def]
-    store, run_id, _, folder = pareto_run
+    _, run_id, _, folder = pareto_run
     assert main(["runs", "show", run_id, "--store", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "rejected before validation" in out
-    assert f"r0    from #0  reflect system: not better than its parent on the minibatch" in out
+    assert "r0    from #0  reflect system: not better than its parent on the minibatch" in out
     assert main(["runs", "show", run_id, "--store", str(folder), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["rejected"][0]["reason"].startswith("not better") and shown["rejected_count"] >= 1

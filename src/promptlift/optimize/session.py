@@ -143,6 +143,7 @@ def run_config(
     resume: str | None = None,
     stop: StopRule | None = None,
     new_run: bool = False,
+    plan: Mapping[str, Any] | None = None,
 ) -> OptimizationResult:
     """Run the config's optimizer, or its pipeline (``optimizer:`` as a list) in order: each stage
     starts from the previous stage's best prompt, with what is left of the run's budget, and the
@@ -150,7 +151,8 @@ def run_config(
 
     ``resume`` continues a stored run; a config that changed what the search does since (see
     ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
-    then a new run starts from this config (recorded with ``resumed_from``)."""
+    then a new run starts from this config (recorded with ``resumed_from``). ``plan`` (``Plan.to_dict``)
+    is stored with a new run, for plan vs spend; a resumed run keeps the plan it started with."""
     prepared = prepare(config)
     calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row(config.prompt)
     try:
@@ -185,7 +187,7 @@ def run_config(
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
-                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
+                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}, plan=plan
             )
     settings = RunSettings(
         task_model=config.model,
