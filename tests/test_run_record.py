@@ -14,7 +14,12 @@ import pytest
 from promptlift.cli import main
 from promptlift.optimize.optimizers import Evolutionary, Pareto
 from promptlift.optimize.store import MIGRATIONS, RunStore
-from promptlift.testing.conformance import REASONING_MODEL, OptimizerConformance, synthetic_model
+from promptlift.testing.conformance import (
+    REASONING_MODEL,
+    OptimizerConformance,
+    ProgramConformance,
+    synthetic_model,
+)
 from promptlift.types import CompletionRequest
 
 USELESS = "Answer carefully and think about the word."  # does not help the task model
@@ -130,6 +135,17 @@ def test_a_crossover_has_two_parents_and_a_multi_objective_run_keeps_its_front(t
     store.close()
 
 
+def test_runs_show_says_when_a_run_has_no_plan(pareto_run, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    store, _, _, folder = pareto_run
+    run_id = store.create_run("pareto", {})  # library code makes no plan
+    result = store.run(pareto_run[1])["result"]
+    store.finish_run(run_id, "finished", result)
+    assert main(["runs", "show", run_id, "--store", str(folder)]) == 0
+    line = next(li for li in capsys.readouterr().out.splitlines() if li.startswith("plan "))
+    assert line.split(None, 1)[1].startswith(f"no plan recorded · spent {result['calls']} calls")
+    store.delete_run(run_id)
+
+
 def test_a_store_written_before_the_lineage_migration_reads_as_before(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     conn = sqlite3.connect(path)
@@ -178,3 +194,36 @@ def test_runs_refuses_another_sqlite_database(tmp_path: Path, capsys: pytest.Cap
     assert main(["runs", "--store", str(path)]) == 2
     assert "not a run store (an SQLite file without promptlift's runs)" in capsys.readouterr().err
     assert path.read_bytes() == before
+
+
+class OnePromptOfAProgram(ProgramConformance):
+    def make_optimizer(self) -> Pareto:
+        return Pareto(max_metric_calls=60, minibatch=3, merge=False, parts=["label.system"])
+
+
+def test_pareto_parts_can_name_one_prompt_of_a_program(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run("pareto", {})
+    result, _ = OnePromptOfAProgram().run(store=store, run_id=run_id)
+    records = [*store.candidates(run_id), *store.rejected(run_id)]
+    store.close()
+    proposed = [r for r in records if r["origin"] != "initial"]
+    assert proposed and all(r["origin"] == "reflect label.system" for r in proposed)
+    initial = result.initial.prompt.prompts
+    assert all(r["prompt"]["prompts"]["measure"] == initial["measure"].to_dict() for r in records)
+    assert any(r["prompt"]["prompts"]["label"]["system"] == USEFUL for r in proposed)  # the one it rewrote
+
+
+def test_a_part_naming_no_prompt_of_the_program_is_refused_before_any_call() -> None:
+    from promptlift.errors import ConfigError
+
+    class Mistyped(ProgramConformance):
+        def make_optimizer(self) -> Pareto:
+            return Pareto(parts=["lable.system"])
+
+    with pytest.raises(ConfigError, match="no prompt is named 'lable' \\(the program has measure, label\\)"):
+        Mistyped().run()
+    with pytest.raises(ConfigError, match=r"NAME\.PART for one prompt of a program"):
+        Pareto(parts=["label.nothing"])
+    with pytest.raises(ConfigError, match=r"NAME\.PART"):
+        Evolutionary(parts=[".system"])

@@ -39,6 +39,11 @@ class Optimizer(abc.ABC):
         """The optimizer's own settings, as recorded with the run."""
         return {}
 
+    def check(self, subject: Optimizable) -> None:
+        """Refuse (``ConfigError``) a prompt or program this optimizer's settings cannot work on;
+        called before any call is made."""
+        return None
+
     def front(self, ctx: Search) -> dict[str, Any] | None:
         """The Pareto front a multi-objective or per-row Pareto search keeps, read from
         ``ctx.history`` when the search ends (also when a stop rule ended it); None for a search
@@ -84,6 +89,7 @@ class Optimizer(abc.ABC):
                 f"Prompt(user='...{{field}}...') or Program({{'name': Prompt(...)}}, fn)"
             )
         prompt.check(splits.train.fields)
+        self.check(prompt)
         settings = (settings or RunSettings()).for_client(client)
         budget = settings.budget
         # Hard dollar and token caps over every call of the run: the client refuses a call before

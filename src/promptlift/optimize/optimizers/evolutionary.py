@@ -33,8 +33,8 @@ from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.optimizers.metaprompt import instruction_parts
 from promptlift.optimize.optimizers.reflection import (
-    PART_NAMES,
     UNUSABLE,
+    check_parts,
     combine,
     expand_parts,
     mutate,
@@ -141,10 +141,7 @@ class Evolutionary(Optimizer):
                 f"evolutionary: `objectives` must start with 'score' and may add 'length', 'cost' or "
                 f"'steps', got {self.objectives!r}"
             )
-        if not self.parts or set(self.parts) - set(PART_NAMES):
-            raise ConfigError(
-                f"evolutionary: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
-            )
+        check_parts("evolutionary", self.parts)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -170,6 +167,9 @@ class Evolutionary(Optimizer):
                 spend = c.evaluation.spend
                 values.append(-(spend.work_cost_usd or spend.tokens) / rows)
         return Member(c.id, tuple(values), instruction_text(c.prompt))
+
+    def check(self, subject: Optimizable) -> None:
+        expand_parts(subject, self.parts)  # a `NAME.PART` naming no prompt of the program: refused
 
     def front(self, ctx: Search) -> dict[str, Any] | None:
         """With several objectives: every candidate's values (as measured: length in tokens, cost or

@@ -32,7 +32,7 @@ from promptlift.log import get_logger
 from promptlift.optimize.dataset import Row
 from promptlift.optimize.evaluation import Evaluation
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.optimizers.reflection import PART_NAMES, UNUSABLE, expand_parts, part_ok, reflect
+from promptlift.optimize.optimizers.reflection import UNUSABLE, check_parts, expand_parts, part_ok, reflect
 from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Candidate, Search
@@ -184,10 +184,7 @@ class Pareto(Optimizer):
             raise ConfigError("pareto: `minibatch` and `max_metric_calls` must be at least 1")
         if self.select not in ("round_robin", "all"):
             raise ConfigError(f"pareto: `select` is round_robin or all, got {self.select!r}")
-        if not self.parts or set(self.parts) - set(PART_NAMES):
-            raise ConfigError(
-                f"pareto: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
-            )
+        check_parts("pareto", self.parts)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -198,6 +195,9 @@ class Pareto(Optimizer):
             "parts": list(self.parts),
             "select": self.select,
         }
+
+    def check(self, subject: Optimizable) -> None:
+        expand_parts(subject, self.parts)  # a `NAME.PART` naming no prompt of the program: refused
 
     def front(self, ctx: Search) -> dict[str, Any] | None:
         """The per-row front: each non-dominated candidate with the validation rows it leads on."""
