@@ -227,3 +227,21 @@ def test_a_part_naming_no_prompt_of_the_program_is_refused_before_any_call() -> 
         Pareto(parts=["label.nothing"])
     with pytest.raises(ConfigError, match=r"NAME\.PART"):
         Evolutionary(parts=[".system"])
+
+
+def test_the_report_of_a_run_stored_before_these_records_says_what_it_lacks(pareto_run) -> None:  # type: ignore[no-untyped-def]
+    from promptlift.report.html import render
+
+    store, run_id, _, _ = pareto_run
+    run = store.run(run_id)
+    old_result = {k: v for k, v in run["result"].items() if k not in ("front", "call_metrics", "rejected")}
+    for h in old_result["history"]:
+        h.pop("parents")
+    old_run = {**run, "plan": None, "result": old_result}
+    new_keys = ("parents", "proposal", "spent")
+    old_candidates = [{k: v for k, v in c.items() if k not in new_keys} for c in store.candidates(run_id)]
+    html = render(old_run, old_candidates, [])
+    for marker in ('id="plan-none"', 'id="no-front"', 'id="no-metrics"'):
+        assert marker in html
+    assert html.count("Plotly.newPlot") == 3  # the scores over calls and cost, the lineage: no spend points
+    assert 'id="rejected"' not in html
