@@ -245,3 +245,22 @@ def test_the_report_of_a_run_stored_before_these_records_says_what_it_lacks(pare
         assert marker in html
     assert html.count("Plotly.newPlot") == 3  # the scores over calls and cost, the lineage: no spend points
     assert 'id="rejected"' not in html
+
+
+class OneProgramPromptEvolved(ProgramConformance):
+    def make_optimizer(self) -> Evolutionary:
+        return Evolutionary(population=3, generations=2, crossover_rate=0.5, parts=["label.system"])
+
+
+def test_evolutionary_parts_can_name_one_prompt_of_a_program_crossovers_included(tmp_path: Path) -> None:
+    texts = iter(f"Label count number {i} with care." for i in range(1000))
+
+    def model(request: CompletionRequest) -> str:
+        from promptlift.testing.conformance import synthetic_program_model
+
+        return next(texts) if request.model == REASONING_MODEL else synthetic_program_model(request)
+
+    result, _ = OneProgramPromptEvolved().run(model=model)
+    measure = result.initial.prompt.prompts["measure"]
+    assert len(result.history) > 3 and any(c.origin.startswith("crossover") for c in result.history)
+    assert all(c.prompt.prompts["measure"] == measure for c in result.history)

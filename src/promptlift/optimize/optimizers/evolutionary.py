@@ -223,7 +223,10 @@ class Evolutionary(Optimizer):
             if len(children) >= n:
                 break
             parent = self.tournament(ctx, population)
-            instructions = instruction_parts(parent.prompt)
+            # crossovers combine instructions: those `parts` names (one prompt's, with NAME.system), else all
+            named = expand_parts(parent.prompt, self.parts)
+            instructions = [p for p in instruction_parts(parent.prompt) if p in named]
+            instructions = instructions or instruction_parts(parent.prompt)
             part = instructions[0]
             if crossover and len(population) >= 2 and ctx.rng.random() < self.crossover_rate:
                 other = self.tournament(ctx, [c for c in population if c.id != parent.id])

@@ -325,10 +325,8 @@ class _State:
         better = a if a.score >= b.score else b
         sides = [better.id, (b if better is a else a).id]
         if sum(sm.scores) < max(sum(sa.scores), sum(sb.scores)):
-            why = (
-                f"worse than its better parent on the minibatch ({_rows_right(sm)} vs "
-                f"{max(_rows_right(sa), _rows_right(sb))})"
-            )
+            top = max(sa, sb, key=lambda e: sum(e.scores))
+            why = f"worse than its better parent on the minibatch ({_rows_right(sm)} vs {_rows_right(top)})"
             self.ctx.reject(merged, parents=sides, origin=f"merge {a.id}+{b.id}", reason=why, evaluation=sm)
             return
         self.merges += 1
