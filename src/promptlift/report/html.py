@@ -250,8 +250,9 @@ def cost_time_figure(points: Sequence[Mapping[str, float]]) -> Any:
                              line={"shape": "hv", "color": "#2ca02c"}))  # fmt: skip
     fig.add_trace(go.Scatter(x=xs, y=[p["calls"] for p in points], mode="lines", name="calls", yaxis="y2",
                              line={"shape": "hv", "color": "#1f77b4", "dash": "dot"}))  # fmt: skip
-    fig.update_layout(xaxis_title="seconds into the run", yaxis_title="cost so far (USD)", height=340,
-                      yaxis2={"title": "calls so far", "overlaying": "y", "side": "right"},
+    calls_axis = {"title": "calls so far", "overlaying": "y", "side": "right", "rangemode": "tozero"}
+    fig.update_layout(xaxis_title="seconds into the run", height=340, yaxis2=calls_axis,
+                      yaxis={"title": "cost so far (USD)", "rangemode": "tozero"},
                       margin={"l": 60, "r": 60, "t": 30, "b": 50}, legend={"x": 0.02, "y": 0.98})  # fmt: skip
     return fig
 
