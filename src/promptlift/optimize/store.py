@@ -1,5 +1,10 @@
 """The run store: every run, candidate and evaluation, written to SQLite as it happens.
 
+A run keeps its config, the plan made before it started, and its result (with its Pareto front and
+the client's call metrics); each candidate its parents, the reasoning replies that proposed it and
+its per-row results; and, apart (``rejected``), every proposal the search dropped before validation,
+with why and the rows it was scored on.
+
 Migrations are append-only and named; the ``migrations`` table records which ran. The file is in
 WAL mode so a report can read it while a run writes. One ``RunStore`` may be shared by the
 threads of one process (a lock serializes writes); several processes may open the same file.
@@ -108,8 +113,8 @@ def _refuse_other_file(path: Path) -> None:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             conn.close()
-    except sqlite3.Error as exc:
-        raise ConfigError(f"{what} ({exc}); {fix}") from None
+    except sqlite3.Error as exc:  # a damaged file, or one this user may not read
+        raise ConfigError(f"cannot read the run store at {path} ({exc}); {fix}") from None
     if "runs" not in tables:
         raise ConfigError(f"{what} (an SQLite file without promptlift's runs); {fix}")
 
