@@ -322,3 +322,31 @@ def test_the_pareto_reports_screenshot_is_kept_as_an_artifact(pareto_report) -> 
     done = chromium(out, FetchCounter().port, f"--screenshot={shot}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_a_multi_objective_runs_front_is_drawn_score_against_length(tmp_path: Path) -> None:
+    from promptlift.optimize.optimizers import Evolutionary
+    from promptlift.testing.conformance import REASONING_MODEL, OptimizerConformance, synthetic_model
+
+    class Run(OptimizerConformance):
+        def make_optimizer(self):  # type: ignore[no-untyped-def]
+            return Evolutionary(population=3, generations=2, objectives=["score", "length"])
+
+    texts = iter(f"Answer about word {i}{' carefully' * (i % 4)}." for i in range(1000))
+
+    def model(request):  # type: ignore[no-untyped-def]
+        return next(texts) if request.model == REASONING_MODEL else synthetic_model(request)
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run("evolutionary", {})
+    result, _ = Run().run(store=store, run_id=run_id, model=model)
+    page = tmp_path / "report.html"
+    page.write_text(render(store.run(run_id), store.candidates(run_id), store.rejected(run_id)))
+    store.close()
+    counter = FetchCounter()
+    dom = chromium_dom(page, counter.port)
+    assert page_fetches(counter) == []
+    assert_drawn(dom, "front")
+    block = plot_block(dom, "front")
+    assert block.count('class="point"') == len(result.history)  # every candidate, the front's joined
+    assert "prompt length (tokens)" in block
