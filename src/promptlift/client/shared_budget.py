@@ -158,7 +158,9 @@ class SharedLedger(BudgetLedger):
                 if self._mine <= 0 or self.closed:
                     self._heart = None
                     return
-            # Unreachable: the next reserve or release says so; a lost lease errs on the cap's side.
+            # Unreachable: the next reserve or release says so. Cut off past its lease, this process's
+            # holds are taken back by the others, so its calls then in flight may overshoot the cap
+            # by what they cost (the price of not letting a dead process hold the budget for ever).
             with contextlib.suppress(SharedStateUnavailable):
                 self._run(self._renew_script, "")
 
