@@ -33,7 +33,7 @@ from promptlift.optimize.optimizers import (
     register_optimizer,
 )
 from promptlift.optimize.pipeline import Pipeline
-from promptlift.optimize.program import Calls, Output, Program, PromptCall
+from promptlift.optimize.program import Calls, InvalidAnswer, Output, Program, PromptCall
 from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget, Candidate, Rejected, RunSettings, Search, StopRun
@@ -67,6 +67,7 @@ __all__ = [
     "FewShot",
     "FieldMatch",
     "FunctionMetric",
+    "InvalidAnswer",
     "JsonFields",
     "LLMJudge",
     "MaxCalls",

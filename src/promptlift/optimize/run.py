@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptlift.client import Client
+from promptlift.client.alerts import pace
 from promptlift.client.config import Budget as Budget  # the one Budget, re-exported: a run's limits
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
@@ -144,6 +145,9 @@ class RunSettings:
     reasoning_temperature: float = 0.8
     on_event: Event | None = None
     acceptance: Acceptance = Acceptance()
+    # The plan's calls and high cost estimate: spend running much faster than it is flagged
+    # (``client.alerts.pace``); None checks nothing.
+    planned: tuple[int, float] | None = None
 
     def for_client(self, client: Client) -> RunSettings:
         """These settings with the models a run uses: the ones given, else the client's."""
@@ -219,6 +223,8 @@ class Search:
 
     def emit(self, kind: str, **data: Any) -> None:
         if self.settings.on_event:
+            if kind == "candidate":  # how the models are doing, for a progress line to flag
+                data.setdefault("health", self.client.health())
             self.settings.on_event(kind, data)
 
     def next_round(self) -> None:
@@ -228,12 +234,20 @@ class Search:
 
     def check_stop(self) -> None:
         progress = self.progress()
+        self._watch_pace(progress)
         budget = self.settings.budget
         if budget.max_minutes is not None and progress.elapsed_s >= budget.max_minutes * 60:
             raise StopRun(f"max_minutes ({budget.max_minutes:g})")
         reason = self.settings.stop.reason(progress)
         if reason:
             raise StopRun(reason)
+
+    def _watch_pace(self, progress: Progress) -> None:
+        if self.settings.planned is None:
+            return
+        why = pace(progress.calls, progress.cost_usd, *self.settings.planned)
+        if why is not None:
+            self.client.metrics.alerts.flag("pace", why)
 
     def _ensure_budget(self, calls: int, role: str) -> None:
         # Calls the cache answered count as calls here, at what they cost when first paid: the
