@@ -36,7 +36,7 @@ from promptlift.optimize.pipeline import Pipeline
 from promptlift.optimize.program import Calls, InvalidAnswer, Output, Program, PromptCall
 from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.result import OptimizationResult
-from promptlift.optimize.run import Budget, Candidate, RunSettings, Search, StopRun
+from promptlift.optimize.run import Budget, Candidate, Rejected, RunSettings, Search, StopRun
 from promptlift.optimize.stop import (
     MaxCalls,
     MaxCost,
@@ -90,6 +90,7 @@ __all__ = [
     "Prompt",
     "PromptCall",
     "Regex",
+    "Rejected",
     "Row",
     "RowResult",
     "RunSettings",

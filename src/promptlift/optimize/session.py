@@ -154,7 +154,8 @@ def run_config(
     then a new run starts from this config (recorded with ``resumed_from``).
 
     ``plan`` (``plan.make_plan(config)``, made here when not given) is what the run's spend is
-    watched against: running at twice its high estimate per call raises a ``pace`` alert."""
+    watched against: running at twice its high estimate per call raises a ``pace`` alert. It is
+    stored with a new run, for plan vs spend; a resumed run keeps the plan it started with."""
     plan = plan or make_plan(config)
     prepared = prepare(config)
     calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row(config.prompt)
@@ -190,7 +191,9 @@ def run_config(
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
-                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
+                optimizers[0].name,
+                {**record, **({"resumed_from": resume} if resume else {})},
+                plan=plan.to_dict(),
             )
     settings = RunSettings(
         task_model=config.model,
