@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import ipaddress
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,25 @@ ENV_KEYS: Mapping[str, tuple[str, ...]] = {
     "openrouter": ("OPENROUTER_API_KEY",),
     "deepseek": ("DEEPSEEK_API_KEY",),
 }
+# Where each provider's environment key belongs: host names, or a leading-dot suffix. Such a key is
+# sent to those hosts, to your own machine or network (a private address), and to an endpoint that
+# came from the environment too (LiteLLM's own reading, when no api_base is configured); a
+# configured api_base anywhere else gets it only when the model names it (api_key, api_key_env).
+# A route with no entry (hosted_vllm: always a server of your own) sends its variable anywhere.
+HOME_HOSTS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("api.openai.com",),
+    "text-completion-openai": ("api.openai.com",),
+    "azure": (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
+    "azure_ai": (".models.ai.azure.com", ".services.ai.azure.com", ".inference.ai.azure.com"),
+    "anthropic": ("api.anthropic.com",),
+    "gemini": ("generativelanguage.googleapis.com",),
+    "groq": ("api.groq.com",),
+    "mistral": ("api.mistral.ai",),
+    "together_ai": ("api.together.xyz", "api.together.ai"),
+    "openrouter": ("openrouter.ai",),
+    "deepseek": ("api.deepseek.com",),
+}
+
 # Routes that need no key: local engines, servers on your own network, Google's own auth.
 KEYLESS = frozenset(
     {"local", "ollama", "ollama_chat", "hosted_vllm", "vertex_ai", "vertex_ai_beta", "lm_studio"}
@@ -178,6 +198,13 @@ class Credentials:
             return ResolvedKey(key, "the credential provider", from_source=True)
         for name in ENV_KEYS.get(provider, ()):
             if env.get(name):
+                stranger = _stranger(provider, api_base)
+                if stranger:  # a configured endpoint this provider's key does not belong to
+                    return ResolvedKey(
+                        None,
+                        f"{name} belongs to {' / '.join(HOME_HOSTS[provider])}, not to {stranger}, and is "
+                        f"not sent there",
+                    )
                 return ResolvedKey(Secret(env[name]), f"{name} (environment)")
         if provider in KEYLESS or provider not in ENV_KEYS:
             return ResolvedKey(None, "this route takes none")
@@ -265,12 +292,29 @@ def require_google_auth() -> None:
 
 
 def _is_private(api_base: str) -> bool:
+    """A host on this machine or a private network: loopback, RFC 1918 / ULA addresses, link-local,
+    ``localhost`` and ``.local`` names."""
     host = (urlsplit(api_base).hostname or "").lower()
-    return (
-        host in ("localhost", "::1")
-        or host.startswith(("127.", "10.", "192.168."))
-        or host.endswith(".local")
-    )
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: where it resolves is not ours to trust
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _stranger(provider: str, api_base: str | None) -> str:
+    """The host of a configured ``api_base`` that ``provider``'s environment key must not go to
+    (not its home, not private), or ""."""
+    homes = HOME_HOSTS.get(provider)
+    if not api_base or homes is None or _is_private(api_base):
+        return ""
+    host = (urlsplit(api_base).hostname or "").lower()
+    for home in homes:
+        if host == home or (home.startswith(".") and (host.endswith(home) or host == home[1:])):
+            return ""
+    return host
 
 
 def endpoint_problem(api_base: str) -> str | None:
@@ -343,8 +387,8 @@ def naming_key(exc: AuthenticationFailed, key: ResolvedKey) -> AuthenticationFai
     where = (
         f"the key sent came from {key.source}: check it, or give this model its own"
         if key.secret
-        else f"no key was sent, as {key.source}: give this model a key (api_key_env, or its "
-        "provider's environment variable)"
+        else f"no key was sent, as {key.source}: give this model a key (api_key_env naming the "
+        "variable that holds it, or api_key)"
     )
     found = type(exc)(
         f"{exc.message} ({where})",
