@@ -213,6 +213,18 @@ CASES = [
     Case("complete --breaker-cooldown nan", argv=("complete", "hi", "--breaker-cooldown", "nan")),
     Case("complete --breaker-threshold 1.5", argv=("complete", "hi", "--breaker-threshold", "1.5")),
     Case("program left empty", {"prompt": DROP, "program": None}, says="got null (an empty value)"),
+    Case(
+        "model of an unknown provider", {"model": "bogus/xyz"}, says="'bogus' is not a provider LiteLLM knows"
+    ),
+    Case("model naming no provider", {"model": "nonsense-model-x"}, says="names no provider"),
+    Case("unknown embedded model", {"model": "local/gemma-9b"}, says="unknown local model 'gemma-9b'"),
+    Case("unknown reasoning model provider", {"reasoning_model": "antropic/claude"}, says="'antropic'"),
+    Case("unknown provider, real run", {"model": "bogus/xyz"}, argv=tuple(RUN), says="bogus"),
+    Case(
+        "regex metric that does not compile",
+        {"metric": {"type": "regex", "pattern": "(unclosed"}},
+        says="not a valid regular expression",
+    ),
 ]
 
 

@@ -324,6 +324,7 @@ def run(args: argparse.Namespace) -> int:
     lines = read_input(source)
     earlier = read_earlier(target)
     with Client(build_config(args)) as client:
+        client.preflight()  # the chain's models: a typo or a missing key before any line is sent
         items = [prepare(client, number, text, args) for number, text in lines]
         number_samples(client, items)
         check_prices(client, items)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from promptlift.client.catalog import route_problem
 from promptlift.client.config import ModelPrice, ModelSpec, RateLimit, TracingConfig
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
@@ -721,6 +722,12 @@ def load_config(path: str | Path) -> RunConfig:
     metric = check_metric(raw["metric"], top / "metric", base_dir=path.parent)
     chain = _model_chain(raw.get("model"), where)
     models = tuple(m.model if isinstance(m, ModelSpec) else m for m in chain)
+    judge = metric.get("model") if metric.get("type") == "llm_judge" else None
+    for key, name in (*(("model", m) for m in models), ("reasoning_model", scalars["reasoning_model"]),
+                      ("metric.model", judge)):  # fmt: skip
+        problem = route_problem(name) if name else None
+        if problem:  # a typo in a model's name, before the splits are read or a call is planned
+            raise ConfigError(f"{where}: `{key}`: {problem}")
     store = scalars["store"]
     prompt = _subject(raw, where, path.parent)
     if isinstance(prompt, Prompt):  # a program's metric scores its output, not a prompt's tool calls

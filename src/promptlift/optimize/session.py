@@ -133,6 +133,16 @@ def prepare(config: RunConfig) -> Prepared:
     metric = metric_from_config(
         config.metric, field_values=values, client=client, base_dir=config.path.parent
     )
+    # Every model the run will call, checked before the first call: a reasoning model or a judge
+    # without a key must not be found after the task model's calls are paid for.
+    judge = config.metric.get("model") if config.metric.get("type") == "llm_judge" else None
+    try:
+        client.preflight(
+            *client.config.chain, config.reasoning_model or config.model, *([judge] if judge else [])
+        )
+    except BaseException:
+        client.close()
+        raise
     return Prepared(client, splits, metric)
 
 

@@ -51,9 +51,18 @@ from promptlift.providers.litellm_stream import UsageSpy, feed
 from promptlift.providers.render import render_plain
 from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
 from promptlift.providers.retry_after import retry_after_from_headers
+from promptlift.providers.routes import route_problem
 from promptlift.providers.streaming import StreamAssembler
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage, logprobs_from
+from promptlift.types import (
+    Completion,
+    CompletionRequest,
+    Message,
+    StreamEvent,
+    ToolCall,
+    Usage,
+    logprobs_from,
+)
 
 log = get_logger("providers")
 
@@ -399,6 +408,14 @@ class LiteLLMProvider(Provider):
         own, shared = self.chain.own_key(request.model)
         key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
         return litellm, provider, api_base, key
+
+    async def preflight(self, model: str) -> None:
+        """The checks every call makes before sending (the route, the endpoint and its allow-list,
+        the embedded model's readiness, the key), for ``model``, with nothing sent."""
+        problem = route_problem(model)
+        if problem is not None:
+            raise errors.ConfigError(problem)
+        await self._prepare(CompletionRequest(model=model, messages=(Message("user", "."),)))
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         litellm, provider, api_base, key = await self._prepare(request)

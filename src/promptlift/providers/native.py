@@ -527,6 +527,9 @@ class Transports(Provider):
             async for event in stream:
                 yield event
 
+    async def preflight(self, model: str) -> None:
+        await self.fallback.preflight(model)  # the route and model checks are LiteLLM's either way
+
     async def aclose(self) -> None:
         await self.native.aclose()
         await self.fallback.aclose()
