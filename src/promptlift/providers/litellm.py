@@ -382,6 +382,35 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
+    def anthropic_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The Messages API body LiteLLM would send for an ``anthropic/`` request (its own parameter
+        mapping and message translation, breakpoints included), without sending it: one line of an
+        Anthropic batch job (``providers.batch``)."""
+        import_litellm()
+        from litellm.llms.anthropic.chat.transformation import AnthropicConfig
+
+        name = request.model.split("/", 1)[1]
+        config = AnthropicConfig()
+        messages = _with_breakpoints(_messages_for(request, "anthropic"), request)
+        try:
+            optional = config.map_openai_params(
+                non_default_params=self._params(request), optional_params={}, model=name, drop_params=False
+            )
+            body = config.transform_request(
+                model=name,
+                messages=messages,  # type: ignore[arg-type]
+                optional_params=optional,
+                litellm_params={},
+                headers={},
+            )
+        except Exception as exc:  # a request LiteLLM cannot translate: ours, as a live call would be
+            failure = errors.BadRequest(
+                f"cannot be sent to Anthropic: {redact(str(exc))[:300]}", provider="anthropic", model=name
+            )
+        else:
+            return {k: v for k, v in dict(body).items() if k != "stream"}
+        raise failure
+
     async def _prepare(self, request: CompletionRequest) -> tuple[Any, str, str | None, ResolvedKey]:
         """What every call checks and resolves before sending: litellm, the route, the endpoint
         (allow-listed), the embedded model's readiness, and the key."""
