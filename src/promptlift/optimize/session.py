@@ -23,7 +23,7 @@ from promptlift.client.config import CacheConfig
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
-from promptlift.optimize.evaluation import Evaluation, Evaluator
+from promptlift.optimize.evaluation import BatchScoring, Evaluation, Evaluator, check_batch_scoring
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
@@ -195,6 +195,7 @@ def run_config(
         seed=config.seed,
         on_event=on_event,
         acceptance=config.acceptance,
+        batch_test=BatchScoring(config.batch_test) if config.batch_test else None,
     )
     try:
         return Pipeline(optimizers).optimize(
@@ -302,14 +303,22 @@ def _duplicate_warning(dataset: Dataset, inputs: list[str]) -> str:
     )
 
 
-def evaluate_config(config: RunConfig, *, prompt: Optimizable | None = None) -> dict[str, Any]:
-    """Score the config's prompt (or ``prompt``) on validation and test; no optimizer, no store."""
-    return evaluate_prompts(config, [prompt or config.prompt])[0]
+def evaluate_config(
+    config: RunConfig, *, prompt: Optimizable | None = None, batch: BatchScoring | None = None
+) -> dict[str, Any]:
+    """Score the config's prompt (or ``prompt``) on validation and test; no optimizer, no store.
+    ``batch``: the task calls as provider Batch API jobs (``optimize.evaluation.BatchScoring``)."""
+    return evaluate_prompts(config, [prompt or config.prompt], batch=batch)[0]
 
 
-def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[dict[str, Any]]:
+def evaluate_prompts(
+    config: RunConfig, prompts: Sequence[Optimizable], *, batch: BatchScoring | None = None
+) -> list[dict[str, Any]]:
     """Score each prompt on validation and test, one after another, within the config's one budget
     (calls, dollars and minutes over all of them)."""
+    if batch is not None:
+        for candidate in prompts:
+            check_batch_scoring(candidate, config.model)
     prepared = prepare(config)
     started = time.monotonic()
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
@@ -333,7 +342,7 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
             "promptlift.evaluation.rows": len(rows),
         }
         with tracer.span("promptlift.evaluation", attrs) as span:
-            evaluation = await evaluator.evaluate(prompt, rows)
+            evaluation = await evaluator.evaluate(prompt, rows, batch=batch)
             span.update(
                 {
                     "promptlift.evaluation.score": evaluation.mean,
@@ -387,6 +396,7 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
                 "cost_usd": spend.cost_usd,
                 "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
                 "cache_saved_usd": spend.cache_saved_usd,
+                **({"batch_saved_usd": batch.summary.saved_usd} if batch is not None else {}),
                 "duration_s": round(seconds if len(prompts) > 1 else time.monotonic() - started, 3),
                 "validation": validation.to_dict(),
                 "test": test.to_dict(),

@@ -67,8 +67,8 @@ def route_of(model: str) -> str:
     route = model.split("/", 1)[0] if "/" in model else "openai"
     if route not in ROUTES:
         raise errors.ConfigError(
-            f"--provider-batch: {model} has no provider Batch API (only openai/ and anthropic/ models "
-            "do); drop --provider-batch to send its calls one by one"
+            f"{model} has no provider Batch API (only openai/ and anthropic/ models have one): drop "
+            "--provider-batch (or provider_batch.test_scoring) to send its calls one by one"
         )
     return route
 
@@ -159,8 +159,8 @@ class BatchEndpoint:
             await self._send(session, "GET", f"{self.api_base}/batches", params={"limit": "1"})
         except (errors.ModelNotFound, errors.BadRequest) as exc:
             raise errors.ConfigError(
-                f"--provider-batch: {redact(self.api_base)} has no Batch API (GET /batches answered "
-                f"HTTP {exc.status}); drop --provider-batch to send the calls one by one"
+                f"{redact(self.api_base)} has no Batch API (GET /batches answered HTTP {exc.status}): "
+                "drop --provider-batch (or provider_batch.test_scoring) to send the calls one by one"
             ) from None
 
     def line(self, custom_id: str, request: CompletionRequest) -> dict[str, Any]:

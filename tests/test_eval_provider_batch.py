@@ -1,0 +1,106 @@
+"""``promptlift eval --provider-batch`` and ``provider_batch.test_scoring`` in an optimize run:
+the scoring calls go as Batch API jobs to the loopback server, with the same scores as live."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptlift.cli import main
+from promptlift.errors import ConfigError
+from promptlift.optimize.config import load_config
+from promptlift.optimize.session import run_config
+from promptlift.optimize.store import RunStore
+from promptlift.testing.server import LoopbackServer, RecordedRequest, Reply, ok
+
+KEY = "sk-canary-eval-batch-0123456789"
+MODEL = "openai/gpt-4o-mini"
+
+
+def label(request: RecordedRequest) -> Reply | None:
+    if request.protocol == "batch":
+        return None
+    text = request.conversation[-1].text
+    return ok("pos" if "great" in text else "neg")
+
+
+def write_config(folder: Path, api_base: str, extra: str = "", model: str = MODEL) -> Path:
+    folder.mkdir(exist_ok=True)
+    rows = [
+        {"text": f"w{i} {'great' if i % 2 else 'awful'}", "label": "pos" if i % 2 else "neg"}
+        for i in range(16)
+    ]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = folder / "config.yaml"
+    path.write_text(
+        f"model: {model}\napi_base: {api_base}\nconcurrency: 4\n"
+        "prompt: {system: 'Classify.', user: 'Review: {text}', params: {max_tokens: 2, temperature: 0}}\n"
+        "dataset: {path: data.jsonl, split: {train: 0.5, validation: 0.25, test: 0.25, seed: 1}}\n"
+        "metric: {type: exact_match, field: label}\n"
+        "optimizer: {name: fewshot, params: {max_demos: 2, trials: 2}}\n"
+        f"budget: {{max_calls: 200}}\nseed: 3\nstore: runs/\ncache: false\n{extra}"
+    )
+    return path
+
+
+@pytest.fixture
+def server(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> LoopbackServer:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    loopback.handler = label
+    return loopback
+
+
+def test_eval_with_provider_batch_scores_as_live_at_half_price(
+    server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, server.openai_base)
+    assert main(["eval", str(path), "--json"]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert server.batches.created == []
+    batch = ["eval", str(path), "--json", "--provider-batch", "--poll-interval", "0.01"]
+    assert main(batch) == 0
+    batched = json.loads(capsys.readouterr().out)
+    assert len(server.batches.created) == 2  # validation, then test
+    assert [len(j.lines) for j in server.batches.created] == [live["validation_rows"], live["test_rows"]]
+    assert batched["test_score"] == live["test_score"] == 1.0
+    assert batched["cost_usd"] == pytest.approx(live["cost_usd"] / 2)
+
+
+def test_eval_provider_batch_refuses_a_model_without_a_batch_api(
+    server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, server.openai_base, model="hosted_vllm/my-model")
+    assert main(["eval", str(path), "--provider-batch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "has no provider Batch API" in err[-1] and "drop --provider-batch" in err[-1]
+    assert all("warning" in line for line in err[:-1])  # the split-size warnings, then the one refusal
+    assert server.requests == []
+
+
+def test_optimize_scores_the_test_split_in_a_batch_job_and_keeps_the_job_in_the_run_store(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    path = write_config(
+        tmp_path, server.openai_base, "provider_batch: {test_scoring: true, poll_interval: 0.01}\n"
+    )
+    result = run_config(load_config(path))
+    test_rows = len(result.best_test.rows)
+    assert server.batches.created and all(len(j.lines) == test_rows for j in server.batches.created)
+    assert result.best_test.mean == 1.0
+    store = RunStore(tmp_path / "runs")
+    try:
+        steps = store.steps(str(result.run_id))
+    finally:
+        store.close()
+    jobs = [k for k in steps if k.endswith(":batch-job")]
+    assert jobs and all(steps[k] is None for k in jobs)  # written, then cleared once collected
+
+
+def test_a_config_with_provider_batch_on_a_local_model_is_refused(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, "http://127.0.0.1:9", "provider_batch: {test_scoring: true}\n", model="local/gemma-3-270m"
+    )
+    with pytest.raises(ConfigError, match="no provider Batch API"):
+        load_config(path)
