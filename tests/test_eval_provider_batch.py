@@ -86,6 +86,16 @@ def test_optimize_scores_the_test_split_in_a_batch_job_and_keeps_the_job_in_the_
         tmp_path, server.openai_base, "provider_batch: {test_scoring: true, poll_interval: 0.01}\n"
     )
     result = run_config(load_config(path))
+    summary = result.summary()
+    live_path = write_config(tmp_path / "live", server.openai_base)
+    live = run_config(load_config(live_path)).summary()
+    assert (
+        summary["best_prompt"] == live["best_prompt"]
+        and summary["test_best_score"] == live["test_best_score"]
+    )
+    # what batching saved, from the reported usage: the live run's cost, less the batch run's
+    assert summary["batch_saved_usd"] > 0 and live["batch_saved_usd"] == 0
+    assert summary["cost_usd"] + summary["batch_saved_usd"] == pytest.approx(live["cost_usd"])
     test_rows = len(result.best_test.rows)
     assert server.batches.created and all(len(j.lines) == test_rows for j in server.batches.created)
     assert result.best_test.mean == 1.0
@@ -104,3 +114,21 @@ def test_a_config_with_provider_batch_on_a_local_model_is_refused(tmp_path: Path
     )
     with pytest.raises(ConfigError, match="no provider Batch API"):
         load_config(path)
+
+
+def test_the_plan_shows_the_cost_with_and_without_batch_scoring(tmp_path: Path) -> None:
+    from promptlift.optimize.plan import make_plan
+
+    off = make_plan(load_config(write_config(tmp_path / "off", "http://127.0.0.1:9")))
+    on = make_plan(
+        load_config(
+            write_config(tmp_path / "on", "http://127.0.0.1:9", "provider_batch: {test_scoring: true}\n")
+        )
+    )
+    assert off.batch is not None and on.batch is not None and not off.batch.on and on.batch.on
+    assert on.batch.saved_usd == pytest.approx(on.batch.live_usd / 2) and on.batch.saved_usd > 0
+    assert off.cost_usd and on.cost_usd
+    assert on.cost_usd[1] == pytest.approx(off.cost_usd[1] - on.batch.saved_usd)
+    assert "batch test scoring off" in off.render() and "cost with batch scoring" in off.render()
+    assert "batch test scoring on" in on.render() and "cost without batch scoring" in on.render()
+    assert on.to_dict()["batch_test_scoring"]["saved_usd"] == pytest.approx(on.batch.saved_usd)

@@ -115,6 +115,8 @@ class Spend:
     # what that saved (the cost at the full input rate minus ``cost_usd``; Completion.cache_saved_usd)
     cached_input_tokens: int = 0
     cache_saved_usd: float = 0.0
+    # Of the sent calls, what provider Batch API jobs saved (Completion.batch_saved_usd)
+    batch_saved_usd: float = 0.0
 
     @property
     def work_calls(self) -> int:
@@ -142,6 +144,7 @@ class Spend:
             sum(c.cost_usd for c in hits),
             sum(c.usage.cached_tokens for c in sent),
             sum(c.cache_saved_usd for c in sent),
+            sum(c.batch_saved_usd for c in sent),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +156,7 @@ class Spend:
             "cached_cost_usd": self.cached_cost_usd,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_saved_usd": self.cache_saved_usd,
+            "batch_saved_usd": self.batch_saved_usd,
         }
 
     @classmethod
@@ -165,6 +169,7 @@ class Spend:
             float(d.get("cached_cost_usd", 0.0)),
             int(d.get("cached_input_tokens", 0)),
             float(d.get("cache_saved_usd", 0.0)),
+            float(d.get("batch_saved_usd", 0.0)),
         )
 
 

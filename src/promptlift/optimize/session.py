@@ -396,7 +396,7 @@ def evaluate_prompts(
                 "cost_usd": spend.cost_usd,
                 "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
                 "cache_saved_usd": spend.cache_saved_usd,
-                **({"batch_saved_usd": batch.summary.saved_usd} if batch is not None else {}),
+                **({"batch_saved_usd": spend.batch_saved_usd} if batch is not None else {}),
                 "duration_s": round(seconds if len(prompts) > 1 else time.monotonic() - started, 3),
                 "validation": validation.to_dict(),
                 "test": test.to_dict(),

@@ -283,9 +283,13 @@ class BatchEndpoint:
         price = pricing.batch_price(request.model, self.prices)
         if price is None:
             return completion.replace(served_by="batch")
-        usage = completion.usage
+        usage, listed = completion.usage, pricing.price_of(request.model, self.prices)
+        cost = price.cost(usage)
         return completion.replace(
-            cost_usd=price.cost(usage), cache_saved_usd=price.cache_saving(usage), served_by="batch"
+            cost_usd=cost,
+            cache_saved_usd=price.cache_saving(usage),
+            batch_saved_usd=listed.cost(usage) - cost if listed else 0.0,
+            served_by="batch",
         )
 
 
