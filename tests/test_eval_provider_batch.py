@@ -132,3 +132,47 @@ def test_the_plan_shows_the_cost_with_and_without_batch_scoring(tmp_path: Path) 
     assert "batch test scoring off" in off.render() and "cost with batch scoring" in off.render()
     assert "batch test scoring on" in on.render() and "cost without batch scoring" in on.render()
     assert on.to_dict()["batch_test_scoring"]["saved_usd"] == pytest.approx(on.batch.saved_usd)
+
+
+def test_optimize_killed_mid_poll_resumes_its_test_scoring_job(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_config(
+        tmp_path, server.openai_base, "provider_batch: {test_scoring: true, poll_interval: 0.01}\n"
+    )
+    server.batches.polls_before_done = 10**9
+    cmd = [sys.executable, "-m", "promptlift", "optimize", str(path), "--yes"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "OPENAI_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.method == "GET" and "/batches/" in r.path for r in server.requests):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never polled its job"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = time.monotonic()
+    first = server.batches.created[0]
+    assert len(server.batches.created) == 1
+    store = RunStore(tmp_path / "runs")
+    try:
+        run_id = store.runs()[0]["id"]
+        assert any(k.endswith(":batch-job") and v for k, v in store.steps(run_id).items())
+    finally:
+        store.close()
+    server.batches.polls_before_done = 1
+    assert main(["optimize", str(path), "--yes", "--resume", run_id]) == 0
+    again = [j for j in server.batches.created if j.lines == first.lines]
+    assert again == [first]  # the starting prompt's test scoring: collected, not submitted again
+    polled = [r for r in server.requests if r.method == "GET" and r.path.endswith("/batches/" + first.id)]
+    assert any(r.time > killed_at for r in polled)  # the resumed run polled the job the killed one made

@@ -370,7 +370,8 @@ class Completion:
     # input rate, minus ``cost_usd`` (negative when a cache write's premium outweighed the reads).
     cache_saved_usd: float = 0.0
     # What a provider Batch API's discount saved on this call (served_by "batch"): its cost at the
-    # list price minus ``cost_usd``, from the same reported usage.
+    # list price minus ``cost_usd``, from the same reported usage. On such a call ``cache_saved_usd``
+    # is priced at the list rate, so cost + both savings = the list price of the tokens uncached.
     batch_saved_usd: float = 0.0
 
     def __post_init__(self) -> None:

@@ -345,6 +345,12 @@ class _Job:
                     self.summary.jobs_resumed += 1
                     log.info("resuming batch job %s for %s (%d lines)", job_id, self.model, len(lines))
                 else:
+                    if record:
+                        log.warning(
+                            "the batch job %s on record does not hold these requests: a new job is "
+                            "submitted (that one goes on at the provider, and is billed there)",
+                            record.get("id"),
+                        )
                     await endpoint.probe(session)
                     job_id = await endpoint.submit(session, lines)
                     ids = [str(x["custom_id"]) for x in lines]

@@ -285,9 +285,11 @@ class BatchEndpoint:
             return completion.replace(served_by="batch")
         usage, listed = completion.usage, pricing.price_of(request.model, self.prices)
         cost = price.cost(usage)
+        # The prompt cache's saving at the list rate, the batch discount's apart: together with the
+        # cost they make the list price of the same tokens uncached, as for a live call.
         return completion.replace(
             cost_usd=cost,
-            cache_saved_usd=price.cache_saving(usage),
+            cache_saved_usd=(listed or price).cache_saving(usage),
             batch_saved_usd=listed.cost(usage) - cost if listed else 0.0,
             served_by="batch",
         )
