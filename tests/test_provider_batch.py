@@ -142,13 +142,19 @@ def test_a_model_without_a_batch_api_is_refused_up_front(server: LoopbackServer)
     assert not any(r.path.endswith("/files") for r in server.requests)
 
 
-def test_a_host_not_allowed_is_refused_and_the_key_goes_nowhere(server: LoopbackServer) -> None:
-    with (
-        pytest.raises(errors.ConfigError),
-        client_for(server, OPENAI, allowed_hosts=("api.openai.com",)) as c,
-    ):
-        run_provider_batch(c, [c.request("hi", max_tokens=3)], poll=FAST)
-    assert server.requests == []
+def test_the_providers_own_batch_host_must_be_allowed_too(server: LoopbackServer) -> None:
+    client = Client(ClientConfig(models=(ANTHROPIC,), api_key=KEY, allowed_hosts=("127.0.0.1",)))
+    with client, pytest.raises(errors.HostNotAllowed, match=r"api\.anthropic\.com"):
+        run_provider_batch(client, [client.request("hi", max_tokens=3)], poll=FAST)
+
+
+def test_a_results_url_on_another_host_is_refused_and_the_key_is_not_sent_there(
+    server: LoopbackServer,
+) -> None:
+    server.batches.results_base = f"http://localhost:{server.port}"  # the same server, another host name
+    with client_for(server, ANTHROPIC) as client, pytest.raises(errors.ConfigError, match="key is not sent"):
+        run_provider_batch(client, [client.request("hi", max_tokens=3)], poll=FAST)
+    assert not any(r.path.endswith("/results") for r in server.requests)
 
 
 def test_max_wait_leaves_the_job_to_resume(server: LoopbackServer) -> None:

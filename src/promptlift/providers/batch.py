@@ -166,6 +166,11 @@ class BatchEndpoint:
     def line(self, custom_id: str, request: CompletionRequest) -> dict[str, Any]:
         """One line of a job: the body a live call of ``request`` would send."""
         if self.route == "anthropic":
+            if self._anthropic_body is None:
+                raise errors.ConfigError(
+                    "Anthropic batch lines are built by the LiteLLM provider, and this client has none "
+                    "(a provider of your own was given): send the calls live instead"
+                )
             return {"custom_id": custom_id, "params": self._anthropic_body(request)}
         body = chat_body(request)
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}

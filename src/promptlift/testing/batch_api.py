@@ -23,7 +23,8 @@ the default reply, the prompt-cache emulation), when the job finishes: ``polls_b
 retrievals after it was created. Knobs: ``fail`` (a line's custom_id, or its 0-based position in
 the job -> the error reply it gets),
 ``expire_after`` (answer that many lines, then let the job expire: the rest come back expired),
-``enabled`` False (every batch path is a 404: a server without a Batch API). OpenAI's output file
+``enabled`` False (every batch path is a 404: a server without a Batch API), ``results_base`` (the
+URL Anthropic's ``results_url`` starts with; default the server's own). OpenAI's output file
 lists its lines in reverse order (the API promises no order), so a client must match by custom_id.
 
 ``created`` is every job created, in order: a test asserts a resumed run created none.
@@ -87,6 +88,7 @@ class BatchEmulator:
         self.fail: dict[str | int, Reply] = {}
         self.expire_after: int | None = None
         self.enabled = True
+        self.results_base: str | None = None
         self.files: dict[str, bytes] = {}
         self.jobs: dict[str, Job] = {}
         self.created: list[Job] = []
@@ -97,6 +99,7 @@ class BatchEmulator:
             self.fail = {}
             self.expire_after = None
             self.enabled = True
+            self.results_base = None
             self.files.clear()
             self.jobs.clear()
             self.created.clear()
@@ -229,7 +232,8 @@ class BatchEmulator:
                 "canceled": 0,
                 "expired": c.get("expired", 0),
             }
-            results = f"{self._base_url()}/v1/messages/batches/{job.id}/results" if ended else None
+            base = self.results_base or self._base_url()
+            results = f"{base}/v1/messages/batches/{job.id}/results" if ended else None
             return {
                 "id": job.id,
                 "type": "message_batch",
