@@ -173,3 +173,18 @@ def test_max_wait_leaves_the_job_to_resume(server: LoopbackServer) -> None:
     assert len(server.batches.created) == 1 and summary.jobs_resumed == 1
     assert [r.content for r in again if not isinstance(r, Exception)] == [f"answer to q{i}" for i in range(3)]
     assert store.record is None
+
+
+def test_a_line_for_openais_own_api_is_litellms_body_for_that_model() -> None:
+    from promptlift.providers.batch import BatchEndpoint
+    from promptlift.providers.litellm import LiteLLMProvider
+    from promptlift.types import CompletionRequest, Message
+
+    endpoint = BatchEndpoint(
+        "openai", "https://api.openai.com/v1", None, prices=None, allowed_hosts=None,
+        litellm_body=LiteLLMProvider().batch_body,
+    )  # fmt: skip
+    request = CompletionRequest("openai/o3-mini", (Message("user", "hi"),), max_tokens=9)
+    line = endpoint.line("a", request)
+    assert line["url"] == "/v1/chat/completions" and line["body"]["model"] == "o3-mini"
+    assert line["body"]["max_completion_tokens"] == 9 and "max_tokens" not in line["body"]

@@ -277,7 +277,7 @@ class _Job:
             chain=_chain_of(provider, config),
             prices=config.prices,
             allowed_hosts=config.allowed_hosts,
-            anthropic_body=getattr(litellm, "anthropic_body", None),
+            litellm_body=getattr(litellm, "batch_body", None),
         )
         lines: list[dict[str, Any]] = []
         unsendable: dict[int, Result] = {}

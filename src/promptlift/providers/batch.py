@@ -10,8 +10,9 @@ is ``client.provider_batch``'s.
     Anthropic  POST {root}/v1/messages/batches ({requests: [{custom_id, params}]}),
                GET {root}/v1/messages/batches/{id}, GET its results_url (JSONL)
 
-Each line's body is the one a live call would send: ``native.chat_body`` for OpenAI (the native
-path's body), ``LiteLLMProvider.anthropic_body`` for Anthropic (LiteLLM's own translation). Each
+Each line's body is the one a live call would send: LiteLLM's own translation for Anthropic and
+for OpenAI's API (``LiteLLMProvider.batch_body``: o-series and GPT-5 parameters renamed), the
+native path's ``chat_body`` for an OpenAI-compatible server of your own. Each
 result becomes the ``Completion`` or the typed error a live call would give (``native``'s error
 translation, on the status and body the provider reports for that line), priced at the batch rate
 (``pricing.batch_price``). A line the job never ran is ``BatchExpired``.
@@ -36,7 +37,7 @@ from promptlift import errors, pricing
 from promptlift.providers.credentials import Credentials, check_host
 from promptlift.providers.endpoints import Chain
 from promptlift.providers.failures import connection_message
-from promptlift.providers.native import NativeProvider, _status_error, chat_body
+from promptlift.providers.native import NativeProvider, _own_server, _status_error, chat_body
 from promptlift.secrets import Secret, redact
 from promptlift.types import Completion, CompletionRequest, ToolCall, Usage
 
@@ -95,14 +96,14 @@ class BatchEndpoint:
         *,
         prices: pricing.Prices | None,
         allowed_hosts: tuple[str, ...] | None,
-        anthropic_body: Any = None,
+        litellm_body: Any = None,
     ):
         self.route = route
         self.api_base = api_base.rstrip("/")
         self.key = key
         self.prices = prices
         self.allowed_hosts = allowed_hosts
-        self._anthropic_body = anthropic_body
+        self._litellm_body = litellm_body
         self._native = NativeProvider(prices=prices)  # its answer parsing, nothing sent through it
         root = self.api_base[:-3] if self.api_base.endswith("/v1") else self.api_base
         self._root = root if route == "anthropic" else self.api_base
@@ -165,14 +166,17 @@ class BatchEndpoint:
 
     def line(self, custom_id: str, request: CompletionRequest) -> dict[str, Any]:
         """One line of a job: the body a live call of ``request`` would send."""
-        if self.route == "anthropic":
-            if self._anthropic_body is None:
+        if self.route == "anthropic" or not _own_server(self.api_base):
+            if self._litellm_body is None:
                 raise errors.ConfigError(
-                    "Anthropic batch lines are built by the LiteLLM provider, and this client has none "
+                    f"{self.route} batch lines are built by the LiteLLM provider, and this client has none "
                     "(a provider of your own was given): send the calls live instead"
                 )
-            return {"custom_id": custom_id, "params": self._anthropic_body(request)}
-        body = chat_body(request)
+            body = self._litellm_body(request)
+            if self.route == "anthropic":
+                return {"custom_id": custom_id, "params": body}
+        else:
+            body = chat_body(request)
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
     async def submit(self, session: aiohttp.ClientSession, lines: Sequence[dict[str, Any]]) -> str:
@@ -343,7 +347,7 @@ async def batch_endpoint(
     chain: Chain,
     prices: pricing.Prices | None,
     allowed_hosts: tuple[str, ...] | None,
-    anthropic_body: Any = None,
+    litellm_body: Any = None,
 ) -> BatchEndpoint:
     """The Batch API that serves ``model``, with the key a live call of it would send there."""
     route = route_of(model)
@@ -352,5 +356,5 @@ async def batch_endpoint(
     own, shared = chain.own_key(model)
     key = await credentials.resolve(route, api_base=api_base, own=own, shared=shared)
     return BatchEndpoint(
-        route, api_base, key.secret, prices=prices, allowed_hosts=allowed_hosts, anthropic_body=anthropic_body
+        route, api_base, key.secret, prices=prices, allowed_hosts=allowed_hosts, litellm_body=litellm_body
     )

@@ -382,16 +382,21 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
-    def anthropic_body(self, request: CompletionRequest) -> dict[str, Any]:
-        """The Messages API body LiteLLM would send for an ``anthropic/`` request (its own parameter
-        mapping and message translation, breakpoints included), without sending it: one line of an
-        Anthropic batch job (``providers.batch``)."""
+    def batch_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The body LiteLLM would send for an ``anthropic/`` or ``openai/`` request to the provider's
+        own API (its parameter mapping per model — o-series and GPT-5 take ``max_completion_tokens``
+        — and its message translation, breakpoints included), without sending it: one line of a
+        batch job (``providers.batch``)."""
         import_litellm()
-        from litellm.llms.anthropic.chat.transformation import AnthropicConfig
+        from litellm.types.utils import LlmProviders
+        from litellm.utils import ProviderConfigManager
 
-        name = request.model.split("/", 1)[1]
-        config = AnthropicConfig()
-        messages = _with_breakpoints(_messages_for(request, "anthropic"), request)
+        provider = provider_of(request.model)
+        name = request.model.split("/", 1)[1] if "/" in request.model else request.model
+        config = ProviderConfigManager.get_provider_chat_config(name, LlmProviders(provider))
+        if config is None:
+            raise errors.ConfigError(f"{request.model}: LiteLLM has no request format for {provider}")
+        messages = _with_breakpoints(_messages_for(request, provider), request)
         try:
             optional = config.map_openai_params(
                 non_default_params=self._params(request), optional_params={}, model=name, drop_params=False
@@ -405,7 +410,7 @@ class LiteLLMProvider(Provider):
             )
         except Exception as exc:  # a request LiteLLM cannot translate: ours, as a live call would be
             failure = errors.BadRequest(
-                f"cannot be sent to Anthropic: {redact(str(exc))[:300]}", provider="anthropic", model=name
+                f"cannot be sent to {provider}: {redact(str(exc))[:300]}", provider=provider, model=name
             )
         else:
             return {k: v for k, v in dict(body).items() if k != "stream"}
