@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +189,21 @@ def test_a_line_for_openais_own_api_is_litellms_body_for_that_model() -> None:
     line = endpoint.line("a", request)
     assert line["url"] == "/v1/chat/completions" and line["body"]["model"] == "o3-mini"
     assert line["body"]["max_completion_tokens"] == 9 and "max_tokens" not in line["body"]
+
+
+def test_answers_go_to_the_cache_and_a_rerun_sends_no_job(server: LoopbackServer, tmp_path: Path) -> None:
+    from promptlift.client.config import CacheConfig
+
+    cache = CacheConfig(path=str(tmp_path / "cache.sqlite"))
+    with client_for(server, OPENAI, cache=cache) as client:
+        requests = [client.request(f"q{i}", max_tokens=5, temperature=0.0) for i in range(3)]
+        first = run_provider_batch(client, requests, poll=FAST)
+        summary = BatchSummary()
+        again = run_provider_batch(client, requests, poll=FAST, summary=summary)
+        live = client.complete(requests[1])
+    assert len(server.batches.created) == 1 and summary.cached == 3 and summary.jobs_created == 0
+    assert [c.content for c in again if not isinstance(c, Exception)] == [
+        c.content for c in first if not isinstance(c, Exception)
+    ]
+    assert all(not isinstance(c, Exception) and c.cached for c in again) and live.cached
+    assert not [r for r in server.requests if r.protocol == "openai"]  # the live call too: from the cache

@@ -17,7 +17,8 @@ model whose price is unknown is refused before any line.
 
 With ``--provider-batch`` the lines to send go as one provider Batch API job per model (OpenAI,
 Anthropic; half price, answered within 24 h; ``client.provider_batch``): the same output, in
-order, one line out per line in, each failed line with the typed error a live call would give.
+order, one line out per line in, each failed line with the typed error a live call would give;
+a line the cache answers is not sent, and the job's answers are stored in the cache.
 ``--max-cost`` then holds for the whole job: its worst case at the batch rate is reserved before
 anything is uploaded, and a job that does not fit is not submitted (each of its lines is a
 ``BudgetExceeded`` error). The job id is written to ``OUT.jsonl.batch-job.json`` (beside the output)
@@ -483,7 +484,8 @@ def print_batch_summary(summary: Any, lines: int, bad: int, kept: int, stream: I
     jobs = ", ".join(summary.job_ids) or "none"
     stream.write(
         f"{lines} lines: {summary.ok + kept} ok{earlier}, {summary.failed + bad} failed ({bad} unreadable)"
-        f" | batch jobs: {jobs} ({summary.jobs_created} created, {summary.jobs_resumed} resumed)"
+        f" | {summary.cached} from cache | batch jobs: {jobs} ({summary.jobs_created} created,"
+        f" {summary.jobs_resumed} resumed)"
         f" | ${summary.cost_usd:.6f} at the batch rate, ${summary.saved_usd:.6f} saved on the list price\n"
     )
 

@@ -19,8 +19,10 @@ The lifecycle of one job (the wire is ``providers.batch``'s):
    call would raise (``BatchExpired`` for a line the job never ran), and settle the reservation
    with the cost the reported usage gives at the batch rate; the job's record is then cleared.
 
-The answers bypass the client's cache, retries and fallbacks (a batch line is sent once, by the
-provider), and its per-call metrics: ``BatchSummary`` says what was sent, spent and saved.
+A request the client's response cache answers is not sent, and every answer the job brings is
+stored there (a later run, batch or live, is served from it). The job bypasses retries and
+fallbacks (a line is sent once, by the provider) and the per-call metrics: ``BatchSummary`` says
+what was sent, spent and saved.
 Thread-safety: one call runs its jobs on the client's event loop thread; stores are per job.
 """
 
@@ -45,6 +47,7 @@ from promptlift.client.budget import (
     carry_scope,
     scoped_ledgers,
 )
+from promptlift.client.cache import CachingProvider
 from promptlift.log import get_logger
 from promptlift.types import Completion, CompletionRequest
 
@@ -132,6 +135,7 @@ class BatchSummary:
 
     jobs_created: int = 0
     jobs_resumed: int = 0
+    cached: int = 0  # answered from the response cache: not sent
     ok: int = 0
     failed: int = 0
     cost_usd: float = 0.0
@@ -279,22 +283,36 @@ class _Job:
             allowed_hosts=config.allowed_hosts,
             litellm_body=getattr(litellm, "batch_body", None),
         )
+        cache = self.client.parts.get("cache")
+        cache = cache if isinstance(cache, CachingProvider) else None
         lines: list[dict[str, Any]] = []
-        unsendable: dict[int, Result] = {}
+        fixed: dict[int, Result] = {}  # answered without the job: from the cache, or unsendable
         for i, request in enumerate(self.requests):
+            hit = cache.lookup(request) if cache is not None else None
+            if hit is not None:
+                fixed[i] = hit
+                self.summary.cached += 1
+                continue
             try:
                 body = endpoint.line("", request)
             except errors.PromptliftError as exc:  # this line cannot be sent: its error, the rest go
-                unsendable[i] = exc
+                fixed[i] = exc
                 continue
             lines.append({**body, "custom_id": f"{i}-{line_hash(body)[:12]}"})
         hashes = [line_hash(x) for x in lines]
-        if unsendable:
-            self.requests = [r for i, r in enumerate(self.requests) if i not in unsendable]
+        total = len(self.requests)
+        self.requests = [r for i, r in enumerate(self.requests) if i not in fixed]
         results = await self._budgeted(endpoint, lines, hashes, record, saved, on_submitted) if lines else []
+        for request, result in zip(self.requests, results, strict=True):
+            key = cache.key(request) if cache is not None and isinstance(result, Completion) else None
+            if key is not None and cache is not None and isinstance(result, Completion):
+                cache.cache.put(key, result)  # a later run, batch or live, is served from it
         merged, sent = [], iter(results)
-        for i in range(len(lines) + len(unsendable)):
-            merged.append(unsendable[i] if i in unsendable else next(sent))
+        for i in range(total):
+            merged.append(fixed[i] if i in fixed else next(sent))
+        ok = sum(isinstance(r, Completion) for r in merged)
+        self.summary.ok += ok
+        self.summary.failed += total - ok
         return merged
 
     async def _budgeted(
@@ -428,12 +446,9 @@ class _Job:
     def _account(self, results: list[Result]) -> None:
         for result in results:
             if isinstance(result, Completion):
-                self.summary.ok += 1
                 self.summary.cost_usd += result.cost_usd
                 listed = self.book.price(self.model)
                 self.summary.list_cost_usd += listed.cost(result.usage) if listed else result.cost_usd
-            else:
-                self.summary.failed += 1
 
 
 def _credentials_of(provider: Any, config: Any) -> Any:
