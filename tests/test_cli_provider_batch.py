@@ -60,7 +60,9 @@ def test_one_line_out_per_line_in_in_order_with_typed_errors(
 ) -> None:
     write_input(tmp_path / "in.jsonl", 6)
     server.batches.fail = {3: bad_request("no such parameter")}
-    assert main(argv(server, tmp_path, model)) == 1
+    assert main(argv(server, tmp_path, model, "--metrics-json", str(tmp_path / "m.json"))) == 1
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["total"]["ok"] == 5 and metrics["total"]["failed"] == 1  # the job's lines, as calls
     out = read(tmp_path / "out.jsonl")
     assert [x["line"] for x in out] == [1, 2, 3, 4, 5, 6, 7]
     assert out[2]["ok"] is False and out[2]["error"]["type"] == "DatasetError"  # type: ignore[index]

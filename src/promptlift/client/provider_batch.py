@@ -21,8 +21,9 @@ The lifecycle of one job (the wire is ``providers.batch``'s):
 
 A request the client's response cache answers is not sent, and every answer the job brings is
 stored there (a later run, batch or live, is served from it). The job bypasses retries and
-fallbacks (a line is sent once, by the provider) and the per-call metrics: ``BatchSummary`` says
-what was sent, spent and saved.
+fallbacks (a line is sent once, by the provider); ``BatchSummary`` says
+what was sent, spent and saved. Each line is recorded in the client's metrics and call log as
+one call that took the job's time.
 Thread-safety: one call runs its jobs on the client's event loop thread; stores are per job.
 """
 
@@ -48,6 +49,7 @@ from promptlift.client.budget import (
     scoped_ledgers,
 )
 from promptlift.client.cache import CachingProvider
+from promptlift.client.metrics import RecordingProvider
 from promptlift.log import get_logger
 from promptlift.types import Completion, CompletionRequest
 
@@ -285,6 +287,7 @@ class _Job:
         )
         cache = self.client.parts.get("cache")
         cache = cache if isinstance(cache, CachingProvider) else None
+        requests, started = list(self.requests), (time.time(), time.perf_counter())
         lines: list[dict[str, Any]] = []
         fixed: dict[int, Result] = {}  # answered without the job: from the cache, or unsendable
         for i, request in enumerate(self.requests):
@@ -310,6 +313,7 @@ class _Job:
         merged, sent = [], iter(results)
         for i in range(total):
             merged.append(fixed[i] if i in fixed else next(sent))
+        self._record(requests, merged, started)
         ok = sum(isinstance(r, Completion) for r in merged)
         self.summary.ok += ok
         self.summary.failed += total - ok
@@ -442,6 +446,19 @@ class _Job:
             provider=self.model.split("/", 1)[0],
             model=self.model,
         )
+
+    def _record(
+        self, requests: list[CompletionRequest], results: list[Result], started: tuple[float, float]
+    ) -> None:
+        """Each line in the client's metrics and call log, as a call that took the job's time."""
+        metrics = self.client.parts.get("metrics")
+        if not isinstance(metrics, RecordingProvider):
+            return
+        latency = time.perf_counter() - started[1]
+        for request, result in zip(requests, results, strict=True):
+            done = result if isinstance(result, Completion) else None
+            failed = result if isinstance(result, errors.PromptliftError) else None
+            metrics._record(request, started[0], latency, done, failed)
 
     def _account(self, results: list[Result]) -> None:
         for result in results:
