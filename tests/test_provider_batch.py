@@ -207,3 +207,19 @@ def test_answers_go_to_the_cache_and_a_rerun_sends_no_job(server: LoopbackServer
     ]
     assert all(not isinstance(c, Exception) and c.cached for c in again) and live.cached
     assert not [r for r in server.requests if r.protocol == "openai"]  # the live call too: from the cache
+
+
+def test_a_job_gone_at_the_provider_is_forgotten_and_the_next_run_submits_anew(
+    server: LoopbackServer,
+) -> None:
+    server.batches.polls_before_done = 1000
+    store = MemoryJobStore()
+    with client_for(server, OPENAI) as client:
+        requests = [client.request(f"q{i}", max_tokens=5) for i in range(2)]
+        run_provider_batch(client, requests, store=store, poll=PollPolicy(0.01, 0.01, max_wait_s=0.03))
+        server.batches.jobs.clear()  # the provider no longer knows it
+        gone = run_provider_batch(client, requests, store=store, poll=FAST)
+        assert all(isinstance(r, errors.ModelNotFound) for r in gone) and store.record is None
+        server.batches.polls_before_done = 1
+        fresh = run_provider_batch(client, requests, store=store, poll=FAST)
+    assert len(server.batches.created) == 2 and all(not isinstance(r, Exception) for r in fresh)

@@ -395,7 +395,11 @@ class _Job:
                 found = await endpoint.results(session, status, dict(zip(ids, self.requests, strict=True)))
             except errors.ConfigError:
                 raise
-            except errors.PromptliftError as exc:  # the job itself failed: every line says so
+            except (errors.BadRequest, errors.ModelNotFound) as exc:
+                # the job failed, or is gone: polling it again cannot help, so a re-run submits anew
+                saved(self.model, None)
+                return [exc] * len(lines)
+            except errors.PromptliftError as exc:  # every line says so; the job stays on record
                 return [exc] * len(lines)
         saved(self.model, None)
         results = [found[c] for c in ids]
