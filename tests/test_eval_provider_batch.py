@@ -176,3 +176,44 @@ def test_optimize_killed_mid_poll_resumes_its_test_scoring_job(
     assert again == [first]  # the starting prompt's test scoring: collected, not submitted again
     polled = [r for r in server.requests if r.method == "GET" and r.path.endswith("/batches/" + first.id)]
     assert any(r.time > killed_at for r in polled)  # the resumed run polled the job the killed one made
+
+
+def test_eval_killed_mid_poll_resumes_its_job_from_the_store_folder(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_config(tmp_path, server.openai_base)
+    server.batches.polls_before_done = 10**9
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptlift",
+        "eval",
+        str(path),
+        "--provider-batch",
+        "--poll-interval",
+        "0.01",
+    ]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "OPENAI_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.method == "GET" and "/batches/" in r.path for r in server.requests):
+            assert proc.poll() is None and time.monotonic() < deadline, "eval never polled its job"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(server.batches.created) == 1 and list((tmp_path / "runs").glob("eval-batch-*.json"))
+    server.batches.polls_before_done = 1
+    assert main(["eval", str(path), "--provider-batch", "--poll-interval", "0.01"]) == 0
+    assert len(server.batches.created) == 2  # the validation job resumed; only the test split's is new
+    assert not list((tmp_path / "runs").glob("eval-batch-*.json"))

@@ -20,6 +20,7 @@ from promptlift.blocking import run_blocking
 from promptlift.client import Client, ClientConfig
 from promptlift.client.config import Budget as ClientBudget
 from promptlift.client.config import CacheConfig
+from promptlift.client.provider_batch import FileJobStore
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
@@ -342,7 +343,8 @@ def evaluate_prompts(
             "promptlift.evaluation.rows": len(rows),
         }
         with tracer.span("promptlift.evaluation", attrs) as span:
-            evaluation = await evaluator.evaluate(prompt, rows, batch=batch)
+            jobs = eval_job_store(config, prompt, split) if batch is not None else None
+            evaluation = await evaluator.evaluate(prompt, rows, batch=batch, job_store=jobs)
             span.update(
                 {
                     "promptlift.evaluation.score": evaluation.mean,
@@ -403,6 +405,20 @@ def evaluate_prompts(
             }
         )
     return reports
+
+
+def eval_job_store(config: RunConfig, prompt: Optimizable, split: str) -> FileJobStore | None:
+    """Where ``eval --provider-batch`` keeps a split's job id until its answers are in: a file in
+    the config's run store folder (``eval-batch-<digest>.json``), so a killed eval run again with
+    the same config resumes the job instead of paying for a new one. None without a store."""
+    if config.store is None:
+        return None
+    base = Path(config.store)
+    folder = base if base.suffix == "" or base.is_dir() else base.parent
+    what = [prompt.key(), config.model, split, str(config.dataset_path), dict(config.split)]
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileJobStore(str(folder / f"eval-batch-{digest}.json"))
 
 
 def gate_config(config: RunConfig, baseline: Optimizable, *, alpha: float = 0.05) -> dict[str, Any]:
