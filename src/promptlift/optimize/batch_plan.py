@@ -57,9 +57,12 @@ def plan_batch(
     test_rows: int,
     input_tokens: int,
     output_tokens: int,
+    input_share: float = 1.0,
 ) -> BatchPlan | None:
     """The test scoring's two passes priced live and at the batch rate, at the most each call may
-    use; None when the model has no Batch API, no known price, or the prompt uses tools."""
+    use (``input_share``: the part of the input cost left once the prompt cache has read the shared
+    prefix, from the cache plan); None when the model has no Batch API, no known price, or the
+    prompt uses tools."""
     route = model.split("/", 1)[0] if "/" in model else "openai"
     if route not in ("openai", "anthropic") or not isinstance(subject, Prompt) or subject.tools:
         return None
@@ -67,5 +70,6 @@ def plan_batch(
     if listed is None or batched is None or listed.free:
         return None
     calls = 2 * test_rows
-    usage = Usage(input_tokens * calls, output_tokens * calls)
-    return BatchPlan(on, calls, listed.cost(usage), batched.cost(usage))
+    given, answers = Usage(input_tokens * calls, 0), Usage(0, output_tokens * calls)
+    live = listed.cost(given) * input_share + listed.cost(answers)
+    return BatchPlan(on, calls, live, batched.cost(given) * input_share + batched.cost(answers))

@@ -437,6 +437,7 @@ def make_plan(
         test_rows=sizes.test,
         input_tokens=task_in,
         output_tokens=answer_tokens(config.prompt),
+        input_share=_cached_share(caching) if config.prompt_cache else 1.0,
     )
     if per_call is not None:
         cost = (0.8 * per_call.low(calls), 1.2 * per_call.high(calls))
@@ -465,6 +466,13 @@ def make_plan(
         prompt_warnings=(ROW_FIRST,) if row_first else (),
         batch=batch,
     )
+
+
+def _cached_share(caching: CachePlan | None) -> float:
+    """The part of the task calls' input cost the prompt cache leaves to pay (1: it saves nothing)."""
+    if caching is None or not caching.qualifies or not caching.full_usd:
+        return 1.0
+    return max(0.0, (caching.full_usd - caching.saved_usd) / caching.full_usd)
 
 
 def _program_rows(subject: Optimizable, optimizer: Any, sizes: Sizes) -> CallEstimate:
