@@ -1,5 +1,6 @@
 """Suspicious activity is flagged, once each, in the log and in a run's summary: a burst of
-authentication failures on one model, a request refused for a host not in allowed_hosts."""
+authentication failures on one model, a request refused for a host not in allowed_hosts, spend
+running faster than the run's plan."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import logging
 import pytest
 
 from promptlift import Client, ClientConfig
+from promptlift.client.alerts import pace
 from promptlift.client.fallback import FallbackPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.errors import AuthenticationFailed, HostNotAllowed, PromptliftError
 from promptlift.optimize import Budget, ExactMatch, FewShot, Prompt, RunSettings
+from promptlift.pricing import ModelPrice
 from promptlift.testing import FunctionProvider
 from promptlift.testing.conformance import TASK_MODEL, synthetic_model, synthetic_splits
 from promptlift.testing.replies import unauthorized
@@ -81,3 +84,36 @@ def test_a_runs_summary_carries_the_alerts_raised_during_it() -> None:
         )  # fmt: skip
     assert any("authentication failures on scripted/revoked" in a for a in result.alerts), result.alerts
     assert result.summary()["alerts"] == list(result.alerts)
+
+
+def test_pace_is_judged_only_after_enough_calls_and_at_twice_the_plan() -> None:
+    assert pace(10, 1.0, planned_calls=100, planned_cost_usd=0.01) is None  # too few calls to judge
+    assert pace(30, 0.005, planned_calls=100, planned_cost_usd=0.01) is None  # 1.7x: within the margin
+    why = pace(30, 0.009, planned_calls=100, planned_cost_usd=0.01)  # 3x the plan's high estimate
+    assert why is not None and "3.0x faster than planned" in why and "max_cost_usd" in why
+    assert pace(1000, 5.0, planned_calls=100, planned_cost_usd=0.0) is None  # a free plan: nothing to pace
+
+
+def paid_run(planned: tuple[int, float] | None) -> tuple[list[str], float, int]:
+    """A few-shot run on a model priced at $1/$2 per million tokens, watched against ``planned``."""
+    config = ClientConfig(
+        models=(TASK_MODEL,), prices={TASK_MODEL: ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0)}
+    )
+    with Client(config, provider=FunctionProvider(synthetic_model)) as client:
+        prompt = Prompt(user="Word: {text}\nLength:", system="Label the word.", params={"max_tokens": 2})
+        result = FewShot(answer_field="label", trials=4).optimize(
+            prompt, synthetic_splits(), ExactMatch("label"), client=client,
+            settings=RunSettings(budget=Budget(max_calls=400), planned=planned),
+        )  # fmt: skip
+    return list(result.alerts), result.spend.cost_usd, result.spend.calls
+
+
+def test_a_run_spending_faster_than_its_plan_is_flagged_once(caplog: pytest.LogCaptureFixture) -> None:
+    _, cost, calls = paid_run(None)
+    assert cost > 0 and calls >= 40
+    with caplog.at_level(logging.WARNING, logger="promptlift"):
+        alerts, _, _ = paid_run((calls, cost / 10))  # the plan said a tenth of what it costs
+    (alert,) = [a for a in alerts if "faster than planned" in a]
+    assert len([m for m in suspicious(caplog) if "faster than planned" in m]) == 1  # once, not per call
+    assert not [a for a in paid_run((calls, cost * 1.2))[0] if "faster than planned" in a]  # on plan
+    assert alert.startswith("spend runs ")

@@ -212,6 +212,7 @@ CASES = [
     ),
     Case("complete --breaker-cooldown nan", argv=("complete", "hi", "--breaker-cooldown", "nan")),
     Case("complete --breaker-threshold 1.5", argv=("complete", "hi", "--breaker-threshold", "1.5")),
+    Case("program left empty", {"prompt": DROP, "program": None}, says="got null (an empty value)"),
 ]
 
 

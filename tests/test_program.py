@@ -18,7 +18,7 @@ from promptlift.optimize import Dataset, Evaluator, Prompt
 from promptlift.optimize.config import load_config
 from promptlift.optimize.evaluation import PROGRAM_FAILED, Evaluation, RowResult
 from promptlift.optimize.metrics import ExactMatch
-from promptlift.optimize.program import Calls, Output, Program, PromptCall, trace_demos
+from promptlift.optimize.program import Calls, InvalidAnswer, Output, Program, PromptCall, trace_demos
 from promptlift.testing import FunctionProvider, GatedProvider
 from promptlift.types import CompletionRequest
 
@@ -395,3 +395,45 @@ def test_prompts_given_as_a_list_says_it_must_be_a_mapping(tmp_path: Path) -> No
     body = PROGRAM_CONFIG.replace(listed + "\n", "  - upper\n  - count\n")
     with pytest.raises(ConfigError, match=r"`prompts` must be a mapping of named prompts"):
         load_config(write_config(tmp_path, body, module="listed"))
+
+
+COUNTED = Prompt(
+    user="Count: {text}",
+    output_schema={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+)
+
+
+def json_model(request: CompletionRequest) -> str:
+    """JSON in a fence with prose around it, as models answer; a string for "abcd" (breaks the schema)."""
+    text = request.messages[-1].text.partition(": ")[2]
+    n = '"four"' if text == "abcd" else str(len(text))
+    return f'Here it is:\n```json\n{{"n": {n}}}\n```\nDone.'
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_call_json_reads_the_answer_against_the_schema_and_a_bad_one_scores_the_row_0(form: str) -> None:
+    def sync(row: dict[str, Any], lm: Calls) -> str:
+        return str(lm.call_json("count", text=row["text"])["n"])
+
+    async def async_(row: dict[str, Any], lm: Calls) -> str:
+        return str((await lm.acall_json("count", text=row["text"]))["n"])
+
+    program = Program({"count": COUNTED}, sync if form == "sync" else async_)
+    evaluation = evaluate(program, fn=json_model)
+    assert [r.score for r in evaluation.rows] == [1.0, 1.0, 0.0, 1.0]
+    bad = evaluation.rows[2]
+    assert bad.reason == PROGRAM_FAILED
+    assert bad.error.startswith("InvalidAnswer: prompt 'count' answered no valid JSON for its output schema")
+    assert "$.n" in bad.error  # the failing path
+
+
+def test_a_program_may_catch_an_invalid_answer_and_fall_back() -> None:
+    def careful(row: dict[str, Any], lm: Calls) -> str:
+        try:
+            return str(lm.call_json("count", text=row["text"])["n"])
+        except InvalidAnswer:
+            return str(len(row["text"]))  # its own fallback
+
+    assert evaluate(Program({"count": COUNTED}, careful), fn=json_model).mean == 1.0
+    plain = Program({"count": Prompt(user="Count: {text}")}, careful)  # no schema: any JSON value
+    assert evaluate(plain, fn=lambda r: "no json at all").mean == 1.0

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,80 @@ def test_cli_batch_max_cost_is_shared_through_redis(
         assert len(srv.requests) == 3
     totals = redis.Redis.from_url(redis_server.url, decode_responses=True).hgetall("promptlift:budget:client")
     assert totals["calls"] == "3" and totals["in_flight"] == "0" and 0 < float(totals["spent_usd"]) < 5
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from promptlift import Budget
+    from promptlift.client import shared_budget
+    from promptlift.client.budget import Reservation
+    from promptlift.client.shared_budget import SharedLedger
+
+    shared_budget.LEASE_S = float(sys.argv[2])
+    ledger = SharedLedger(Budget(max_cost_usd=1.0, shared=sys.argv[1]), "team")
+    held = Reservation(cost_usd=0.6, tokens=100)
+    ledger.reserve(held)  # a call in flight
+    print("held", flush=True)
+    sys.stdin.readline()  # killed here, or told to finish
+    ledger.release(held, cost_usd=0.05, tokens=10)
+    print("released", flush=True)
+    """
+)
+
+
+def holder(url: str, lease_s: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, str(lease_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "held", proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+def test_a_killed_process_gives_its_holds_back_once_its_lease_runs_out(redis_server: RedisServer) -> None:
+    lease = 1.0
+    proc = holder(redis_server.url, lease)
+    ledger = SharedLedger(Budget(max_cost_usd=1.0, shared=redis_server.url), "team")
+    again = Reservation(cost_usd=0.6, tokens=100)
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve(again)  # the other process's hold counts
+    proc.kill()  # kill -9 in the middle of its call: it never releases
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + lease + 10
+    while True:
+        try:
+            ledger.reserve(again)
+            break
+        except BudgetExceeded:
+            assert time.monotonic() < deadline, "the killed process's hold was never taken back"
+            time.sleep(0.1)
+    snap = ledger.snapshot()
+    assert snap.reserved_usd == pytest.approx(0.6) and snap.in_flight == 1  # only this one's hold
+    assert snap.spent_usd == 0 and snap.calls == 0
+
+
+def test_a_live_process_keeps_its_holds_past_the_lease_by_its_heartbeat(redis_server: RedisServer) -> None:
+    lease = 0.6
+    proc = holder(redis_server.url, lease)
+    ledger = SharedLedger(Budget(max_cost_usd=1.0, shared=redis_server.url), "team")
+    try:
+        time.sleep(lease * 3)  # a long call: the heartbeat renews its lease meanwhile
+        with pytest.raises(BudgetExceeded):
+            ledger.reserve(Reservation(cost_usd=0.6, tokens=100))
+        assert proc.stdin is not None
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.strip() == "released", err
+    ledger.reserve(Reservation(cost_usd=0.6, tokens=100))  # released: room again
+    snap = ledger.snapshot()
+    assert snap.spent_usd == pytest.approx(0.05) and snap.calls == 1 and snap.in_flight == 1

@@ -250,3 +250,14 @@ def test_cli_batch_shares_its_limit_and_cache_through_redis(
         .err.strip()
         .endswith("--shared-limits keeps --rpm, --tpm and --max-cost in Redis: give one of them too")
     )
+
+
+def test_the_shared_rpm_benchmark_runs_small(redis_server: RedisServer) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ lives beside src/
+    from bench.shared_rpm import measure, worst_window
+
+    assert worst_window([0.0, 0.0, 0.0], rate=1.0, burst=2) == 1  # three at once over a burst of two
+    assert worst_window([0.0, 0.0, 1.0], rate=1.0, burst=2) == 0
+    with LoopbackServer() as srv:
+        result = measure(srv, redis_server.url, 2, 6, rpm=600, burst_s=0.2)
+    assert result["calls"] == 12 and result["over_limit_in_worst_window"] == 0

@@ -7,12 +7,14 @@ call time.
     PromptliftError
     ├── UserError                      the input is wrong; fix it and run again
     │   ├── ConfigError                a malformed config, an unknown model, a missing key
+    │   │   ├── HostNotAllowed         a call for a host not in allowed_hosts (nothing sent)
+    │   │   └── LocalModelError        embedded model: runtime missing, weights corrupt, unknown name
     │   ├── DatasetError               empty file, ragged row, missing field
     │   ├── TemplateError              placeholder not in the dataset, bad braces
-    │   ├── LocalModelError            embedded model: runtime missing, weights corrupt, unknown name
     │   └── ClientClosed               a Client (or its cache) used after close()
     ├── BudgetExceeded                 the call was not sent: it would cross a limit
     ├── SharedStateUnavailable         the Redis holding shared state is unreachable
+    ├── NotSent                        a batch item never sent: the batch was stopped first
     └── ProviderError                  a call failed (provider, model, status, retry_after)
         ├── RateLimited                429                                      retryable
         ├── Timeout                    408 or no answer in time                 retryable
@@ -22,10 +24,9 @@ call time.
         ├── AuthenticationFailed       401
         ├── PermissionDenied           403
         ├── ModelNotFound              404, or a model the provider does not know
-        ├── BadRequest                 400 that no retry can fix
-        │   ├── ContextWindowExceeded  the prompt does not fit the model
-        │   └── ContentFiltered        refused by the provider's content policy
-        └── LocalRuntimeError          the embedded model's runtime or weights are missing/broken
+        └── BadRequest                 400 that no retry can fix
+            ├── ContextWindowExceeded  the prompt does not fit the model
+            └── ContentFiltered        refused by the provider's content policy
 
 Messages never contain credentials: the provider layer redacts them before raising.
 """

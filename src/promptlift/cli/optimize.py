@@ -92,7 +92,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     # On a terminal a redrawn line; in a log (CI, nohup) a line per round; with --json, stdout's
     # one object and stderr's line per round both (a script reads stdout, a person the log).
     progress = Progress(config.budget, enabled=True, terminal=not args.json and sys.stderr.isatty())
-    result = run_config(config, on_event=progress.on_event, resume=args.resume, new_run=args.new_run)
+    result = run_config(
+        config, on_event=progress.on_event, resume=args.resume, new_run=args.new_run, plan=plan
+    )
     progress.close()
     if args.json:
         print(dumps({**result.summary(), "plan": plan.to_dict()}))

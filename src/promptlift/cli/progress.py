@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promptlift.client.health import EndpointHealth, since
 from promptlift.optimize.result import OptimizationResult
 from promptlift.optimize.run import Budget
 from promptlift.optimize.stats import score_interval
@@ -23,32 +24,46 @@ class Progress:
         self.terminal = terminal
         self.started = time.monotonic()
         self.candidates = 0
-        self._last: tuple[int, str] | None = None  # the round and line not yet written (log mode)
+        self._last: tuple[int, str, list[EndpointHealth]] | None = None  # not yet written (log mode)
+        self._health: list[EndpointHealth] = []  # at the last line shown: what the next is measured from
 
     def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind != "candidate" or not self.enabled:
             return
         self.candidates += 1
         p = data["progress"]
+        if not self.terminal and self._last is not None and self._last[0] != p.rounds:
+            self._write(self._last)  # a round ended: its last state, once (the next is measured from it)
+            self._last = None
         elapsed = time.monotonic() - self.started
         eta = ""
         if self.budget.max_calls and p.calls:
             eta = f" · ETA {max(0.0, elapsed / p.calls * (self.budget.max_calls - p.calls)):.0f}s"
         best = data.get("best")
         band = _ci(best.evaluation.scores) if best is not None else ""
+        health = list(data.get("health", ()))
         line = (
             f"round {p.rounds} · {self.candidates} candidates · best {p.best_score:.3f}{band} · "
-            f"{p.calls} calls · ${p.cost_usd:.4f} · {elapsed:.0f}s{eta}"
+            f"{p.calls} calls · ${p.cost_usd:.4f} · {elapsed:.0f}s{eta}{self._degraded(health)}"
         )
         if self.terminal:
+            self._health = health
             sys.stderr.write("\r\033[K" + line)
             sys.stderr.flush()
             return
-        if self._last is not None and self._last[0] != p.rounds:
-            self._write(self._last[1])  # a round ended: its last state, once
-        self._last = (p.rounds, line)
+        self._last = (p.rounds, line, health)
 
-    def _write(self, line: str) -> None:
+    def _degraded(self, health: list[EndpointHealth]) -> str:
+        """What is degraded over the calls since the last line shown (a breaker open, a fifth of the
+        calls failing), or "" when all is well."""
+        recent = since(self._health, health)
+        bad = [
+            f"{h.model}{' @ ' + h.endpoint if h.endpoint else ''}: {h.degraded}" for h in recent if h.degraded
+        ]
+        return f" · DEGRADED {'; '.join(bad)}" if bad else ""
+
+    def _write(self, last: tuple[int, str, list[EndpointHealth]]) -> None:
+        _, line, self._health = last
         sys.stderr.write(f"promptlift: {line}\n")
         sys.stderr.flush()
 
@@ -58,7 +73,7 @@ class Progress:
         if self.terminal:
             sys.stderr.write("\n")
         elif self._last is not None:
-            self._write(self._last[1])
+            self._write(self._last)
             self._last = None
 
 

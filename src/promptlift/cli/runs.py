@@ -3,6 +3,7 @@
     promptlift runs [STORE | CONFIG.yaml]          list the runs (newest first)
     promptlift runs show RUN [--store S] [--json]  one run: scores, change, rows, diff, top candidates
     promptlift runs export RUN --output DIR        the best prompt as a config, every candidate as JSONL
+                                                   (the rejected proposals too, with their status)
     promptlift runs compare RUN_A RUN_B            their best prompts, paired on shared test rows
     promptlift runs delete RUN                     remove a run and what it recorded
 
@@ -193,9 +194,55 @@ def prompt_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
     return lines
 
 
+def plan_vs_spend(plan: Mapping[str, Any] | None, result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the plan expected (``Plan.to_dict`` as stored when the run started; None for a run
+    stored before plans were kept, or started from library code) against what the run spent.
+    Planned calls count an LLM judge's; spent calls are those sent, the cache's apart. The plan
+    estimates no tokens: ``planned.tokens`` is None unless a plan says otherwise."""
+    spent = {
+        "calls": result.get("calls"),
+        "cached_calls": result.get("cached_calls"),
+        "tokens": result.get("tokens"),
+        "cost_usd": result.get("cost_usd"),
+    }
+    if not plan:
+        return {"plan": None, "planned": None, "spent": spent}
+    calls = sum(int(plan.get(k) or 0) for k in ("task_calls", "reasoning_calls", "judge_calls"))
+    planned = {"calls": calls, "tokens": plan.get("tokens"), "cost_usd": plan.get("cost_usd")}
+    return {"plan": dict(plan), "planned": planned, "spent": spent}
+
+
+def plan_line(comparison: Mapping[str, Any]) -> str:
+    """``plan_vs_spend`` in one line: planned → spent, for calls, tokens and cost."""
+    spent = comparison["spent"]
+    calls = f"{spent['calls'] or 0} calls" + (
+        f" (+{spent['cached_calls']} from the cache)" if spent.get("cached_calls") else ""
+    )
+    tokens, cost = f"{spent['tokens'] or 0} tokens", f"${spent['cost_usd'] or 0:.4f}"
+    planned = comparison["planned"]
+    if planned is None:
+        return f"no plan recorded · spent {calls}, {tokens}, {cost}"
+    low_high = planned["cost_usd"]
+    planned_cost = f"${low_high[0]:.4f}–{low_high[1]:.4f}" if low_high else "unknown (a price is missing)"
+    planned_tokens = f"~{planned['tokens']}" if planned["tokens"] is not None else "not estimated"
+    return (
+        f"calls ~{planned['calls']} → {calls} · tokens {planned_tokens} → {tokens} · "
+        f"cost {planned_cost} → {cost}"
+    )
+
+
+def _rejected_line(r: Mapping[str, Any]) -> str:
+    sides = " + ".join(f"#{p}" for p in r["parents"]) or "-"
+    return f"  r{r['id']:<4} from {sides}  {r['origin']}: {r['reason']}"
+
+
+SHOWN_REJECTED = 10  # in text; --json and runs export give them all
+
+
 def _show(store: Any, run_id: str, as_json: bool) -> int:
     run, result = _finished(store, run_id)
     candidates = store.candidates(run_id)
+    rejected = store.rejected(run_id)
     outcomes = _outcomes(_rows(result.get("initial_test")), _rows(result.get("best_test")))
     top = sorted(candidates, key=lambda c: (-(c["score"] or 0.0), c["id"]))[:5]
     summary = {
@@ -227,10 +274,24 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
             )
         },
         "budget": (run["config"] or {}).get("budget"),
+        "plan_vs_spend": plan_vs_spend(run.get("plan"), result),
         "duration_s": result.get("duration_s"),
         "candidates": len(candidates),
         "top": [
-            {"id": c["id"], "score": c["score"], "origin": c["origin"], "parent": c["parent"]} for c in top
+            {
+                "id": c["id"],
+                "score": c["score"],
+                "origin": c["origin"],
+                "parent": c["parent"],
+                "parents": c["parents"],
+            }
+            for c in top
+        ],
+        "rejected_count": len(rejected),
+        "rejected": [
+            {k: r[k] for k in ("id", "round", "parents", "origin", "reason")}
+            | {"minibatch_rows": len((r["evaluation"] or {}).get("rows", []))}
+            for r in rejected
         ],
         "diff": prompt_diff(result["initial_prompt"], result["best_prompt"]),
     }
@@ -267,12 +328,17 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
             f"prompt cache {spend['cached_input_tokens']} input tokens read from the provider's cache · "
             f"saved ${spend['cache_saved_usd'] or 0:.4f}"
         )
-    print(f"candidates  {summary['candidates']}; the top ones:")
+    print(f"plan        {plan_line(summary['plan_vs_spend'])}")
+    print(f"candidates  {summary['candidates']} scored on validation; the top ones:")
     for c in summary["top"]:
-        print(
-            f"  #{c['id']:<4} {_score(c['score'])}  {c['origin']}"
-            + (f" (from #{c['parent']})" if c["parent"] is not None else "")
-        )
+        sides = " + ".join(f"#{p}" for p in c["parents"])
+        print(f"  #{c['id']:<4} {_score(c['score'])}  {c['origin']}" + (f" (from {sides})" if sides else ""))
+    if rejected:
+        print(f"rejected before validation: {len(rejected)} (on a minibatch, unusable or a duplicate)")
+        for r in summary["rejected"][:SHOWN_REJECTED]:
+            print(_rejected_line(r))
+        if len(rejected) > SHOWN_REJECTED:
+            print(f"  ... and {len(rejected) - SHOWN_REJECTED} more (--json or runs export lists them all)")
     print("best prompt against the initial one:" if summary["diff"] else "best prompt: the initial one")
     for line in summary["diff"]:
         print(f"  {line}")
@@ -311,7 +377,7 @@ def _export(store: Any, run_id: str, output: str | None) -> int:
     header = f"# The best prompt of run {run_id} ({run['optimizer']}, test {score}).\n"
     (folder / "best.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     with (folder / "candidates.jsonl").open("w", encoding="utf-8") as out:
-        for candidate in store.candidates(run_id):
+        for candidate in [*store.candidates(run_id), *store.rejected(run_id)]:  # each with its status
             out.write(dumps(candidate) + "\n")
     (folder / "result.json").write_text(dumps(result) + "\n")
     print(f"wrote {folder / 'best.yaml'}, {folder / 'candidates.jsonl'}, {folder / 'result.json'}")

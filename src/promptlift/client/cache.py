@@ -568,6 +568,35 @@ class ResponseCache:
             self.memory.put(key, value, expires)
             self._shared(lambda store: store.put(self.config.namespace, key, value, now, expires), None)
 
+    # -- identical calls in flight in several processes (a Redis store only) -------------------------
+    def claim(self, key: str, owner: str, lease_s: float) -> bool | None:
+        """Claim ``key``'s call for this process: True to send it, False when another process is
+        sending it (wait for its answer), None when no shared store can say (send it)."""
+        if not isinstance(self.store, RedisStore):
+            return None
+        namespace = self.config.namespace
+        return self._shared(lambda store: _redis(store).claim(namespace, key, owner, lease_s), None)
+
+    def renew(self, key: str, owner: str, lease_s: float) -> None:
+        namespace = self.config.namespace
+        self._shared(lambda store: _redis(store).renew(namespace, key, owner, lease_s), False)
+
+    def release(self, key: str, owner: str) -> None:
+        namespace = self.config.namespace
+        self._shared(lambda store: _redis(store).release(namespace, key, owner), None)
+
+    def peek(self, key: str) -> tuple[Completion | None, bool]:
+        """Another process's answer to ``key`` if it is in the store now (a hit, kept in memory
+        too), and whether that process still holds the key's claim."""
+        namespace = self.config.namespace
+        gone: tuple[str | None, float | None, bool] = (None, None, False)  # Redis went away: send
+        value, ttl, claimed = self._shared(lambda store: _redis(store).peek(namespace, key), gone)
+        if value is None:
+            return None, claimed
+        self.memory.put(key, value, None if ttl is None else time.time() + ttl)
+        self._count("hits")
+        return Completion.from_dict(json.loads(value)), claimed
+
     def stats(self) -> CacheStats:
         with self._lock:
             counts = dict(self._counts)
@@ -594,6 +623,11 @@ class ResponseCache:
             store.close()
 
 
+def _redis(store: Store) -> RedisStore:
+    assert isinstance(store, RedisStore)  # claim() let only a Redis store through
+    return store
+
+
 class CachingProvider(Provider):
     """Serves a request from the cache when it can; stores every successful answer.
 
@@ -601,9 +635,17 @@ class CachingProvider(Provider):
     Identical requests in flight at once (in one process, on one event loop) are sent once: the
     others wait for that answer and get it as a cache hit, or its error; if the call they wait
     on is cancelled, the next one in line sends its own.
+
+    With a Redis store the same holds across processes: the first to claim the key (a lease in
+    Redis, renewed while its call runs) sends; the others poll the store until its answer is there
+    (a hit) or its claim is gone — it failed, was cancelled, or its process died and the lease ran
+    out — and then one of them sends. An error is not shared across processes (errors are never
+    stored): each waiting process claims again and sends its own.
     """
 
     name = "cache"
+    FLIGHT_LEASE_S = 30.0  # a killed process's claim holds others back this long at most
+    FLIGHT_POLL_S = (0.01, 0.25)  # waiting on another process: first and longest poll interval
 
     def __init__(
         self,
@@ -667,7 +709,7 @@ class CachingProvider(Provider):
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = future
         try:
-            completion = await self.inner.acomplete(request)
+            completion = await self._send_once(request, key)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -677,9 +719,49 @@ class CachingProvider(Provider):
             raise
         finally:
             self._in_flight.pop(slot, None)
-        self._store(request, completion)
         future.set_result(completion)
         return completion
+
+    async def _send_once(self, request: CompletionRequest, key: str) -> Completion:
+        """Send ``request`` and store its answer, unless another process is sending it (then its
+        answer, as a hit). The claim is released only after the answer is stored, so a process
+        that sees the claim gone and no answer knows the call failed."""
+        owner = f"{os.getpid()}:{os.urandom(8).hex()}"
+        started = time.perf_counter()
+        delay, longest = self.FLIGHT_POLL_S
+        while (claimed := self.cache.claim(key, owner, self.FLIGHT_LEASE_S)) is not None:
+            # Claimed or not, look first: the answer may have been stored by the process whose
+            # claim just ended (it releases only after storing).
+            other, still = self.cache.peek(key)
+            if other is not None:
+                if claimed:
+                    self.cache.release(key, owner)
+                return other.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+            if claimed:
+                break
+            while still:  # another process is sending it: wait for its answer or for its claim to end
+                await asyncio.sleep(delay)
+                delay = min(longest, delay * 1.5)
+                other, still = self.cache.peek(key)
+                if other is not None:
+                    return other.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+        if not claimed:  # no shared store, or it went away: this process alone
+            completion = await self.inner.acomplete(request)
+            self._store(request, completion)
+            return completion
+        renewing = asyncio.create_task(self._renew(key, owner))
+        try:
+            completion = await self.inner.acomplete(request)
+            self._store(request, completion)
+            return completion
+        finally:
+            renewing.cancel()
+            self.cache.release(key, owner)
+
+    async def _renew(self, key: str, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.FLIGHT_LEASE_S / 3)
+            self.cache.renew(key, owner, self.FLIGHT_LEASE_S)
 
     async def astream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """A hit comes whole (its text as one delta, then the completion, ``cached``); a stream that

@@ -312,6 +312,8 @@ class Client:
                     latency_p95_s=stats.latency_p95_s,
                     cache_hit_rate=stats.cache_hit_rate,
                     retries=stats.retries,
+                    attempts=stats.attempts,
+                    attempt_errors=dict(stats.attempt_errors),
                     breaker=state,
                     breaker_seconds_left=left,
                     rate_limit_headroom=headroom,

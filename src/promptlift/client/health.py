@@ -8,7 +8,8 @@ Two sources, one shape (``EndpointHealth``):
   processes may write, read by ``promptlift status CALL_LOG`` from any shell.
 
 An endpoint is ``degraded`` when its breaker is not closed, or when at least a fifth of its recent
-calls failed; the reason says which.
+calls failed, or a fifth of its attempts (calls that retries then saved count too); the reason says
+which.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from promptlift.client.metrics import percentile
@@ -39,6 +40,8 @@ class EndpointHealth:
     breaker_seconds_left: float = 0.0
     rate_limit_headroom: float | None = None  # the fullest bucket's share left, 0..1; None: no limit
     last_error: str = ""
+    attempts: int = 0  # requests sent, retries included (0 from a call log: not recorded per attempt)
+    attempt_errors: dict[str, int] = field(default_factory=dict)  # failed attempts, retried or not
 
     @property
     def error_rate(self) -> float:
@@ -54,6 +57,11 @@ class EndpointHealth:
         if self.calls and self.error_rate >= DEGRADED_ERROR_RATE:
             top = max(self.errors.items(), key=lambda kv: kv[1])[0] if self.errors else "errors"
             return f"{self.error_rate:.0%} of {self.calls} calls failed (mostly {top})"
+        failed_attempts = sum(self.attempt_errors.values())
+        if self.attempts and failed_attempts / self.attempts >= DEGRADED_ERROR_RATE:
+            top = max(self.attempt_errors.items(), key=lambda kv: kv[1])[0]
+            share = failed_attempts / self.attempts
+            return f"{share:.0%} of {self.attempts} attempts failed (mostly {top}), retried"
         return ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +97,35 @@ def from_call_log(rows: Iterable[Mapping[str, Any]], *, since_s: float | None = 
             )
         )
     return out
+
+
+def since(before: Iterable[EndpointHealth], now: Iterable[EndpointHealth]) -> list[EndpointHealth]:
+    """``now``'s health over the calls made since ``before`` (both from ``Client.health()``): calls,
+    failures and errors counted in between; breaker, latency and headroom as they are now. An
+    endpoint with no call in between keeps its breaker state, so an open breaker still shows."""
+    earlier = {(h.model, h.endpoint): h for h in before}
+    out = []
+    for h in now:
+        b = earlier.get((h.model, h.endpoint))
+        if b is None:
+            out.append(h)
+            continue
+        out.append(
+            replace(
+                h,
+                calls=h.calls - b.calls,
+                failed=h.failed - b.failed,
+                errors=_minus(h.errors, b.errors),
+                retries=h.retries - b.retries,
+                attempts=h.attempts - b.attempts,
+                attempt_errors=_minus(h.attempt_errors, b.attempt_errors),
+            )
+        )
+    return out
+
+
+def _minus(now: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)}
 
 
 def render(health: list[EndpointHealth]) -> str:

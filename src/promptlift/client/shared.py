@@ -9,6 +9,9 @@ Keys, under the prefix (default ``promptlift:``)::
 
     {prefix}cache:{namespace}:{key}      the cache entry: the same JSON as the SQLite file's value,
                                          expiring natively (SET PX) when the cache has a ttl_s
+    {prefix}flight:{namespace}:{key}     a claim on a call in flight: the process holding it sends
+                                         the request, the others wait for its answer in the cache
+                                         entry (a lease, renewed while the call runs)
     {prefix}ratelimit:{scope}:{rpm|tpm}  a token bucket: a hash (level, updated, rate, paused),
                                          changed only by one Lua script, so each take is atomic
 
@@ -126,9 +129,44 @@ class RedisStore:
         self.link = RedisLink(url)
         self.path = self.link.where
         self.prefix = f"{prefix}cache:"
+        self.flight_prefix = f"{prefix}flight:"  # outside the cache's keys: never counted or cleared
+        self._renew = self.link.client.register_script(_RENEW_LUA)
+        self._release = self.link.client.register_script(_RELEASE_LUA)
 
     def _key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}{namespace}:{key}"
+
+    # -- one call in flight across processes: whoever claims the key sends, the others wait -------
+    def claim(self, namespace: str, key: str, owner: str, lease_s: float) -> bool:
+        """Take the key's flight for ``lease_s`` seconds; False when another process holds it."""
+        name = f"{self.flight_prefix}{namespace}:{key}"
+        lease_ms = max(1, round(lease_s * 1000))
+        return bool(self.link.call(lambda client: client.set(name, owner, nx=True, px=lease_ms)))
+
+    def renew(self, namespace: str, key: str, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s claim; False when it is no longer ``owner``'s (it expired)."""
+        name = f"{self.flight_prefix}{namespace}:{key}"
+        args = (owner, max(1, round(lease_s * 1000)))
+        return bool(self.link.call(lambda _: self._renew(keys=[name], args=args)))
+
+    def release(self, namespace: str, key: str, owner: str) -> None:
+        """Drop ``owner``'s claim (never another process's that took over after it expired)."""
+        name = f"{self.flight_prefix}{namespace}:{key}"
+        self.link.call(lambda _: self._release(keys=[name], args=(owner,)))
+
+    def peek(self, namespace: str, key: str) -> tuple[str | None, float | None, bool]:
+        """One round trip: the entry (value, seconds it has left) and whether a flight holds the key."""
+
+        def read(client: redis.Redis) -> list[Any]:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.get(self._key(namespace, key))
+                pipe.pttl(self._key(namespace, key))
+                pipe.exists(f"{self.flight_prefix}{namespace}:{key}")
+                return pipe.execute()
+
+        value, ttl_ms, claimed = self.link.call(read)
+        ttl = int(ttl_ms) / 1000 if value is not None and int(ttl_ms) > 0 else None
+        return (None if value is None else str(value)), ttl, bool(claimed)
 
     def get(self, namespace: str, key: str, now: float) -> tuple[str, float | None] | None:
         def read(client: redis.Redis) -> list[Any]:
@@ -189,6 +227,17 @@ class RedisStore:
 
     def close(self) -> None:
         self.link.close()
+
+
+# A claim is changed only by its owner: compare, then act, atomically.
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 # One bucket, one atomic step: refill on Redis's clock, then the operation, then the expiry.

@@ -33,10 +33,10 @@ from promptlift.optimize.optimizers import (
     register_optimizer,
 )
 from promptlift.optimize.pipeline import Pipeline
-from promptlift.optimize.program import Calls, Output, Program, PromptCall
+from promptlift.optimize.program import Calls, InvalidAnswer, Output, Program, PromptCall
 from promptlift.optimize.prompt import Demo, Prompt, Turn
 from promptlift.optimize.result import OptimizationResult
-from promptlift.optimize.run import Budget, Candidate, RunSettings, Search, StopRun
+from promptlift.optimize.run import Budget, Candidate, Rejected, RunSettings, Search, StopRun
 from promptlift.optimize.stop import (
     MaxCalls,
     MaxCost,
@@ -67,6 +67,7 @@ __all__ = [
     "FewShot",
     "FieldMatch",
     "FunctionMetric",
+    "InvalidAnswer",
     "JsonFields",
     "LLMJudge",
     "MaxCalls",
@@ -89,6 +90,7 @@ __all__ = [
     "Prompt",
     "PromptCall",
     "Regex",
+    "Rejected",
     "Row",
     "RowResult",
     "RunSettings",

@@ -97,7 +97,16 @@ def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
             if k and c.parent is None:
                 parent = best_id
             origin = c.origin if not history else f"{stage.optimizer}: {c.origin}"
-            history.append(dataclasses.replace(c, id=c.id + offset, parent=parent, origin=origin))
+            sides = tuple(p + offset for p in c.parents) if c.parent is not None else ()
+            history.append(
+                dataclasses.replace(
+                    c,
+                    id=c.id + offset,
+                    parent=parent,
+                    origin=origin,
+                    parents=sides or (() if parent is None else (parent,)),
+                )
+            )
         # The best is what each stage's own rule accepted, in turn: a stage that kept its start
         # keeps the previous stage's best. Taking the maximum over the joined history would pick
         # a candidate no stage accepted (under ``acceptance: significant``) and pair it with

@@ -35,6 +35,7 @@ from typing import Any
 from promptlift.errors import ConfigError, PromptliftError, TemplateError, UserError
 from promptlift.optimize.agent import Trajectory
 from promptlift.optimize.prompt import Demo, Prompt
+from promptlift.optimize.structured import extract_json
 
 SEPARATOR = "."  # between a prompt's name and its part: "answer.system"
 
@@ -293,6 +294,25 @@ class Calls:
         self.trace.append(PromptCall(name, dict(fields), trajectory.output, trajectory.model_calls))
         return trajectory.output
 
+    async def acall_json(self, name: str, /, **fields: Any) -> Any:
+        """``acall``, with the answer read as JSON and checked against prompt ``name``'s
+        ``output_schema`` when it has one (found in a fence or among prose, as the evaluator finds
+        it). An answer that is not valid raises ``InvalidAnswer`` (a ``ValueError``): uncaught, the
+        row scores 0 with the reason; caught, the program may ask again or fall back."""
+        return self._parsed(name, await self.acall(name, **fields))
+
+    def call_json(self, name: str, /, **fields: Any) -> Any:
+        """``acall_json`` from a sync program."""
+        return self._parsed(name, self.call(name, **fields))
+
+    def _parsed(self, name: str, text: str) -> Any:
+        schema = self.prompts[name].output_schema
+        parsed = schema.parse(text) if schema is not None else extract_json(text)
+        if not parsed.ok:
+            against = f" for its output schema {schema.name!r}" if schema is not None else ""
+            raise InvalidAnswer(f"prompt {name!r} answered no valid JSON{against}: {parsed.error}")
+        return parsed.value
+
     def call(self, name: str, /, **fields: Any) -> str:
         """``acall`` from a sync program (which runs on a worker thread, not the event loop)."""
         try:
@@ -398,6 +418,10 @@ async def run_program(program: Program, row: Mapping[str, Any], answer: Answer) 
     except ProgramError as exc:
         raise ProgramError(str(exc), tuple(lm.trace)) from None
     return ProgramRun(text, feedback, tuple(lm.trace))
+
+
+class InvalidAnswer(ValueError):
+    """``lm.call_json``: the answer is no JSON, or breaks the prompt's output schema."""
 
 
 class ProgramError(Exception):

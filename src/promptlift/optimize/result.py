@@ -6,12 +6,13 @@ scores the result keeps, so a stored result can be re-summarized at another leve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from promptlift.optimize import stats
 from promptlift.optimize.evaluation import Evaluation, Spend
-from promptlift.optimize.run import Candidate
+from promptlift.optimize.run import Candidate, Rejected
 from promptlift.optimize.stats import Comparison, Uncertainty, compare, score_interval
 
 
@@ -31,6 +32,12 @@ class OptimizationResult:
     stop_reason: str
     duration_s: float
     alerts: tuple[str, ...] = ()  # suspicious activity during the run (promptlift.client.alerts)
+    rejected: tuple[Rejected, ...] = ()  # proposals dropped before validation, with why
+    # The Pareto front of a multi-objective or per-row Pareto run (``Optimizer.front``), else None.
+    front: Mapping[str, Any] | None = None
+    # The client's call metrics at the end of the run (``MetricsSnapshot.to_dict``: latency
+    # percentiles, errors by type, retries, cache hits); a client shared with other work counts it too.
+    call_metrics: Mapping[str, Any] | None = None
 
     @property
     def spend(self) -> Spend:
@@ -64,6 +71,7 @@ class OptimizationResult:
             "initial_prompt": self.initial.prompt.to_dict(),
             "best_prompt": self.best.prompt.to_dict(),
             "candidates": len(self.history),
+            "rejected": len(self.rejected),  # proposals dropped before validation
             "calls": self.spend.calls,
             "task_calls": self.task_spend.calls,
             "reasoning_calls": self.reasoning_spend.calls,
@@ -90,6 +98,7 @@ class OptimizationResult:
             {
                 "id": c.id,
                 "parent": c.parent,
+                "parents": list(c.parents),
                 "round": c.round,
                 "origin": c.origin,
                 "score": c.score,
@@ -99,4 +108,7 @@ class OptimizationResult:
             }
             for c in self.history
         ]
+        out["rejected_proposals"] = [r.to_dict() for r in self.rejected]
+        out["front"] = dict(self.front) if self.front is not None else None
+        out["call_metrics"] = dict(self.call_metrics) if self.call_metrics is not None else None
         return out

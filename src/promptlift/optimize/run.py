@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptlift.client import Client
+from promptlift.client.alerts import pace
 from promptlift.client.config import Budget as Budget  # the one Budget, re-exported: a run's limits
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
@@ -69,10 +70,40 @@ class Candidate:
     round: int = 0
     origin: str = ""
     spend: Spend = field(default_factory=Spend)  # what scoring this candidate cost
+    parents: tuple[int, ...] = ()  # ``parent`` and, for a merge or crossover, the other side
+    proposal: tuple[str, ...] = ()  # the reasoning model's replies that proposed it
 
     @property
     def score(self) -> float:
         return self.evaluation.mean
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A proposal the search dropped before scoring it on validation (worse than its parent on a
+    minibatch, an unusable or duplicate text, no budget left), and why. ``id`` counts rejections
+    (its own sequence, not a candidate id); ``evaluation`` is on the rows it was scored on, if any."""
+
+    id: int
+    prompt: Optimizable
+    parents: tuple[int, ...]
+    origin: str
+    reason: str
+    round: int = 0
+    evaluation: Evaluation | None = None
+    proposal: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "round": self.round,
+            "parents": list(self.parents),
+            "origin": self.origin,
+            "prompt": self.prompt.to_dict(),
+            "reason": self.reason,
+            "proposal": list(self.proposal),
+            "evaluation": self.evaluation.to_dict() if self.evaluation is not None else None,
+        }
 
 
 class StopRun(Exception):
@@ -114,6 +145,9 @@ class RunSettings:
     reasoning_temperature: float = 0.8
     on_event: Event | None = None
     acceptance: Acceptance = Acceptance()
+    # The plan's calls and high cost estimate: spend running much faster than it is flagged
+    # (``client.alerts.pace``); None checks nothing.
+    planned: tuple[int, float] | None = None
     batch_test: BatchScoring | None = None  # the test split scored as a provider Batch API job
 
     def for_client(self, client: Client) -> RunSettings:
@@ -161,6 +195,8 @@ class Search:
         self._seen: dict[str, tuple[Evaluation, Spend]] = {}
         self.ledger = Ledger()
         self.history: list[Candidate] = []
+        self.rejected: list[Rejected] = []
+        self._replies: list[str] = []  # reasoning replies since the last candidate or rejection
         self.round = 0
         self._improved_round = 0
         self._incumbent: Candidate | None = None  # set only under the "significant" rule
@@ -188,6 +224,8 @@ class Search:
 
     def emit(self, kind: str, **data: Any) -> None:
         if self.settings.on_event:
+            if kind == "candidate":  # how the models are doing, for a progress line to flag
+                data.setdefault("health", self.client.health())
             self.settings.on_event(kind, data)
 
     def next_round(self) -> None:
@@ -197,12 +235,20 @@ class Search:
 
     def check_stop(self) -> None:
         progress = self.progress()
+        self._watch_pace(progress)
         budget = self.settings.budget
         if budget.max_minutes is not None and progress.elapsed_s >= budget.max_minutes * 60:
             raise StopRun(f"max_minutes ({budget.max_minutes:g})")
         reason = self.settings.stop.reason(progress)
         if reason:
             raise StopRun(reason)
+
+    def _watch_pace(self, progress: Progress) -> None:
+        if self.settings.planned is None:
+            return
+        why = pace(progress.calls, progress.cost_usd, *self.settings.planned)
+        if why is not None:
+            self.client.metrics.alerts.flag("pace", why)
 
     def _ensure_budget(self, calls: int, role: str) -> None:
         # Calls the cache answered count as calls here, at what they cost when first paid: the
@@ -315,10 +361,59 @@ class Search:
             span.update(_outcome(evaluation))
         return evaluation
 
+    def spent(self) -> dict[str, float | int]:
+        """The run's spend so far (sent and cached calls, tokens, paid cost) and its age: a point of
+        the report's cost over time."""
+        total = self.ledger.total
+        return {
+            "elapsed_s": round(time.monotonic() - self._started, 3),
+            "calls": total.work_calls,
+            "tokens": total.tokens,
+            "cost_usd": total.cost_usd,
+        }
+
+    def _take_replies(self) -> tuple[str, ...]:
+        replies, self._replies = tuple(self._replies), []
+        return replies
+
+    def reject(
+        self,
+        prompt: Optimizable,
+        *,
+        parents: Sequence[int],
+        origin: str,
+        reason: str,
+        evaluation: Evaluation | None = None,
+    ) -> Rejected:
+        """Record a proposal dropped before validation, with the reasoning replies since the last
+        record (what proposed it) and ``evaluation`` on the rows it was scored on. Costs nothing."""
+        record = Rejected(
+            id=len(self.rejected),
+            prompt=prompt,
+            parents=tuple(parents),
+            origin=origin,
+            reason=reason,
+            round=self.round,
+            evaluation=evaluation,
+            proposal=self._take_replies(),
+        )
+        self.rejected.append(record)
+        if self.store and self.run_id:
+            self.store.add_rejected(self.run_id, {**record.to_dict(), "spent": self.spent()})
+        self.emit("rejected", rejected=record, progress=self.progress())
+        return record
+
     async def evaluate(
-        self, prompt: Optimizable, *, parent: int | None = None, origin: str = ""
+        self,
+        prompt: Optimizable,
+        *,
+        parent: int | None = None,
+        origin: str = "",
+        parents: Sequence[int] = (),
     ) -> Candidate:
-        """Score ``prompt`` on the whole validation split and add it to the history."""
+        """Score ``prompt`` on the whole validation split and add it to the history. ``parents``:
+        both sides of a merge or crossover (``parent`` first); the reasoning replies since the last
+        candidate or rejection are recorded as what proposed it."""
         self.check_stop()
         prompt.check(self.train.fields)
         before = self.ledger.task
@@ -334,6 +429,8 @@ class Search:
             round=self.round,
             origin=origin,
             spend=self.ledger.task - before,
+            parents=tuple(parents) or (() if parent is None else (parent,)),
+            proposal=self._take_replies(),
         )
         self.history.append(candidate)
         acceptance = self.settings.acceptance
@@ -352,6 +449,9 @@ class Search:
                     "prompt": prompt.to_dict(),
                     "score": candidate.score,
                     "evaluation": evaluation.to_dict(),
+                    "parents": list(candidate.parents),
+                    "proposal": list(candidate.proposal),
+                    "spent": self.spent(),
                 },
             )
         self.emit("candidate", candidate=candidate, best=self.best, progress=self.progress())
@@ -395,6 +495,7 @@ class Search:
             if self.store and self.run_id:
                 self.store.put_step(self.run_id, key, {"content": content, "spend": spend.to_dict()})
         self.ledger.reasoning = self.ledger.reasoning + spend
+        self._replies.append(content)
         return content
 
     async def evaluate_test(self, prompt: Optimizable) -> Evaluation:

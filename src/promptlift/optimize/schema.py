@@ -49,6 +49,8 @@ Check = Callable[[Any, At], Any]
 
 def shown(value: Any) -> str:
     """A value as the user wrote it, with its YAML type when that is the surprise."""
+    if value is None:
+        return "null (an empty value)"
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     kind = {str: "text", bool: "true/false", int: "a number", float: "a number", type(None): "null"}

@@ -29,7 +29,7 @@ from promptlift.optimize.metrics import Metric, metric_fields, metric_from_confi
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
 from promptlift.optimize.pipeline import Pipeline
-from promptlift.optimize.plan import refuse_budget_below_start
+from promptlift.optimize.plan import Plan, make_plan, refuse_budget_below_start
 from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.result import OptimizationResult
@@ -144,6 +144,7 @@ def run_config(
     resume: str | None = None,
     stop: StopRule | None = None,
     new_run: bool = False,
+    plan: Plan | None = None,
 ) -> OptimizationResult:
     """Run the config's optimizer, or its pipeline (``optimizer:`` as a list) in order: each stage
     starts from the previous stage's best prompt, with what is left of the run's budget, and the
@@ -151,7 +152,12 @@ def run_config(
 
     ``resume`` continues a stored run; a config that changed what the search does since (see
     ``run_identity``) is refused with a ``ConfigError`` naming what changed, unless ``new_run``:
-    then a new run starts from this config (recorded with ``resumed_from``)."""
+    then a new run starts from this config (recorded with ``resumed_from``).
+
+    ``plan`` (``plan.make_plan(config)``, made here when not given) is what the run's spend is
+    watched against: running at twice its high estimate per call raises a ``pace`` alert. It is
+    stored with a new run, for plan vs spend; a resumed run keeps the plan it started with."""
+    plan = plan or make_plan(config)
     prepared = prepare(config)
     calls_per_row = Evaluator(prepared.client, prepared.metric, config.model).calls_per_row(config.prompt)
     try:
@@ -186,7 +192,9 @@ def run_config(
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(
-                optimizers[0].name, {**record, **({"resumed_from": resume} if resume else {})}
+                optimizers[0].name,
+                {**record, **({"resumed_from": resume} if resume else {})},
+                plan=plan.to_dict(),
             )
     settings = RunSettings(
         task_model=config.model,
@@ -196,6 +204,7 @@ def run_config(
         seed=config.seed,
         on_event=on_event,
         acceptance=config.acceptance,
+        planned=(plan.calls.total, plan.cost_usd[1]) if plan.cost_usd else None,
         batch_test=BatchScoring(config.batch_test) if config.batch_test else None,
     )
     try:

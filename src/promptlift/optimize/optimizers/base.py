@@ -39,6 +39,18 @@ class Optimizer(abc.ABC):
         """The optimizer's own settings, as recorded with the run."""
         return {}
 
+    def check(self, subject: Optimizable) -> None:
+        """Refuse (``ConfigError``) a prompt or program this optimizer's settings cannot work on;
+        called before any call is made."""
+        return None
+
+    def front(self, ctx: Search) -> dict[str, Any] | None:
+        """The Pareto front a multi-objective or per-row Pareto search keeps, read from
+        ``ctx.history`` when the search ends (also when a stop rule ended it); None for a search
+        with one objective. ``{"kind": "per_row", "members": [{"id", "score", "rows_won"}, ...]}`` or
+        ``{"kind": "objectives", "objectives": [...], "members": [{"id", "values", "on_front"}]}``."""
+        return None
+
     def optimize(
         self,
         prompt: Optimizable,
@@ -77,6 +89,7 @@ class Optimizer(abc.ABC):
                 f"Prompt(user='...{{field}}...') or Program({{'name': Prompt(...)}}, fn)"
             )
         prompt.check(splits.train.fields)
+        self.check(prompt)
         settings = (settings or RunSettings()).for_client(client)
         budget = settings.budget
         # Hard dollar and token caps over every call of the run: the client refuses a call before
@@ -172,6 +185,9 @@ class Optimizer(abc.ABC):
             stop_reason=stop_reason,
             duration_s=time.monotonic() - started,
             alerts=tuple(client.alerts()[alerts_before:]),
+            rejected=tuple(ctx.rejected),
+            front=self.front(ctx),
+            call_metrics=client.metrics_snapshot().to_dict(),
         )
         if store and run_id:
             store.finish_run(run_id, "finished", result.to_dict())

@@ -32,7 +32,14 @@ from typing import Any, ClassVar
 from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.optimizers.metaprompt import instruction_parts
-from promptlift.optimize.optimizers.reflection import PART_NAMES, combine, expand_parts, mutate, part_ok
+from promptlift.optimize.optimizers.reflection import (
+    UNUSABLE,
+    check_parts,
+    combine,
+    expand_parts,
+    mutate,
+    part_ok,
+)
 from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import fill
 from promptlift.optimize.run import Candidate, Search
@@ -134,10 +141,7 @@ class Evolutionary(Optimizer):
                 f"evolutionary: `objectives` must start with 'score' and may add 'length', 'cost' or "
                 f"'steps', got {self.objectives!r}"
             )
-        if not self.parts or set(self.parts) - set(PART_NAMES):
-            raise ConfigError(
-                f"evolutionary: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
-            )
+        check_parts("evolutionary", self.parts)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -163,6 +167,22 @@ class Evolutionary(Optimizer):
                 spend = c.evaluation.spend
                 values.append(-(spend.work_cost_usd or spend.tokens) / rows)
         return Member(c.id, tuple(values), instruction_text(c.prompt))
+
+    def check(self, subject: Optimizable) -> None:
+        expand_parts(subject, self.parts)  # a `NAME.PART` naming no prompt of the program: refused
+
+    def front(self, ctx: Search) -> dict[str, Any] | None:
+        """With several objectives: every candidate's values (as measured: length in tokens, cost or
+        steps per row) and whether it is on the front (Pareto rank 0)."""
+        if len(self.objectives) < 2 or not ctx.history:
+            return None
+        members = [self.member(c) for c in ctx.history]
+        ranks = pareto_ranks([m.objectives for m in members])
+        listed = [
+            {"id": m.id, "values": [m.objectives[0], *(-v for v in m.objectives[1:])], "on_front": r == 0}
+            for m, r in zip(members, ranks, strict=True)
+        ]
+        return {"kind": "objectives", "objectives": list(self.objectives), "members": listed}
 
     async def search(self, ctx: Search, start: Candidate) -> None:
         population = [start]
@@ -203,7 +223,10 @@ class Evolutionary(Optimizer):
             if len(children) >= n:
                 break
             parent = self.tournament(ctx, population)
-            instructions = instruction_parts(parent.prompt)
+            # crossovers combine instructions: those `parts` names (one prompt's, with NAME.system), else all
+            named = expand_parts(parent.prompt, self.parts)
+            instructions = [p for p in instruction_parts(parent.prompt) if p in named]
+            instructions = instructions or instruction_parts(parent.prompt)
             part = instructions[0]
             if crossover and len(population) >= 2 and ctx.rng.random() < self.crossover_rate:
                 other = self.tournament(ctx, [c for c in population if c.id != parent.id])
@@ -212,7 +235,9 @@ class Evolutionary(Optimizer):
                 mine, theirs = parent.prompt.components()[part], other.prompt.components()[part]
                 text = await combine(ctx, mine, theirs)
                 origin = f"crossover {parent.id}x{other.id}"
+                sides = [parent.id, other.id]
             else:
+                sides = [parent.id]
                 parts = expand_parts(parent.prompt, self.parts)
                 part = (
                     ctx.rng.choice(parts) if len(parts) > 1 else parts[0]
@@ -221,13 +246,16 @@ class Evolutionary(Optimizer):
                 text = await mutate(ctx, current)
                 origin = "mutation" if part == "system" else f"mutation {part}"
             if not part_ok(parent.prompt, part, ctx.train.fields, text):
+                ctx.reject(parent.prompt, parents=sides, origin=origin, reason=UNUSABLE)
                 continue
+            proposed = parent.prompt.with_component(part, text)
             if any(distance(text, s) < self.min_distance for s in seen.get(part, ())):
-                continue  # too close to a text already tried: keep the population diverse
+                # too close to a text already tried: keep the population diverse
+                why = f"too close to a text already tried (word distance under {self.min_distance:g})"
+                ctx.reject(proposed, parents=sides, origin=origin, reason=why)
+                continue
             seen.setdefault(part, []).append(text)
-            child = await ctx.evaluate(
-                parent.prompt.with_component(part, text), parent=parent.id, origin=origin
-            )
+            child = await ctx.evaluate(proposed, parent=parent.id, origin=origin, parents=sides)
             children.append(child)
         return children
 

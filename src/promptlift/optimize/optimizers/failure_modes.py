@@ -27,7 +27,7 @@ from promptlift.errors import ConfigError
 from promptlift.optimize.evaluation import Evaluation, RowResult
 from promptlift.optimize.optimizers.base import Optimizer
 from promptlift.optimize.optimizers.metaprompt import instruction_parts
-from promptlift.optimize.optimizers.reflection import example_lines, fix, is_base, part_ok
+from promptlift.optimize.optimizers.reflection import UNUSABLE, example_lines, fix, is_base, part_ok
 from promptlift.optimize.program import member_of
 from promptlift.optimize.run import Candidate, Search
 
@@ -132,10 +132,14 @@ class FailureModes(Optimizer):
             if evaluation.failures:
                 for mode in await self.modes(ctx, current, evaluation, part):
                     text = await fix(ctx, current.prompt.components()[part], mode)
+                    origin = f"fix: {mode[:80]}" if part == "system" else f"fix {part}: {mode[:80]}"
                     if not part_ok(current.prompt, part, ctx.train.fields, text) or (part, text) in seen:
+                        duplicate = (part, text) in seen
+                        why = "a duplicate of a fix already tried" if duplicate else UNUSABLE
+                        proposed = current.prompt.with_component(part, text) if duplicate else current.prompt
+                        ctx.reject(proposed, parents=[current.id], origin=origin, reason=why)
                         continue
                     seen.add((part, text))
-                    origin = f"fix: {mode[:80]}" if part == "system" else f"fix {part}: {mode[:80]}"
                     child = await ctx.evaluate(
                         current.prompt.with_component(part, text), parent=current.id, origin=origin
                     )

@@ -157,10 +157,15 @@ class MetaPrompt(Optimizer):
             seen = {c.prompt.components().get(part) for c in ctx.history}
             for _ in range(self.candidates_per_round):
                 instruction = await self.propose(ctx, best, part)
+                origin = "rewrite" if part == "system" else f"rewrite {part}"
                 if not instruction or instruction in seen:
+                    why = "the reply was empty"
+                    if instruction:
+                        why = "a duplicate of an instruction already tried"
+                    proposed = best.prompt.with_component(part, instruction) if instruction else best.prompt
+                    ctx.reject(proposed, parents=[best.id], origin=origin, reason=why)
                     continue
                 seen.add(instruction)
-                origin = "rewrite" if part == "system" else f"rewrite {part}"
                 await ctx.evaluate(
                     best.prompt.with_component(part, instruction), parent=best.id, origin=origin
                 )

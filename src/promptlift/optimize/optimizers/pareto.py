@@ -30,8 +30,9 @@ from typing import Any, ClassVar
 from promptlift.errors import ConfigError
 from promptlift.log import get_logger
 from promptlift.optimize.dataset import Row
+from promptlift.optimize.evaluation import Evaluation
 from promptlift.optimize.optimizers.base import Optimizer
-from promptlift.optimize.optimizers.reflection import PART_NAMES, expand_parts, part_ok, reflect
+from promptlift.optimize.optimizers.reflection import UNUSABLE, check_parts, expand_parts, part_ok, reflect
 from promptlift.optimize.program import Optimizable, Program
 from promptlift.optimize.prompt import Prompt
 from promptlift.optimize.run import Candidate, Search
@@ -183,10 +184,7 @@ class Pareto(Optimizer):
             raise ConfigError("pareto: `minibatch` and `max_metric_calls` must be at least 1")
         if self.select not in ("round_robin", "all"):
             raise ConfigError(f"pareto: `select` is round_robin or all, got {self.select!r}")
-        if not self.parts or set(self.parts) - set(PART_NAMES):
-            raise ConfigError(
-                f"pareto: `parts` must list some of {', '.join(PART_NAMES)}, got {self.parts!r}"
-            )
+        check_parts("pareto", self.parts)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -197,6 +195,17 @@ class Pareto(Optimizer):
             "parts": list(self.parts),
             "select": self.select,
         }
+
+    def check(self, subject: Optimizable) -> None:
+        expand_parts(subject, self.parts)  # a `NAME.PART` naming no prompt of the program: refused
+
+    def front(self, ctx: Search) -> dict[str, Any] | None:
+        """The per-row front: each non-dominated candidate with the validation rows it leads on."""
+        weights = parent_weights({c.id: c.evaluation.scores for c in ctx.history})
+        members = [
+            {"id": cid, "score": ctx.history[cid].score, "rows_won": won} for cid, won in weights.items()
+        ]
+        return {"kind": "per_row", "rows": len(ctx.validation), "members": members}
 
     async def search(self, ctx: Search, start: Candidate) -> None:
         state = _State(self, ctx, ctx.ledger.task.calls)
@@ -216,6 +225,11 @@ class Pareto(Optimizer):
             if accepted and self.merge and state.merges < self.max_merges:
                 await state.try_merge()
             ctx.next_round()
+
+
+def _rows_right(evaluation: Evaluation) -> str:
+    """How an evaluation did on its rows, as a rejection reason says it: "1.0/3"."""
+    return f"{sum(evaluation.scores):g}/{len(evaluation.scores)}"
 
 
 class _State:
@@ -258,15 +272,24 @@ class _State:
             text = await reflect(ctx, parent.prompt, part, before)
             if part_ok(parent.prompt, part, ctx.train.fields, text):
                 child, changed = child.with_component(part, text), [*changed, part]
+        origin = f"reflect {' + '.join(changed or chosen)}"
         if not changed or child.key() in self.tried:
+            why = "a duplicate of a prompt already tried" if changed else UNUSABLE
+            ctx.reject(child, parents=[parent.id], origin=origin, reason=why)
             return False
         self.tried.add(child.key())
         after = await ctx.score(child, rows)
         if not accepts(before.scores, after.scores):
+            why = (
+                f"not better than its parent on the minibatch ({_rows_right(after)} vs {_rows_right(before)})"
+            )
+            ctx.reject(child, parents=[parent.id], origin=origin, reason=why, evaluation=after)
             return False
         if self.room() < len(ctx.validation):
+            why = "better on the minibatch, but the budget left cannot score it on validation"
+            ctx.reject(child, parents=[parent.id], origin=origin, reason=why, evaluation=after)
             return False
-        await ctx.evaluate(child, parent=parent.id, origin=f"reflect {' + '.join(changed)}")
+        await ctx.evaluate(child, parent=parent.id, origin=origin)
         return True
 
     def merge_pair(self) -> tuple[Candidate, Candidate, Candidate] | None:
@@ -299,8 +322,12 @@ class _State:
             return
         sa, sb = await self.ctx.score(a.prompt, rows), await self.ctx.score(b.prompt, rows)
         sm = await self.ctx.score(merged, rows)
+        better = a if a.score >= b.score else b
+        sides = [better.id, (b if better is a else a).id]
         if sum(sm.scores) < max(sum(sa.scores), sum(sb.scores)):
+            top = max(sa, sb, key=lambda e: sum(e.scores))
+            why = f"worse than its better parent on the minibatch ({_rows_right(sm)} vs {_rows_right(top)})"
+            self.ctx.reject(merged, parents=sides, origin=f"merge {a.id}+{b.id}", reason=why, evaluation=sm)
             return
         self.merges += 1
-        better = a if a.score >= b.score else b
-        await self.ctx.evaluate(merged, parent=better.id, origin=f"merge {a.id}+{b.id}")
+        await self.ctx.evaluate(merged, parent=better.id, origin=f"merge {a.id}+{b.id}", parents=sides)

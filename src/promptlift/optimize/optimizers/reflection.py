@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from promptlift.errors import TemplateError
+from promptlift.errors import ConfigError, TemplateError
 from promptlift.optimize.evaluation import Evaluation
 from promptlift.optimize.optimizers.metaprompt import (
     SCAFFOLD,
@@ -140,6 +140,9 @@ async def _scaffolded(ctx: Search, scaffold: str, **values: str) -> str:
     return clean_instruction(await ctx.reason(text, max_tokens=80, stop=("\n",)))
 
 
+# Why a proposal's text was not tried (``part_ok`` refused it), as a rejected proposal records it.
+UNUSABLE = "the reply was empty, unchanged, or broke the template's placeholders"
+
 # What an optimizer's `parts` may name: "tools" is every tool's description, "turns" every templated turn.
 PART_NAMES = ("system", "user", "turns", "tools")
 
@@ -168,16 +171,38 @@ def _expand_one(prompt: Prompt, parts: Sequence[str]) -> list[str]:
     return out
 
 
+def check_parts(optimizer: str, parts: Sequence[str]) -> None:
+    """An optimizer's ``parts`` setting: some of ``PART_NAMES``, each alone (every prompt's) or as
+    ``NAME.PART`` (that one prompt of a program); anything else is a ``ConfigError``."""
+    wrong = [p for p in parts if not isinstance(p, str) or p.rpartition(".")[2] not in PART_NAMES]
+    wrong += [p for p in parts if isinstance(p, str) and p.startswith(".")]
+    if not parts or wrong:
+        raise ConfigError(
+            f"{optimizer}: `parts` must list some of {', '.join(PART_NAMES)} (or NAME.PART for one "
+            f"prompt of a program, like answer.system), got {list(parts)!r}"
+        )
+
+
 def expand_parts(subject: Optimizable, parts: Sequence[str]) -> list[str]:
     """Component names for an optimizer's ``parts`` setting: "tools" stands for each tool's
     description, "turns" for each templated turn; a part the prompt lacks is dropped. For a program,
-    the parts of each of its prompts in turn (``NAME.system``, ...)."""
+    the parts of each of its prompts in turn (``NAME.system``, ...); ``NAME.PART`` is that part of
+    the prompt ``NAME`` only (a name the program lacks, or one given for a lone prompt, is a
+    ``ConfigError``)."""
+    named = members(subject)
+    for part in parts:
+        member = part.rpartition(".")[0]
+        if member and member not in named:
+            has = f"the program has {', '.join(named)}" if isinstance(subject, Program) else "one prompt"
+            raise ConfigError(f"`parts` names {part!r}, but no prompt is named {member!r} ({has}); fix it")
     out = [
         component_name(name, part)
-        for name, prompt in members(subject).items()
-        for part in _expand_one(prompt, parts)
+        for name, prompt in named.items()
+        for part in _expand_one(
+            prompt, [p.rpartition(".")[2] for p in parts if p.rpartition(".")[0] in ("", name)]
+        )
     ]
-    return out or instruction_parts(subject)
+    return list(dict.fromkeys(out)) or instruction_parts(subject)
 
 
 async def reflect(ctx: Search, subject: Optimizable, part: str, evaluation: Evaluation) -> str:
