@@ -96,6 +96,8 @@ def test_a_model_without_a_batch_api_is_refused_with_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert "has no Batch API" in err[-1] and "drop --provider-batch" in err[-1]
     assert not any(r.path.endswith("/files") for r in server.requests)
+    assert main(argv(server, tmp_path, "openai/gpt-4o-mini", "--rpm", "60")) == 2
+    assert "--rpm does not apply" in capsys.readouterr().err
 
 
 def test_resume_after_kill_9_creates_no_second_job(server: LoopbackServer, tmp_path: Path) -> None:

@@ -432,10 +432,12 @@ def check_provider_batch(args: argparse.Namespace, todo: Sequence[Item]) -> None
     """``ConfigError`` before anything is sent when ``--provider-batch`` cannot hold as asked."""
     from promptlift.client.provider_batch import check_batchable
 
-    if args.shared_limits:
-        raise ConfigError(
-            "--provider-batch sends jobs, not calls: --shared-limits does not apply; drop one of them"
-        )
+    for flag, given in (("--shared-limits", args.shared_limits), ("--rpm", args.rpm), ("--tpm", args.tpm)):
+        if given is not None:
+            raise ConfigError(
+                f"--provider-batch sends one job per model, not calls: {flag} does not apply to it; drop one"
+                " of them"
+            )
     check_batchable([item.request for item in todo if item.request is not None])
 
 
