@@ -223,3 +223,16 @@ def test_a_job_gone_at_the_provider_is_forgotten_and_the_next_run_submits_anew(
         server.batches.polls_before_done = 1
         fresh = run_provider_batch(client, requests, store=store, poll=FAST)
     assert len(server.batches.created) == 2 and all(not isinstance(r, Exception) for r in fresh)
+
+
+def test_anthropic_lines_carry_the_prompt_cache_breakpoints_a_live_call_carries(
+    server: LoopbackServer,
+) -> None:
+    with client_for(server, ANTHROPIC) as client:
+        messages = [{"role": "system", "content": "long shared rules"}, {"role": "user", "content": "row"}]
+        request = client.request(messages, max_tokens=7, cache_prefix=1)
+        client.complete(request)
+        live = server.requests[-1].json
+        run_provider_batch(client, [request], poll=FAST)
+    params = server.batches.created[-1].lines[0][1]
+    assert params == live and params["system"][0]["cache_control"] == {"type": "ephemeral"}
