@@ -391,6 +391,40 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
+    def batch_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The body LiteLLM would send for an ``anthropic/`` or ``openai/`` request to the provider's
+        own API (its parameter mapping per model — o-series and GPT-5 take ``max_completion_tokens``
+        — and its message translation, breakpoints included), without sending it: one line of a
+        batch job (``providers.batch``)."""
+        import_litellm()
+        from litellm.types.utils import LlmProviders
+        from litellm.utils import ProviderConfigManager
+
+        provider = provider_of(request.model)
+        name = request.model.split("/", 1)[1] if "/" in request.model else request.model
+        config = ProviderConfigManager.get_provider_chat_config(name, LlmProviders(provider))
+        if config is None:
+            raise errors.ConfigError(f"{request.model}: LiteLLM has no request format for {provider}")
+        messages = _with_breakpoints(_messages_for(request, provider), request)
+        try:
+            optional = config.map_openai_params(
+                non_default_params=self._params(request), optional_params={}, model=name, drop_params=False
+            )
+            body = config.transform_request(
+                model=name,
+                messages=messages,  # type: ignore[arg-type]
+                optional_params=optional,
+                litellm_params={},
+                headers={},
+            )
+        except Exception as exc:  # a request LiteLLM cannot translate: ours, as a live call would be
+            failure = errors.BadRequest(
+                f"cannot be sent to {provider}: {redact(str(exc))[:300]}", provider=provider, model=name
+            )
+        else:
+            return {k: v for k, v in dict(body).items() if k != "stream"}
+        raise failure
+
     async def _prepare(self, request: CompletionRequest) -> tuple[Any, str, str | None, ResolvedKey]:
         """What every call checks and resolves before sending: litellm, the route, the endpoint
         (allow-listed), the embedded model's readiness, and the key."""
