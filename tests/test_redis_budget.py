@@ -204,6 +204,8 @@ def test_a_killed_process_gives_its_holds_back_once_its_lease_runs_out(redis_ser
     snap = ledger.snapshot()
     assert snap.reserved_usd == pytest.approx(0.6) and snap.in_flight == 1  # only this one's hold
     assert snap.spent_usd == 0 and snap.calls == 0
+    ledger.release(again, sent=False)
+    ledger.link.close()
 
 
 def test_a_live_process_keeps_its_holds_past_the_lease_by_its_heartbeat(redis_server: RedisServer) -> None:
@@ -222,6 +224,9 @@ def test_a_live_process_keeps_its_holds_past_the_lease_by_its_heartbeat(redis_se
         if proc.poll() is None:
             proc.kill()
     assert out.strip() == "released", err
-    ledger.reserve(Reservation(cost_usd=0.6, tokens=100))  # released: room again
+    held = Reservation(cost_usd=0.6, tokens=100)
+    ledger.reserve(held)  # released: room again
     snap = ledger.snapshot()
     assert snap.spent_usd == pytest.approx(0.05) and snap.calls == 1 and snap.in_flight == 1
+    ledger.release(held, sent=False)
+    ledger.link.close()

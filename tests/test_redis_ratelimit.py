@@ -173,7 +173,10 @@ def test_a_shared_limit_must_name_redis_and_a_known_failure_mode() -> None:
         RateLimit("*", rpm=60, shared="redis://127.0.0.1:6379/0", on_unreachable="ignore")
 
 
-def test_yaml_names_a_redis_cache_and_a_shared_limit(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_yaml_names_a_redis_cache_and_a_shared_limit(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY.reveal())  # prepare checks the model's key before any call
     rows = "".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(4))
     (tmp_path / "d.jsonl").write_text(rows, encoding="utf-8")
     raw = {

@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import threading
+import weakref
 from typing import Any
 
 from promptlift.client.budget import BudgetLedger, Reservation
@@ -125,6 +126,23 @@ return state('')
 _RENEW_LUA = _STATE + "return state('')"
 
 
+def _heartbeat(ref: weakref.ref[SharedLedger]) -> None:
+    """Renew a ledger's lease every third of it while the ledger lives and holds calls in flight
+    (a call may outlast a lease)."""
+    while True:
+        ledger = ref()
+        if ledger is None:
+            return
+        beat = ledger._beat
+        del ledger  # not held across the wait
+        if beat.wait(LEASE_S / 3):
+            return
+        ledger = ref()
+        if ledger is None or not ledger._renew_while_holding():
+            return
+        del ledger
+
+
 def _cap(value: float | int | None) -> str:
     return "" if value is None else repr(value)
 
@@ -151,24 +169,29 @@ class SharedLedger(BudgetLedger):
         lease = (self.owner, repr(LEASE_S))
         return list(self.link.call(lambda _: script(keys=self.keys, args=(*args, *lease))))
 
-    def _heartbeat(self) -> None:
-        """Renew the lease while this ledger holds calls in flight (a call may outlast a lease)."""
-        while not self._beat.wait(LEASE_S / 3):
-            with self._lock:
-                if self._mine <= 0 or self.closed:
-                    self._heart = None
-                    return
-            # Unreachable: the next reserve or release says so. Cut off past its lease, this process's
-            # holds are taken back by the others, so its calls then in flight may overshoot the cap
-            # by what they cost (the price of not letting a dead process hold the budget for ever).
-            with contextlib.suppress(SharedStateUnavailable):
-                self._run(self._renew_script, "")
+    def _renew_while_holding(self) -> bool:
+        """Renew the lease if this ledger holds calls in flight; False (and the heartbeat ends) when
+        it holds none."""
+        with self._lock:
+            if self._mine <= 0:
+                self._heart = None
+                return False
+        # Unreachable: the next reserve or release says so. Cut off past its lease, this process's
+        # holds are taken back by the others, so its calls then in flight may overshoot the cap
+        # by what they cost (the price of not letting a dead process hold the budget for ever).
+        with contextlib.suppress(SharedStateUnavailable):
+            self._run(self._renew_script, "")
+        return True
 
     def _hold(self, calls: int) -> None:
         with self._lock:
             self._mine += calls
             if self._mine > 0 and self._heart is None:
-                self._heart = threading.Thread(target=self._heartbeat, name="budget-lease", daemon=True)
+                # A weak reference: a ledger dropped with holds left (a caller that never released)
+                # ends its heartbeat instead of being kept alive by it.
+                self._heart = threading.Thread(
+                    target=_heartbeat, args=(weakref.ref(self),), name="budget-lease", daemon=True
+                )
                 self._heart.start()
 
     def _adopt(self, state: list[str]) -> None:
