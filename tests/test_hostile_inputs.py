@@ -213,6 +213,19 @@ CASES = [
     Case("complete --breaker-cooldown nan", argv=("complete", "hi", "--breaker-cooldown", "nan")),
     Case("complete --breaker-threshold 1.5", argv=("complete", "hi", "--breaker-threshold", "1.5")),
     Case("program left empty", {"prompt": DROP, "program": None}, says="got null (an empty value)"),
+    # -- a store or cache folder that cannot be created: one line, at the dry run and at the run ----------
+    Case("store under /proc, dry run", {"store": "/proc/nostore/"}, says="`store` /proc/nostore cannot be"),
+    Case("store under /proc, real run", {"store": "/proc/nostore/", "cache": False}, argv=tuple(RUN)),
+    Case("store under /proc, eval", {"store": "/proc/nostore/"}, argv=("eval", "{config}"), says="`store`"),
+    Case("cache under /proc, dry run", {"cache": "/proc/nocache/c.sqlite"}, says="writable folder"),
+    Case("cache under /proc, real run", {"cache": "/proc/nocache/c.sqlite"}, argv=tuple(RUN)),
+    Case("cache under /proc, eval", {"cache": "/proc/nocache/c.sqlite"}, argv=("eval", "{config}")),
+    Case("store inside a file", {"store": "d.jsonl/runs/"}, says="is a file, not a folder"),
+    Case(
+        "batch --cache under /proc",
+        argv=("batch", "--input", "d.jsonl", "--output", "o.jsonl", "--cache", "/proc/nocache/c.sqlite"),
+        says="cannot be created",
+    ),
 ]
 
 
@@ -298,3 +311,34 @@ def test_tilde_in_config_paths_is_the_home_folder(
     loaded = load_config(config)
     assert loaded.dataset_path == home / "data" / "d.jsonl" and loaded.store == home / "runs"
     assert main(["optimize", str(config), "--dry-run"]) == 0, capsys.readouterr().err
+
+
+def test_the_stores_refuse_a_folder_they_cannot_create_with_one_config_error(tmp_path: Path) -> None:
+    """Where the file is opened (a library caller too): a ConfigError naming the path, no OSError."""
+    from promptlift.client.cache import SQLiteStore
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.store import RunStore
+
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cache /proc/nocache/c.sqlite cannot be created .*writable"):
+        SQLiteStore("/proc/nocache/c.sqlite")
+    with pytest.raises(ConfigError, match=r"`store` /proc/nostore cannot be created .*writable folder"):
+        RunStore("/proc/nostore/")
+    with pytest.raises(ConfigError, match="cannot be created"):
+        RunStore(tmp_path / "afile" / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_folder_without_write_permission_is_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from promptlift.errors import ConfigError
+    from promptlift.paths import check_creatable
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    with pytest.raises(ConfigError, match=r"not writable\); name a writable folder"):
+        check_creatable(tmp_path / "runs" / "runs.sqlite", "`store`", kind="folder")
+    assert list(tmp_path.iterdir()) == []
