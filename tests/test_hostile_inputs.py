@@ -108,6 +108,16 @@ CASES = [
     Case("negative price", {"prices": {"local/gemma-3-270m": [-1, 0]}}, says="price"),
     Case("test fraction 0", {"dataset.split.test": 0}, says="`dataset.split.test`"),
     Case(
+        "split sums to 1.9",
+        {"dataset.split": {"train": 0.9, "validation": 0.5, "test": 0.5}},
+        says="`dataset.split` fractions sum to 1.9",
+    ),
+    Case("split sums to 0.6", {"dataset.split.train": 0.1}, says="sum to 0.6"),
+    Case("split sums to 1.9, eval", {"dataset.split.train": 1.4}, argv=("eval", "{config}"), says="1.9"),
+    Case(
+        "validation fraction negative", {"dataset.split.validation": -0.25}, says="`dataset.split.validation`"
+    ),
+    Case(
         "choice with no labels", {"metric": {"type": "choice", "field": "label", "labels": []}}, says="labels"
     ),
     Case("regex with nothing to match", {"metric": {"type": "regex"}}, says="pattern"),
@@ -296,6 +306,13 @@ def test_end_of_input_at_the_cost_confirmation_is_one_line_exit_2(
     assert err[-1].startswith("promptlift: error:") and "--yes" in err[-1]
     assert not any("Traceback" in line for line in err)
     assert _snapshot(tmp_path) == before
+
+
+def test_split_fractions_within_the_tolerance_of_1_are_accepted(tmp_path: Path) -> None:
+    from promptlift.optimize.config import load_config
+
+    thirds = {"dataset.split": {"train": 0.33, "validation": 0.33, "test": 0.33}}
+    assert load_config(_lay_out(tmp_path, Case("thirds", thirds))).split["train"] == 0.33
 
 
 def test_tilde_in_config_paths_is_the_home_folder(

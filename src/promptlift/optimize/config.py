@@ -199,8 +199,25 @@ SPLIT = Schema(
     defaults={"seed": 0},
 )
 DEFAULT_SPLIT = {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}
+SPLIT_TOLERANCE = 0.02  # 0.33/0.33/0.33 is a third each; 0.9/0.5/0.5 is a mistake
+
+
+def _split(value: Any, at: At) -> dict[str, Any]:
+    """The three fractions, each above 0, summing to 1: they are not silently rescaled."""
+    if value is None:
+        return dict(DEFAULT_SPLIT)
+    checked = SPLIT(value, at)
+    total = sum(float(checked[k]) for k in ("train", "validation", "test"))
+    if abs(total - 1.0) > SPLIT_TOLERANCE:
+        raise at.error(
+            f"`{at.path}` fractions sum to {total:g} (train {checked['train']:g} + validation "
+            f"{checked['validation']:g} + test {checked['test']:g}); make them sum to 1"
+        )
+    return checked
+
+
 DATASET = Schema(
-    {"path": text, "split": lambda value, at: SPLIT(value, at) if value is not None else dict(DEFAULT_SPLIT)},
+    {"path": text, "split": _split},
     required=("path",),
     example="{path: reviews.jsonl}",
     defaults={"split": DEFAULT_SPLIT},
