@@ -181,6 +181,12 @@ CASES = [
     Case("compare --price text", argv=("models", "compare", "{config}", "--price", "m=a,b"), says="--price"),
     Case("optimize --confirm-above -1", argv=("optimize", "{config}", "--confirm-above", "-1")),
     Case("optimize --dryrun", argv=("optimize", "{config}", "--dryrun"), says="--dryrun"),
+    Case("optimize --new-run alone", argv=("optimize", "{config}", "--new-run"), says="--resume RUN_ID"),
+    Case("optimize --new-run alone, dry run", argv=(*DRY, "--new-run"), says="with --resume"),
+    Case("optimize --resume no store yet, dry run", argv=(*DRY, "--resume", "nope-1"), says="nope-1"),
+    Case("optimize --resume no store yet", argv=(*RUN, "--resume", "nope-1"), says="no run store"),
+    Case("optimize --resume empty", argv=(*DRY, "--resume", ""), says="--resume is empty"),
+    Case("optimize --resume, no store: key", {"store": DROP}, argv=(*DRY, "--resume", "x-1"), says="store"),
     Case("complete --max-tokens 0", argv=("complete", "hi", "--max-tokens", "0"), says="--max-tokens"),
     Case("complete --max-tokens x", argv=("complete", "hi", "--max-tokens", "x"), says="--max-tokens"),
     Case(
@@ -305,6 +311,22 @@ def test_end_of_input_at_the_cost_confirmation_is_one_line_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("promptlift: error:") and "--yes" in err[-1]
     assert not any("Traceback" in line for line in err)
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [DRY, RUN], ids=["dry run", "real run"])
+def test_resume_of_a_run_not_in_the_store_is_refused_and_the_store_left_alone(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlift.optimize.store import RunStore
+
+    config = _lay_out(tmp_path, Case("store exists"))
+    RunStore(tmp_path / "runs").close()  # a store with no such run
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main([a.replace("{config}", str(config)) for a in argv] + ["--resume", "nope-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no run 'nope-1'" in err[0] and "promptlift runs" in err[0], err
     assert _snapshot(tmp_path) == before
 
 

@@ -59,13 +59,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.cli.progress import Progress, print_summary
+    from promptlift.errors import ConfigError
     from promptlift.optimize.config import load_config
     from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
     from promptlift.optimize.session import run_config, split_warnings
 
+    if args.new_run and not args.resume:
+        raise ConfigError(
+            "--new-run says what --resume does when the config changed; give it with --resume RUN_ID"
+        )
+    if args.resume is not None and not args.resume.strip():
+        raise ConfigError(
+            "--resume is empty (an unset variable?); name a run id (`promptlift runs` lists them)"
+        )
     config = _with_hosts(load_config(args.config), args)
     warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
     plan = make_plan(config)
+    if args.resume:  # before the plan is shown: a mistyped id is refused with nothing written
+        _check_resumable(config, args.resume)
     for warning in warnings:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -91,6 +102,30 @@ def run_optimize(args: argparse.Namespace) -> int:
         print_summary(result)
         print(plan_vs_actual(plan, result))
     return 0
+
+
+def _check_resumable(config: Any, run_id: str) -> None:
+    """``--resume RUN`` (``--dry-run`` too): the run must be in the config's store, which is only
+    read: a mistyped id or store creates no empty store."""
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.store import RunStore
+
+    if config.store is None:
+        raise ConfigError(f"--resume {run_id}: {config.path} has no `store:`, so it has no runs to resume")
+    where = Path(config.store)
+    where = where / "runs.sqlite" if where.suffix == "" or where.is_dir() else where
+    if not where.is_file():
+        raise ConfigError(
+            f"--resume {run_id}: no run store at {where} yet (a run writes it); `promptlift runs "
+            f"{config.path}` lists the runs of this config"
+        )
+    store = RunStore(where, create=False)
+    try:
+        store.run(run_id)
+    except ConfigError as exc:
+        raise ConfigError(f"--resume {run_id}: {exc}") from None
+    finally:
+        store.close()
 
 
 def _ask(question: str) -> str:
