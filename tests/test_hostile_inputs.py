@@ -146,6 +146,20 @@ CASES = [
         says="not a function",
     ),
     Case("dataset missing", {"dataset.path": "nope.jsonl"}, says="not found"),
+    Case("dataset a folder", {"dataset.path": "adir"}, files={"adir/d.jsonl": ROWS}, says="adir is a folder"),
+    Case(
+        "python metric module calls sys.exit on import",
+        {"metric": {"python": "exiting_metric_mod:score", "field": "label"}},
+        files={"exiting_metric_mod.py": "import sys\nsys.exit(3)\n"},
+        says="'exiting_metric_mod' called sys.exit(3)",
+    ),
+    Case(
+        "python metric module calls sys.exit on import, real run",
+        {"metric": {"python": "exiting_metric_mod2:score", "field": "label"}},
+        files={"exiting_metric_mod2.py": "raise SystemExit('usage: ...')\n"},
+        argv=tuple(RUN),
+        says="sys.exit",
+    ),
     Case("dataset under ~ missing", {"dataset.path": "~/no-such-promptlift-dir/d.jsonl"}, says="no-such"),
     Case(
         "dataset not UTF-8",
