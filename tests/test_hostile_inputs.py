@@ -39,6 +39,7 @@ GOOD: dict[str, Any] = {
     "store": "runs/",
 }
 DRY = ["optimize", "{config}", "--dry-run"]
+BASE = ("eval", "{config}", "--baseline", "b.yaml")
 RUN = ["optimize", "{config}", "--yes"]  # a real run: whatever slips past the checks would write a store
 
 
@@ -186,6 +187,33 @@ CASES = [
     Case("eval with a bad seed", {"seed": "abc"}, argv=("eval", "{config}"), says="`seed`"),
     Case("eval with a misspelt metric field", {"metric.field": "lable"}, argv=("eval", "{config}")),
     Case("compare with concurrency 0", {"concurrency": 0}, argv=("models", "compare", "{config}")),
+    # -- eval --baseline FILE: checked as a config's prompt is, and against the config's dataset ----------
+    Case("baseline placeholder not in the dataset", files={"b.yaml": 'user: "{nofield}"\n'}, argv=BASE),
+    Case(
+        "baseline malformed braces", files={"b.yaml": 'user: "{text"\n'}, argv=BASE, says="malformed braces"
+    ),
+    Case(
+        "baseline key misspelt", files={"b.yaml": "sytem: hi\nuser: '{text}'\n"}, argv=BASE, says="`system`"
+    ),
+    Case(
+        "baseline param misspelt",
+        files={"b.yaml": "user: '{text}'\nparams: {tempreture: 0}\n"},
+        argv=BASE,
+        says="did you mean `temperature`",
+    ),
+    Case(
+        "baseline a run config of another dataset",
+        files={"b.yaml": yaml.safe_dump({**GOOD, "prompt": {"user": "Q: {question}"}})},
+        argv=BASE,
+        says="{question}",
+    ),
+    Case("baseline not a prompt", files={"b.yaml": "colour: blue\n"}, argv=BASE, says="not a prompt"),
+    Case(
+        "baseline messages placeholder missing",
+        files={"b.yaml": "messages:\n  - {role: user, content: '{txt}'}\n"},
+        argv=BASE,
+        says="{txt}",
+    ),
     Case("compare --target 5", argv=("models", "compare", "{config}", "--target", "5"), says="--target"),
     Case(
         "compare --price negative",
@@ -342,6 +370,30 @@ def test_resume_of_a_run_not_in_the_store_is_refused_and_the_store_left_alone(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no run 'nope-1'" in err[0] and "promptlift runs" in err[0], err
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "messages:\n  - {role: system, content: Classify.}\n  - {role: user, content: 'Review: {text}'}\n",
+        '{"system": "Classify.", "user": "Review: {text}", "demos": [], "params": {"max_tokens": 4}}',
+        "prompt: {system: Classify., user: 'Review: {text}'}\n",
+    ],
+    ids=["messages", "exported json", "prompt section"],
+)
+def test_a_baseline_written_as_a_config_prompt_is_accepted(text: str, tmp_path: Path) -> None:
+    from promptlift.cli.optimize import _baseline
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.prompt import Prompt
+
+    config = load_config(_lay_out(tmp_path, Case("ok")))
+    (tmp_path / "b.yaml").write_text(text, encoding="utf-8")
+    baseline = _baseline(config, str(tmp_path / "b.yaml"))
+    assert (
+        isinstance(baseline, Prompt)
+        and baseline.fields() == ["text"]
+        and "Classify" in baseline.system + str(baseline.turns)
+    )
 
 
 def test_split_fractions_within_the_tolerance_of_1_are_accepted(tmp_path: Path) -> None:

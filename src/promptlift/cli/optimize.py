@@ -209,12 +209,25 @@ def _gate(config: Any, baseline: Any, args: argparse.Namespace) -> int:
 
 
 def _baseline(config: Any, given: str) -> Any:
-    """``--baseline``: a file (a run config, or a prompt as a run exports it) or a run id."""
+    """``--baseline``: a file (a run config, or a prompt as a run exports it) or a run id; checked
+    as a config's ``prompt:`` is (keys, braces) and against this config's dataset (placeholders)."""
+    baseline = _baseline_subject(config, given)
+    from promptlift.errors import ConfigError, UserError
+    from promptlift.optimize.dataset import Dataset
+
+    fields = Dataset.load(config.dataset_path).fields  # the config's own errors come as they would
+    try:
+        baseline.check(fields)
+    except UserError as exc:
+        raise ConfigError(f"--baseline {given}: {exc}") from None
+    return baseline
+
+
+def _baseline_subject(config: Any, given: str) -> Any:
     import yaml
 
     from promptlift.errors import ConfigError
-    from promptlift.optimize.config import load_config
-    from promptlift.optimize.program import from_dict
+    from promptlift.optimize.config import PROGRAM_KEYS, PROMPT_KEYS, load_config, prompt_from_file
 
     path = Path(given).expanduser()
     if path.is_dir():
@@ -224,23 +237,25 @@ def _baseline(config: Any, given: str) -> Any:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--baseline {given}: not a YAML or JSON file ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise ConfigError(f"--baseline {given}: cannot be read ({exc.strerror or exc})") from None
         if isinstance(data, dict) and ("dataset" in data or "metric" in data):
-            return load_config(path).prompt  # another run config: its prompt
+            return load_config(path).prompt  # another run config: its prompt, checked as its config's
         if isinstance(data, dict) and isinstance(data.get("best_prompt"), dict):
             data = data["best_prompt"]  # a run's JSON result
-        if not isinstance(data, dict) or not ({"user", "program", "turns"} & set(data)):
+        if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and len(data) == 1:
+            data = data["prompt"]  # a config's `prompt:` section on its own
+        if not isinstance(data, dict) or not ((PROMPT_KEYS | set(PROGRAM_KEYS)) & set(data)):
             raise ConfigError(
-                f"--baseline {given}: not a prompt (a mapping with `user:`, or `program:` and `prompts:`) "
-                "nor a run config"
+                f"--baseline {given}: not a prompt (a mapping with `user:` or `messages:`, or `program:` "
+                "and `prompts:`) nor a run config"
             )
-        try:
-            return from_dict(data, base_dir=path.parent)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"--baseline {given}: not a prompt ({type(exc).__name__}: {exc})") from None
+        return prompt_from_file(data, f"--baseline {given}", path.parent)
     if config.store is None:
         raise ConfigError(
             f"--baseline {given}: no such file, and the config has no `store:` to find a run in"
         )
+    from promptlift.optimize.program import from_dict
     from promptlift.optimize.store import RunStore
 
     store = RunStore(config.store)

@@ -400,6 +400,21 @@ def _subject(raw: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
         raise top.error(f"`program`: {exc}") from None
 
 
+PROMPT_KEYS = frozenset(PROMPT.keys)
+PROGRAM_KEYS = ("program", "prompts", "calls_per_row")
+
+
+def prompt_from_file(data: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
+    """A prompt given outside a run config (``eval --baseline FILE``: a prompt as a run exports it,
+    or one written like a config's ``prompt:``; a program with its ``prompts:``), checked by the
+    validators of a config's ``prompt:``: unknown keys (with the nearest name), malformed braces,
+    demos that miss a placeholder. The dataset's fields are the caller's to check (``check``)."""
+    if "program" in data or "prompts" in data:
+        refuse_unknown(data, PROGRAM_KEYS, At(where))
+        return _subject(data, where, base_dir)
+    return _prompt(dict(data), where, base_dir, At(where, ""))
+
+
 def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Prompt:
     at = at or At(where, "prompt")
     if value is None:
@@ -429,7 +444,7 @@ def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Pro
             "sent as the response_format; drop the param"
         )
     demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
-    slots = placeholders(checked["user"], f"{where}: {at.path}.user")
+    slots = placeholders(checked["user"], f"{where}: {(at / 'user').path}")
     for i, demo in enumerate(demos):
         missing = [name for name in slots if name not in demo.fields]
         if missing:
@@ -449,7 +464,7 @@ def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Pro
             output_schema=checked.get("output_schema"),
         )
     except TemplateError as exc:
-        raise at.error(f"`{at.path}`: {exc}") from None
+        raise at.error(f"`{at.path}`: {exc}" if at.path else str(exc)) from None
 
 
 def _model_chain(value: Any, where: str) -> tuple[str | ModelSpec, ...]:
