@@ -209,6 +209,11 @@ CASES = [
     ),
     Case("baseline not a prompt", files={"b.yaml": "colour: blue\n"}, argv=BASE, says="not a prompt"),
     Case(
+        "baseline run id, no store yet",
+        argv=("eval", "{config}", "--baseline", "nope-1"),
+        says="no run store",
+    ),
+    Case(
         "baseline messages placeholder missing",
         files={"b.yaml": "messages:\n  - {role: user, content: '{txt}'}\n"},
         argv=BASE,

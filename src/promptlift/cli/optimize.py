@@ -258,7 +258,10 @@ def _baseline_subject(config: Any, given: str) -> Any:
     from promptlift.optimize.program import from_dict
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(config.store)
+    try:
+        store = RunStore(config.store, create=False)  # read only: a mistyped id creates no store
+    except ConfigError as exc:
+        raise ConfigError(f"--baseline {given}: no such file; {exc}") from None
     try:
         result = store.run(given)["result"] or {}
     except ConfigError as exc:
