@@ -47,7 +47,9 @@ def check_creatable(
         return
     if fs.f_flag & os.ST_RDONLY:
         raise _refused(what, shown, f"{probe} is on a read-only filesystem", kind)
-    if fs.f_blocks == 0:  # /proc, /sys: writable by mode to root, yet no file can be made there
+    # /proc, /sys: writable by mode to root, yet no file can be made there (f_blocks 0). A ramfs
+    # reports 0 blocks too and is writable, so only these two are refused.
+    if fs.f_blocks == 0 and probe.resolve().parts[1:2] in (("proc",), ("sys",)):
         raise _refused(what, shown, f"{probe} is on a virtual filesystem that holds no files", kind)
 
 
