@@ -7,7 +7,10 @@ each provider does (``testing.prompt_cache``, its real minimum of 1,024 tokens; 
 
 - caching off: ``prompt_cache: false`` (no breakpoints, every row sent as it comes);
 - caching on: the default (Anthropic breakpoints on the system text and the last demo, the first
-  row of each evaluation sent alone before the others).
+  row of each evaluation sent alone before the others);
+- caching on + batch scoring: also ``provider_batch: {test_scoring: true}``: the driver's two test
+  scorings (the starting prompt's and the best's) sent as provider Batch API jobs to the server's
+  emulation (``testing.batch_api``), priced at the batch rate (``pricing.batch_price``).
 
 Each is run as Anthropic (claude-sonnet-4-5) and as OpenAI (gpt-4.1-mini, gpt-4o-mini) at the
 price map's list prices, computed from the usage the server reported, for the prompt as shipped (a
@@ -88,7 +91,9 @@ def labeller(labels: dict[str, str]) -> Any:
     return answer
 
 
-def write_config(folder: Path, model: str, api_base: str, system: str, caching: bool) -> Path:
+def write_config(
+    folder: Path, model: str, api_base: str, system: str, caching: bool, batch: bool = False
+) -> Path:
     folder.mkdir(parents=True)
     body = (EXAMPLE / "config.yaml").read_text()
     body = body.replace("model: local/gemma-3-270m\n", f"model: {model}\napi_base: {api_base}\n")
@@ -96,29 +101,36 @@ def write_config(folder: Path, model: str, api_base: str, system: str, caching: 
     body = body.replace("path: reviews.jsonl", f"path: {EXAMPLE / 'reviews.jsonl'}")
     body = body.replace("store: runs/", "store: runs/\ncache: false")  # every call paid: no answer reuse
     path = folder / "config.yaml"
-    path.write_text(body + ("" if caching else "prompt_cache: false\n"))
+    extra = ("" if caching else "prompt_cache: false\n") + (
+        "provider_batch: {test_scoring: true, poll_interval: 0.01}\n" if batch else ""
+    )
+    path.write_text(body + extra)
     return path
 
 
-def one_run(srv: LoopbackServer, folder: Path, model: str, system: str, caching: bool) -> dict[str, Any]:
+def one_run(
+    srv: LoopbackServer, folder: Path, model: str, system: str, caching: bool, batch: bool = False
+) -> dict[str, Any]:
     base = srv.openai_base if model.startswith("openai/") else srv.url
-    config = load_config(write_config(folder, model, base, system, caching))
+    config = load_config(write_config(folder, model, base, system, caching, batch))
     srv.emulate_prompt_cache(minimum=1024, step=128)  # a fresh cache per run
     plan = make_plan(config)
     started = time.perf_counter()
     result = run_config(config)
     summary = result.summary()
-    full = summary["cost_usd"] + summary["cache_saved_usd"]
+    full = summary["cost_usd"] + summary["cache_saved_usd"] + summary["batch_saved_usd"]
     return {
         "calls": summary["calls"],
         "cost_usd": round(summary["cost_usd"], 6),
         "full_price_usd": round(full, 6),
         "cached_input_tokens": summary["cached_input_tokens"],
         "cache_saved_usd": round(summary["cache_saved_usd"], 6),
+        "batch_saved_usd": round(summary["batch_saved_usd"], 6),
         "less_than_full_price": round(1 - summary["cost_usd"] / full, 4) if full else 0.0,
         "test_best_score": summary["test_best_score"],
         "best_prompt": summary["best_prompt"],
         "plan_prompt_cache": plan.caching.to_dict() if plan.caching else None,
+        "plan_batch_test_scoring": plan.batch.to_dict() if plan.batch else None,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -137,26 +149,30 @@ def main() -> None:
         for shape, system in prompts.items():
             for model in MODELS:
                 by_mode = {}
-                for mode in ("off", "on"):
+                for mode in ("off", "on", "on+batch"):
                     folder = Path(tmp) / shape.replace(" ", "_") / model.replace("/", "_") / mode
-                    by_mode[mode] = one_run(srv, folder, model, system, mode == "on")
-                off, on = by_mode["off"], by_mode["on"]
-                same = (
-                    off["best_prompt"] == on["best_prompt"]
-                    and off["test_best_score"] == on["test_best_score"]
+                    by_mode[mode] = one_run(srv, folder, model, system, mode != "off", mode == "on+batch")
+                off, on, batched = by_mode["off"], by_mode["on"], by_mode["on+batch"]
+                same = all(
+                    off["best_prompt"] == x["best_prompt"] and off["test_best_score"] == x["test_best_score"]
+                    for x in (on, batched)
                 )
                 runs[f"{shape} · {model}"] = {
                     "system_words": len(system.split()),
                     "off": {k: v for k, v in off.items() if k != "best_prompt"},
                     "on": {k: v for k, v in on.items() if k != "best_prompt"},
+                    "on+batch": {k: v for k, v in batched.items() if k != "best_prompt"},
                     "on_less_than_off": round(1 - on["cost_usd"] / off["cost_usd"], 4)
                     if off["cost_usd"]
                     else 0,
+                    "on_batch_less_than_full": batched["less_than_full_price"],
                     "same_result": same,
                 }
                 print(
                     f"{shape:24} {model:28} off ${off['cost_usd']:.4f} on ${on['cost_usd']:.4f} "
-                    f"full ${on['full_price_usd']:.4f} on vs full -{on['less_than_full_price']:.0%} "
+                    f"on+batch ${batched['cost_usd']:.4f} full ${on['full_price_usd']:.4f} "
+                    f"on vs full -{on['less_than_full_price']:.0%} "
+                    f"on+batch vs full -{batched['less_than_full_price']:.0%} "
                     f"same result: {same}",
                     flush=True,
                 )

@@ -50,6 +50,7 @@ def loader_keys() -> dict[str, set[str]]:
         "prices.MODEL": set(loader.PRICE.keys),
         "fallback": set(loader.FALLBACK.keys),
         "tracing": set(loader.TRACING.keys),
+        "provider_batch": set(loader.PROVIDER_BATCH.keys),
     }
     for name, schema in METRICS.items():
         keys[f"metric: {name}"] = set(schema.keys)

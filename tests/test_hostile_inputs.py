@@ -289,6 +289,18 @@ CASES = [
         argv=("batch", "--input", "d.jsonl", "--output", "o.jsonl", "--cache", "/proc/nocache/c.sqlite"),
         says="cannot be created",
     ),
+    Case(
+        "model of an unknown provider", {"model": "bogus/xyz"}, says="'bogus' is not a provider LiteLLM knows"
+    ),
+    Case("model naming no provider", {"model": "nonsense-model-x"}, says="names no provider"),
+    Case("unknown embedded model", {"model": "local/gemma-9b"}, says="unknown local model 'gemma-9b'"),
+    Case("unknown reasoning model provider", {"reasoning_model": "antropic/claude"}, says="'antropic'"),
+    Case("unknown provider, real run", {"model": "bogus/xyz"}, argv=tuple(RUN), says="bogus"),
+    Case(
+        "regex metric that does not compile",
+        {"metric": {"type": "regex", "pattern": "(unclosed"}},
+        says="not a valid regular expression",
+    ),
 ]
 
 

@@ -270,8 +270,12 @@ def test_a_cost_cap_on_a_model_with_no_price_stops_before_any_call(
     assert loopback.requests
 
 
-def test_the_configs_rate_limits_and_prices_reach_the_client(tmp_path: Path) -> None:
+def test_the_configs_rate_limits_and_prices_reach_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from promptlift.optimize.session import prepare
+
+    monkeypatch.setenv("AZURE_API_KEY", "azure-test-key-0000001")  # prepare checks every model's key
 
     write(tmp_path, "d.jsonl", "".join(f'{{"text": "t{i}", "label": "x"}}\n' for i in range(8)))
     body = GOOD.replace("model: local/gemma-3-270m", "model: azure/dep") + (
@@ -285,3 +289,46 @@ def test_the_configs_rate_limits_and_prices_reach_the_client(tmp_path: Path) -> 
         assert "ratelimit" in prepared.client.parts  # the limiter is in the stack
     finally:
         prepared.client.close()
+
+
+# -- every model checked before the first call -----------------------------------------------------
+PREFLIGHT = """model: {{model: openai/x, api_base: {base}}}
+reasoning_model: {reasoner}
+prices: {{openai/x: {{input: 1, output: 2}}, anthropic/claude-3-5-haiku-20241022: {{input: 1, output: 2}}}}
+prompt: {{system: Classify., user: "Review: {{text}}\\nSentiment:"}}
+dataset: {{path: d.jsonl, split: {{train: 0.5, validation: 0.25, test: 0.25, seed: 0}}}}
+metric: {{type: exact_match, field: label}}
+optimizer: {{name: metaprompt, params: {{rounds: 1}}}}
+"""
+
+
+def test_a_reasoning_model_without_a_key_is_refused_before_the_task_models_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = "".join(f'{{"text": "review {i}", "label": "{"pos" if i % 2 else "neg"}"}}\n' for i in range(12))
+    write(tmp_path, "d.jsonl", rows)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-preflight-task-00000001")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with LoopbackServer() as srv:
+        config = write(
+            tmp_path,
+            "c.yaml",
+            PREFLIGHT.format(base=srv.openai_base, reasoner="anthropic/claude-3-5-haiku-20241022"),
+        )
+        code = main(["optimize", str(config), "--yes"])
+        sent = len(srv.requests)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert sent == 0  # not one paid task call before the missing key was found
+    assert "no API key for anthropic: set ANTHROPIC_API_KEY" in err
+    assert "Traceback" not in err
+
+
+def test_complete_with_an_unknown_provider_is_one_line_and_sends_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["complete", "--model", "bogus/xyz", "hi"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "model 'bogus/xyz': 'bogus' is not a provider LiteLLM knows" in line and line.startswith(
+        "promptlift: error"
+    )

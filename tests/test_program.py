@@ -211,7 +211,7 @@ def write_config(folder: Path, body: str, program: str = "", module: str = "mine
 
 PROGRAM_CONFIG = textwrap.dedent(
     """
-    model: scripted/m
+    model: openai/m
     program: "mine:run"
     prompts:
       upper: {system: Shout., user: "Upper: {text}"}

@@ -20,6 +20,7 @@ call time.
         ├── Timeout                    408 or no answer in time                 retryable
         ├── ConnectionFailed           refused, reset or dropped                retryable
         ├── ProviderUnavailable        5xx                                      retryable
+        ├── BatchExpired               a Batch API job ended before this line   retryable
         ├── AuthenticationFailed       401
         ├── PermissionDenied           403
         ├── ModelNotFound              404, or a model the provider does not know
@@ -152,6 +153,14 @@ class ConnectionFailed(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
+    retryable = True
+
+
+class BatchExpired(ProviderError):
+    """A line of a provider Batch API job that the provider did not answer before the job's
+    completion window closed (24 h): never run, not billed. Sending it again (a new job, or a live
+    call) may succeed."""
+
     retryable = True
 
 

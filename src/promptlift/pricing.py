@@ -12,6 +12,11 @@ Prices are looked up in this order:
 A model found nowhere has no price (None): a cost cap refuses it, and its spend counts as $0 with
 one warning per process.
 
+A call sent through a provider's Batch API (``client.provider_batch``) is billed at the batch rate
+(``batch_price``): the map's ``input_cost_per_token_batches`` and ``output_cost_per_token_batches``
+where it lists them, else half of every rate (OpenAI's and Anthropic's published discount). A
+price given by the caller is halved too: it is the list price of a model the map does not know.
+
 A call's cost splits its tokens the way providers bill them: input tokens read from the prompt
 cache (``cached_tokens``) at the cache-read rate, input written to it (``cache_write_tokens``,
 Anthropic's 1.25x) at the cache-write rate, the rest of the input at the input rate; reasoning
@@ -42,11 +47,14 @@ from promptlift.log import get_logger
 from promptlift.types import CompletionRequest, Message, Usage
 
 __all__ = [
+    "BATCH_DISCOUNT",
     "FREE",
     "FREE_PROVIDERS",
     "ModelPrice",
     "PriceBook",
     "Prices",
+    "batch_cost_usd",
+    "batch_price",
     "cache_saving_usd",
     "cost_usd",
     "estimate_cost_usd",
@@ -236,6 +244,44 @@ def cache_saving_usd(model: str, usage: Usage, prices: Prices | None = None) -> 
     return 0.0 if price is None else price.cache_saving(usage)
 
 
+BATCH_DISCOUNT = 0.5  # what OpenAI's and Anthropic's Batch APIs charge, as a share of the list price
+
+
+def _scaled(rate: float | None, ratio: float) -> float | None:
+    return None if rate is None else rate * ratio
+
+
+def batch_price(model: str, prices: Prices | None = None) -> ModelPrice | None:
+    """What ``model``'s tokens cost through its provider's Batch API (see the module docstring);
+    None when its list price is unknown. Cache and reasoning rates scale with the input and output
+    rates (Anthropic's prompt-cache multipliers apply on top of the batch discount)."""
+    price = price_of(model, prices)
+    if price is None:
+        return None
+    in_ratio = out_ratio = BATCH_DISCOUNT
+    info = None if prices and model in prices else _entry(model)
+    if info is not None:
+        batch_in = info.get("input_cost_per_token_batches")
+        batch_out = info.get("output_cost_per_token_batches")
+        if batch_in is not None and price.input_per_mtok:
+            in_ratio = float(batch_in) * 1e6 / price.input_per_mtok
+        if batch_out is not None and price.output_per_mtok:
+            out_ratio = float(batch_out) * 1e6 / price.output_per_mtok
+    return ModelPrice(
+        price.input_per_mtok * in_ratio,
+        price.output_per_mtok * out_ratio,
+        _scaled(price.cached_input_per_mtok, in_ratio),
+        _scaled(price.cache_write_per_mtok, in_ratio),
+        _scaled(price.reasoning_per_mtok, out_ratio),
+    )
+
+
+def batch_cost_usd(model: str, usage: Usage, prices: Prices | None = None) -> float:
+    """What ``usage`` on ``model`` cost through a Batch API; 0 when its price is unknown."""
+    price = batch_price(model, prices)
+    return 0.0 if price is None else price.cost(usage)
+
+
 # -- token estimates ---------------------------------------------------------------------------------
 def estimate_text_tokens(text: str) -> int:
     """An upper-leaning count of ``text``'s tokens, without a tokenizer."""
@@ -298,6 +344,12 @@ class PriceBook:
             if model not in self._looked_up:
                 self._looked_up[model] = price_of(model)
             return self._looked_up[model]
+
+    def batch_price(self, model: str) -> ModelPrice | None:
+        """``model``'s price through a Batch API (``batch_price``), from this book's table first."""
+        if model in self.prices:
+            return batch_price(model, self.prices)
+        return batch_price(model) if self.use_map else None
 
     def input_tokens(self, request: CompletionRequest) -> int:
         return estimate_input_tokens(request)

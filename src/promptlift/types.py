@@ -369,6 +369,10 @@ class Completion:
     # What the provider's prompt cache saved on this call: its cost with every input token at the
     # input rate, minus ``cost_usd`` (negative when a cache write's premium outweighed the reads).
     cache_saved_usd: float = 0.0
+    # What a provider Batch API's discount saved on this call (served_by "batch"): its cost at the
+    # list price minus ``cost_usd``, from the same reported usage. On such a call ``cache_saved_usd``
+    # is priced at the list rate, so cost + both savings = the list price of the tokens uncached.
+    batch_saved_usd: float = 0.0
 
     def __post_init__(self) -> None:
         # A provider written before ToolCall existed may still give OpenAI-shaped dicts: accept them
@@ -397,6 +401,7 @@ class Completion:
             **({"logprobs": [t.to_dict() for t in self.logprobs]} if self.logprobs else {}),
             **({"samples": list(self.samples)} if self.samples else {}),
             **({"cache_saved_usd": self.cache_saved_usd} if self.cache_saved_usd else {}),
+            **({"batch_saved_usd": self.batch_saved_usd} if self.batch_saved_usd else {}),
         }
 
     @classmethod
@@ -418,6 +423,7 @@ class Completion:
             logprobs=tuple(TokenLogprob.from_dict(t) for t in data.get("logprobs") or ()),
             samples=tuple(str(t) for t in data.get("samples") or ()),
             cache_saved_usd=float(data.get("cache_saved_usd") or 0.0),
+            batch_saved_usd=float(data.get("batch_saved_usd") or 0.0),
         )
 
 

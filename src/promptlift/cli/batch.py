@@ -14,6 +14,16 @@ the others (failed, unanswered, changed) are sent. Identical sampled lines are s
 With ``--max-cost``, the first call that would cross the budget closes it: nothing more is sent,
 and every line not yet answered (nor in the cache) is recorded as a ``BudgetExceeded`` error; a
 model whose price is unknown is refused before any line.
+
+With ``--provider-batch`` the lines to send go as one provider Batch API job per model (OpenAI,
+Anthropic; half price, answered within 24 h; ``client.provider_batch``): the same output, in
+order, one line out per line in, each failed line with the typed error a live call would give;
+a line the cache answers is not sent, and the job's answers are stored in the cache.
+``--max-cost`` then holds for the whole job: its worst case at the batch rate is reserved before
+anything is uploaded, and a job that does not fit is not submitted (each of its lines is a
+``BudgetExceeded`` error). The job id is written to ``OUT.jsonl.batch-job.json`` (beside the output)
+before the first poll: a re-run of the same command after a kill polls and collects that job
+instead of submitting another; the file is removed once the answers are written.
 """
 
 from __future__ import annotations
@@ -79,6 +89,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="price of a model not in the map (reasoning tokens are charged at it too)",
     )
     p.add_argument("--metrics-json", metavar="PATH", help="also write the final metrics as JSON")
+    p.add_argument(
+        "--provider-batch",
+        action="store_true",
+        help="send the lines as a provider Batch API job (openai/, anthropic/: half price, within 24 h)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with --provider-batch: seconds to the first poll, then 1.5x per poll up to 10x (default 30)",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        metavar="S",
+        help="with --provider-batch: stop waiting after S seconds (the job goes on; a re-run resumes it)",
+    )
 
     add_allow_host(p)
     from promptlift.cli.breaker import add_breaker_flags
@@ -135,6 +163,8 @@ _NUMERIC_FLAGS = (
     ("max_tokens", 1, True, "tokens"),
     ("input_price", 0, True, "USD per 1M tokens"),
     ("output_price", 0, True, "USD per 1M tokens"),
+    ("poll_interval", 0, False, "seconds"),
+    ("max_wait", 0, False, "seconds"),
 )
 
 
@@ -320,10 +350,15 @@ def run(args: argparse.Namespace) -> int:
     from promptlift.client import Client
 
     check_flags(args)
+    if args.max_wait is not None and not args.provider_batch:
+        raise ConfigError(
+            "--max-wait is how long --provider-batch waits for its job: give --provider-batch too"
+        )
     source, target = check_paths(args)
     lines = read_input(source)
     earlier = read_earlier(target)
     with Client(build_config(args)) as client:
+        client.preflight()  # the chain's models: a typo or a missing key before any line is sent
         items = [prepare(client, number, text, args) for number, text in lines]
         number_samples(client, items)
         check_prices(client, items)
@@ -336,14 +371,26 @@ def run(args: argparse.Namespace) -> int:
             and item.request is not None
         }
         todo = [item for item in items if item.number not in kept]
+        batch_summary = None
+        if args.provider_batch:
+            check_provider_batch(args, todo)
         with open_for_run(target, earlier) as out:
-            results = answer(client, todo, OrderedWriter(out, [i.number for i in todo]), len(kept))
+            writer = OrderedWriter(out, [i.number for i in todo])
+            if args.provider_batch:
+                results, batch_summary = answer_in_provider_batch(
+                    client, todo, writer, len(kept), args, target
+                )
+            else:
+                results = answer(client, todo, writer, len(kept))
             snapshot = client.metrics_snapshot()
     if earlier.has_content:  # resumed: the file holds earlier lines, then these; put them in order
         rewrite(target, [kept.get(i.number) or results[i.number] for i in items])
     bad = sum(item.error is not None for item in items)
     failed = sum(not r["ok"] for r in results.values())
-    print_summary(snapshot, len(items), bad, len(kept), sys.stderr)
+    if batch_summary is not None:
+        print_batch_summary(batch_summary, len(items), bad, len(kept), sys.stderr)
+    else:
+        print_summary(snapshot, len(items), bad, len(kept), sys.stderr)
     if args.metrics_json:
         with open(args.metrics_json, "w", encoding="utf-8") as f:
             f.write(snapshot.to_json())
@@ -380,6 +427,70 @@ def answer(client: Client, todo: Sequence[Item], writer: Any, done: int) -> dict
     client.batch([item.request for item in sent if item.request is not None], on_result=on_result)
     progress.close()
     return records
+
+
+def check_provider_batch(args: argparse.Namespace, todo: Sequence[Item]) -> None:
+    """``ConfigError`` before anything is sent when ``--provider-batch`` cannot hold as asked."""
+    from promptlift.client.provider_batch import check_batchable
+
+    for flag, given in (("--shared-limits", args.shared_limits), ("--rpm", args.rpm), ("--tpm", args.tpm)):
+        if given is not None:
+            raise ConfigError(
+                f"--provider-batch sends one job per model, not calls: {flag} does not apply to it; drop one"
+                " of them"
+            )
+    check_batchable([item.request for item in todo if item.request is not None])
+
+
+def answer_in_provider_batch(
+    client: Client, todo: Sequence[Item], writer: Any, done: int, args: argparse.Namespace, target: str
+) -> tuple[dict[int, dict[str, Any]], Any]:
+    """``answer``, as provider Batch API jobs: every line of ``todo`` written, in order."""
+    from promptlift.client.provider_batch import BatchSummary, FileJobStore, PollPolicy, run_provider_batch
+    from promptlift.types import Completion
+
+    records: dict[int, dict[str, Any]] = {}
+    progress = Progress(len(todo) + done, sys.stderr, sys.stderr.isatty())
+    progress.done = done
+
+    def record(item: Item, result: Completion | PromptliftError) -> None:
+        records[item.number] = line = output_line(item, result)
+        writer.put(item.number, line)
+        progress.update(
+            isinstance(result, Completion), result.cost_usd if isinstance(result, Completion) else 0.0
+        )
+
+    for item in todo:
+        if item.error is not None:
+            record(item, item.error)
+    sent = [item for item in todo if item.request is not None]
+    summary = BatchSummary()
+    if sent:
+        policy = PollPolicy(args.poll_interval, args.poll_interval * 10, max_wait_s=args.max_wait)
+        store = FileJobStore(target + ".batch-job.json")
+
+        def submitted(job_id: str) -> None:
+            sys.stderr.write(f"batch job {job_id}: waiting for it (its id is in {store.path})\n")
+
+        requests = [item.request for item in sent if item.request is not None]
+        results = run_provider_batch(
+            client, requests, store=store, poll=policy, on_submitted=submitted, summary=summary
+        )
+        for item, result in zip(sent, results, strict=True):
+            record(item, result)
+    progress.close()
+    return records, summary
+
+
+def print_batch_summary(summary: Any, lines: int, bad: int, kept: int, stream: IO[str]) -> None:
+    earlier = f", {kept} kept from the output file" if kept else ""
+    jobs = ", ".join(summary.job_ids) or "none"
+    stream.write(
+        f"{lines} lines: {summary.ok + kept} ok{earlier}, {summary.failed + bad} failed ({bad} unreadable)"
+        f" | {summary.cached} from cache | batch jobs: {jobs} ({summary.jobs_created} created,"
+        f" {summary.jobs_resumed} resumed)"
+        f" | ${summary.cost_usd:.6f} at the batch rate, ${summary.saved_usd:.6f} saved on the list price\n"
+    )
 
 
 def print_summary(snap: MetricsSnapshot, lines: int, bad: int, kept: int, stream: IO[str]) -> None:

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             {"role": "user", "content": args.prompt}
         ]
         with Client(config) as client:
+            client.preflight()  # an unknown provider or a missing key: one line, exit 2, nothing sent
             if args.stream:
                 return _stream(client, messages, args)
             completion = client.complete(messages, temperature=args.temperature, max_tokens=args.max_tokens)

@@ -53,6 +53,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="significance level of the paired test (default 0.05): a drop with p below it fails",
     )
+    e.add_argument(
+        "--provider-batch",
+        action="store_true",
+        help="score through the provider's Batch API (openai/, anthropic/): half price, within 24 h",
+    )
+    e.add_argument(
+        "--poll-interval", type=float, default=30.0, metavar="S", help="with --provider-batch (default 30)"
+    )
+    e.add_argument(
+        "--max-wait", type=float, metavar="S", help="with --provider-batch: give up after S seconds"
+    )
     add_allow_host(e)
     e.set_defaults(run=run_eval)
 
@@ -128,6 +139,30 @@ def _check_resumable(config: Any, run_id: str) -> None:
         store.close()
 
 
+def _batch_scoring(args: argparse.Namespace) -> Any:
+    """``eval --provider-batch``'s scoring settings, or None; flags that mean nothing refused."""
+    from promptlift.errors import ConfigError
+
+    for flag, value, low in (
+        ("--poll-interval", args.poll_interval, 0.0),
+        ("--max-wait", args.max_wait, 0.0),
+    ):
+        if value is not None and not value > low:
+            raise ConfigError(f"{flag} must be more than 0 (seconds), got {value:g}")
+    if not args.provider_batch:
+        if args.max_wait is not None:
+            raise ConfigError("--max-wait is how long --provider-batch waits: give --provider-batch too")
+        return None
+    if args.baseline is not None:
+        raise ConfigError(
+            "--provider-batch scores one prompt; the --baseline gate runs live: drop one of them"
+        )
+    from promptlift.client.provider_batch import PollPolicy
+    from promptlift.optimize.evaluation import BatchScoring
+
+    return BatchScoring(PollPolicy(args.poll_interval, args.poll_interval * 10, max_wait_s=args.max_wait))
+
+
 def _ask(question: str) -> str:
     """``input``, with the end of input (Ctrl-D) as a usage error rather than a traceback."""
     from promptlift.errors import UserError
@@ -148,13 +183,14 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--alpha is the regression gate's; give it with --baseline RUN_OR_PROMPT")
     if args.baseline is not None and not args.baseline.strip():
         raise ConfigError("--baseline is empty (an unset variable?); name a run id or a prompt file")
+    batch = _batch_scoring(args)
     config = _with_hosts(load_config(args.config), args)
     baseline = _baseline(config, args.baseline) if args.baseline else None
     for warning in split_warnings(config):
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if baseline is not None:
         return _gate(config, baseline, args)
-    report = evaluate_config(config)
+    report = evaluate_config(config, batch=batch)
     if args.json:
         print(dumps(_brief(report)))
     else:
@@ -163,6 +199,8 @@ def run_eval(args: argparse.Namespace) -> int:
             ci = _interval(report[f"{split}_score_ci"])
             print(f"{split:<11} {report[f'{split}_score']:.3f}  {ci}  ({report[f'{split}_rows']} rows)")
         print(f"calls {report['calls']}  cost ${report['cost_usd']:.4f}  {report['duration_s']:.1f} s")
+        if "batch_saved_usd" in report:
+            print(f"provider batch  saved ${report['batch_saved_usd']:.4f} against the list price")
         if report["cached_input_tokens"]:
             print(
                 f"prompt cache {report['cached_input_tokens']} input tokens read  "

@@ -123,6 +123,11 @@ def print_summary(result: OptimizationResult) -> None:
             f"saved ${spend.cache_saved_usd:.4f} (${spend.cost_usd + spend.cache_saved_usd:.4f} at the "
             f"full input price)"
         )
+    if spend.batch_saved_usd:
+        print(
+            f"provider batch: saved ${spend.batch_saved_usd:.4f} on the test scoring "
+            f"(${spend.cost_usd + spend.batch_saved_usd:.4f} at the list price)"
+        )
     print("initial prompt:")
     print(_indent(result.initial.prompt.describe()))
     print("best prompt:")

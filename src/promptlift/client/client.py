@@ -227,6 +227,20 @@ class Client:
         loop.check_caller()
         return loop.run(carry_scope(self.tracer.carry(self.acomplete(request, **params))))
 
+    def preflight(self, *models: str) -> None:
+        """Raise now the error a call to any of ``models`` (the chain's, when none are named) would
+        raise before sending: an unknown provider or model, an endpoint not allowed, a missing key
+        (``Provider.preflight``). Nothing is sent; a test double's provider checks nothing."""
+        provider = self.parts["provider"]
+        loop = self._loop()
+        loop.check_caller()
+
+        async def check() -> None:
+            for model in dict.fromkeys(models or self.config.chain):
+                await provider.preflight(model)
+
+        loop.run(check())
+
     def stream(
         self, request: CompletionRequest | Iterable[Message | Mapping[str, Any]] | str, **params: Any
     ) -> Iterator[StreamEvent]:

@@ -10,11 +10,13 @@ from typing import Any
 
 import yaml
 
+from promptlift.client.catalog import route_problem
 from promptlift.client.config import ModelPrice, ModelSpec, RateLimit, TracingConfig
 from promptlift.client.fallback import FallbackPolicy
+from promptlift.client.provider_batch import PollPolicy
 from promptlift.client.retry import RetryPolicy
 from promptlift.client.shared import is_redis_url
-from promptlift.errors import ConfigError, TemplateError
+from promptlift.errors import ConfigError, TemplateError, UserError
 from promptlift.optimize.agent import DEFAULT_MAX_STEPS
 from promptlift.optimize.metrics import check_metric
 from promptlift.optimize.program import Optimizable, Program, load_program
@@ -65,6 +67,7 @@ TOP_KEYS = {
     "transport",
     "prompt_cache",
     "tracing",
+    "provider_batch",
 }
 RETRY_KEYS = ("max_attempts", "initial_wait", "max_wait", "deadline", "attempts_per_error")
 RATE_KEYS = ("scope", "rpm", "tpm", "burst_s", "shared", "key_prefix", "on_unreachable")
@@ -107,6 +110,9 @@ class RunConfig:
     transport: str = "litellm"  # "native": OpenAI-compatible servers without LiteLLM (ClientConfig)
     prompt_cache: bool = True  # mark the shared prefix and warm the provider's cache (ClientConfig)
     tracing: TracingConfig | None = None  # OpenTelemetry spans (the otel extra); None: the OTEL_ variables
+    # The final test scoring through a provider Batch API (optimize.evaluation.BatchScoring): how
+    # to poll its job; None: scored live.
+    batch_test: PollPolicy | None = None
 
     @property
     def client_models(self) -> tuple[str | ModelSpec, ...]:
@@ -242,6 +248,10 @@ FALLBACK = Schema(
 TRACING = Schema(
     {"otlp_endpoint": text, "capture_content": flag, "service_name": text},
     example="{otlp_endpoint: http://localhost:4318}",
+)
+PROVIDER_BATCH = Schema(
+    {"test_scoring": flag, "poll_interval": number(0.0, above=True), "max_wait": number(0.0, above=True)},
+    example="{test_scoring: true, poll_interval: 30, max_wait: 86400}",
 )
 # USD per 1M tokens; a rate left out is charged at the input (cache rates) or output (reasoning) rate.
 PRICE = Schema(
@@ -721,6 +731,18 @@ def _tracing(value: Any, where: str) -> TracingConfig | None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _provider_batch(value: Any, where: str) -> PollPolicy | None:
+    """``provider_batch: {test_scoring: true, poll_interval: 30, max_wait: 86400}``: the test
+    split scored as a provider Batch API job (half price, within 24 h)."""
+    if value is None:
+        return None
+    checked = PROVIDER_BATCH(value, At(where, "provider_batch"))
+    if not checked.get("test_scoring", False):
+        return None
+    interval = float(checked.get("poll_interval", 30.0))
+    return PollPolicy(interval, interval * 10, max_wait_s=checked.get("max_wait"))
+
+
 def _read(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
@@ -753,10 +775,24 @@ def load_config(path: str | Path) -> RunConfig:
     metric = check_metric(raw["metric"], top / "metric", base_dir=path.parent)
     chain = _model_chain(raw.get("model"), where)
     models = tuple(m.model if isinstance(m, ModelSpec) else m for m in chain)
+    judge = metric.get("model") if metric.get("type") == "llm_judge" else None
+    for key, name in (*(("model", m) for m in models), ("reasoning_model", scalars["reasoning_model"]),
+                      ("metric.model", judge)):  # fmt: skip
+        problem = route_problem(name) if name else None
+        if problem:  # a typo in a model's name, before the splits are read or a call is planned
+            raise ConfigError(f"{where}: `{key}`: {problem}")
     store = scalars["store"]
     prompt = _subject(raw, where, path.parent)
     if isinstance(prompt, Prompt):  # a program's metric scores its output, not a prompt's tool calls
         _check_tool_names(prompt, metric, top)
+    batch_test = _provider_batch(raw.get("provider_batch"), where)
+    if batch_test is not None:
+        from promptlift.optimize.evaluation import check_batch_scoring
+
+        try:
+            check_batch_scoring(prompt, models[0])
+        except UserError as exc:
+            raise ConfigError(f"{where}: provider_batch.test_scoring: {exc}") from None
     return RunConfig(
         path=path,
         models=models,
@@ -784,4 +820,5 @@ def load_config(path: str | Path) -> RunConfig:
         transport=scalars["transport"],
         prompt_cache=scalars["prompt_cache"],
         tracing=_tracing(raw.get("tracing"), where),
+        batch_test=batch_test,
     )

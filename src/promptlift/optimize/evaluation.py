@@ -10,6 +10,12 @@ prefix (system text and demos) and run back to back on its single worker, so the
 reused. On a provider with a prompt cache (``promptlift.prompt_cache``) a prefix long enough to
 qualify is sent marked as such (``CompletionRequest.cache_prefix``), and the first row's call goes
 alone, so the others read the prefix it wrote instead of all missing at once.
+
+With ``batch`` (``BatchScoring``), the task calls of a prompt without tools (one call per row) go
+as one provider Batch API job (``client.provider_batch``: half price, answered within hours), then
+are scored as if each had come live; a ``job_store`` keeps the job's id so a killed evaluation
+resumes that job instead of paying again. A line the job did not answer stops the evaluation with
+its error, as a live call's failure would.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from promptlift import prompt_cache
 from promptlift.client import Client
+from promptlift.client.provider_batch import BatchSummary, JobStore, PollPolicy
 from promptlift.errors import BadRequest, PromptliftError, UserError
 from promptlift.log import get_logger
 from promptlift.optimize.agent import ModelStep, Trajectory, run_agent
@@ -108,6 +115,8 @@ class Spend:
     # what that saved (the cost at the full input rate minus ``cost_usd``; Completion.cache_saved_usd)
     cached_input_tokens: int = 0
     cache_saved_usd: float = 0.0
+    # Of the sent calls, what provider Batch API jobs saved (Completion.batch_saved_usd)
+    batch_saved_usd: float = 0.0
 
     @property
     def work_calls(self) -> int:
@@ -135,6 +144,7 @@ class Spend:
             sum(c.cost_usd for c in hits),
             sum(c.usage.cached_tokens for c in sent),
             sum(c.cache_saved_usd for c in sent),
+            sum(c.batch_saved_usd for c in sent),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +156,7 @@ class Spend:
             "cached_cost_usd": self.cached_cost_usd,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_saved_usd": self.cache_saved_usd,
+            "batch_saved_usd": self.batch_saved_usd,
         }
 
     @classmethod
@@ -158,6 +169,7 @@ class Spend:
             float(d.get("cached_cost_usd", 0.0)),
             int(d.get("cached_input_tokens", 0)),
             float(d.get("cache_saved_usd", 0.0)),
+            float(d.get("batch_saved_usd", 0.0)),
         )
 
 
@@ -258,6 +270,28 @@ async def _score_samples(
 
 
 RowDone = Callable[[int, RowResult, Spend], None]
+
+
+@dataclass
+class BatchScoring:
+    """Score through a provider Batch API (see the module docstring): how to wait for the job, and
+    ``summary``, what every job of these evaluations sent, spent and saved against the list price."""
+
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    summary: BatchSummary = field(default_factory=BatchSummary)
+
+
+def check_batch_scoring(prompt: Optimizable, model: str) -> None:
+    """``UserError`` before anything is sent when ``prompt`` cannot be scored by a batch job."""
+    from promptlift.client.provider_batch import check_batchable
+    from promptlift.types import CompletionRequest
+
+    if not isinstance(prompt, Prompt) or prompt.tools:
+        raise UserError(
+            "provider batch scoring sends one call per row: a program or a prompt with tools (an agent "
+            "loop) cannot be scored that way; turn provider batch scoring off for it"
+        )
+    check_batchable([CompletionRequest(model=model, messages=())])
 
 
 async def _in_order(
@@ -403,10 +437,18 @@ class Evaluator:
         messages: Sequence[Message],
         record: Callable[[Completion], None],
         cache_prefix: int = 0,
+        answered: Completion | PromptliftError | None = None,
     ) -> Trajectory:
         """One prompt's answer to one conversation: a single call, or the agent loop for a prompt
-        with tools; ``record`` sees each model call as it returns."""
+        with tools; ``record`` sees each model call as it returns. ``answered``: the call's answer
+        (or error) from a batch job, nothing sent."""
         params = prompt.request_params() | ({"cache_prefix": cache_prefix} if cache_prefix else {})
+        if answered is not None:
+            if isinstance(answered, PromptliftError):
+                raise answered
+            record(answered)
+            history = (*messages, Message("assistant", answered.content, answered.tool_calls))
+            return Trajectory(answered.content, (ModelStep.of(answered),), history, "answer", (answered,))
         if prompt.tools:
             return await run_agent(
                 self.client,
@@ -422,6 +464,29 @@ class Evaluator:
         history = (*messages, Message("assistant", completion.content, completion.tool_calls))
         return Trajectory(completion.content, (ModelStep.of(completion),), history, "answer", (completion,))
 
+    async def _batch_answers(
+        self,
+        prompt: Optimizable,
+        conversations: Mapping[int, Sequence[Message]],
+        todo: Sequence[int],
+        prefixes: Mapping[int, int],
+        batch: BatchScoring | None,
+        job_store: JobStore | None,
+    ) -> dict[int, Completion | PromptliftError]:
+        """With ``batch``, every row's task call as one batch job: the requests a live evaluation
+        would send; else nothing."""
+        from promptlift.client.provider_batch import abatch
+
+        if batch is None or not todo:
+            return {}
+        check_batch_scoring(prompt, self.model)
+        assert isinstance(prompt, Prompt)
+        cache_prefix = prefixes[id(prompt)]
+        params = prompt.request_params() | ({"cache_prefix": cache_prefix} if cache_prefix else {})
+        requests = [self.client.request(conversations[pos], model=self.model, **params) for pos in todo]
+        results = await abatch(self.client, requests, store=job_store, poll=batch.poll, summary=batch.summary)
+        return dict(zip(todo, results, strict=True))
+
     async def evaluate(
         self,
         prompt: Optimizable,
@@ -430,6 +495,8 @@ class Evaluator:
         done: Mapping[int, tuple[RowResult, Spend]] | None = None,
         on_row: RowDone | None = None,
         on_spend: Callable[[Spend], None] | None = None,
+        batch: BatchScoring | None = None,
+        job_store: JobStore | None = None,
     ) -> Evaluation:
         """Score every row. ``done`` holds rows already scored (by position; a resumed run's
         checkpoint): they are not sent again. ``on_row(position, result, spend)`` sees each new row
@@ -452,6 +519,7 @@ class Evaluator:
         fatal: list[BaseException] = []
         row_faults: list[PromptliftError] = []
         paid = on_spend or (lambda spend: None)
+        answered = await self._batch_answers(prompt, conversations, todo, prefixes, batch, job_store)
 
         async def answer(pos: int, calls: list[Completion]) -> tuple[Trajectory, tuple[PromptCall, ...], str]:
             """The row's answer, and for a program its trace and feedback."""
@@ -462,7 +530,10 @@ class Evaluator:
 
             if program is None:
                 assert isinstance(prompt, Prompt)
-                return await self._answer(prompt, conversations[pos], record, prefixes[id(prompt)]), (), ""
+                trajectory = await self._answer(
+                    prompt, conversations[pos], record, prefixes[id(prompt)], answered.get(pos)
+                )
+                return trajectory, (), ""
 
             async def member(part: Prompt, fields: Mapping[str, Any]) -> Trajectory:
                 return await self._answer(part, part.messages(fields), record, prefixes.get(id(part), 0))

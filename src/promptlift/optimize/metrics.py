@@ -329,6 +329,19 @@ def _json_fields(value: Any, at: At) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _check_regex(checked: Mapping[str, Any], at: At) -> None:
+    if not checked.get("pattern") and not checked.get("field"):
+        raise at.error("metric 'regex' needs `pattern:` or `field:` (a field holding the regex)")
+    if checked.get("pattern"):
+        try:
+            re.compile(checked["pattern"])
+        except re.error as exc:  # found at load, not after every row's call was paid for
+            raise at.error(
+                f"`{(at / 'pattern').path}` is not a valid regular expression ({exc}); fix the pattern "
+                f"(quote it in single quotes in YAML so backslashes stay as written)"
+            ) from None
+
+
 def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None = None) -> dict[str, Any]:
     """The metric's config checked against its type's schema, with ``python: "module:function"``
     read as ``{type: python, function: ...}``; a python metric's function is imported here (from
@@ -345,8 +358,8 @@ def check_metric(spec: Any, at: At | None = None, *, base_dir: str | Path | None
     if kind not in METRICS:
         (at / "type").fail(f"one of {', '.join(METRICS)}", kind, suggest(str(kind), METRICS))
     checked = METRICS[kind](spec, at)
-    if kind == "regex" and not checked.get("pattern") and not checked.get("field"):
-        raise at.error("metric 'regex' needs `pattern:` or `field:` (a field holding the regex)")
+    if kind == "regex":
+        _check_regex(checked, at)
     if kind == "choice" and checked.get("labels") == []:
         (at / "labels").fail("a non-empty list of labels", [])
     if kind == "python":

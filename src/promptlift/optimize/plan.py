@@ -31,6 +31,7 @@ from typing import Any
 
 from promptlift.client.catalog import ModelPrice, estimate_text_tokens, is_base_model, price_of
 from promptlift.errors import ConfigError, UserError
+from promptlift.optimize.batch_plan import BatchPlan, plan_batch
 from promptlift.optimize.cache_plan import ROW_FIRST, CachePlan, plan_cache
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, split
@@ -190,6 +191,7 @@ class Plan:
     program: str = ""  # a program's calls per row: "declared" (held) or "estimated" (measured at start)
     caching: CachePlan | None = None  # the task calls' shared prefix and the provider cache's saving
     prompt_warnings: tuple[str, ...] = ()  # about the prompt itself (a row field before the instruction)
+    batch: BatchPlan | None = None  # the test scoring live and as provider batch jobs
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -239,6 +241,12 @@ class Plan:
                 low, high = self.cost_usd  # the range's own margins on the saving too
                 saved = self.caching.saved_usd
                 lines.append(f"  cost with caching ${low - 0.8 * saved:.4f}–${high - 1.2 * saved:.4f}")
+        if self.batch is not None and self.cost_usd:
+            lines.append(self.batch.render())
+            low, high = self.cost_usd  # priced with batch scoring when it is on: show the other way
+            shift = self.batch.saved_usd if self.batch.on else -self.batch.saved_usd
+            label = "cost without batch scoring" if self.batch.on else "cost with batch scoring"
+            lines.append(f"  {label} ${max(0.0, low + shift):.4f}–${max(0.0, high + shift):.4f}")
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  error: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -288,6 +296,7 @@ class Plan:
             "steps_per_row": self.steps,
             "program_calls_per_row": self.program or None,
             "prompt_cache": self.caching.to_dict() if self.caching else None,
+            "batch_test_scoring": self.batch.to_dict() if self.batch else None,
             "warnings": list(self.warnings),
         }
 
@@ -420,8 +429,20 @@ def make_plan(
     )
     row_first = isinstance(config.prompt, Prompt) and config.prompt.row_before_instruction
     cost = None
+    batch = plan_batch(
+        config.prompt,
+        config.model,
+        prices,
+        on=config.batch_test is not None,
+        test_rows=sizes.test,
+        input_tokens=task_in,
+        output_tokens=answer_tokens(config.prompt),
+        input_share=_cached_share(caching) if config.prompt_cache else 1.0,
+    )
     if per_call is not None:
         cost = (0.8 * per_call.low(calls), 1.2 * per_call.high(calls))
+        if batch is not None and batch.on:  # the test scoring at the batch rate
+            cost = (max(0.0, cost[0] - batch.saved_usd), max(0.0, cost[1] - batch.saved_usd))
     models = [config.model, config.reasoning_model, *([judge] if judge else [])]
     priced = zip(models, (t_price, r_price, j_price), strict=False)
     zero = tuple(dict.fromkeys(m for m, p in priced if p and p.free and not m.startswith("local/")))
@@ -443,7 +464,15 @@ def make_plan(
         program=_program_kind(config.prompt),
         caching=caching,
         prompt_warnings=(ROW_FIRST,) if row_first else (),
+        batch=batch,
     )
+
+
+def _cached_share(caching: CachePlan | None) -> float:
+    """The part of the task calls' input cost the prompt cache leaves to pay (1: it saves nothing)."""
+    if caching is None or not caching.qualifies or not caching.full_usd:
+        return 1.0
+    return max(0.0, (caching.full_usd - caching.saved_usd) / caching.full_usd)
 
 
 def _program_rows(subject: Optimizable, optimizer: Any, sizes: Sizes) -> CallEstimate:

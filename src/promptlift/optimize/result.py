@@ -82,6 +82,8 @@ class OptimizationResult:
             # (the cost at the full input price minus cost_usd)
             "cached_input_tokens": self.spend.cached_input_tokens,
             "cache_saved_usd": self.spend.cache_saved_usd,
+            # what provider batch scoring saved: the same reported usage at the list price, minus cost
+            "batch_saved_usd": self.spend.batch_saved_usd,
             "stop_reason": self.stop_reason,
             "alerts": list(self.alerts),
             "duration_s": round(self.duration_s, 3),

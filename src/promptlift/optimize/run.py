@@ -29,7 +29,7 @@ from promptlift.client.alerts import pace
 from promptlift.client.config import Budget as Budget  # the one Budget, re-exported: a run's limits
 from promptlift.errors import BudgetExceeded
 from promptlift.optimize.dataset import Dataset, Row, Splits
-from promptlift.optimize.evaluation import Evaluation, Evaluator, RowResult, Spend
+from promptlift.optimize.evaluation import BatchScoring, Evaluation, Evaluator, RowResult, Spend
 from promptlift.optimize.program import Optimizable
 from promptlift.optimize.stats import Uncertainty, compare
 from promptlift.optimize.stop import Never, Progress, StopRule
@@ -148,6 +148,7 @@ class RunSettings:
     # The plan's calls and high cost estimate: spend running much faster than it is flagged
     # (``client.alerts.pace``); None checks nothing.
     planned: tuple[int, float] | None = None
+    batch_test: BatchScoring | None = None  # the test split scored as a provider Batch API job
 
     def for_client(self, client: Client) -> RunSettings:
         """These settings with the models a run uses: the ones given, else the client's."""
@@ -273,7 +274,9 @@ class Search:
         return None if cap is None else int(cap) - self.ledger.total.work_calls - self._reserved_calls
 
     # -- spending ------------------------------------------------------------------------------
-    async def _memo_eval(self, prompt: Optimizable, rows: Sequence[Row], role: str = "task") -> Evaluation:
+    async def _memo_eval(
+        self, prompt: Optimizable, rows: Sequence[Row], role: str = "task", batch: BatchScoring | None = None
+    ) -> Evaluation:
         # Rows by index and content: splits built from separate files all number their rows from 0
         # (keyed by index alone, scoring a test split of the validation split's size replayed the latter).
         key = f"eval:{prompt.key()}:{self.evaluator.model}:{_digest([[r.index, r.fields] for r in rows])}"
@@ -293,8 +296,19 @@ class Search:
                 self.ledger.task = self.ledger.task + spend
 
             try:
+                jobs = (
+                    StepJobStore(self.store, self.run_id, key)
+                    if batch and self.store and self.run_id
+                    else None
+                )
                 evaluation = await self.evaluator.evaluate(
-                    prompt, rows, done=done, on_row=self._checkpoint_row(key), on_spend=paid
+                    prompt,
+                    rows,
+                    done=done,
+                    on_row=self._checkpoint_row(key),
+                    on_spend=paid,
+                    batch=batch,
+                    job_store=jobs,
                 )
             except BudgetExceeded as exc:  # the client's hard cap refused a call: end the search
                 raise StopRun(f"budget: {exc.limit or 'client budget'} ({exc})") from None
@@ -487,7 +501,7 @@ class Search:
     async def evaluate_test(self, prompt: Optimizable) -> Evaluation:
         """Only the driver calls this: at the start and at the end of a run."""
         with self._span("test", len(self._test)) as span:
-            evaluation = await self._memo_eval(prompt, list(self._test))
+            evaluation = await self._memo_eval(prompt, list(self._test), batch=self.settings.batch_test)
             span.update(_outcome(evaluation))
         return evaluation
 
@@ -503,6 +517,25 @@ def _outcome(evaluation: Evaluation) -> dict[str, float | int]:
 
 
 ROW_STEP = ":row:"
+BATCH_JOB_STEP = ":batch-job"
+
+
+class StepJobStore:
+    """A provider batch job's record as a step of the run (``client.provider_batch.JobStore``):
+    written before the job is first polled, so a resumed run collects that job, not a new one."""
+
+    def __init__(self, store: RunStore, run_id: str, key: str):
+        self.store, self.run_id, self.key = store, run_id, key + BATCH_JOB_STEP
+
+    def load(self) -> dict[str, Any] | None:
+        found = self.store.steps(self.run_id).get(self.key)
+        return found if isinstance(found, dict) else None
+
+    def save(self, record: dict[str, Any]) -> None:
+        self.store.put_step(self.run_id, self.key, record)
+
+    def clear(self) -> None:
+        self.store.put_step(self.run_id, self.key, None)
 
 
 def _rows_by_evaluation(steps: Mapping[str, Any]) -> dict[str, dict[int, tuple[RowResult, Spend]]]:

@@ -20,10 +20,11 @@ from promptlift.blocking import run_blocking
 from promptlift.client import Client, ClientConfig
 from promptlift.client.config import Budget as ClientBudget
 from promptlift.client.config import CacheConfig
+from promptlift.client.provider_batch import FileJobStore
 from promptlift.errors import BudgetExceeded, ConfigError
 from promptlift.optimize.config import RunConfig
 from promptlift.optimize.dataset import Dataset, Splits, duplicates, split
-from promptlift.optimize.evaluation import Evaluation, Evaluator
+from promptlift.optimize.evaluation import BatchScoring, Evaluation, Evaluator, check_batch_scoring
 from promptlift.optimize.metrics import Metric, metric_fields, metric_from_config
 from promptlift.optimize.optimizers import build_optimizer
 from promptlift.optimize.optimizers.fewshot import check_demo_answers
@@ -137,6 +138,16 @@ def prepare(config: RunConfig) -> Prepared:
     metric = metric_from_config(
         config.metric, field_values=values, client=client, base_dir=config.path.parent
     )
+    # Every model the run will call, checked before the first call: a reasoning model or a judge
+    # without a key must not be found after the task model's calls are paid for.
+    judge = config.metric.get("model") if config.metric.get("type") == "llm_judge" else None
+    try:
+        client.preflight(
+            *client.config.chain, config.reasoning_model or config.model, *([judge] if judge else [])
+        )
+    except BaseException:
+        client.close()
+        raise
     return Prepared(client, splits, metric)
 
 
@@ -208,6 +219,7 @@ def run_config(
         on_event=on_event,
         acceptance=config.acceptance,
         planned=(plan.calls.total, plan.cost_usd[1]) if plan.cost_usd else None,
+        batch_test=BatchScoring(config.batch_test) if config.batch_test else None,
     )
     try:
         return Pipeline(optimizers).optimize(
@@ -315,14 +327,22 @@ def _duplicate_warning(dataset: Dataset, inputs: list[str]) -> str:
     )
 
 
-def evaluate_config(config: RunConfig, *, prompt: Optimizable | None = None) -> dict[str, Any]:
-    """Score the config's prompt (or ``prompt``) on validation and test; no optimizer, no store."""
-    return evaluate_prompts(config, [prompt or config.prompt])[0]
+def evaluate_config(
+    config: RunConfig, *, prompt: Optimizable | None = None, batch: BatchScoring | None = None
+) -> dict[str, Any]:
+    """Score the config's prompt (or ``prompt``) on validation and test; no optimizer, no store.
+    ``batch``: the task calls as provider Batch API jobs (``optimize.evaluation.BatchScoring``)."""
+    return evaluate_prompts(config, [prompt or config.prompt], batch=batch)[0]
 
 
-def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[dict[str, Any]]:
+def evaluate_prompts(
+    config: RunConfig, prompts: Sequence[Optimizable], *, batch: BatchScoring | None = None
+) -> list[dict[str, Any]]:
     """Score each prompt on validation and test, one after another, within the config's one budget
     (calls, dollars and minutes over all of them)."""
+    if batch is not None:
+        for candidate in prompts:
+            check_batch_scoring(candidate, config.model)
     prepared = prepare(config)
     started = time.monotonic()
     evaluator = Evaluator(prepared.client, prepared.metric, config.model)
@@ -346,7 +366,8 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
             "promptlift.evaluation.rows": len(rows),
         }
         with tracer.span("promptlift.evaluation", attrs) as span:
-            evaluation = await evaluator.evaluate(prompt, rows)
+            jobs = eval_job_store(config, prompt, split) if batch is not None else None
+            evaluation = await evaluator.evaluate(prompt, rows, batch=batch, job_store=jobs)
             span.update(
                 {
                     "promptlift.evaluation.score": evaluation.mean,
@@ -400,12 +421,27 @@ def evaluate_prompts(config: RunConfig, prompts: Sequence[Optimizable]) -> list[
                 "cost_usd": spend.cost_usd,
                 "cached_input_tokens": spend.cached_input_tokens,  # read from the provider's prompt cache
                 "cache_saved_usd": spend.cache_saved_usd,
+                **({"batch_saved_usd": spend.batch_saved_usd} if batch is not None else {}),
                 "duration_s": round(seconds if len(prompts) > 1 else time.monotonic() - started, 3),
                 "validation": validation.to_dict(),
                 "test": test.to_dict(),
             }
         )
     return reports
+
+
+def eval_job_store(config: RunConfig, prompt: Optimizable, split: str) -> FileJobStore | None:
+    """Where ``eval --provider-batch`` keeps a split's job id until its answers are in: a file in
+    the config's run store folder (``eval-batch-<digest>.json``), so a killed eval run again with
+    the same config resumes the job instead of paying for a new one. None without a store."""
+    if config.store is None:
+        return None
+    base = Path(config.store)
+    folder = base if base.suffix == "" or base.is_dir() else base.parent
+    what = [prompt.key(), config.model, split, str(config.dataset_path), dict(config.split)]
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileJobStore(str(folder / f"eval-batch-{digest}.json"))
 
 
 def gate_config(config: RunConfig, baseline: Optimizable, *, alpha: float = 0.05) -> dict[str, Any]:

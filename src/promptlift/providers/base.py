@@ -45,6 +45,11 @@ class Provider(abc.ABC):
         for event in whole(completion):
             yield event
 
+    async def preflight(self, model: str) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Raise the error a call to ``model`` would raise before sending anything — an unknown
+        route or model, a host not allowed, a missing key — without sending it; the default (a
+        test double) checks nothing."""
+
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections; the default holds none."""
 

@@ -51,9 +51,18 @@ from promptlift.providers.litellm_stream import UsageSpy, feed
 from promptlift.providers.render import render_plain
 from promptlift.providers.retry_after import parse_retry_after as parse_retry_after  # re-exported
 from promptlift.providers.retry_after import retry_after_from_headers
+from promptlift.providers.routes import route_problem
 from promptlift.providers.streaming import StreamAssembler
 from promptlift.secrets import Secret, redact
-from promptlift.types import Completion, CompletionRequest, StreamEvent, ToolCall, Usage, logprobs_from
+from promptlift.types import (
+    Completion,
+    CompletionRequest,
+    Message,
+    StreamEvent,
+    ToolCall,
+    Usage,
+    logprobs_from,
+)
 
 log = get_logger("providers")
 
@@ -382,6 +391,40 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = "no-key"  # a keyless server of your own; the OpenAI SDK insists on one
         return kwargs
 
+    def batch_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The body LiteLLM would send for an ``anthropic/`` or ``openai/`` request to the provider's
+        own API (its parameter mapping per model — o-series and GPT-5 take ``max_completion_tokens``
+        — and its message translation, breakpoints included), without sending it: one line of a
+        batch job (``providers.batch``)."""
+        import_litellm()
+        from litellm.types.utils import LlmProviders
+        from litellm.utils import ProviderConfigManager
+
+        provider = provider_of(request.model)
+        name = request.model.split("/", 1)[1] if "/" in request.model else request.model
+        config = ProviderConfigManager.get_provider_chat_config(name, LlmProviders(provider))
+        if config is None:
+            raise errors.ConfigError(f"{request.model}: LiteLLM has no request format for {provider}")
+        messages = _with_breakpoints(_messages_for(request, provider), request)
+        try:
+            optional = config.map_openai_params(
+                non_default_params=self._params(request), optional_params={}, model=name, drop_params=False
+            )
+            body = config.transform_request(
+                model=name,
+                messages=messages,  # type: ignore[arg-type]
+                optional_params=optional,
+                litellm_params={},
+                headers={},
+            )
+        except Exception as exc:  # a request LiteLLM cannot translate: ours, as a live call would be
+            failure = errors.BadRequest(
+                f"cannot be sent to {provider}: {redact(str(exc))[:300]}", provider=provider, model=name
+            )
+        else:
+            return {k: v for k, v in dict(body).items() if k != "stream"}
+        raise failure
+
     async def _prepare(self, request: CompletionRequest) -> tuple[Any, str, str | None, ResolvedKey]:
         """What every call checks and resolves before sending: litellm, the route, the endpoint
         (allow-listed), the embedded model's readiness, and the key."""
@@ -399,6 +442,14 @@ class LiteLLMProvider(Provider):
         own, shared = self.chain.own_key(request.model)
         key = await self.credentials.resolve(provider, api_base=api_base, own=own, shared=shared)
         return litellm, provider, api_base, key
+
+    async def preflight(self, model: str) -> None:
+        """The checks every call makes before sending (the route, the endpoint and its allow-list,
+        the embedded model's readiness, the key), for ``model``, with nothing sent."""
+        problem = route_problem(model)
+        if problem is not None:
+            raise errors.ConfigError(problem)
+        await self._prepare(CompletionRequest(model=model, messages=(Message("user", "."),)))
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         litellm, provider, api_base, key = await self._prepare(request)

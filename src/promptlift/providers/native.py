@@ -72,6 +72,15 @@ def _route(model: str) -> tuple[str, str]:
     return (provider, name) if sep else ("openai", model)
 
 
+def chat_body(request: CompletionRequest) -> dict[str, Any]:
+    """The ``/chat/completions`` body of ``request`` (also one line of an OpenAI batch job)."""
+    _, name = _route(request.model)
+    params = request.generation_params()
+    if request.answer_limit is not None:
+        params["max_tokens"] = request.answer_limit  # the caller's, else a budget's ceiling
+    return {"model": name, "messages": [m.to_dict() for m in request.messages], **params}
+
+
 class NativeProvider(Provider):
     """One request per call to an OpenAI-compatible ``/chat/completions``, over aiohttp.
 
@@ -175,11 +184,7 @@ class NativeProvider(Provider):
         return headers
 
     def _body(self, request: CompletionRequest, *, stream: bool = False) -> bytes:
-        _, name = _route(request.model)
-        params = request.generation_params()
-        if request.answer_limit is not None:
-            params["max_tokens"] = request.answer_limit  # the caller's, else a budget's ceiling
-        body = {"model": name, "messages": [m.to_dict() for m in request.messages], **params}
+        body = chat_body(request)
         if stream:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         return json.dumps(body, ensure_ascii=False).encode()
@@ -526,6 +531,9 @@ class Transports(Provider):
         async with closing(path.astream(request)) as stream:
             async for event in stream:
                 yield event
+
+    async def preflight(self, model: str) -> None:
+        await self.fallback.preflight(model)  # the route and model checks are LiteLLM's either way
 
     async def aclose(self) -> None:
         await self.native.aclose()

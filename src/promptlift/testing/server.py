@@ -18,6 +18,8 @@ Protocols, chosen by the request path (so one server serves every route at once)
     vertex     POST .../projects/<p>/locations/<l>/publishers/google/models/<model>:generateContent
     ollama     POST /api/chat                                     (Ollama's native protocol)
     oauth      POST .../token                                     (Google's token exchange, ``token_uri``)
+    batch      .../files, .../batches, .../messages/batches       (OpenAI's and Anthropic's Batch APIs:
+               ``batches``, a ``testing.batch_api.BatchEmulator``; each line answered as if sent live)
 
 Each request takes the next reply from the script of its model (``script(..., model=...)``), else
 from the shared script, else the default reply (``set_default``; out of the box ``ok()``). A reply is
@@ -68,6 +70,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from promptlift.testing.batch_api import BatchEmulator, is_batch_path
 from promptlift.testing.conversation import Turn, WireCall, WireResult, offered_tools, read_conversation
 from promptlift.testing.google import (
     generate_content_body,
@@ -126,7 +129,7 @@ __all__ = [
 ]
 
 Protocol = Literal[
-    "openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "completions", "unknown"
+    "openai", "azure", "anthropic", "gemini", "vertex", "ollama", "oauth", "completions", "batch", "unknown"
 ]
 
 
@@ -382,11 +385,38 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if is_batch_path(url.path):
+            self._batch("GET", b"")
+            return
         self._send(404, {"error": {"message": "only POST is served", "type": "not_found"}})
+
+    def _batch(self, method: str, body: bytes) -> None:
+        """A Batch API request (``testing.batch_api``): recorded, its key checked, then answered."""
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        key = _presented_key(headers, query)
+        request = RecordedRequest(time.monotonic(), method, url.path, query, headers, body, "batch", "", key)
+        owner = self.server.owner
+        if not owner._record_batch(request):
+            self._send(401, _error_body(unauthorized(), request))
+            return
+        batches = owner.batches
+        status, payload = (
+            batches.post(url.path, headers, body, key) if method == "POST" else batches.get(url.path, query)
+        )
+        if isinstance(payload, bytes):
+            self._send_raw(status, payload, {"Content-Type": "application/jsonl"})
+        else:
+            self._send(status, payload)
 
     def do_POST(self) -> None:
         body = self._read_body()
         url = urlsplit(self.path)
+        if is_batch_path(url.path):
+            self._batch("POST", body)
+            return
         query = dict(parse_qsl(url.query))
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
@@ -471,7 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_raw(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -527,6 +558,7 @@ class LoopbackServer:
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.prompt_cache: PromptCacheEmulator | None = None
+        self.batches = BatchEmulator(self._answer_batch_line, lambda: self.url)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LoopbackServer:
@@ -620,6 +652,7 @@ class LoopbackServer:
             self._issued.clear()
             self.prompt_cache = None
         self.handler = None
+        self.batches.reset()
 
     # -- what was received -------------------------------------------------------------------
     @property
@@ -640,6 +673,43 @@ class LoopbackServer:
             return len(self._shared) + sum(len(q) for q in self._by_model.values())
 
     # -- internals (called from handler threads) ---------------------------------------------
+    def _record_batch(self, request: RecordedRequest) -> bool:
+        """Record a Batch API request; whether it presents the required key (if one is)."""
+        with self._lock:
+            self._requests.append(request)
+            return self._required_key is None or request.key == self._required_key
+
+    def _answer_batch_line(
+        self, protocol: str, body: dict[str, Any], forced: Reply | None
+    ) -> tuple[Reply, dict[str, Any]]:
+        """One line of a batch job, answered as the same request sent live would be (not recorded
+        in ``requests``: the job's own requests are)."""
+        line_protocol: Protocol = "anthropic" if protocol == "anthropic" else "openai"
+        path = "/v1/messages" if line_protocol == "anthropic" else "/v1/chat/completions"
+        raw = json.dumps(body).encode()
+        request = RecordedRequest(
+            time.monotonic(), "POST", path, {}, {}, raw, line_protocol, str(body.get("model", "")), None
+        )
+        reply = forced or self._pick(request)
+        reply, metered = self._meter(request, reply)
+        if metered is not None and self.prompt_cache is not None and reply.error is None:
+            self.prompt_cache.commit(metered)
+        if reply.error is not None:
+            return reply, _error_body(reply, request)
+        return reply, _success_body(reply, request)
+
+    def _pick(self, request: RecordedRequest) -> Reply:
+        chosen = self.handler(request) if self.handler is not None else None
+        with self._lock:
+            if chosen is not None:
+                return chosen
+            queue = self._by_model.get(request.model)
+            if queue:
+                return queue.popleft()
+            if self._shared:
+                return self._shared.popleft()
+            return self._defaults.get(request.model) or self._defaults[None]
+
     def _record_and_pick(self, request: RecordedRequest) -> Reply:
         chosen = self.handler(request) if self.handler is not None else None
         with self._lock:
