@@ -39,6 +39,7 @@ GOOD: dict[str, Any] = {
     "store": "runs/",
 }
 DRY = ["optimize", "{config}", "--dry-run"]
+BASE = ("eval", "{config}", "--baseline", "b.yaml")
 RUN = ["optimize", "{config}", "--yes"]  # a real run: whatever slips past the checks would write a store
 
 
@@ -108,6 +109,16 @@ CASES = [
     Case("negative price", {"prices": {"local/gemma-3-270m": [-1, 0]}}, says="price"),
     Case("test fraction 0", {"dataset.split.test": 0}, says="`dataset.split.test`"),
     Case(
+        "split sums to 1.9",
+        {"dataset.split": {"train": 0.9, "validation": 0.5, "test": 0.5}},
+        says="`dataset.split` fractions sum to 1.9",
+    ),
+    Case("split sums to 0.6", {"dataset.split.train": 0.1}, says="sum to 0.6"),
+    Case("split sums to 1.9, eval", {"dataset.split.train": 1.4}, argv=("eval", "{config}"), says="1.9"),
+    Case(
+        "validation fraction negative", {"dataset.split.validation": -0.25}, says="`dataset.split.validation`"
+    ),
+    Case(
         "choice with no labels", {"metric": {"type": "choice", "field": "label", "labels": []}}, says="labels"
     ),
     Case("regex with nothing to match", {"metric": {"type": "regex"}}, says="pattern"),
@@ -136,6 +147,20 @@ CASES = [
         says="not a function",
     ),
     Case("dataset missing", {"dataset.path": "nope.jsonl"}, says="not found"),
+    Case("dataset a folder", {"dataset.path": "adir"}, files={"adir/d.jsonl": ROWS}, says="adir is a folder"),
+    Case(
+        "python metric module calls sys.exit on import",
+        {"metric": {"python": "exiting_metric_mod:score", "field": "label"}},
+        files={"exiting_metric_mod.py": "import sys\nsys.exit(3)\n"},
+        says="'exiting_metric_mod' called sys.exit(3)",
+    ),
+    Case(
+        "python metric module calls sys.exit on import, real run",
+        {"metric": {"python": "exiting_metric_mod2:score", "field": "label"}},
+        files={"exiting_metric_mod2.py": "raise SystemExit('usage: ...')\n"},
+        argv=tuple(RUN),
+        says="sys.exit",
+    ),
     Case("dataset under ~ missing", {"dataset.path": "~/no-such-promptlift-dir/d.jsonl"}, says="no-such"),
     Case(
         "dataset not UTF-8",
@@ -162,6 +187,38 @@ CASES = [
     Case("eval with a bad seed", {"seed": "abc"}, argv=("eval", "{config}"), says="`seed`"),
     Case("eval with a misspelt metric field", {"metric.field": "lable"}, argv=("eval", "{config}")),
     Case("compare with concurrency 0", {"concurrency": 0}, argv=("models", "compare", "{config}")),
+    # -- eval --baseline FILE: checked as a config's prompt is, and against the config's dataset ----------
+    Case("baseline placeholder not in the dataset", files={"b.yaml": 'user: "{nofield}"\n'}, argv=BASE),
+    Case(
+        "baseline malformed braces", files={"b.yaml": 'user: "{text"\n'}, argv=BASE, says="malformed braces"
+    ),
+    Case(
+        "baseline key misspelt", files={"b.yaml": "sytem: hi\nuser: '{text}'\n"}, argv=BASE, says="`system`"
+    ),
+    Case(
+        "baseline param misspelt",
+        files={"b.yaml": "user: '{text}'\nparams: {tempreture: 0}\n"},
+        argv=BASE,
+        says="did you mean `temperature`",
+    ),
+    Case(
+        "baseline a run config of another dataset",
+        files={"b.yaml": yaml.safe_dump({**GOOD, "prompt": {"user": "Q: {question}"}})},
+        argv=BASE,
+        says="{question}",
+    ),
+    Case("baseline not a prompt", files={"b.yaml": "colour: blue\n"}, argv=BASE, says="not a prompt"),
+    Case(
+        "baseline run id, no store yet",
+        argv=("eval", "{config}", "--baseline", "nope-1"),
+        says="no run store",
+    ),
+    Case(
+        "baseline messages placeholder missing",
+        files={"b.yaml": "messages:\n  - {role: user, content: '{txt}'}\n"},
+        argv=BASE,
+        says="{txt}",
+    ),
     Case("compare --target 5", argv=("models", "compare", "{config}", "--target", "5"), says="--target"),
     Case(
         "compare --price negative",
@@ -171,6 +228,12 @@ CASES = [
     Case("compare --price text", argv=("models", "compare", "{config}", "--price", "m=a,b"), says="--price"),
     Case("optimize --confirm-above -1", argv=("optimize", "{config}", "--confirm-above", "-1")),
     Case("optimize --dryrun", argv=("optimize", "{config}", "--dryrun"), says="--dryrun"),
+    Case("optimize --new-run alone", argv=("optimize", "{config}", "--new-run"), says="--resume RUN_ID"),
+    Case("optimize --new-run alone, dry run", argv=(*DRY, "--new-run"), says="with --resume"),
+    Case("optimize --resume no store yet, dry run", argv=(*DRY, "--resume", "nope-1"), says="nope-1"),
+    Case("optimize --resume no store yet", argv=(*RUN, "--resume", "nope-1"), says="no run store"),
+    Case("optimize --resume empty", argv=(*DRY, "--resume", ""), says="--resume is empty"),
+    Case("optimize --resume, no store: key", {"store": DROP}, argv=(*DRY, "--resume", "x-1"), says="store"),
     Case("complete --max-tokens 0", argv=("complete", "hi", "--max-tokens", "0"), says="--max-tokens"),
     Case("complete --max-tokens x", argv=("complete", "hi", "--max-tokens", "x"), says="--max-tokens"),
     Case(
@@ -213,6 +276,19 @@ CASES = [
     Case("complete --breaker-cooldown nan", argv=("complete", "hi", "--breaker-cooldown", "nan")),
     Case("complete --breaker-threshold 1.5", argv=("complete", "hi", "--breaker-threshold", "1.5")),
     Case("program left empty", {"prompt": DROP, "program": None}, says="got null (an empty value)"),
+    # -- a store or cache folder that cannot be created: one line, at the dry run and at the run ----------
+    Case("store under /proc, dry run", {"store": "/proc/nostore/"}, says="`store` /proc/nostore cannot be"),
+    Case("store under /proc, real run", {"store": "/proc/nostore/", "cache": False}, argv=tuple(RUN)),
+    Case("store under /proc, eval", {"store": "/proc/nostore/"}, argv=("eval", "{config}"), says="`store`"),
+    Case("cache under /proc, dry run", {"cache": "/proc/nocache/c.sqlite"}, says="writable folder"),
+    Case("cache under /proc, real run", {"cache": "/proc/nocache/c.sqlite"}, argv=tuple(RUN)),
+    Case("cache under /proc, eval", {"cache": "/proc/nocache/c.sqlite"}, argv=("eval", "{config}")),
+    Case("store inside a file", {"store": "d.jsonl/runs/"}, says="is a file, not a folder"),
+    Case(
+        "batch --cache under /proc",
+        argv=("batch", "--input", "d.jsonl", "--output", "o.jsonl", "--cache", "/proc/nocache/c.sqlite"),
+        says="cannot be created",
+    ),
     Case(
         "model of an unknown provider", {"model": "bogus/xyz"}, says="'bogus' is not a provider LiteLLM knows"
     ),
@@ -297,6 +373,53 @@ def test_end_of_input_at_the_cost_confirmation_is_one_line_exit_2(
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("argv", [DRY, RUN], ids=["dry run", "real run"])
+def test_resume_of_a_run_not_in_the_store_is_refused_and_the_store_left_alone(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlift.optimize.store import RunStore
+
+    config = _lay_out(tmp_path, Case("store exists"))
+    RunStore(tmp_path / "runs").close()  # a store with no such run
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main([a.replace("{config}", str(config)) for a in argv] + ["--resume", "nope-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no run 'nope-1'" in err[0] and "promptlift runs" in err[0], err
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "messages:\n  - {role: system, content: Classify.}\n  - {role: user, content: 'Review: {text}'}\n",
+        '{"system": "Classify.", "user": "Review: {text}", "demos": [], "params": {"max_tokens": 4}}',
+        "prompt: {system: Classify., user: 'Review: {text}'}\n",
+    ],
+    ids=["messages", "exported json", "prompt section"],
+)
+def test_a_baseline_written_as_a_config_prompt_is_accepted(text: str, tmp_path: Path) -> None:
+    from promptlift.cli.optimize import _baseline
+    from promptlift.optimize.config import load_config
+    from promptlift.optimize.prompt import Prompt
+
+    config = load_config(_lay_out(tmp_path, Case("ok")))
+    (tmp_path / "b.yaml").write_text(text, encoding="utf-8")
+    baseline = _baseline(config, str(tmp_path / "b.yaml"))
+    assert (
+        isinstance(baseline, Prompt)
+        and baseline.fields() == ["text"]
+        and "Classify" in baseline.system + str(baseline.turns)
+    )
+
+
+def test_split_fractions_within_the_tolerance_of_1_are_accepted(tmp_path: Path) -> None:
+    from promptlift.optimize.config import load_config
+
+    thirds = {"dataset.split": {"train": 0.33, "validation": 0.33, "test": 0.33}}
+    assert load_config(_lay_out(tmp_path, Case("thirds", thirds))).split["train"] == 0.33
+
+
 def test_tilde_in_config_paths_is_the_home_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,3 +433,34 @@ def test_tilde_in_config_paths_is_the_home_folder(
     loaded = load_config(config)
     assert loaded.dataset_path == home / "data" / "d.jsonl" and loaded.store == home / "runs"
     assert main(["optimize", str(config), "--dry-run"]) == 0, capsys.readouterr().err
+
+
+def test_the_stores_refuse_a_folder_they_cannot_create_with_one_config_error(tmp_path: Path) -> None:
+    """Where the file is opened (a library caller too): a ConfigError naming the path, no OSError."""
+    from promptlift.client.cache import SQLiteStore
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.store import RunStore
+
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cache /proc/nocache/c.sqlite cannot be created .*writable"):
+        SQLiteStore("/proc/nocache/c.sqlite")
+    with pytest.raises(ConfigError, match=r"`store` /proc/nostore cannot be created .*writable folder"):
+        RunStore("/proc/nostore/")
+    with pytest.raises(ConfigError, match="cannot be created"):
+        RunStore(tmp_path / "afile" / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_folder_without_write_permission_is_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from promptlift.errors import ConfigError
+    from promptlift.paths import check_creatable
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    with pytest.raises(ConfigError, match=r"not writable\); name a writable folder"):
+        check_creatable(tmp_path / "runs" / "runs.sqlite", "`store`", kind="folder")
+    assert list(tmp_path.iterdir()) == []

@@ -2,13 +2,16 @@
 
 Each command module has ``register(subparsers)`` and keeps its imports light at module level, so
 ``promptlift --help`` never imports litellm (a 3 s import).
-Exit codes: 0 ok, 1 a model call or run failed, 2 usage or configuration error, 130 interrupted.
+Exit codes: 0 ok, 1 a model call or run failed, 2 usage or configuration error, 130 interrupted,
+141 stdout closed early (``| head``): quietly, as a tool killed by SIGPIPE, so ``set -o pipefail``
+sees what it sees from ``cat``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool the closed pipe ended
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader (head, less) went away: no traceback, nothing more to say
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file (captured in a test)
+        pass
+    return STDOUT_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -59,4 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # what is still buffered goes now, while a closed pipe can be handled
+    except BrokenPipeError:
+        code = _stdout_closed()
+    sys.exit(code)

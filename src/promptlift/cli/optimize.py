@@ -70,13 +70,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_optimize(args: argparse.Namespace) -> int:
     from promptlift.cli.progress import Progress, print_summary
+    from promptlift.errors import ConfigError
     from promptlift.optimize.config import load_config
     from promptlift.optimize.plan import confirm, make_plan, plan_vs_actual
     from promptlift.optimize.session import run_config, split_warnings
 
+    if args.new_run and not args.resume:
+        raise ConfigError(
+            "--new-run says what --resume does when the config changed; give it with --resume RUN_ID"
+        )
+    if args.resume is not None and not args.resume.strip():
+        raise ConfigError(
+            "--resume is empty (an unset variable?); name a run id (`promptlift runs` lists them)"
+        )
     config = _with_hosts(load_config(args.config), args)
     warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
     plan = make_plan(config)
+    if args.resume:  # before the plan is shown: a mistyped id is refused with nothing written
+        _check_resumable(config, args.resume)
     for warning in warnings:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -102,6 +113,30 @@ def run_optimize(args: argparse.Namespace) -> int:
         print_summary(result)
         print(plan_vs_actual(plan, result))
     return 0
+
+
+def _check_resumable(config: Any, run_id: str) -> None:
+    """``--resume RUN`` (``--dry-run`` too): the run must be in the config's store, which is only
+    read: a mistyped id or store creates no empty store."""
+    from promptlift.errors import ConfigError
+    from promptlift.optimize.store import RunStore
+
+    if config.store is None:
+        raise ConfigError(f"--resume {run_id}: {config.path} has no `store:`, so it has no runs to resume")
+    where = Path(config.store)
+    where = where / "runs.sqlite" if where.suffix == "" or where.is_dir() else where
+    if not where.is_file():
+        raise ConfigError(
+            f"--resume {run_id}: no run store at {where} yet (a run writes it); `promptlift runs "
+            f"{config.path}` lists the runs of this config"
+        )
+    store = RunStore(where, create=False)
+    try:
+        store.run(run_id)
+    except ConfigError as exc:
+        raise ConfigError(f"--resume {run_id}: {exc}") from None
+    finally:
+        store.close()
 
 
 def _batch_scoring(args: argparse.Namespace) -> Any:
@@ -212,12 +247,25 @@ def _gate(config: Any, baseline: Any, args: argparse.Namespace) -> int:
 
 
 def _baseline(config: Any, given: str) -> Any:
-    """``--baseline``: a file (a run config, or a prompt as a run exports it) or a run id."""
+    """``--baseline``: a file (a run config, or a prompt as a run exports it) or a run id; checked
+    as a config's ``prompt:`` is (keys, braces) and against this config's dataset (placeholders)."""
+    baseline = _baseline_subject(config, given)
+    from promptlift.errors import ConfigError, UserError
+    from promptlift.optimize.dataset import Dataset
+
+    fields = Dataset.load(config.dataset_path).fields  # the config's own errors come as they would
+    try:
+        baseline.check(fields)
+    except UserError as exc:
+        raise ConfigError(f"--baseline {given}: {exc}") from None
+    return baseline
+
+
+def _baseline_subject(config: Any, given: str) -> Any:
     import yaml
 
     from promptlift.errors import ConfigError
-    from promptlift.optimize.config import load_config
-    from promptlift.optimize.program import from_dict
+    from promptlift.optimize.config import PROGRAM_KEYS, PROMPT_KEYS, load_config, prompt_from_file
 
     path = Path(given).expanduser()
     if path.is_dir():
@@ -227,26 +275,31 @@ def _baseline(config: Any, given: str) -> Any:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--baseline {given}: not a YAML or JSON file ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise ConfigError(f"--baseline {given}: cannot be read ({exc.strerror or exc})") from None
         if isinstance(data, dict) and ("dataset" in data or "metric" in data):
-            return load_config(path).prompt  # another run config: its prompt
+            return load_config(path).prompt  # another run config: its prompt, checked as its config's
         if isinstance(data, dict) and isinstance(data.get("best_prompt"), dict):
             data = data["best_prompt"]  # a run's JSON result
-        if not isinstance(data, dict) or not ({"user", "program", "turns"} & set(data)):
+        if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and len(data) == 1:
+            data = data["prompt"]  # a config's `prompt:` section on its own
+        if not isinstance(data, dict) or not ((PROMPT_KEYS | set(PROGRAM_KEYS)) & set(data)):
             raise ConfigError(
-                f"--baseline {given}: not a prompt (a mapping with `user:`, or `program:` and `prompts:`) "
-                "nor a run config"
+                f"--baseline {given}: not a prompt (a mapping with `user:` or `messages:`, or `program:` "
+                "and `prompts:`) nor a run config"
             )
-        try:
-            return from_dict(data, base_dir=path.parent)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"--baseline {given}: not a prompt ({type(exc).__name__}: {exc})") from None
+        return prompt_from_file(data, f"--baseline {given}", path.parent)
     if config.store is None:
         raise ConfigError(
             f"--baseline {given}: no such file, and the config has no `store:` to find a run in"
         )
+    from promptlift.optimize.program import from_dict
     from promptlift.optimize.store import RunStore
 
-    store = RunStore(config.store)
+    try:
+        store = RunStore(config.store, create=False)  # read only: a mistyped id creates no store
+    except ConfigError as exc:
+        raise ConfigError(f"--baseline {given}: no such file; {exc}") from None
     try:
         result = store.run(given)["result"] or {}
     except ConfigError as exc:

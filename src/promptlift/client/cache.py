@@ -39,6 +39,7 @@ from promptlift.client.shared import RedisStore, is_redis_url
 from promptlift.errors import ClientClosed, ConfigError, SharedStateUnavailable
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
+from promptlift.paths import make_parent
 from promptlift.providers.base import Provider, closing, whole
 from promptlift.providers.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 from promptlift.secrets import Secret
@@ -206,7 +207,10 @@ def open_sqlite(path: str, schema: str = "", *, wait_s: float = 30.0) -> sqlite3
     is doing the same at the same moment ("database is locked" at once), so those first steps
     are retried for up to ``wait_s`` seconds.
     """
-    conn = sqlite3.connect(path, timeout=wait_s, check_same_thread=False, isolation_level=None)
+    try:
+        conn = sqlite3.connect(path, timeout=wait_s, check_same_thread=False, isolation_level=None)
+    except sqlite3.OperationalError as exc:  # a folder this process may not write in, a dangling path
+        raise ConfigError(f"{path} cannot be opened ({exc}); name a file in a writable folder") from None
 
     def setup() -> None:
         conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
@@ -219,6 +223,8 @@ def open_sqlite(path: str, schema: str = "", *, wait_s: float = 30.0) -> sqlite3
         retry_locked(setup, wait_s)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if "unable to open" in str(exc) or "readonly" in str(exc):
+            raise ConfigError(f"{path} cannot be opened ({exc}); name a file in a writable folder") from None
         if "not a database" not in str(exc):
             raise
         raise ConfigError(f"{path} is not an SQLite file; name a new file or an SQLite one") from None
@@ -299,8 +305,7 @@ class SQLiteStore:
         self.path = path
         self.max_entries = max_entries
         self.wait_s = wait_s
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        make_parent(path, "cache")
         self._lock = threading.Lock()
         self._conn = open_sqlite(path, _SCHEMA, wait_s=wait_s)
         try:

@@ -205,8 +205,25 @@ SPLIT = Schema(
     defaults={"seed": 0},
 )
 DEFAULT_SPLIT = {"train": 0.5, "validation": 0.25, "test": 0.25, "seed": 0}
+SPLIT_TOLERANCE = 0.02  # 0.33/0.33/0.33 is a third each; 0.9/0.5/0.5 is a mistake
+
+
+def _split(value: Any, at: At) -> dict[str, Any]:
+    """The three fractions, each above 0, summing to 1: they are not silently rescaled."""
+    if value is None:
+        return dict(DEFAULT_SPLIT)
+    checked = SPLIT(value, at)
+    total = sum(float(checked[k]) for k in ("train", "validation", "test"))
+    if abs(total - 1.0) > SPLIT_TOLERANCE:
+        raise at.error(
+            f"`{at.path}` fractions sum to {total:g} (train {checked['train']:g} + validation "
+            f"{checked['validation']:g} + test {checked['test']:g}); make them sum to 1"
+        )
+    return checked
+
+
 DATASET = Schema(
-    {"path": text, "split": lambda value, at: SPLIT(value, at) if value is not None else dict(DEFAULT_SPLIT)},
+    {"path": text, "split": _split},
     required=("path",),
     example="{path: reviews.jsonl}",
     defaults={"split": DEFAULT_SPLIT},
@@ -393,6 +410,21 @@ def _subject(raw: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
         raise top.error(f"`program`: {exc}") from None
 
 
+PROMPT_KEYS = frozenset(PROMPT.keys)
+PROGRAM_KEYS = ("program", "prompts", "calls_per_row")
+
+
+def prompt_from_file(data: Mapping[str, Any], where: str, base_dir: Path) -> Optimizable:
+    """A prompt given outside a run config (``eval --baseline FILE``: a prompt as a run exports it,
+    or one written like a config's ``prompt:``; a program with its ``prompts:``), checked by the
+    validators of a config's ``prompt:``: unknown keys (with the nearest name), malformed braces,
+    demos that miss a placeholder. The dataset's fields are the caller's to check (``check``)."""
+    if "program" in data or "prompts" in data:
+        refuse_unknown(data, PROGRAM_KEYS, At(where))
+        return _subject(data, where, base_dir)
+    return _prompt(dict(data), where, base_dir, At(where, ""))
+
+
 def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Prompt:
     at = at or At(where, "prompt")
     if value is None:
@@ -422,7 +454,7 @@ def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Pro
             "sent as the response_format; drop the param"
         )
     demos = tuple(Demo(d["fields"], d["answer"]) for d in checked.get("demos") or ())
-    slots = placeholders(checked["user"], f"{where}: {at.path}.user")
+    slots = placeholders(checked["user"], f"{where}: {(at / 'user').path}")
     for i, demo in enumerate(demos):
         missing = [name for name in slots if name not in demo.fields]
         if missing:
@@ -442,7 +474,7 @@ def _prompt(value: Any, where: str, base_dir: Path, at: At | None = None) -> Pro
             output_schema=checked.get("output_schema"),
         )
     except TemplateError as exc:
-        raise at.error(f"`{at.path}`: {exc}") from None
+        raise at.error(f"`{at.path}`: {exc}" if at.path else str(exc)) from None
 
 
 def _model_chain(value: Any, where: str) -> tuple[str | ModelSpec, ...]:

@@ -83,10 +83,14 @@ class Dataset:
         """Load JSONL, JSON (a list of objects) or CSV (a header row), by the file's suffix: UTF-8
         text, with or without a byte-order mark (Excel writes one; it is not part of a field name)."""
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise DatasetError(f"dataset {path} is a folder; name the JSONL, JSON or CSV file of rows in it")
         if not path.is_file():
             raise DatasetError(f"dataset file not found: {path}")
         try:
             return cls._load(path)
+        except OSError as exc:  # no permission to read it, a device
+            raise DatasetError(f"dataset {path} cannot be read ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
             raise DatasetError(
                 f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "

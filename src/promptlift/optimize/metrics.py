@@ -496,6 +496,11 @@ def load_callable(
         raise ConfigError(
             f"{what} {target!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
         ) from None
+    except SystemExit as exc:  # sys.exit() at import (a script's main guard forgotten) ends nothing here
+        raise ConfigError(
+            f"{what} {target!r}: importing {module_name!r} called sys.exit({exc.code!r}); move that "
+            "into an `if __name__ == '__main__':` block"
+        ) from None
     fn: Any = module
     for name in attr.split("."):  # a nested name (Class.method) resolves too
         fn = getattr(fn, name, None)

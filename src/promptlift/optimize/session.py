@@ -38,6 +38,7 @@ from promptlift.optimize.schema import suggest
 from promptlift.optimize.stats import Uncertainty, compare, score_interval, split_advice
 from promptlift.optimize.stop import NoImprovement, StopRule
 from promptlift.optimize.store import RunStore
+from promptlift.paths import check_creatable
 from promptlift.secrets import redact
 
 
@@ -99,6 +100,9 @@ def check_sqlite_file(path: Path, what: str) -> None:
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; name an SQLite file (like cache.sqlite)")
     if not path.exists():
+        # nothing created: the nearest folder of it that exists must be one this process may write in
+        store = "`store`" in what  # a folder, runs.sqlite inside it
+        check_creatable(path, what, kind="folder" if store else "file", target=path.parent if store else path)
         return
     try:
         with path.open("rb") as f:

@@ -29,6 +29,7 @@ from typing import Any
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
 from promptlift.optimize.liveness import listed_status, owner
+from promptlift.paths import make_parent
 from promptlift.secrets import redact
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -133,8 +134,8 @@ class RunStore:
             )
         if not create:
             _refuse_other_file(self.path)
+        make_parent(self.path, "`store`", kind="folder", target=self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the run store at {self.path}: {exc}") from None
