@@ -65,6 +65,8 @@ def run_optimize(args: argparse.Namespace) -> int:
 
     config = _with_hosts(load_config(args.config), args)
     warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
+    if args.resume and config.store and not args.dry_run:
+        _refuse_live_resume(config.store, args.resume)  # before the plan: its process is alive
     plan = make_plan(config)
     for warning in warnings:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
@@ -91,6 +93,18 @@ def run_optimize(args: argparse.Namespace) -> int:
         print_summary(result)
         print(plan_vs_actual(plan, result))
     return 0
+
+
+def _refuse_live_resume(store_path: Path, run_id: str) -> None:
+    """``--resume`` of a run another live process drives: one line, exit 2 (``RunInUse``); the
+    claim in ``run_config`` refuses it again, atomically, should it start in between."""
+    from promptlift.optimize.store import RunStore
+
+    store = RunStore(store_path, create=False)
+    try:
+        store.check_claimable(run_id)
+    finally:
+        store.close()
 
 
 def _ask(question: str) -> str:
