@@ -151,12 +151,53 @@ def _finished(store: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run = store.run(run_id)
     result = run["result"] or {}
     if "best_prompt" not in result:
-        why = f" ({result['error']})" if result.get("error") else ""
         raise ConfigError(
-            f"run {run_id} is {run['status']}{why} and has no result yet: `promptlift optimize CONFIG "
-            f"--resume {run_id}` continues it"
+            no_result_advice(run_id, run["status"], result.get("error"), store.owner_of(run_id))
         )
     return run, result
+
+
+def _input_errors() -> frozenset[str]:
+    """The names of the errors a fix to the input (config, data, key) cures, as a run stores them."""
+    from promptlift.errors import ClientClosed, UserError
+
+    found: set[str] = set()
+    todo: list[type] = [UserError]
+    while todo:
+        cls = todo.pop()
+        if cls is not ClientClosed:
+            found.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return frozenset(found)
+
+
+def no_result_advice(run_id: str, status: str, error: str | None, owner: Mapping[str, Any] | None) -> str:
+    """Why a run has no result, and what to do: a live run is followed, not resumed; one that failed
+    on its input is fixed first (resuming alone meets the same error); the others resume."""
+    from promptlift.optimize.liveness import described
+
+    where = described(owner)
+    resume = f"`promptlift optimize CONFIG --resume {run_id}`"
+    if status == "running":
+        return (
+            f"run {run_id} is running ({where or 'its process is alive'}) and has no result yet: its "
+            f"progress is on the terminal or log it was started from, `promptlift runs` shows its status, "
+            f"and `promptlift runs show {run_id}` its result once it ends"
+        )
+    if status == "stale?":
+        return (
+            f"run {run_id} is stale? ({where + ', ' if where else ''}another host, silent for 15 minutes) "
+            f"and has no result: if its process is gone, {resume} continues it"
+        )
+    why = f" ({error})" if error else ""
+    if error and error.split(":", 1)[0].strip() in _input_errors():
+        return (
+            f"run {run_id} is {status}{why} and has no result: resuming alone meets the same error; fix "
+            f"the config (or the data, or the key's variable), then {resume} continues it when the fix "
+            f"leaves the search as it was (a key, an endpoint, allowed hosts, timeouts), else start again: "
+            f"`promptlift optimize CONFIG` (--resume refuses a changed prompt, model, data or metric)"
+        )
+    return f"run {run_id} is {status}{why} and has no result yet: {resume} continues it"
 
 
 def _rows(evaluation: Mapping[str, Any] | None) -> dict[int, float]:

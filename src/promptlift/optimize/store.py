@@ -259,6 +259,13 @@ class RunStore:
             out[key] = json.loads(out[key]) if out[key] else None
         return out
 
+    def owner_of(self, run_id: str) -> dict[str, Any] | None:
+        """The process that started or last resumed the run (``liveness.owner``), None when the
+        run was stored before owners were recorded, or is not in the store."""
+        with self._lock:
+            row = self._conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest runs, newest first; ``status`` as ``run`` gives it."""
         with self._lock:
