@@ -147,3 +147,30 @@ def test_two_processes_resuming_one_run_exactly_one_wins(tmp_path: Path) -> None
         assert store.run(run_id)["status"] == "killed"  # both have exited now
     finally:
         store.close()
+
+
+def test_another_hosts_run_is_refused_while_it_writes_and_claimable_once_stale(tmp_path: Path) -> None:
+    from promptlift.optimize.liveness import STALE_AFTER_S
+
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run("fewshot", {})
+    store.close()
+    elsewhere = {**owner(), "host": "another-host", "pid": 4242}
+    conn = sqlite3.connect(tmp_path / "runs" / "runs.sqlite")
+    conn.execute(
+        "UPDATE runs SET owner = ?, updated = ? WHERE id = ?", (json.dumps(elsewhere), time.time(), run_id)
+    )
+    conn.commit()
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(
+        RunInUse, match=r"is running \(pid 4242 on another-host, which wrote to the store \d+ s ago\)"
+    ):
+        store.claim_run(run_id)
+    conn.execute(
+        "UPDATE runs SET updated = ? WHERE id = ?", (time.time() - STALE_AFTER_S - 60, run_id)
+    )  # silent for longer than a live run ever is: `stale?`
+    conn.commit()
+    conn.close()
+    store.claim_run(run_id)
+    assert store.run(run_id)["status"] == "running" and store.owner_of(run_id) == owner()
+    store.close()

@@ -112,8 +112,12 @@ def refuse_if_live(
     if listed_status(status, recorded, updated, time.time()) != "running":
         return
     where = described(recorded)
+    if recorded.get("host") != here.get("host"):  # its process cannot be seen from here: its last write
+        seen = f"{where}, which wrote to the store {time.time() - updated:.0f} s ago"
+    else:
+        seen = f"its process is alive: {where}" if where else "its process is alive"
     raise RunInUse(
-        f"run {run_id} is running ({'its process is alive: ' + where if where else 'its process is alive'}); "
+        f"run {run_id} is running ({seen}); "
         f"resuming it too would mix two searches' totals: wait for it to end, or stop that process "
         f"(a killed run can be resumed)"
     )
