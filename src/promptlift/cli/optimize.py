@@ -86,8 +86,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     config = _with_hosts(load_config(args.config), args)
     warnings = split_warnings(config)  # loads and checks the data: an error comes before any warning
     plan = make_plan(config)
-    if args.resume:  # before the plan is shown: a mistyped id is refused with nothing written
-        _check_resumable(config, args.resume)
+    if args.resume:  # before the plan is shown: a mistyped id, or a run a live process drives
+        _check_resumable(config, args.resume, live=not args.dry_run)
     for warning in warnings:
         print(f"promptlift: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -115,9 +115,11 @@ def run_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_resumable(config: Any, run_id: str) -> None:
+def _check_resumable(config: Any, run_id: str, *, live: bool) -> None:
     """``--resume RUN`` (``--dry-run`` too): the run must be in the config's store, which is only
-    read: a mistyped id or store creates no empty store."""
+    read: a mistyped id or store creates no empty store. ``live``: also refuse a run another live
+    process drives (``RunInUse``, exit 2); the claim in ``run_config`` refuses it again,
+    atomically, should that process start in between."""
     from promptlift.errors import ConfigError
     from promptlift.optimize.store import RunStore
 
@@ -132,9 +134,12 @@ def _check_resumable(config: Any, run_id: str) -> None:
         )
     store = RunStore(where, create=False)
     try:
-        store.run(run_id)
-    except ConfigError as exc:
-        raise ConfigError(f"--resume {run_id}: {exc}") from None
+        try:
+            store.run(run_id)
+        except ConfigError as exc:
+            raise ConfigError(f"--resume {run_id}: {exc}") from None
+        if live:
+            store.check_claimable(run_id)
     finally:
         store.close()
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptlift.client.health import EndpointHealth, since
-from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.result import OptimizationResult, calls_split
 from promptlift.optimize.run import Budget
 from promptlift.optimize.stats import score_interval
 
@@ -111,7 +111,8 @@ def print_summary(result: OptimizationResult) -> None:
     print("            (95% intervals; the gain is paired: both prompts on the same test rows)")
     spend = result.spend
     print(
-        f"calls {spend.calls} (task {result.task_spend.calls}, reasoning {result.reasoning_spend.calls}) · "
+        f"calls {spend.work_calls} ({calls_split(spend.work_calls, spend.cached_calls)}; task "
+        f"{result.task_spend.work_calls}, reasoning {result.reasoning_spend.work_calls}) · "
         f"tokens {spend.tokens} · cost ${spend.cost_usd:.4f} · {result.duration_s:.1f} s · "
         f"{len(result.history)} candidates"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
+from promptlift.optimize.result import calls_split
 
 ACTIONS = ("list", "show", "export", "compare", "delete")
 
@@ -88,9 +89,24 @@ def _entry(store: Any, run: Mapping[str, Any]) -> dict[str, Any]:
         "test_best_score": result.get("test_best_score"),
         "test_best_score_ci": result.get("test_best_score_ci"),
         "calls": result.get("calls"),
+        "cached_calls": result.get("cached_calls"),
+        "work_calls": work_calls(result),
         "cost_usd": result.get("cost_usd"),
         "error": result.get("error"),
     }
+
+
+def work_calls(result: Mapping[str, Any], role: str = "") -> int | None:
+    """Every call a stored run made, sent or answered by the cache (as its progress line counted);
+    ``role`` "task" or "reasoning" for one role's. A run stored before ``work_calls`` was kept: its
+    total is sent plus cached, a role's its sent calls (cache hits were not kept per role)."""
+    key = f"{role}_calls" if role else "calls"
+    if result.get(key) is None:
+        return None
+    stored = result.get(f"{role}_work_calls" if role else "work_calls")
+    if stored is not None:
+        return int(stored)
+    return int(result[key]) + (0 if role else int(result.get("cached_calls") or 0))
 
 
 def _model_name(value: Any) -> str:
@@ -121,7 +137,7 @@ def _list(store: Any, as_json: bool) -> int:
             if row["test_best_score"] is not None
             else "-"
         )
-        spend = f"{row['calls']} calls ${row['cost_usd']:.4f}" if row["calls"] is not None else ""
+        spend = f"{row['work_calls']} calls ${row['cost_usd']:.4f}" if row["calls"] is not None else ""
         # the old listing's fields first: scripts that read "best 0.850" keep working
         print(
             f"{row['id']}  {row['optimizer']:<11} {row['status']:<9} best {_score(row['best_score'])}  "
@@ -135,12 +151,53 @@ def _finished(store: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run = store.run(run_id)
     result = run["result"] or {}
     if "best_prompt" not in result:
-        why = f" ({result['error']})" if result.get("error") else ""
         raise ConfigError(
-            f"run {run_id} is {run['status']}{why} and has no result yet: `promptlift optimize CONFIG "
-            f"--resume {run_id}` continues it"
+            no_result_advice(run_id, run["status"], result.get("error"), store.owner_of(run_id))
         )
     return run, result
+
+
+def _input_errors() -> frozenset[str]:
+    """The names of the errors a fix to the input (config, data, key) cures, as a run stores them."""
+    from promptlift.errors import ClientClosed, UserError
+
+    found: set[str] = set()
+    todo: list[type] = [UserError]
+    while todo:
+        cls = todo.pop()
+        if cls is not ClientClosed:
+            found.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return frozenset(found)
+
+
+def no_result_advice(run_id: str, status: str, error: str | None, owner: Mapping[str, Any] | None) -> str:
+    """Why a run has no result, and what to do: a live run is followed, not resumed; one that failed
+    on its input is fixed first (resuming alone meets the same error); the others resume."""
+    from promptlift.optimize.liveness import described
+
+    where = described(owner)
+    resume = f"`promptlift optimize CONFIG --resume {run_id}`"
+    if status == "running":
+        return (
+            f"run {run_id} is running ({where or 'its process is alive'}) and has no result yet: its "
+            f"progress is on the terminal or log it was started from, `promptlift runs` shows its status, "
+            f"and `promptlift runs show {run_id}` its result once it ends"
+        )
+    if status == "stale?":
+        return (
+            f"run {run_id} is stale? ({where + ', ' if where else ''}another host, silent for 15 minutes) "
+            f"and has no result: if its process is gone, {resume} continues it"
+        )
+    why = f" ({error})" if error else ""
+    if error and error.split(":", 1)[0].strip() in _input_errors():
+        return (
+            f"run {run_id} is {status}{why} and has no result: resuming alone meets the same error; fix "
+            f"the config (or the data, or the key's variable), then {resume} continues it when the fix "
+            f"leaves the search as it was (a key, an endpoint, allowed hosts, timeouts), else start again: "
+            f"`promptlift optimize CONFIG` (--resume refuses a changed prompt, model, data or metric)"
+        )
+    return f"run {run_id} is {status}{why} and has no result yet: {resume} continues it"
 
 
 def _rows(evaluation: Mapping[str, Any] | None) -> dict[int, float]:
@@ -197,11 +254,13 @@ def prompt_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
 def plan_vs_spend(plan: Mapping[str, Any] | None, result: Mapping[str, Any]) -> dict[str, Any]:
     """What the plan expected (``Plan.to_dict`` as stored when the run started; None for a run
     stored before plans were kept, or started from library code) against what the run spent.
-    Planned calls count an LLM judge's; spent calls are those sent, the cache's apart. The plan
+    Planned calls count an LLM judge's; spent ``calls`` are those sent, ``cached_calls`` the cache's,
+    ``work_calls`` both (what the plan estimated: it does not know what the cache holds). The plan
     estimates no tokens: ``planned.tokens`` is None unless a plan says otherwise."""
     spent = {
         "calls": result.get("calls"),
         "cached_calls": result.get("cached_calls"),
+        "work_calls": work_calls(result),  # sent and cached alike, as planned calls are counted
         "tokens": result.get("tokens"),
         "cost_usd": result.get("cost_usd"),
     }
@@ -215,9 +274,10 @@ def plan_vs_spend(plan: Mapping[str, Any] | None, result: Mapping[str, Any]) -> 
 def plan_line(comparison: Mapping[str, Any]) -> str:
     """``plan_vs_spend`` in one line: planned → spent, for calls, tokens and cost."""
     spent = comparison["spent"]
-    calls = f"{spent['calls'] or 0} calls" + (
-        f" (+{spent['cached_calls']} from the cache)" if spent.get("cached_calls") else ""
-    )
+    cached = int(spent.get("cached_calls") or 0)
+    total = spent.get("work_calls")
+    total = int(spent["calls"] or 0) + cached if total is None else int(total)
+    calls = f"{total} calls ({calls_split(total, cached)})"
     tokens, cost = f"{spent['tokens'] or 0} tokens", f"${spent['cost_usd'] or 0:.4f}"
     planned = comparison["planned"]
     if planned is None:
@@ -272,6 +332,11 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
                 "cached_input_tokens",  # the provider's prompt cache (None in a run stored before it)
                 "cache_saved_usd",
             )
+        }
+        | {
+            "work_calls": work_calls(result),  # sent and cached alike, as the run's progress counted
+            "task_work_calls": work_calls(result, "task"),
+            "reasoning_work_calls": work_calls(result, "reasoning"),
         },
         "budget": (run["config"] or {}).get("budget"),
         "plan_vs_spend": plan_vs_spend(run.get("plan"), result),
@@ -318,9 +383,10 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
     spend = summary["spend"]
     budget = summary["budget"] or {}
     planned = f" of max_calls {budget['max_calls']}" if budget.get("max_calls") else ""
+    total, cached = spend["work_calls"] or 0, spend["cached_calls"] or 0
     print(
-        f"spend       {spend['calls']} calls{planned} ({spend['task_calls']} task, "
-        f"{spend['reasoning_calls']} reasoning, {spend['cached_calls']} from the cache) · "
+        f"spend       {total} calls{planned} ({calls_split(total, cached)}; "
+        f"{spend['task_work_calls']} task, {spend['reasoning_work_calls']} reasoning) · "
         f"${spend['cost_usd'] or 0:.4f} · {summary['duration_s']:.1f} s"
     )
     if spend["cached_input_tokens"]:

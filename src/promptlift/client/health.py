@@ -32,15 +32,16 @@ class EndpointHealth:
     calls: int
     failed: int
     errors: dict[str, int] = field(default_factory=dict)  # by error type
-    latency_p50_s: float = 0.0
-    latency_p95_s: float = 0.0
+    # None from a call log when no call of the endpoint is known to have been sent or cached
+    latency_p50_s: float | None = 0.0
+    latency_p95_s: float | None = 0.0
     cache_hit_rate: float = 0.0
     retries: int = 0
     breaker: str = "unknown"  # closed, open, half_open; unknown from a call log (another process's)
     breaker_seconds_left: float = 0.0
     rate_limit_headroom: float | None = None  # the fullest bucket's share left, 0..1; None: no limit
     last_error: str = ""
-    attempts: int = 0  # requests sent, retries included (0 from a call log: not recorded per attempt)
+    attempts: int = 0  # requests sent, retries included (from a call log: the calls' recorded attempts)
     attempt_errors: dict[str, int] = field(default_factory=dict)  # failed attempts, retried or not
 
     @property
@@ -80,7 +81,10 @@ def from_call_log(rows: Iterable[Mapping[str, Any]], *, since_s: float | None = 
     out = []
     for (model, endpoint), calls in sorted(groups.items()):
         failed = [c for c in calls if not c["ok"]]
-        latencies = sorted(float(c["latency_s"]) for c in calls if c["ok"])
+        # A failed call's latency counts too (how long it took to fail, retries included), as in
+        # Client.health(); not a call that was never sent (attempts 0: refused before any request,
+        # or a log written before failed calls' attempts were recorded), whose latency says nothing.
+        latencies = sorted(float(c["latency_s"]) for c in calls if c["ok"] or int(c["attempts"] or 0) > 0)
         last = max(failed, key=lambda c: float(c["started"]), default=None)
         out.append(
             EndpointHealth(
@@ -89,10 +93,11 @@ def from_call_log(rows: Iterable[Mapping[str, Any]], *, since_s: float | None = 
                 calls=len(calls),
                 failed=len(failed),
                 errors=dict(Counter(str(c["error_type"]) for c in failed)),
-                latency_p50_s=percentile(latencies, 50),
-                latency_p95_s=percentile(latencies, 95),
+                latency_p50_s=percentile(latencies, 50) if latencies else None,
+                latency_p95_s=percentile(latencies, 95) if latencies else None,
                 cache_hit_rate=sum(1 for c in calls if c["cached"]) / len(calls),
                 retries=sum(max(0, int(c["attempts"] or 0) - 1) for c in calls),
+                attempts=sum(int(c["attempts"] or 0) for c in calls),
                 last_error=f"{last['error_type']}: {last['error_message']}" if last is not None else "",
             )
         )
@@ -128,6 +133,11 @@ def _minus(now: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)}
 
 
+def _ms(seconds: float | None) -> str:
+    """A latency in ms, or "-" when none is known (never a made-up 0)."""
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def render(health: list[EndpointHealth]) -> str:
     if not health:
         return "no calls recorded"
@@ -138,7 +148,7 @@ def render(health: list[EndpointHealth]) -> str:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(h.errors.items())) or "none"
         lines.append(
             f"{h.model}{where}: {h.calls} calls · {h.error_rate:.0%} failed ({errors}) · p50 "
-            f"{h.latency_p50_s * 1000:.0f} ms · p95 {h.latency_p95_s * 1000:.0f} ms · cache "
+            f"{_ms(h.latency_p50_s)} · p95 {_ms(h.latency_p95_s)} · cache "
             f"{h.cache_hit_rate:.0%} · {h.retries} retries · breaker {h.breaker}{headroom}"
         )
         if h.degraded:

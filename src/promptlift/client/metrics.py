@@ -28,7 +28,7 @@ from typing import Any
 
 from promptlift.client.alerts import Alerts
 from promptlift.client.cache import route_of
-from promptlift.errors import PromptliftError
+from promptlift.errors import PromptliftError, ProviderError
 from promptlift.jsonout import dumps
 from promptlift.log import get_logger
 from promptlift.providers.base import Provider, closing
@@ -386,7 +386,13 @@ class RecordingProvider(Provider):
             input_tokens=c.usage.input_tokens if c else 0,
             output_tokens=c.usage.output_tokens if c else 0,
             cost_usd=c.cost_usd if c else 0.0,
-            attempts=c.attempts if c else 0,
+            # a failure's requests sent, retries included (set by the retry and fallback layers; 0 when
+            # nothing was sent: refused by a budget, an open breaker or a disallowed host)
+            attempts=c.attempts
+            if c
+            else getattr(error, "attempts", 0)
+            if isinstance(error, ProviderError)
+            else 0,
             cached=c.cached if c else False,
             fallback_used=c.fallback_used if c else False,
             cached_input_tokens=c.usage.cached_tokens if c and not c.cached else 0,

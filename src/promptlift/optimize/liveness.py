@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from promptlift.errors import ConfigError
 
 STALE_AFTER_S = 15 * 60
 
@@ -79,3 +82,42 @@ def listed_status(status: str, recorded: Mapping[str, Any] | None, updated: floa
     if start is not None and _start_ticks(pid) not in (None, start):
         return "killed"  # the pid now belongs to another process
     return "running"
+
+
+class RunInUse(ConfigError):
+    """``--resume`` of a run another live process is driving: refused before anything is sent."""
+
+
+def described(recorded: Mapping[str, Any] | None) -> str:
+    """Where a run's process is, as recorded: "pid 123 on host-a", or "" when none is recorded."""
+    if not recorded or not recorded.get("pid"):
+        return ""
+    return f"pid {recorded['pid']} on {recorded.get('host') or 'an unknown host'}"
+
+
+def same_process(recorded: Mapping[str, Any] | None, here: Mapping[str, Any]) -> bool:
+    if not recorded:
+        return False
+    return all(recorded.get(k) == here.get(k) for k in ("host", "boot", "pid", "start"))
+
+
+def refuse_if_live(
+    run_id: str, status: str, recorded: Mapping[str, Any] | None, updated: float, here: Mapping[str, Any]
+) -> None:
+    """Raise ``RunInUse`` when ``run_id`` is ``running`` and its owner, another process, is alive
+    (``listed_status``). A run stored before owners were recorded cannot be told apart and is let
+    through; so is this process's own run (a library caller resuming after an error)."""
+    if not recorded or same_process(recorded, here):
+        return
+    if listed_status(status, recorded, updated, time.time()) != "running":
+        return
+    where = described(recorded)
+    if recorded.get("host") != here.get("host"):  # its process cannot be seen from here: its last write
+        seen = f"{where}, which wrote to the store {time.time() - updated:.0f} s ago"
+    else:
+        seen = f"its process is alive: {where}" if where else "its process is alive"
+    raise RunInUse(
+        f"run {run_id} is running ({seen}); "
+        f"resuming it too would mix two searches' totals: wait for it to end, or stop that process "
+        f"(a killed run can be resumed)"
+    )

@@ -40,7 +40,7 @@ from promptlift.optimize.optimizers import PRESETS, Optimizer, build_optimizer
 from promptlift.optimize.optimizers.pareto import planned_proposals
 from promptlift.optimize.program import Optimizable, Program, members
 from promptlift.optimize.prompt import Prompt
-from promptlift.optimize.result import OptimizationResult
+from promptlift.optimize.result import OptimizationResult, calls_split
 from promptlift.optimize.run import Budget
 from promptlift.types import Usage
 
@@ -599,10 +599,13 @@ def confirm(
 
 def plan_vs_actual(plan: Plan, result: OptimizationResult) -> str:
     """One line per measure: what the plan said, what the run spent."""
-    task, reasoning = result.task_spend.calls, result.reasoning_spend.calls
+    # calls as the plan and the progress line count them: sent and answered by the cache alike
+    task, reasoning = result.task_spend.work_calls, result.reasoning_spend.work_calls
+    spend = result.spend
+    split = calls_split(spend.work_calls, spend.cached_calls)
     lines = [
         "plan vs actual:",
-        f"  calls      ~{plan.calls.total} → {task + reasoning}",
+        f"  calls      ~{plan.calls.total} → {spend.work_calls} ({split})",
         # the result counts an LLM judge's calls with the task calls
         f"  task       ~{plan.calls.task + plan.calls.judge} → {task}",
         f"  reasoning  ~{plan.calls.reasoning} → {reasoning}",

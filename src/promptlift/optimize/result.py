@@ -16,6 +16,13 @@ from promptlift.optimize.run import Candidate, Rejected
 from promptlift.optimize.stats import Comparison, Uncertainty, compare, score_interval
 
 
+def calls_split(calls: int, cached: int) -> str:
+    """How a run's calls (sent and cached alike, as the progress line and budgets count them) were
+    answered: "598 sent, 0 from the cache". The summary, ``runs show`` and plan vs actual say it
+    the same way."""
+    return f"{calls - cached} sent, {cached} from the cache"
+
+
 @dataclass(frozen=True)
 class OptimizationResult:
     run_id: str | None
@@ -76,6 +83,11 @@ class OptimizationResult:
             "task_calls": self.task_spend.calls,
             "reasoning_calls": self.reasoning_spend.calls,
             "cached_calls": self.spend.cached_calls,  # answered by the cache: counted by budgets, not paid
+            # every call the search made, sent or answered by the cache: what the progress line and
+            # budgets count (``calls``, ``task_calls`` and ``reasoning_calls`` are those sent)
+            "work_calls": self.spend.work_calls,
+            "task_work_calls": self.task_spend.work_calls,
+            "reasoning_work_calls": self.reasoning_spend.work_calls,
             "tokens": self.spend.tokens,
             "cost_usd": self.spend.cost_usd,
             # as the providers reported: input read from their prompt caches, and what that saved

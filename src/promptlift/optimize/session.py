@@ -202,7 +202,12 @@ def run_config(
                 )
             first = None if changed else resume
             if first:
-                store.claim_run(first)  # running again, owned by this process (not shown killed)
+                try:  # running again, owned by this process; refused while its own process is alive
+                    store.claim_run(first)
+                except ConfigError:
+                    store.close()
+                    prepared.client.close()
+                    raise
         if first is None:
             record = {**config.raw, "optimizer_params": params[0], "pipeline": params, "identity": identity}
             first = store.create_run(

@@ -28,7 +28,7 @@ from typing import Any
 
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
-from promptlift.optimize.liveness import listed_status, owner
+from promptlift.optimize.liveness import listed_status, owner, refuse_if_live
 from promptlift.paths import make_parent
 from promptlift.secrets import redact
 
@@ -200,11 +200,43 @@ class RunStore:
         return run_id
 
     def claim_run(self, run_id: str) -> None:
-        """Mark a stored run as running again, owned by this process (``--resume``)."""
-        self._write(
-            "UPDATE runs SET status = 'running', owner = ?, updated = ? WHERE id = ?",
-            (dumps(owner()), time.time(), run_id),
-        )
+        """Mark a stored run as running again, owned by this process (``--resume``).
+
+        Refused (``RunInUse``) while another live process owns it (``liveness.listed_status`` says
+        ``running``): two processes driving one run would mix their totals. The check and the claim
+        are one write transaction, so of two resumers racing exactly one wins; the loser then sees
+        the winner's live owner. A run whose owner is gone (killed, rebooted, ``stale?`` on another
+        host) or that this process already owns may be claimed."""
+        me = owner()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # the write lock first: no other claim in between
+            try:
+                row = self._conn.execute(
+                    "SELECT status, owner, updated FROM runs WHERE id = ?", (run_id,)
+                ).fetchone()
+                if row is None:
+                    raise ConfigError(
+                        f"no run {run_id!r} in {self.path}; `promptlift runs` lists the runs there"
+                    )
+                refuse_if_live(run_id, row[0], json.loads(row[1]) if row[1] else None, row[2], me)
+                self._conn.execute(
+                    "UPDATE runs SET status = 'running', owner = ?, updated = ? WHERE id = ?",
+                    (dumps(me), time.time(), run_id),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def check_claimable(self, run_id: str) -> None:
+        """``claim_run``'s refusal, without claiming: for a CLI to refuse before it prints a plan."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT status, owner, updated FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} in {self.path}; `promptlift runs` lists the runs there")
+        refuse_if_live(run_id, row[0], json.loads(row[1]) if row[1] else None, row[2], owner())
 
     @staticmethod
     def _status(status: str, recorded: str | None, updated: float) -> str:
@@ -227,6 +259,13 @@ class RunStore:
         for key in ("config", "result", "plan"):  # plan: None in a run stored before plans were kept
             out[key] = json.loads(out[key]) if out[key] else None
         return out
+
+    def owner_of(self, run_id: str) -> dict[str, Any] | None:
+        """The process that started or last resumed the run (``liveness.owner``), None when the
+        run was stored before owners were recorded, or is not in the store."""
+        with self._lock:
+            row = self._conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest runs, newest first; ``status`` as ``run`` gives it."""
