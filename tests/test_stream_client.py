@@ -160,7 +160,7 @@ def test_metrics_and_the_call_log_record_one_call_per_stream(transport: str, tmp
     conn = sqlite3.connect(tmp_path / "calls.sqlite")
     rows = conn.execute("SELECT ok, error_type, attempts FROM calls ORDER BY id").fetchall()
     conn.close()
-    assert rows == [(1, None, 2), (0, "ConnectionFailed", 0)]  # a failed call logs no attempts, as ever
+    assert rows == [(1, None, 2), (0, "ConnectionFailed", 1)]  # a failed call logs the attempts it made
 
 
 @TRANSPORTS
