@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from promptlift.cli import main
 from promptlift.client import Client, ClientConfig
 from promptlift.optimize.evaluation import Evaluation, RowResult, Spend
 from promptlift.optimize.metrics import ExactMatch
@@ -63,7 +66,7 @@ def test_remaining_budget_subtracts_what_earlier_stages_spent() -> None:
 
 
 def test_run_config_runs_a_pipeline_with_one_budget_and_records_each_stage(
-    tmp_path: Path, loopback: LoopbackServer
+    tmp_path: Path, loopback: LoopbackServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from promptlift.optimize.config import load_config
     from promptlift.optimize.session import run_config
@@ -90,8 +93,17 @@ def test_run_config_runs_a_pipeline_with_one_budget_and_records_each_stage(
     try:
         assert result.run_id is not None
         assert store.run(stage_run_id(result.run_id, 1))["config"]["pipeline_of"] == result.run_id
+        stored = store.run(result.run_id)["result"]  # the pipeline's run holds the whole pipeline
+        assert stored["optimizer"] == "metaprompt → parameters"
+        assert [s["run_id"] for s in stored["stages"]] == [result.run_id, stage_run_id(result.run_id, 1)]
+        assert stored["test_best_score"] == result.best_test.mean
     finally:
         store.close()
+    capsys.readouterr()
+    assert main(["runs", "show", result.run_id, "--store", str(tmp_path / "runs")]) == 0
+    shown = capsys.readouterr().out
+    assert f"stage 0     metaprompt (run {result.run_id})" in shown
+    assert f"stage 1     parameters (run {result.run_id}.1)" in shown
 
 
 def _candidate(id: int, system: str, scores: list[float], parent: int | None = None) -> Candidate:

@@ -359,6 +359,7 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
             for r in rejected
         ],
         "diff": prompt_diff(result["initial_prompt"], result["best_prompt"]),
+        "stages": result.get("stages"),  # a pipeline's: each stage's own run (RUN.k) and scores
     }
     if as_json:
         print(dumps(summary))
@@ -395,6 +396,12 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
             f"saved ${spend['cache_saved_usd'] or 0:.4f}"
         )
     print(f"plan        {plan_line(summary['plan_vs_spend'])}")
+    for k, stage in enumerate(summary["stages"] or []):
+        print(
+            f"stage {k}     {stage['optimizer']} (run {stage['run_id']}): validation "
+            f"{_score(stage['initial_score'])} → {_score(stage['best_score'])} · {stage['calls']} calls · "
+            f"stopped: {stage['stop_reason']}"
+        )
     print(f"candidates  {summary['candidates']} scored on validation; the top ones:")
     for c in summary["top"]:
         sides = " + ".join(f"#{p}" for p in c["parents"])

@@ -130,6 +130,8 @@ def combine(stages: Sequence[OptimizationResult]) -> PipelineResult:
         stop_reason=last.stop_reason,
         duration_s=sum(s.duration_s for s in stages),
         alerts=tuple(dict.fromkeys(a for s in stages for a in s.alerts)),
+        rejected=tuple(r for s in stages for r in s.rejected),
+        call_metrics=last.call_metrics,  # one client for every stage: its snapshot at the end covers all
         stages=tuple(stages),
     )
 
@@ -234,7 +236,14 @@ class Pipeline:
                 raise
             results.append(result)
             prompt = result.best.prompt
-        return results[0] if len(results) == 1 else combine(results)
+        if len(results) == 1:
+            return results[0]
+        combined = combine(results)
+        if store is not None and run_id:
+            # The pipeline's run shows the whole pipeline (its first start, its last best, every
+            # stage's run id); each stage's own result stays in its own run, RUN.k.
+            store.finish_run(run_id, "finished", combined.to_dict())
+        return combined
 
 
 def mark_ended(store: RunStore, run_id: str, exc: BaseException) -> None:
