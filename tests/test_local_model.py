@@ -211,3 +211,47 @@ def test_thread_count_can_be_set_for_a_busy_machine(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PROMPTLIFT_LOCAL_THREADS", "two")
     with pytest.raises(LocalModelError, match="PROMPTLIFT_LOCAL_THREADS must be a whole number"):
         local.LocalEngine(spec)
+
+
+def test_the_runtime_prints_nothing_of_its_own_and_its_lines_reach_our_debug_log() -> None:
+    """llama.cpp's log lines (its warnings too: llama-cpp-python maps them by an old enum) go to the
+    `promptlift.local` logger at DEBUG, never straight to stderr."""
+    import subprocess
+
+    quiet = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptlift",
+            "complete",
+            "--model",
+            "local/gemma-3-270m",
+            "--max-tokens",
+            "4",
+            "Hi",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # not one line of the runtime's (it printed llama_kv_cache_iswa: ...)
+    loud = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptlift",
+            "-vv",
+            "complete",
+            "--model",
+            "local/gemma-3-270m",
+            "--max-tokens",
+            "4",
+            "Hi",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert "llama.cpp: llama_kv_cache_iswa" in loud.stderr  # kept, at debug level

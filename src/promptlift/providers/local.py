@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -31,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from promptlift.errors import ContextWindowExceeded, LocalModelError
+from promptlift.log import get_logger
 from promptlift.providers import react
 from promptlift.providers.render import BLOCK_SEPARATOR, render_plain
 from promptlift.types import Message, ToolCall
+
+log = get_logger("local")
 
 DEFAULT_MAX_TOKENS = 64  # an answer's length when the request sets no max_tokens
 
@@ -117,7 +121,34 @@ def _load_runtime() -> Any:
         raise LocalModelError(
             f"the embedded model's runtime (llama-cpp-python) is not installed; {INSTALL_HINT}"
         ) from None
+    _quiet_runtime(llama_cpp)
     return llama_cpp
+
+
+# llama.cpp's own log lines, to our logger rather than stderr. llama-cpp-python 0.3.x maps levels by
+# an older ggml enum (it reads WARN as ERROR), so a run printed "llama_kv_cache_iswa: ..." whatever
+# `verbose` said. ggml today: 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line.
+_LLAMA_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.DEBUG, 4: logging.INFO}
+_llama_log: Any = None  # the ctypes callback, kept alive as long as llama.cpp may call it
+_llama_level = [logging.DEBUG]
+
+
+def _quiet_runtime(llama_cpp: Any) -> None:
+    global _llama_log
+    if _llama_log is not None:
+        return
+    import ctypes
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, _user: Any) -> None:
+        if level != 5:
+            _llama_level[0] = _LLAMA_LEVELS.get(level, logging.DEBUG)
+        message = text.decode("utf-8", "replace").rstrip()
+        if message:
+            log.log(_llama_level[0], "llama.cpp: %s", message)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    _llama_log = forward
 
 
 def _first_block(text: str) -> tuple[str, bool]:
