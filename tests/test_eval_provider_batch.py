@@ -80,7 +80,7 @@ def test_eval_provider_batch_refuses_a_model_without_a_batch_api(
 
 
 def test_optimize_scores_the_test_split_in_a_batch_job_and_keeps_the_job_in_the_run_store(
-    server: LoopbackServer, tmp_path: Path
+    server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_config(
         tmp_path, server.openai_base, "provider_batch: {test_scoring: true, poll_interval: 0.01}\n"
@@ -106,6 +106,9 @@ def test_optimize_scores_the_test_split_in_a_batch_job_and_keeps_the_job_in_the_
         store.close()
     jobs = [k for k in steps if k.endswith(":batch-job")]
     assert jobs and all(steps[k] is None for k in jobs)  # written, then cleared once collected
+    assert main(["runs", "show", str(result.run_id), "--store", str(tmp_path / "runs")]) == 0
+    shown = capsys.readouterr().out
+    assert f"batch API   saved ${summary['batch_saved_usd']:.4f} on the test scoring" in shown
 
 
 def test_a_config_with_provider_batch_on_a_local_model_is_refused(tmp_path: Path) -> None:

@@ -331,6 +331,7 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
                 "cost_usd",
                 "cached_input_tokens",  # the provider's prompt cache (None in a run stored before it)
                 "cache_saved_usd",
+                "batch_saved_usd",  # the provider's Batch API on the test scoring (None before it)
             )
         }
         | {
@@ -395,6 +396,8 @@ def _show(store: Any, run_id: str, as_json: bool) -> int:
             f"prompt cache {spend['cached_input_tokens']} input tokens read from the provider's cache · "
             f"saved ${spend['cache_saved_usd'] or 0:.4f}"
         )
+    if spend["batch_saved_usd"]:
+        print(f"batch API   saved ${spend['batch_saved_usd']:.4f} on the test scoring (at the batch rate)")
     print(f"plan        {plan_line(summary['plan_vs_spend'])}")
     for k, stage in enumerate(summary["stages"] or []):
         print(
