@@ -218,40 +218,17 @@ def test_the_runtime_prints_nothing_of_its_own_and_its_lines_reach_our_debug_log
     `promptlift.local` logger at DEBUG, never straight to stderr."""
     import subprocess
 
-    quiet = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "promptlift",
-            "complete",
-            "--model",
-            "local/gemma-3-270m",
-            "--max-tokens",
-            "4",
-            "Hi",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""  # not one line of the runtime's (it printed llama_kv_cache_iswa: ...)
-    loud = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "promptlift",
-            "-vv",
-            "complete",
-            "--model",
-            "local/gemma-3-270m",
-            "--max-tokens",
-            "4",
-            "Hi",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert loud.returncode == 0, loud.stderr
+    def complete(*verbosity: str) -> subprocess.CompletedProcess[str]:
+        argv = ["complete", "--model", "local/gemma-3-270m", "--max-tokens", "4", "Hi"]
+        done = subprocess.run(
+            [sys.executable, "-m", "promptlift", *verbosity, *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    assert complete().stderr == ""  # not one line of the runtime's (it printed llama_kv_cache_iswa: ...)
+    loud = complete("-vv")
     assert "llama.cpp: llama_kv_cache_iswa" in loud.stderr  # kept, at debug level

@@ -67,13 +67,13 @@ class Alerts:
                     times.popleft()
                 burst = len(times)
             if burst >= AUTH_BURST:
-                self._raise(
+                self.flag(
                     f"auth:{model}",
                     f"{burst} authentication failures on {model} within {AUTH_WINDOW_S:.0f} s: a key "
                     f"revoked, rotated or leaked? check it before the run goes on",
                 )
         elif isinstance(error, HostNotAllowed):
-            self._raise(
+            self.flag(
                 f"host:{error.host}",
                 f"a request for the host {error.host!r} was refused: it is not in allowed_hosts (a prompt "
                 f"or a key was about to go there)",
@@ -81,9 +81,6 @@ class Alerts:
 
     def flag(self, key: str, message: str) -> None:
         """Raise one alert (a WARNING and an entry in ``messages``), once per ``key``."""
-        self._raise(key, message)
-
-    def _raise(self, key: str, message: str) -> None:
         with self._lock:
             if key in self._raised:
                 return

@@ -628,6 +628,11 @@ class ResponseCache:
             store.close()
 
 
+def _as_hit(completion: Completion, started: float) -> Completion:
+    """``completion`` as served without a call: cached, no attempt, the wait since ``started``."""
+    return completion.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+
+
 def _redis(store: Store) -> RedisStore:
     assert isinstance(store, RedisStore)  # claim() let only a Redis store through
     return store
@@ -691,7 +696,7 @@ class CachingProvider(Provider):
         hit = self.cache.get(key)
         if hit is None:
             return None
-        return hit.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+        return _as_hit(hit, started)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         hit = self.lookup(request)
@@ -710,7 +715,7 @@ class CachingProvider(Provider):
                 if not leader.cancelled() or (current is not None and current.cancelling()):
                     raise  # this call was cancelled, not the one it waited on
                 continue  # the one it waited on was cancelled: the next in line sends
-            return shared.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+            return _as_hit(shared, started)
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = future
         try:
@@ -741,7 +746,7 @@ class CachingProvider(Provider):
             if other is not None:
                 if claimed:
                     self.cache.release(key, owner)
-                return other.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+                return _as_hit(other, started)
             if claimed:
                 break
             while still:  # another process is sending it: wait for its answer or for its claim to end
@@ -749,7 +754,7 @@ class CachingProvider(Provider):
                 delay = min(longest, delay * 1.5)
                 other, still = self.cache.peek(key)
                 if other is not None:
-                    return other.replace(cached=True, attempts=0, latency_s=time.perf_counter() - started)
+                    return _as_hit(other, started)
         if not claimed:  # no shared store, or it went away: this process alone
             completion = await self.inner.acomplete(request)
             self._store(request, completion)

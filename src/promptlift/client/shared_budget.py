@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -130,13 +131,7 @@ def _heartbeat(ref: weakref.ref[SharedLedger]) -> None:
     """Renew a ledger's lease every third of it while the ledger lives and holds calls in flight
     (a call may outlast a lease)."""
     while True:
-        ledger = ref()
-        if ledger is None:
-            return
-        beat = ledger._beat
-        del ledger  # not held across the wait
-        if beat.wait(LEASE_S / 3):
-            return
+        time.sleep(LEASE_S / 3)  # holding no reference meanwhile
         ledger = ref()
         if ledger is None or not ledger._renew_while_holding():
             return
@@ -162,7 +157,6 @@ class SharedLedger(BudgetLedger):
         self._release_script = self.link.client.register_script(_RELEASE_LUA)
         self._renew_script = self.link.client.register_script(_RENEW_LUA)
         self._mine = 0  # calls this ledger holds in Redis now: the heartbeat runs while there are any
-        self._beat = threading.Event()
         self._heart: threading.Thread | None = None
 
     def _run(self, script: Any, *args: object) -> list[str]:

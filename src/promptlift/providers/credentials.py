@@ -311,10 +311,7 @@ def _stranger(provider: str, api_base: str | None) -> str:
     if not api_base or homes is None or _is_private(api_base):
         return ""
     host = (urlsplit(api_base).hostname or "").lower()
-    for home in homes:
-        if host == home or (home.startswith(".") and (host.endswith(home) or host == home[1:])):
-            return ""
-    return host
+    return "" if host_listed(host, None, homes) else host
 
 
 def endpoint_problem(api_base: str) -> str | None:
@@ -350,6 +347,19 @@ def check_url(api_base: str) -> None:
         )
 
 
+def host_listed(host: str, port: int | None, entries: tuple[str, ...]) -> bool:
+    """Whether ``host`` (lower-case) is one of ``entries``: a host name, a leading-dot suffix
+    (``.openai.azure.com`` matches every subdomain and the bare domain) or ``host:port``."""
+    with_port = f"{host}:{port}" if port else host
+    for entry in (e.lower() for e in entries):
+        if entry.startswith("."):
+            if host.endswith(entry) or host == entry[1:]:
+                return True
+        elif entry in (host, with_port):
+            return True
+    return False
+
+
 def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "api_base") -> None:
     """Raise ConfigError unless ``api_base`` is an http(s) URL whose host is allowed (and it holds
     no password).
@@ -368,13 +378,8 @@ def check_host(api_base: str, allowed: tuple[str, ...] | None, *, what: str = "a
     if allowed is None:
         return
     host = (parts.hostname or "").lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
-    for entry in (a.lower() for a in allowed):
-        if entry.startswith("."):
-            if host.endswith(entry) or host == entry[1:]:
-                return
-        elif entry in (host, with_port):
-            return
+    if host_listed(host, parts.port, allowed):
+        return
     raise HostNotAllowed(
         f"{what} host {host!r} is not in the allowed hosts ({', '.join(allowed) or 'none'}); "
         f"add it to allowed_hosts if prompts and keys may go there",

@@ -701,14 +701,7 @@ class LoopbackServer:
     def _pick(self, request: RecordedRequest) -> Reply:
         chosen = self.handler(request) if self.handler is not None else None
         with self._lock:
-            if chosen is not None:
-                return chosen
-            queue = self._by_model.get(request.model)
-            if queue:
-                return queue.popleft()
-            if self._shared:
-                return self._shared.popleft()
-            return self._defaults.get(request.model) or self._defaults[None]
+            return chosen if chosen is not None else self._scripted(request)
 
     def _record_and_pick(self, request: RecordedRequest) -> Reply:
         chosen = self.handler(request) if self.handler is not None else None
@@ -718,14 +711,17 @@ class LoopbackServer:
                 return chosen or ok()
             if self._required_key is not None and request.key != self._required_key:
                 return unauthorized()
-            if chosen is not None:
-                return chosen
-            queue = self._by_model.get(request.model)
-            if queue:
-                return queue.popleft()
-            if self._shared:
-                return self._shared.popleft()
-            return self._defaults.get(request.model) or self._defaults[None]
+            return chosen if chosen is not None else self._scripted(request)
+
+    def _scripted(self, request: RecordedRequest) -> Reply:
+        """The next reply scripted for the request's model, else for anyone, else the default
+        (called under ``self._lock``)."""
+        queue = self._by_model.get(request.model)
+        if queue:
+            return queue.popleft()
+        if self._shared:
+            return self._shared.popleft()
+        return self._defaults.get(request.model) or self._defaults[None]
 
     def _meter(self, request: RecordedRequest, reply: Reply) -> tuple[Reply, Metered | None]:
         """``reply`` with the prompt cache's reads and writes for ``request``, when it is emulated
