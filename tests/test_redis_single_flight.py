@@ -152,3 +152,45 @@ def test_without_a_shared_store_a_process_sends_alone(redis_server: RedisServer)
             assert client.complete("two", temperature=0).content
         assert len(srv.requests) == 2
     assert CachingProvider.FLIGHT_LEASE_S == 30.0  # the children's override never leaks here
+
+
+def test_a_claimer_cancelled_mid_call_releases_its_claim_and_the_waiter_sends(
+    redis_server: RedisServer,
+) -> None:
+    """Two clients (two caches, as two processes would have) on one Redis: the first one's call is
+    cancelled while in flight; the second, waiting on its claim, sends its own instead of waiting
+    out the lease."""
+    import asyncio
+
+    with LoopbackServer() as srv:
+        srv.script(slow(5, ok("never read")))
+        srv.set_default(ok("the waiter's own"))
+
+        def config() -> ClientConfig:
+            return ClientConfig(
+                models=("openai/x",),
+                api_base=srv.openai_base,
+                api_key=KEY,
+                transport="native",
+                cache=CacheConfig(path=redis_server.url),
+            )
+
+        async def scene() -> tuple[str, float]:
+            with Client(config()) as first, Client(config()) as second:
+                leader = asyncio.create_task(first.acomplete("same", temperature=0))
+                while not srv.requests:
+                    await asyncio.sleep(0.01)
+                waiter = asyncio.create_task(second.acomplete("same", temperature=0))
+                await asyncio.sleep(0.3)  # the waiter is polling the claim now
+                assert not waiter.done()
+                started = time.monotonic()
+                leader.cancel()
+                answer = await asyncio.wait_for(waiter, timeout=10)
+                return answer.content, time.monotonic() - started
+
+        content, waited = asyncio.run(scene())
+        sent = len(srv.requests)
+    assert content == "the waiter's own" and sent == 2
+    assert waited < CachingProvider.FLIGHT_LEASE_S / 3  # the claim was released, not left to expire
+    flights = redis.Redis.from_url(redis_server.url, decode_responses=True).keys("promptlift:flight:*")
+    assert flights == []
