@@ -236,3 +236,38 @@ def test_anthropic_lines_carry_the_prompt_cache_breakpoints_a_live_call_carries(
         run_provider_batch(client, [request], poll=FAST)
     params = server.batches.created[-1].lines[0][1]
     assert params == live and params["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_a_wait_that_ran_out_counts_no_call_and_the_resumed_job_counts_each_line_once(
+    server: LoopbackServer,
+) -> None:
+    server.batches.polls_before_done = 1000
+    store = MemoryJobStore()
+    with client_for(server, OPENAI, budget=Budget(max_calls=4)) as client:
+        requests = [client.request(f"q{i}", max_tokens=5) for i in range(3)]
+        run_provider_batch(client, requests, store=store, poll=PollPolicy(0.01, 0.01, max_wait_s=0.05))
+        assert client.budget is not None
+        waited = client.budget.snapshot()
+        server.batches.polls_before_done = 0
+        again = run_provider_batch(client, requests, store=store, poll=FAST)
+        done = client.budget.snapshot()
+    assert (waited.calls, waited.in_flight, waited.reserved_usd) == (0, 0, 0)  # nothing collected yet
+    assert all(not isinstance(r, Exception) for r in again)  # 3 lines fit under max_calls 4, once
+    assert (done.calls, done.in_flight) == (3, 0)
+
+
+def test_a_line_answered_without_usage_is_charged_its_worst_case_never_0(server: LoopbackServer) -> None:
+    from promptlift.testing.replies import metered
+
+    server.handler = lambda r: (
+        metered(ok("no usage here"), report_usage=False) if r.protocol != "batch" else None
+    )
+    with client_for(server, OPENAI, budget=Budget(max_cost_usd=1.0)) as client:
+        request = client.request("q", max_tokens=50)
+        (result,) = run_provider_batch(client, [request], poll=FAST)
+        assert client.budget is not None
+        spent = client.budget.snapshot().spent_usd
+    assert not isinstance(result, Exception) and not result.usage.reported
+    price = batch_price(OPENAI)
+    assert price is not None and spent > 0
+    assert spent >= price.output_per_mtok * 50 / 1e6  # at least its max_tokens at the batch rate

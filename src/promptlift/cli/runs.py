@@ -25,7 +25,6 @@ from typing import Any
 
 from promptlift.errors import ConfigError
 from promptlift.jsonout import dumps
-from promptlift.optimize.result import calls_split
 
 ACTIONS = ("list", "show", "export", "compare", "delete")
 
@@ -277,6 +276,8 @@ def plan_line(comparison: Mapping[str, Any]) -> str:
     cached = int(spent.get("cached_calls") or 0)
     total = spent.get("work_calls")
     total = int(spent["calls"] or 0) + cached if total is None else int(total)
+    from promptlift.optimize.result import calls_split  # here: the CLI's start imports no optimize layer
+
     calls = f"{total} calls ({calls_split(total, cached)})"
     tokens, cost = f"{spent['tokens'] or 0} tokens", f"${spent['cost_usd'] or 0:.4f}"
     planned = comparison["planned"]
@@ -300,6 +301,8 @@ SHOWN_REJECTED = 10  # in text; --json and runs export give them all
 
 
 def _show(store: Any, run_id: str, as_json: bool) -> int:
+    from promptlift.optimize.result import calls_split
+
     run, result = _finished(store, run_id)
     candidates = store.candidates(run_id)
     rejected = store.rejected(run_id)

@@ -239,6 +239,7 @@ class _Job:
         self.summary = summary
         budget = client.parts.get("budget")
         self.budget = budget if isinstance(budget, BudgetedProvider) else None
+        self._collected = False  # the job's results came back: its lines count as sent
         # capped: a request without max_tokens is sent with the budget's ceiling, as a live call is
         self.requests = [self.budget.capped(r) for r in requests] if self.budget else list(requests)
         self.book: pricing.PriceBook = (
@@ -249,22 +250,22 @@ class _Job:
         own = self.budget.ledger if self.budget is not None else None
         return [x for x in (own, *scoped_ledgers()) if x is not None]
 
-    def _reservation(self) -> Reservation:
+    def _worst_cases(self) -> list[tuple[float, int]]:
+        """Each request's worst case at the batch rate, (cost, tokens): what it reserves, and what a
+        line answered without usage is charged (as a live call is, never $0)."""
         price = self.book.batch_price(self.model)
-        ledgers = self._ledgers()
-        if price is None and any(x.budget.max_cost_usd is not None for x in ledgers):
+        if price is None and any(x.budget.max_cost_usd is not None for x in self._ledgers()):
             raise errors.ConfigError(
                 f"a cost cap cannot hold for {self.model}: no price is known for it; give its price "
                 "(USD per 1M tokens: --input-price/--output-price, or prices: in a config), or drop the cap"
             )
-        cost = tokens = 0.0
+        out = []
         for request in self.requests:
             usage, _ = (
                 self.budget.worst_case(request) if self.budget else (pricing.worst_case_usage(request), 0.0)
             )
-            cost += price.cost(usage) if price else 0.0
-            tokens += usage.total_tokens
-        return Reservation(cost_usd=cost, tokens=int(tokens), calls=len(self.requests))
+            out.append((price.cost(usage) if price else 0.0, usage.total_tokens))
+        return out
 
     async def run(
         self,
@@ -328,23 +329,29 @@ class _Job:
         saved: Callable[[str, dict[str, Any] | None], None],
         on_submitted: Callable[[str], None] | None,
     ) -> list[Result]:
-        reservation = self._reservation()
-        ledgers = self._ledgers()
+        worst = self._worst_cases()
+        reservation = Reservation(
+            cost_usd=sum(c for c, _ in worst), tokens=sum(t for _, t in worst), calls=len(self.requests)
+        )
         try:
-            held = _reserve_in(ledgers, reservation)
+            held = _reserve_in(self._ledgers(), reservation)
         except errors.BudgetExceeded as exc:
             return [exc] * len(lines)
         spent: list[Result] = []
+        self._collected = False
         try:
             spent = await self._submit_and_collect(endpoint, lines, hashes, record, saved, on_submitted)
             return spent
         finally:
-            done = [r for r in spent if isinstance(r, Completion)]
+            # Counted as sent only once the job's results came back: a probe or upload that failed,
+            # or a wait that ran out (resumed later), sends nothing now.
+            done = [(r, w) for r, w in zip(spent, worst, strict=False) if isinstance(r, Completion)]
             for ledger in held:
                 ledger.release(
                     reservation,
-                    cost_usd=sum(c.cost_usd for c in done),
-                    tokens=sum(c.usage.total_tokens for c in done),
+                    cost_usd=sum(c.cost_usd if c.usage.reported else w[0] for c, w in done),
+                    tokens=sum(c.usage.total_tokens if c.usage.reported else w[1] for c, w in done),
+                    sent=self._collected,
                 )
 
     async def _submit_and_collect(
@@ -403,6 +410,7 @@ class _Job:
                 return [exc] * len(lines)
         saved(self.model, None)
         results = [found[c] for c in ids]
+        self._collected = True
         self._account(results)
         return results
 
