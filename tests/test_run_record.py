@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from promptlift.cli import main
+from promptlift.errors import ConfigError
 from promptlift.optimize.optimizers import Evolutionary, Pareto
 from promptlift.optimize.store import MIGRATIONS, RunStore
 from promptlift.testing.conformance import (
@@ -264,3 +265,17 @@ def test_evolutionary_parts_can_name_one_prompt_of_a_program_crossovers_included
     measure = result.initial.prompt.prompts["measure"]
     assert len(result.history) > 3 and any(c.origin.startswith("crossover") for c in result.history)
     assert all(c.prompt.prompts["measure"] == measure for c in result.history)
+
+
+def test_a_run_with_another_sqlite_file_as_its_store_is_refused_and_the_file_left_alone(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "notes.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(ConfigError, match="not a run store"):
+        RunStore(other)  # as optimize opens it (create=True)
+    assert other.read_bytes() == before

@@ -132,7 +132,9 @@ class RunStore:
                 f"no run store at {self.path}; name the store folder (a config's `store:`, relative to "
                 f"the config) or the run's config file: promptlift runs CONFIG.yaml"
             )
-        if not create:
+        # An existing file must already be a run store, whoever opens it: opening another SQLite file
+        # (or any file) would migrate promptlift's tables into it. An empty file only a new store may take.
+        if not create or (self.path.is_file() and self.path.stat().st_size):
             _refuse_other_file(self.path)
         make_parent(self.path, "`store`", kind="folder", target=self.path.parent)
         try:
