@@ -23,7 +23,6 @@ twice.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -173,8 +172,12 @@ class SharedLedger(BudgetLedger):
         # Unreachable: the next reserve or release says so. Cut off past its lease, this process's
         # holds are taken back by the others, so its calls then in flight may overshoot the cap
         # by what they cost (the price of not letting a dead process hold the budget for ever).
-        with contextlib.suppress(SharedStateUnavailable):
+        try:
             self._run(self._renew_script, "")
+        except SharedStateUnavailable:
+            with self._lock:  # Redis is gone: stop beating; the next reserve or release starts again
+                self._heart = None
+            return False
         return True
 
     def _hold(self, calls: int) -> None:
